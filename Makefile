@@ -1,0 +1,39 @@
+# Every target that runs code first makes sure .venv/ is current, so a fresh
+# clone needs nothing but `make demo` or `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install sysdeps test lint demo bench clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# System packages: tshark (live capture, and the cross-check of our TCP
+# reassembly). Missing tshark is reported in one line; tests that need it skip
+# with that reason instead of failing with a traceback.
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check camprotool tests benchmarks
+
+test: $(STAMP) sysdeps lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python -m camprotool.demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_codec.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

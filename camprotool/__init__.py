@@ -1,0 +1,28 @@
+"""camprotool: decode, check, plot and talk the SocketCommand camera-sync protocol."""
+
+from camprotool.protocol import (
+    COMMANDS,
+    Decoder,
+    Dialect,
+    LocalProtocolError,
+    Message,
+    ProtocolError,
+    UnknownMessage,
+    decode_all,
+    encode,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COMMANDS",
+    "Decoder",
+    "Dialect",
+    "LocalProtocolError",
+    "Message",
+    "ProtocolError",
+    "UnknownMessage",
+    "__version__",
+    "decode_all",
+    "encode",
+]

@@ -1,0 +1,101 @@
+"""Typed messages: one frozen dataclass per command, generated from the catalogue.
+
+Every message keeps what was on the wire (``params``, ``raw``) beside the typed
+fields, and ``error`` says why something could not be decoded: a peer's
+mistake is a value here, never an exception.
+
+>>> from camprotool.protocol.messages import MESSAGE_TYPES
+>>> m = MESSAGE_TYPES["Login"](command="Login", params="demo|demo", user="demo", password="demo")
+>>> m.user
+'demo'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
+
+from camprotool.protocol.catalogue import COMMANDS, CommandSpec, Kind, Layout
+from camprotool.protocol.fields import parse_params
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decoded frame. ``command`` is the short name, or the raw name if unknown."""
+
+    command: str
+    params: str = ""
+    error: str | None = None
+    raw: bytes = field(default=b"", repr=False)
+
+    spec: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def known(self) -> bool:
+        return self.spec is not None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The typed fields as a dict (empty for unknown commands)."""
+        if self.spec is None:
+            return {}
+        return {name: getattr(self, name) for name in self.spec.field_names}
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownMessage(Message):
+    """A command nobody knows: not an error, its raw name and parameters are kept."""
+
+
+_TYPES = {
+    Kind.TEXT: "str | None",
+    Kind.SECRET: "str | None",
+    Kind.CAMERA_ID: "str | None",
+    Kind.COUNT: "int | None",
+    Kind.PORT: "int | None",
+    Kind.STATUS: "bool | None",
+}
+
+
+def _field_type(spec: CommandSpec, kind: Kind) -> str:
+    if spec.layout is Layout.IDS:
+        return "tuple[str, ...]"
+    if spec.layout is Layout.STATUS_LIST:
+        return "tuple[tuple[str, bool | None], ...]"
+    return _TYPES[kind]
+
+
+def _make_type(spec: CommandSpec) -> type[Message]:
+    cls = make_dataclass(
+        spec.name,
+        [(f.name, _field_type(spec, f.kind), field(default=None)) for f in spec.fields],
+        bases=(Message,),
+        frozen=True,
+        slots=True,
+        namespace={"__doc__": f"{spec.full_name}: {spec.doc}", "SPEC": spec},
+    )
+    cls.__module__ = __name__
+    return cls
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {spec.name: _make_type(spec) for spec in COMMANDS}
+globals().update(MESSAGE_TYPES)
+
+
+def build_message(
+    spec: CommandSpec | None,
+    command: str,
+    params: str,
+    raw: bytes = b"",
+    error: str | None = None,
+) -> Message:
+    """Make the typed message for ``spec`` (or an :class:`UnknownMessage`), parsing fields."""
+    if spec is None:
+        return UnknownMessage(command=command, params=params, error=error, raw=raw)
+    values, field_error = parse_params(spec, params)
+    if field_error:
+        error = f"{error}; {field_error}" if error else field_error
+    msg = MESSAGE_TYPES[spec.name](command=spec.name, params=params, error=error, raw=raw,
+                                   **values)
+    object.__setattr__(msg, "spec", spec)
+    return msg
