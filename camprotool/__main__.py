@@ -1,0 +1,5 @@
+import sys
+
+from camprotool.cli import main
+
+sys.exit(main())
