@@ -1,5 +1,6 @@
 """camprotool: decode, check, plot and talk the SocketCommand camera-sync protocol."""
 
+from camprotool.analysis.capture import Capture, read_capture
 from camprotool.protocol import (
     COMMANDS,
     Decoder,
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "COMMANDS",
+    "Capture",
     "Decoder",
     "Dialect",
     "LocalProtocolError",
@@ -25,4 +27,5 @@ __all__ = [
     "__version__",
     "decode_all",
     "encode",
+    "read_capture",
 ]

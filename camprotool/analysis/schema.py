@@ -1,0 +1,95 @@
+"""One type map for every dataframe camprotool builds.
+
+Like zat's log_to_dataframe: users get analysis-ready frames at once. Counts
+are nullable ``Int64``, ports ``UInt16``, statuses nullable ``boolean``, times
+``datetime64[ns, UTC]``, names ``category``, text pandas' ``str``; lists stay
+Python objects.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from camprotool.protocol.catalogue import COMMANDS, Kind, Layout
+
+UTC_NS = "datetime64[ns, UTC]"
+
+
+def _field_dtype(name: str) -> str:
+    for spec in COMMANDS:
+        for f in spec.fields:
+            if f.name != name:
+                continue
+            if spec.layout in (Layout.IDS, Layout.STATUS_LIST):
+                return "object"
+            return {
+                Kind.COUNT: "Int64",
+                Kind.PORT: "UInt16",
+                Kind.STATUS: "boolean",
+            }.get(f.kind, "str")
+    raise KeyError(name)
+
+
+_FIELDS = [f.name for spec in COMMANDS for f in spec.fields]
+FIELD_DTYPES: dict[str, str] = {name: _field_dtype(name) for name in dict.fromkeys(_FIELDS)}
+
+#: ``Capture.messages``: the Contract's columns first, then typed fields, then extras.
+MESSAGES: dict[str, str] = {
+    "ts": UTC_NS,
+    "conn": "int64",
+    "channel": "category",
+    "direction": "category",
+    "client": "str",
+    "server": "str",
+    "command": "category",
+    "params": "str",
+    "error": "str",
+    **FIELD_DTYPES,
+    "frame": "int64",
+    "stream_offset": "int64",
+    "raw": "object",
+}
+
+CONNECTIONS: dict[str, str] = {
+    "conn": "int64",
+    "channel": "category",
+    "client": "str",
+    "server": "str",
+    "client_ip": "str",
+    "client_port": "UInt16",
+    "server_ip": "str",
+    "server_port": "UInt16",
+    "main_conn": "Int64",
+    "announced": "boolean",
+    "dialect": "category",
+    "handshake_seen": "bool",
+    "start": UTC_NS,
+    "end": UTC_NS,
+    "duration": "timedelta64[ns]",
+    "close_reason": "category",
+    "messages": "int64",
+    "bytes_c2s": "int64",
+    "bytes_s2c": "int64",
+    "lost_c2s": "int64",
+    "lost_s2c": "int64",
+}
+
+PROBLEMS: dict[str, str] = {"frame": "Int64", "kind": "category", "detail": "str"}
+
+
+def empty_frame(schema: dict[str, str]) -> pd.DataFrame:
+    """A zero-row frame with the schema's columns and dtypes."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in schema.items()})
+
+
+def conform(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    """Order ``df``'s columns as the schema says and give each its dtype."""
+    out = {}
+    for name, dtype in schema.items():
+        col = df[name] if name in df else pd.Series(pd.NA, index=df.index, dtype="object")
+        if dtype == UTC_NS and not isinstance(col.dtype, pd.DatetimeTZDtype):
+            col = pd.to_datetime(col, utc=True)
+        elif str(col.dtype) != dtype:
+            col = col.astype(dtype)
+        out[name] = col
+    return pd.DataFrame(out, index=df.index)

@@ -1,0 +1,134 @@
+"""Decode a whole capture: packets -> TCP segments -> streams -> message rows.
+
+This is the I/O edge of capture decoding: it opens the file and drives the
+sans-I/O pieces (readers, reassembly, protocol decoders). The result is
+Arrow tables and plain records; :mod:`camprotool.analysis.frames` turns them
+into the pandas dataframes users see.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from camprotool.capture.connections import ConnectionRecord, build_connections
+from camprotool.capture.packets import iter_tcp_segments
+from camprotool.capture.readers import CaptureFile, open_capture
+from camprotool.capture.reassembly import Reassembler
+from camprotool.capture.streams import MessageSink
+from camprotool.protocol.bulk import SCHEMA
+from camprotool.protocol.dialect import Dialect
+
+
+@dataclass
+class DecodedCapture:
+    """Everything decoded from one capture, before it becomes dataframes."""
+
+    source: str
+    format: str | None
+    packets: int
+    messages: pa.Table  # SCHEMA + conn, direction, ts_ns, frame; sorted by time
+    connections: list[ConnectionRecord]
+    problems: list[tuple[int | None, str, str]] = field(default_factory=list)
+
+
+def _normalise_ports(ports: Iterable[int] | int | None) -> set[int] | None:
+    if ports is None:
+        return None
+    if isinstance(ports, int):
+        ports = [ports]
+    result = set()
+    for port in ports:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"ports: {port!r} is not a TCP port number (1-65535)")
+        result.add(port)
+    return result
+
+
+def decode_segments(
+    segments: Iterable,
+    *,
+    dialect: Dialect | str | None = "auto",
+    ports: Iterable[int] | int | None = None,
+    engine: str = "bulk",
+    source: str = "<segments>",
+    capture_format: str | None = None,
+    packets: int = 0,
+    problems: list[tuple[int | None, str, str]] | None = None,
+) -> DecodedCapture:
+    """Decode TCP segments (from any reader, or a live capture) into messages."""
+    if dialect not in (None, "auto"):
+        dialect = Dialect.parse(dialect)
+    sink = MessageSink(dialect, ports=_normalise_ports(ports), engine=engine)
+    reassembler = Reassembler(sink)
+    add = reassembler.add
+    last_ts = None
+    for seg in segments:
+        add(seg)
+        last_ts = seg.ts_ns
+    reassembler.finish(last_ts)
+    records = build_connections(sink.conns)
+    found = list(problems or [])
+    found += [(frame, kind, f"connection {conn}: {detail}")
+              for frame, conn, kind, detail in reassembler.problems]
+    return DecodedCapture(
+        source=source,
+        format=capture_format,
+        packets=packets,
+        messages=_messages_table(records),
+        connections=records,
+        problems=found,
+    )
+
+
+def decode_file(
+    path: str | os.PathLike[str] | bytes,
+    *,
+    dialect: Dialect | str | None = "auto",
+    ports: Iterable[int] | int | None = None,
+    engine: str = "bulk",
+    progress: Callable[[int], None] | None = None,
+) -> DecodedCapture:
+    """Decode a pcap or pcapng file (a path, or the file's bytes)."""
+    with open_capture(path, progress=progress) as capture:
+        decoded = decode_segments(
+            iter_tcp_segments(capture),
+            dialect=dialect,
+            ports=ports,
+            engine=engine,
+            source=capture.name,
+            capture_format=capture.format,
+        )
+        decoded.packets = capture.frames
+        decoded.problems[:0] = _capture_problems(capture)
+    return decoded
+
+
+def _capture_problems(capture: CaptureFile) -> list[tuple[int | None, str, str]]:
+    return [(p.frame, p.kind, p.detail) for p in capture.problems]
+
+
+_EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()),
+          ("frame", pa.int64())]
+MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
+
+
+def _messages_table(records: list[ConnectionRecord]) -> pa.Table:
+    tables = []
+    for rec in records:
+        if rec.table is None or not rec.table.num_rows:
+            continue
+        t = rec.table.append_column("conn", pa.array(np.full(rec.table.num_rows, rec.conn)))
+        tables.append(t.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA))
+        rec.table = None  # the merged table owns the rows now
+    if not tables:
+        return MESSAGES_SCHEMA.empty_table()
+    table = pa.concat_tables(tables).combine_chunks()
+    order = pc.sort_indices(table, sort_keys=[("ts_ns", "ascending"), ("frame", "ascending"),
+                                              ("conn", "ascending"), ("end", "ascending")])
+    return table.take(order)
