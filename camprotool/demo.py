@@ -1,0 +1,78 @@
+"""``make demo``: decode the bundled sample capture and print what a user looks at first.
+
+Run as ``python -m camprotool.demo [CAPTURE ...]``. For each capture it prints
+the connections, the message counts per command, the outcome of every data
+transfer, and writes the messages table next to the capture as
+``<name>.messages.csv``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from camprotool.analysis.capture import Capture, read_capture
+from camprotool.analysis.export import write_frame
+
+SAMPLES = Path(__file__).resolve().parent.parent / "captures"
+DEFAULT_CAPTURES = [SAMPLES / "sample.pcapng", SAMPLES / "download.pcapng"]
+
+
+def transfer_outcomes(cap: Capture) -> pd.DataFrame:
+    """Per data connection: what it moved and how it ended, from its messages."""
+    msgs = cap.messages
+    rows = []
+    for conn, group in msgs[msgs["channel"] == "data"].groupby("conn", observed=True):
+        commands = group["command"].astype(str)
+        ok = int(commands.isin(["UploadSucess", "DownloadSucess"]).sum())
+        failed = group[commands.isin(["UploadFail", "DownloadFail"])]
+        kind = "upload" if commands.isin(["UploadCaramer"]).any() else "download"
+        totals = group["total"].dropna()
+        rows.append({
+            "conn": conn,
+            "kind": kind,
+            "client": group["client"].iloc[0],
+            "total": int(totals.iloc[-1]) if len(totals) else 0,
+            "ok": ok,
+            "failed": len(failed),
+            "failures": "; ".join(
+                f"{cam or '-'}: {reason}"
+                for cam, reason in zip(failed["camera_id"].fillna(""), failed["reason"],
+                                       strict=True)
+            ),
+        })
+    return pd.DataFrame(rows)
+
+
+def show(path: Path) -> None:
+    cap = read_capture(path)
+    print(f"== {path.name}: {cap.decoded.packets} packets, {len(cap.connections)} connections, "
+          f"{len(cap.messages)} messages")
+    print("\nconnections:")
+    print(cap.connections[["channel", "client", "server", "dialect", "main_conn",
+                           "messages", "close_reason"]].to_string())
+    print("\nmessages per command:")
+    counts = cap.messages["command"].value_counts()
+    print(counts[counts > 0].to_string())
+    print("\ndata transfers:")
+    outcomes = transfer_outcomes(cap)
+    print(outcomes.to_string(index=False) if len(outcomes) else "none")
+    errors = cap.messages["error"].notna().sum()
+    print(f"\nmessages with decode errors: {errors}; capture problems: {len(cap.problems)}")
+    out = path.with_name(path.stem + ".messages.csv")
+    write_frame(cap.messages, out)
+    print(f"messages table written to {out}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])] or DEFAULT_CAPTURES
+    with pd.option_context("display.width", 200, "display.max_colwidth", 70):
+        for path in paths:
+            show(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
