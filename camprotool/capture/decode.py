@@ -42,6 +42,8 @@ def _normalise_ports(ports: Iterable[int] | int | None) -> set[int] | None:
         return None
     if isinstance(ports, int):
         ports = [ports]
+    elif isinstance(ports, str | bytes) or not isinstance(ports, Iterable):
+        raise ValueError(f"ports: {ports!r} is not a TCP port number or a list of them")
     result = set()
     for port in ports:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
@@ -72,6 +74,7 @@ def decode_segments(
         add(seg)
         last_ts = seg.ts_ns
     reassembler.finish(last_ts)
+    sink.flush()
     records = build_connections(sink.conns)
     found = list(problems or [])
     found += [(frame, kind, f"connection {conn}: {detail}")

@@ -29,6 +29,7 @@ from camprotool.protocol.bulk import BulkDecoder, _rows_to_table
 from camprotool.protocol.codec import Decoder
 from camprotool.protocol.detect import SAMPLE_SIZE, detect_connection
 from camprotool.protocol.dialect import Dialect
+from camprotool.protocol.messages import Message
 
 ENGINES = ("bulk", "incremental")
 _DETECT_AT = (128, 1024, 8192, SAMPLE_SIZE)
@@ -39,16 +40,22 @@ class DirectionState:
     """One direction of one connection."""
 
     decoder: BulkDecoder | Decoder | None = None
-    pending: list[bytes] = field(default_factory=list)
-    pending_size: int = 0
+    ops: list[bytes | int] = field(default_factory=list)  # undecoded data, or int: a gap
+    finishing: bool = False  # the connection closed: finish after the ops
     offset: int = 0  # stream offset delivered so far (gaps count)
     bytes: int = 0  # bytes actually captured
     lost: int = 0  # bytes declared lost
     mark_end: list[int] = field(default_factory=list)
     mark_ts: list[int] = field(default_factory=list)
     mark_frame: list[int] = field(default_factory=list)
+    rows: list[tuple[int, Message]] = field(default_factory=list)  # incremental engine
     sample: bytearray = field(default_factory=bytearray)
     tables: list[pa.Table] = field(default_factory=list)
+
+    def mark(self, ts_ns: int, frame: int) -> None:
+        self.mark_end.append(self.offset)
+        self.mark_ts.append(ts_ns)
+        self.mark_frame.append(frame)
 
 
 @dataclass
@@ -66,7 +73,11 @@ class ConnState:
 
 
 class MessageSink:
-    """A reassembly sink that decodes the protocol; see the module docstring."""
+    """A reassembly sink that decodes the protocol; see the module docstring.
+
+    Call :meth:`flush` after the reassembler's ``finish`` to decode what is
+    still pending.
+    """
 
     def __init__(
         self,
@@ -74,7 +85,8 @@ class MessageSink:
         *,
         ports: set[int] | None = None,
         engine: str = "bulk",
-        batch_bytes: int = 4 << 20,
+        batch_bytes: int = 32 << 20,
+        batch_rows: int = 4096,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -82,7 +94,10 @@ class MessageSink:
         self.ports = ports
         self.engine = engine
         self.batch_bytes = batch_bytes
+        self.batch_rows = batch_rows
         self.conns: dict[int, ConnState] = {}
+        self._dirty: dict[int, DirectionState] = {}
+        self._pending = 0
 
     # ------------------------------------------------------------ sink API
     def on_open(self, conn: ConnectionInfo) -> None:
@@ -129,14 +144,39 @@ class MessageSink:
                 state.events.clear()
         if state.status == "decoding":
             for d in state.dirs.values():
-                self._flush(d)
-                self._emit(d, d.decoder.finish_with_ends()
-                           if isinstance(d.decoder, Decoder) else d.decoder.finish())
-                d.mark_end.clear()
-                d.mark_ts.clear()
-                d.mark_frame.clear()
+                d.finishing = True
+                if isinstance(d.decoder, Decoder):
+                    d.rows += d.decoder.finish_with_ends()
+                    self._stamp_rows(d)
+                else:
+                    self._dirty[id(d)] = d
         for d in state.dirs.values():
             d.sample = bytearray()
+
+    def flush(self) -> None:
+        """Decode everything pending (the bulk engine batches until now)."""
+        dirty, self._dirty = self._dirty, {}
+        self._pending = 0
+        for d in dirty.values():
+            tables = []
+            run: list[bytes] = []
+            for op in d.ops:
+                if isinstance(op, int):
+                    if run:
+                        tables.append(d.decoder.feed(b"".join(run)))
+                        run = []
+                    tables.append(d.decoder.gap(op))
+                else:
+                    run.append(op)
+            if run:
+                tables.append(d.decoder.feed(run[0] if len(run) == 1 else b"".join(run)))
+            d.ops.clear()
+            if d.finishing:
+                tables.append(d.decoder.finish())
+            tables = [t for t in tables if t.num_rows]
+            if tables:
+                self._stamp(d, pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+            self._prune(d)
 
     # ------------------------------------------------------------ internals
     def _try_detect(self, state: ConnState, final: bool) -> None:
@@ -160,54 +200,61 @@ class MessageSink:
         state.status = "decoding"
         for d in state.dirs.values():
             d.decoder = BulkDecoder(dialect) if self.engine == "bulk" else Decoder(dialect)
+            if not state.info.syn_seen:
+                # No handshake: the capture may start mid-frame. gap(0) tells the decoder the
+                # stream position is unknown, so a cut first frame is an error row (line) or
+                # is resynchronised past (lp*) instead of being read as a message.
+                self._gap(d, 0, state.info.first_ts_ns, state.info.first_frame)
 
     def _data(self, d: DirectionState, data: bytes, ts_ns: int, frame: int) -> None:
         d.offset += len(data)
-        d.mark_end.append(d.offset)
-        d.mark_ts.append(ts_ns)
-        d.mark_frame.append(frame)
+        d.mark(ts_ns, frame)
         if isinstance(d.decoder, Decoder):
-            self._emit(d, d.decoder.feed_with_ends(data))
+            d.rows += d.decoder.feed_with_ends(data)
+            if len(d.rows) >= self.batch_rows:
+                self._stamp_rows(d)
             return
-        d.pending.append(data)
-        d.pending_size += len(data)
-        if d.pending_size >= self.batch_bytes:
-            self._flush(d)
+        d.ops.append(data)
+        self._dirty[id(d)] = d
+        self._pending += len(data)
+        if self._pending >= self.batch_bytes:
+            self.flush()
 
     def _gap(self, d: DirectionState, nbytes: int, ts_ns: int, frame: int) -> None:
-        self._flush(d)
-        rows = d.decoder.gap_with_ends(nbytes) if isinstance(d.decoder, Decoder) else (
-            d.decoder.gap(nbytes))
+        if isinstance(d.decoder, Decoder):
+            d.rows += d.decoder.gap_with_ends(nbytes)
+        else:
+            d.ops.append(nbytes)
+            self._dirty[id(d)] = d
         d.offset += nbytes
-        d.mark_end.append(d.offset)
-        d.mark_ts.append(ts_ns)
-        d.mark_frame.append(frame)
-        self._emit(d, rows)
+        d.mark(ts_ns, frame)
 
-    def _flush(self, d: DirectionState) -> None:
-        if not d.pending:
+    def _stamp_rows(self, d: DirectionState) -> None:
+        """Incremental engine: turn the collected messages into a stamped table."""
+        if d.rows:
+            rows, d.rows = d.rows, []
+            self._stamp(d, _rows_to_table(rows))
+        self._prune(d)
+
+    def _stamp(self, d: DirectionState, table: pa.Table) -> None:
+        """Give each row the ts and frame of the packet that completed it."""
+        ends = table.column("end").to_numpy()
+        mark_end = np.asarray(d.mark_end, dtype=np.int64)
+        at = np.minimum(np.searchsorted(mark_end, ends, side="left"), len(mark_end) - 1)
+        ts = np.asarray(d.mark_ts, dtype=np.int64)[at]
+        frames = np.asarray(d.mark_frame, dtype=np.int64)[at]
+        d.tables.append(
+            table.append_column("ts_ns", pa.array(ts)).append_column("frame", pa.array(frames))
+        )
+
+    @staticmethod
+    def _prune(d: DirectionState) -> None:
+        """Drop packet marks no future message can end in."""
+        if d.finishing:
+            d.mark_end.clear(), d.mark_ts.clear(), d.mark_frame.clear()
             return
-        data = d.pending[0] if len(d.pending) == 1 else b"".join(d.pending)
-        d.pending.clear()
-        d.pending_size = 0
-        self._emit(d, d.decoder.feed(data))
-
-    def _emit(self, d: DirectionState, rows: pa.Table | list) -> None:
-        """Stamp rows with ts/frame from the packet marks, keep them, prune old marks."""
-        table = rows if isinstance(rows, pa.Table) else _rows_to_table(rows)
-        if table.num_rows:
-            ends = table.column("end").to_numpy()
-            mark_end = np.asarray(d.mark_end, dtype=np.int64)
-            at = np.searchsorted(mark_end, ends, side="left")
-            at = np.minimum(at, len(mark_end) - 1)
-            ts = np.asarray(d.mark_ts, dtype=np.int64)[at]
-            frames = np.asarray(d.mark_frame, dtype=np.int64)[at]
-            table = table.append_column("ts_ns", pa.array(ts)).append_column(
-                "frame", pa.array(frames)
-            )
-            d.tables.append(table)
-        # Future rows end at or after the decoder's unconsumed bytes; older marks go.
-        keep_from = d.decoder.offset - _buffered(d.decoder) - d.pending_size
+        # Future rows end at or after the decoder's unconsumed bytes.
+        keep_from = d.decoder.offset - _buffered(d.decoder)
         cut = bisect_left(d.mark_end, keep_from) - 1
         if cut > 0:
             del d.mark_end[:cut], d.mark_ts[:cut], d.mark_frame[:cut]
