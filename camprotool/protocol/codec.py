@@ -84,9 +84,11 @@ def encode(
     """
     dialect = Dialect.parse(dialect)
     spec, name = resolve(command, dialect)
+    values: Mapping[str, Any] = {}
     if isinstance(params, Mapping):
         if spec is None:
             raise LocalProtocolError(f"unknown command {name!r}: pass params as a string")
+        values = params
         params = format_params(spec, params)
     elif not isinstance(params, str):
         raise LocalProtocolError(f"params must be a str or a dict, not {type(params).__name__}")
@@ -94,21 +96,41 @@ def encode(
     try:
         body = text.encode(dialect.encoding)
     except UnicodeEncodeError as exc:
+        bad = text[exc.start:exc.end]
         raise LocalProtocolError(
-            f"{name}: {text[exc.start:exc.end]!r} cannot be written in {dialect.encoding}"
+            f"{_culprit(spec, name, values, bad[0])}: {bad!r} cannot be written in "
+            f"{dialect.encoding}"
         ) from None
-    if len(body) > dialect.max_frame:
+    # A line is read back with the '\r' before its '\n', so that byte must fit too.
+    limit = dialect.max_frame - 1 if dialect.is_line else dialect.max_frame
+    if len(body) > limit:
         raise LocalProtocolError(
-            f"{name}: body of {len(body)} bytes exceeds the {dialect.max_frame}-byte frame limit"
+            f"{name}: body of {len(body)} bytes exceeds the {limit}-byte limit of "
+            f"dialect {dialect.name} (max_frame {dialect.max_frame})"
         )
     if dialect.is_line:
-        if "\n" in text or "\r" in text:
-            raise LocalProtocolError(
-                f"{name}: a line break inside the parameters cannot be carried by the "
-                "'line' dialect"
-            )
+        for brk in "\n\r":
+            if brk in text:
+                raise LocalProtocolError(
+                    f"{_culprit(spec, name, values, brk)}: a line break cannot be carried by "
+                    "the 'line' dialect"
+                )
         return body + b"\r\n"
     return _LENGTH[dialect.framing].pack(len(body)) + body
+
+
+def _culprit(spec: CommandSpec | None, name: str, values: Mapping[str, Any], char: str) -> str:
+    """Name the field whose value holds ``char``, for an encoder error."""
+
+    def texts(value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            return [t for v in value for t in texts(v)]
+        return [str(value)]
+
+    for key, value in values.items():
+        if spec is not None and any(char in t for t in texts(value)):
+            return f"{spec.name}.{key}"
+    return name if char in name else f"{name} params"
 
 
 def encode_message(msg: Message, dialect: Dialect | str = LINE) -> bytes:

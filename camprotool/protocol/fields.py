@@ -159,13 +159,18 @@ def _format_value(spec: CommandSpec, name: str, kind: Kind, value: Any, sep: str
         if isinstance(value, bool):
             return "true" if value else "false"
         text = str(value)
-        parse_status(text)
+        try:
+            parse_status(text)
+        except ValueError as exc:  # a caller's mistake: name the field
+            raise LocalProtocolError(f"{spec.name}.{name}: {exc}") from None
         return text.lower()
     if kind is Kind.COUNT:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise LocalProtocolError(
                 f"{spec.name}.{name}: expected a non-negative int, got {value!r}"
             )
+        if value > _INT64_MAX:  # parse_count refuses it: it would not come back
+            raise LocalProtocolError(f"{spec.name}.{name}: {value} is too large (max 2**63-1)")
         return str(value)
     if kind is Kind.PORT:
         if value is None or value == "":
@@ -207,8 +212,12 @@ def format_params(spec: CommandSpec, values: Mapping[str, Any]) -> str:
                 f"{spec.name}: {len(ids)} ids, the protocol allows at most {MAX_STATUS_IDS} "
                 "per query (Client.check_status splits longer lists)"
             )
+        if any(str(i) == "" for i in ids):  # parse_params drops empty ids
+            raise LocalProtocolError(f"{spec.name}.ids: an empty camera id cannot be carried")
         return ";".join(_format_value(spec, "ids", Kind.CAMERA_ID, i, "|") for i in ids)
     if layout is Layout.STATUS_LIST:
+        if not values["statuses"]:  # parse_params reports an empty list as an error
+            raise LocalProtocolError(f"{spec.name}.statuses: no id;status pair")
         return "|".join(
             _format_value(spec, "statuses", Kind.CAMERA_ID, cam, "|") + ";"
             + _format_value(spec, "statuses", Kind.STATUS, status, "|")

@@ -65,6 +65,11 @@ def _field_type(spec: CommandSpec, kind: Kind) -> str:
     return _TYPES[kind]
 
 
+def _post_init(self: Message) -> None:
+    # A message built directly (not by build_message) still knows its command.
+    object.__setattr__(self, "spec", type(self).SPEC)  # type: ignore[attr-defined]
+
+
 def _make_type(spec: CommandSpec) -> type[Message]:
     cls = make_dataclass(
         spec.name,
@@ -72,7 +77,8 @@ def _make_type(spec: CommandSpec) -> type[Message]:
         bases=(Message,),
         frozen=True,
         slots=True,
-        namespace={"__doc__": f"{spec.full_name}: {spec.doc}", "SPEC": spec},
+        namespace={"__doc__": f"{spec.full_name}: {spec.doc}", "SPEC": spec,
+                   "__post_init__": _post_init},
     )
     cls.__module__ = __name__
     return cls
