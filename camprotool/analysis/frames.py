@@ -14,6 +14,8 @@ from camprotool.analysis.masking import mask_table
 from camprotool.capture.connections import ConnectionRecord
 from camprotool.protocol.catalogue import FIELD_NAMES
 
+CHANNELS = ["main", "data", "unknown"]  # the same categories in every table
+
 _TYPES = {
     pa.int64(): pd.Int64Dtype(),
     pa.bool_(): pd.BooleanDtype(),
@@ -39,7 +41,7 @@ def messages_frame(
         "ts": pd.to_datetime(table["ts_ns"].to_numpy(), unit="ns", utc=True),
         "conn": conn_ids,
         "channel": pd.Categorical(np.asarray(channels, dtype=object)[lookup] if n else [],
-                                  categories=["main", "data", "unknown"]),
+                                  categories=CHANNELS),
         "direction": pd.Categorical(table["direction"].to_pylist(), categories=["c2s", "s2c"]),
         "client": pd.array(np.asarray(clients, dtype=object)[lookup] if n else [], dtype="str"),
         "server": pd.array(np.asarray(servers, dtype=object)[lookup] if n else [], dtype="str"),
@@ -74,10 +76,12 @@ def _ip(packed: bytes) -> str:
 def connections_frame(connections: list[ConnectionRecord]) -> pd.DataFrame:
     """``Capture.connections``: one row per decoded TCP connection."""
     if not connections:
-        return schema.empty_frame(schema.CONNECTIONS)
+        df = schema.empty_frame(schema.CONNECTIONS)
+        df["channel"] = pd.Categorical([], categories=CHANNELS)
+        return df
     rows = {
         "conn": [r.conn for r in connections],
-        "channel": [r.channel for r in connections],
+        "channel": pd.Categorical([r.channel for r in connections], categories=CHANNELS),
         "client": [r.client for r in connections],
         "server": [r.server for r in connections],
         "client_ip": [_ip(r.client_ip) for r in connections],

@@ -2,8 +2,14 @@
 
 The catalogue marks secret fields (account and camera passwords). Masking
 replaces their typed values with ``***`` and the same text inside ``params``
-(by field position, so a malformed message is masked too); the raw frame
-bytes of such messages are dropped.
+(by field position); the raw frame bytes of such messages are dropped. When
+the field count is wrong nobody can tell where a password is (it may itself
+contain ``|``), so everything after the first field becomes one ``***``, as
+:func:`camprotool.net.table.mask_params` does for live sessions.
+
+A frame whose command could not be read (cut by lost bytes, garbage) may
+hold a password anywhere: its ``params`` become ``***`` and its raw bytes are
+dropped; ``reveal_passwords=True`` shows both.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from camprotool.protocol.catalogue import COMMANDS, SECRET_FIELDS, Kind, Layout
+from camprotool.protocol.catalogue import BY_NAME, COMMANDS, SECRET_FIELDS, Kind, Layout
 
 MASK = "***"
 
@@ -21,6 +27,10 @@ SECRET_POSITIONS: dict[str, tuple[int, ...]] = {
     for spec in COMMANDS
     if spec.layout is Layout.PIPE and any(f.kind is Kind.SECRET for f in spec.fields)
 }
+#: command -> number of fields, for the commands in SECRET_POSITIONS
+_FIELD_COUNTS: dict[str, int] = {
+    spec.name: len(spec.fields) for spec in COMMANDS if spec.name in SECRET_POSITIONS
+}
 
 
 def mask_params(command: str, params: str) -> str:
@@ -29,9 +39,10 @@ def mask_params(command: str, params: str) -> str:
     if not positions:
         return params
     parts = params.split("|")
+    if len(parts) != _FIELD_COUNTS[command]:
+        return parts[0] + "|" + MASK if len(parts) > 1 else MASK
     for i in positions:
-        if i < len(parts):
-            parts[i] = MASK
+        parts[i] = MASK
     return "|".join(parts)
 
 
@@ -44,13 +55,26 @@ def mask_table(table: pa.Table) -> pa.Table:
             table = table.set_column(table.schema.get_field_index(name), name, masked)
     params = table["params"]
     raw = table["raw"]
+    pipes = pc.count_substring(params, "|")
     for command, positions in SECRET_POSITIONS.items():
         rows = pc.equal(table["command"], command)
+        well_formed = pc.and_(rows, pc.equal(pipes, _FIELD_COUNTS[command] - 1))
         for i in positions:
             pattern = rf"^((?:[^|]*\|){{{i}}})[^|]*"
             replaced = pc.replace_substring_regex(params, pattern, r"\1" + MASK,
                                                   max_replacements=1)
-            params = pc.if_else(rows, replaced, params)
+            params = pc.if_else(well_formed, replaced, params)
+        # Wrong field count: keep the first field only (see the module docstring).
+        cut = pc.replace_substring_regex(params, r"(?s)^([^|]*\|)?.*", r"\1" + MASK,
+                                         max_replacements=1)
+        params = pc.if_else(pc.and_(rows, pc.invert(well_formed)), cut, params)
         raw = pc.if_else(rows, pa.scalar(None, raw.type), raw)
+    # A frame no command could be read from (cut by lost bytes, garbage) may
+    # still carry a password: keep its error, hide its text and bytes.
+    known = pc.is_in(table["command"], pa.array(list(BY_NAME), table["command"].type))
+    unreadable = pc.and_(pc.is_valid(table["error"]), pc.invert(known))
+    params = pc.if_else(pc.and_(unreadable, pc.greater(pc.binary_length(params), 0)),
+                        pa.scalar(MASK, params.type), params)
+    raw = pc.if_else(unreadable, pa.scalar(None, raw.type), raw)
     table = table.set_column(table.schema.get_field_index("params"), "params", params)
     return table.set_column(table.schema.get_field_index("raw"), "raw", raw)

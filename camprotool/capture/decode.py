@@ -49,6 +49,8 @@ def _normalise_ports(ports: Iterable[int] | int | None) -> set[int] | None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"ports: {port!r} is not a TCP port number (1-65535)")
         result.add(port)
+    if not result:
+        raise ValueError("ports: an empty list would keep nothing; pass None for every port")
     return result
 
 

@@ -1,0 +1,124 @@
+"""Passwords never reach ``Capture.messages`` unless the caller asks for them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from camprotool import encode, read_capture
+from camprotool.analysis.masking import MASK, mask_params
+from camprotool.capture.writer import PcapngWriter
+
+T0 = 1_700_000_000_000_000_000
+DIALECTS = ["line", "lp32le:gbk"]
+
+# (command, params on the wire, params masked, typed secret column, typed value on the wire)
+CASES = [
+    ("Login", "demo|s3cret", "demo|***", "password", "s3cret"),
+    ("CreatDataSocket", "demo|dAta-pw", "demo|***", "password", "dAta-pw"),
+    ("UploadCaramer", "CAM00001|cam-pw1|1|2", "CAM00001|***|1|2", "camera_password", "cam-pw1"),
+    ("DownloadSucess", "CAM00002|cam-pw2|true|1|1", "CAM00002|***|true|1|1", "camera_password",
+     "cam-pw2"),
+    # A bad count, but every field is there: the password is where it belongs.
+    ("UploadCaramer", "CAM00003|cam-pw3|x|2", "CAM00003|***|x|2", "camera_password", "cam-pw3"),
+    ("Login", "用户|密码", "用户|***", "password", "密码"),
+]
+# Malformed field counts: nobody can tell where the password ends, so all but the first
+# field is hidden. (command, wire params, masked params)
+MALFORMED = [
+    ("Login", "demo|pass|word"),  # 3 fields: the password may contain "|"
+    ("Login", "demo|p|a|ss"),
+    ("CreatDataSocket", "demo|pass|word"),
+    ("UploadCaramer", "CAM1|pw|1"),
+    ("DownloadSucess", "CAM1|pw|true|1"),
+]
+
+
+def capture(dialect: str, extra: list[tuple[str, str]] = ()) -> bytes:
+    w = PcapngWriter()
+    m = w.tcp(("10.0.0.1", 50000), ("10.0.0.2", 9000), T0)
+    d = w.tcp(("10.0.0.1", 50001), ("10.0.0.2", 9001), T0 + 10)
+    t = T0 + 100
+    for command, params, *_ in CASES + list(extra):
+        conv = d if command in ("UploadCaramer", "DownloadSucess") else m
+        direction = "s2c" if command == "DownloadSucess" else "c2s"
+        conv.send(direction, encode(command, params, dialect), t)
+        t += 100
+    m.close(t)
+    d.close(t + 100)
+    return w.getvalue()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_passwords_are_masked_in_typed_columns_and_params(dialect):
+    m = read_capture(capture(dialect)).messages
+    assert len(m) == len(CASES)
+    for (command, _, masked, column, _), (_, row) in zip(CASES, m.iterrows(), strict=True):
+        assert row.command == command
+        assert row.params == masked
+        assert row[column] == MASK
+        assert pd.isna(row.raw)  # the frame bytes would show the password
+    for column in ("password", "camera_password"):
+        assert set(m[column].dropna()) == {MASK}
+    secrets = [value for *_, value in CASES]
+    for column in m.columns:
+        for value in m[column].dropna():
+            text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            assert not any(secret in text for secret in secrets), (column, text)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_reveal_passwords_keeps_the_wire_text(dialect):
+    m = read_capture(capture(dialect), reveal_passwords=True).messages
+    for (command, wire, _, column, value), (_, row) in zip(CASES, m.iterrows(), strict=True):
+        assert row.command == command
+        assert row.params == wire
+        assert row[column] == value
+    assert not m["params"].str.contains(MASK, regex=False).any()
+
+
+@pytest.mark.parametrize("command,params", MALFORMED)
+def test_malformed_messages_are_masked_too(command, params):
+    m = read_capture(capture("line", [(command, params, None, None, None)])).messages
+    row = m.iloc[-1]
+    assert row.command == command
+    assert row.error.startswith("expected ")
+    assert row.params == params.split("|")[0] + "|***"
+    for secret in ("pass", "word", "pw", "ss"):
+        assert secret not in row.params
+    assert pd.isna(row.raw)
+    revealed = read_capture(capture("line", [(command, params, None, None, None)]),
+                            reveal_passwords=True).messages.iloc[-1]
+    assert revealed.params == params
+    assert revealed.raw == encode(command, params)
+
+
+def test_a_login_with_one_field_is_all_masked():
+    w = PcapngWriter()
+    c = w.tcp(("10.0.0.1", 50000), ("10.0.0.2", 9000), T0)
+    c.send("c2s", b"SocketCommand.LoginCommand.Login|hunter2\r\n", T0 + 100)
+    c.send("c2s", b"SocketCommand.LoginCommand.Login\r\n", T0 + 200)
+    m = read_capture(w.getvalue()).messages
+    assert m["params"].tolist() == ["***", "***"]
+    assert read_capture(w.getvalue(), reveal_passwords=True).messages["params"].tolist() == [
+        "hunter2", ""]
+
+
+def test_other_commands_are_untouched():
+    w = PcapngWriter()
+    c = w.tcp(("10.0.0.1", 50000), ("10.0.0.2", 9000), T0)
+    c.send("s2c", encode("LoginOk", "1|t|10.0.0.1"), T0 + 100)
+    c.send("s2c", encode("UploadFail", "CAM1|密码错误|1|1"), T0 + 200)
+    c.send("c2s", encode("SocketCommand.X.Password", "a|b|c"), T0 + 300)
+    masked = read_capture(w.getvalue()).messages
+    revealed = read_capture(w.getvalue(), reveal_passwords=True).messages
+    pd.testing.assert_frame_equal(masked, revealed)
+
+
+def test_mask_params_matches_the_tables():
+    for command, wire, masked, *_ in CASES:
+        assert mask_params(command, wire) == masked
+    for command, params in MALFORMED:
+        assert mask_params(command, params) == params.split("|")[0] + "|***"
+    assert mask_params("Login", "solo") == "***"
+    assert mask_params("LoginOk", "1|a|b") == "1|a|b"
