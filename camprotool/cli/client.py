@@ -1,0 +1,253 @@
+"""``camprotool client``: talk to a server interactively, or from a script on stdin.
+
+Every message sent (``->``) and received (``<-``), pushes included, is
+printed as it happens, so the conversation is visible; commands print a
+short summary after it. Typed commands come from stdin: a terminal gets a
+prompt, a pipe (``printf 'status DEMO0001\\nquit\\n' | camprotool client ...``)
+is read line by line and the exit status is 1 if any command failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import threading
+from typing import Any
+
+from camprotool.cli import CliError
+
+HELP = """\
+commands:
+  login USER PASSWORD        log in (connects first if needed)
+  status ID [ID ...]         online status (queries of at most 20 ids)
+  download                   download the account's cameras (they become the local list)
+  upload ID:PW [ID:PW ...]   upload cameras
+  add ID PW                  add a camera to the local list
+  local                      show the local list
+  sync                       upload or download: local list vs the server's count
+  dataport                   ask for a data port (CreatDataSocket)
+  heartbeat                  send a heartbeat
+  raw COMMAND [PARAMS]       send any command on the main connection
+  messages [N]               the last N messages (20) as a table
+  help                       this list
+  quit                       close and leave"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "client",
+        help="talk to a camera-sync server interactively",
+        description="Connect to a server and type commands (see 'help' at the prompt). "
+                    "Replies and pushes are printed as they arrive.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("address", metavar="HOST:PORT", help="the server's main port")
+    p.add_argument("--user", help="log in as this account at start")
+    p.add_argument("--password", help="its password (asked for when --user is given without it)")
+    p.add_argument("--dialect", default="line", help="wire dialect (line)")
+    p.add_argument("--heartbeat", default="30", metavar="S",
+                   help="heartbeat interval in seconds (30; 0 = none)")
+    p.add_argument("--timeout", default="10", metavar="S",
+                   help="how long to wait for an answer (10)")
+    p.add_argument("--record", metavar="FILE", help="record the session to a pcapng file")
+    p.add_argument("--reveal-passwords", action="store_true",
+                   help="print passwords instead of ***")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only summaries and pushes, not every message")
+    p.set_defaults(run=run)
+    return p
+
+
+class Shell:
+    """The command loop; printing is serialised because pushes arrive on another thread."""
+
+    def __init__(self, client: Any, args: argparse.Namespace) -> None:
+        self.client = client
+        self.args = args
+        self.local: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def say(self, text: str, err: bool = False) -> None:
+        with self._lock:
+            print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+    def show_message(self, row: Any) -> None:
+        from camprotool.net.table import mask_params
+
+        msg = row.message
+        is_push = msg.spec is not None and msg.spec.direction.value == "push"
+        if self.args.quiet and not is_push:
+            return
+        params = msg.params if self.args.reveal_passwords else mask_params(msg)
+        arrow = "->" if row.direction == "c2s" else "<-"
+        tag = "" if row.channel == "main" else f"[{row.channel}] "
+        note = f"  ({msg.error})" if msg.error else ""
+        self.say(f"{arrow} {tag}{msg.command} {params}{note}".rstrip())
+
+    # ------------------------------------------------------------ commands
+    def execute(self, line: str) -> bool | None:
+        """Run one command line: True ok, False failed, None quit."""
+        from camprotool.net import NetError
+
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            return True
+        verb = words[0].lower()
+        if verb in ("quit", "exit", "q"):
+            return None
+        handler = getattr(self, f"do_{verb}", None)
+        if handler is None:
+            self.say(f"error: unknown command {verb!r} (type 'help')", err=True)
+            return False
+        try:
+            handler(line.split(None, 2)[1:] if verb == "raw" else words[1:])
+        except KeyboardInterrupt:
+            self.say("interrupted", err=True)
+            return False
+        except (NetError, OSError, ValueError, TimeoutError) as exc:
+            self.say(f"error: {exc}", err=True)
+            return False
+        return True
+
+    def do_help(self, args: list[str]) -> None:
+        self.say(HELP)
+
+    def do_login(self, args: list[str]) -> None:
+        if len(args) != 2:
+            raise ValueError("usage: login USER PASSWORD")
+        ok = self.client.login(args[0], args[1])
+        last = (f"last login {ok.last_login_time} from {ok.last_login_ip}"
+                if ok.last_login_time or ok.last_login_ip else "first login")
+        self.say(f"logged in as {args[0]}: {ok.camera_count} camera(s) on the server, {last}")
+
+    def do_status(self, args: list[str]) -> None:
+        if not args:
+            raise ValueError("usage: status ID [ID ...]")
+        words = {True: "online", False: "offline", None: "unknown"}
+        for cid, status in self.client.check_status(args).items():
+            self.say(f"{cid} {words[status]}")
+
+    def do_download(self, args: list[str]) -> None:
+        cams = self.client.download()
+        self.local = [(c.id, c.password) for c in cams]
+        self.say(f"downloaded {len(cams)} camera(s)" + "".join(
+            f"\n  {c.id} {_status_word(c.online)}" for c in cams))
+
+    def do_upload(self, args: list[str]) -> None:
+        if not args:
+            raise ValueError("usage: upload ID:PASSWORD [ID:PASSWORD ...]")
+        cams = []
+        for item in args:
+            cid, sep, pw = item.partition(":")
+            if not sep or not cid:
+                raise ValueError(f"{item!r}: expected ID:PASSWORD")
+            cams.append((cid, pw))
+        self._print_uploads(self.client.upload(cams))
+
+    def _print_uploads(self, results: list[Any]) -> None:
+        for r in results:
+            self.say(f"  {r.camera_id} " + ("bound" if r.ok else f"failed: {r.reason}"))
+        ok = sum(r.ok for r in results)
+        self.say(f"uploaded {ok} of {len(results)} camera(s)")
+
+    def do_add(self, args: list[str]) -> None:
+        if len(args) != 2:
+            raise ValueError("usage: add ID PASSWORD")
+        self.local.append((args[0], args[1]))
+        self.say(f"local list: {len(self.local)} camera(s)")
+
+    def do_local(self, args: list[str]) -> None:
+        self.say(f"local list: {len(self.local)} camera(s)" + "".join(
+            f"\n  {cid}" for cid, _ in self.local))
+
+    def do_sync(self, args: list[str]) -> None:
+        result = self.client.sync(self.local)
+        if result.kind == "download":
+            self.local = [(c.id, c.password) for c in result.cameras]
+            self.say(f"sync: downloaded {len(result.cameras)} camera(s) "
+                     f"(local {result.local_count} < server {result.server_count})")
+        elif result.kind == "upload":
+            self._print_uploads(result.uploaded)
+            self.say(f"sync: uploaded (local {result.local_count} > server "
+                     f"{result.server_count})")
+        else:
+            self.say(f"sync: nothing to do ({result.local_count} camera(s) on both sides)")
+
+    def do_dataport(self, args: list[str]) -> None:
+        self.say(f"data port {self.client.create_data_socket()}")
+
+    def do_heartbeat(self, args: list[str]) -> None:
+        self.client.heartbeat()
+
+    def do_raw(self, args: list[str]) -> None:
+        if not args:
+            raise ValueError("usage: raw COMMAND [PARAMS]")
+        self.client.send_raw(args[0], args[1] if len(args) > 1 else "")
+
+    def do_messages(self, args: list[str]) -> None:
+        n = int(args[0]) if args else 20
+        df = self.client.log.dataframe(reveal_passwords=self.args.reveal_passwords)
+        cols = ["ts", "conn", "channel", "direction", "command", "params", "error"]
+        self.say(df[cols].tail(n).to_string() if len(df) else "no messages yet")
+
+
+def _status_word(status: bool | None) -> str:
+    return {True: "online", False: "offline", None: "unknown"}[status]
+
+
+def run(args: argparse.Namespace) -> int:
+    from camprotool.cli.serve import positive_arg
+    from camprotool.net import Client, LoginFailed, NetError
+    from camprotool.net.addresses import parse_endpoint
+
+    host, port = parse_endpoint(args.address)
+    heartbeat = 0.0 if args.heartbeat in ("0", "0.0") else positive_arg("--heartbeat",
+                                                                           args.heartbeat)
+    timeout = positive_arg("--timeout", args.timeout)
+    if port == 0:
+        raise CliError(f"bad address {args.address!r}: port 0 cannot be connected to")
+    interactive = sys.stdin.isatty()
+    password = args.password
+    if args.user and password is None:
+        if not interactive:
+            raise CliError("--password is needed when stdin is not a terminal")
+        password = getpass.getpass(f"password for {args.user}: ")
+    try:
+        client = Client(host, port, dialect=args.dialect, timeout=timeout,
+                        heartbeat_interval=heartbeat or None, record=args.record,
+                        reveal_passwords=args.reveal_passwords)
+    except NetError as exc:
+        raise CliError(str(exc)) from None
+    shell = Shell(client, args)
+    client.log.on_message(shell.show_message)
+    failed = False
+    try:
+        try:
+            client.connect()
+        except NetError as exc:
+            raise CliError(str(exc)) from None
+        shell.say(f"connected to {args.address} (type 'help' for commands)", err=True)
+        if args.user:
+            try:
+                shell.do_login([args.user, password])
+            except LoginFailed as exc:
+                if not interactive:
+                    raise CliError(str(exc)) from None
+                shell.say(f"error: {exc}", err=True)
+        while True:
+            try:
+                line = input("camprotool> " if interactive else "")
+            except EOFError:
+                break
+            except KeyboardInterrupt:
+                shell.say("", err=True)
+                break
+            outcome = shell.execute(line)
+            if outcome is None:
+                break
+            failed = failed or not outcome
+    finally:
+        client.close()
+    return 1 if failed and not interactive else 0

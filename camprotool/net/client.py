@@ -1,0 +1,601 @@
+"""The protocol's client side: :class:`AsyncClient` (asyncio) and :class:`Client` (blocking).
+
+``Client`` is the one for notebooks and scripts: it runs an ``AsyncClient``
+on a private event loop in a background thread (see :mod:`camprotool.net.loop`),
+so ``client.login("demo", "demo")`` simply returns, even inside a running
+Jupyter kernel. ``AsyncClient`` is for asyncio programs.
+
+The protocol has no request ids: answers come back in order on the main
+connection, interleaved with server pushes. So one request is outstanding at
+a time (a lock), the reader task hands the next expected answer to it, and
+pushes go to callbacks and a queue whatever else is happening, including in
+the middle of a sync on a data connection.
+
+Every byte either way, on main and data connections, is logged live
+(``client.messages``) and can be recorded to pcapng (``record=``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from camprotool.net.addresses import format_endpoint, parse_endpoint
+from camprotool.net.errors import (
+    ConnectionLost,
+    LoginFailed,
+    NoDataPort,
+    NotConnected,
+    ReplyTimeout,
+    SyncError,
+)
+from camprotool.net.loop import LoopThread
+from camprotool.net.models import Camera, SyncResult, UploadResult, as_camera
+from camprotool.net.recording import MessageLog
+from camprotool.net.stream import MessageStream
+from camprotool.protocol import Dialect, Message, encode
+from camprotool.protocol.catalogue import MAX_STATUS_IDS, Direction
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger("camprotool.net.client")
+
+PushCallback = Callable[[Message], Any]
+DEFAULT_PORT = 9000
+_CLOSED = object()
+
+
+def _address(host: str | tuple, port: int | None) -> tuple[str, int]:
+    """``(host, port)``, ``"host:port"`` (port None) or a bare host (port 9000)."""
+    if isinstance(host, tuple):
+        return str(host[0]), int(host[1])
+    if port is None:
+        if ":" in host:
+            return parse_endpoint(host)
+        port = DEFAULT_PORT
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} is outside 1-65535")
+    return host, port
+
+
+class _DataChannel:
+    """One data connection of the client: send a request, wait for its answer."""
+
+    def __init__(self, stream: MessageStream, timeout: float) -> None:
+        self.stream = stream
+        self.timeout = timeout
+        self._pending: list[Message] = []
+
+    async def request(self, command: str, params: Mapping[str, Any] | str,
+                      expects: tuple[str, ...]) -> Message:
+        self.stream.send(command, params)
+        await self.stream.drain(self.timeout)
+        while True:
+            while self._pending:
+                msg = self._pending.pop(0)
+                if msg.command in expects:
+                    return msg
+                log.warning("data connection: unexpected %s ignored", msg.command)
+            try:
+                msgs = await self.stream.receive(self.timeout)
+            except TimeoutError:
+                raise ReplyTimeout(f"no answer to {command} on the data connection within "
+                                   f"{self.timeout} s") from None
+            if msgs is None:
+                raise SyncError(f"the server closed the data connection before answering "
+                                f"{command}")
+            self._pending.extend(msgs)
+
+
+class AsyncClient:
+    """Asyncio client. Use in ``async with AsyncClient(host, port) as c:``.
+
+    ``timeout`` bounds every wait for an answer; ``heartbeat_interval`` (s)
+    sends ``Heartbeat`` on the main connection while connected (``None``:
+    never); ``max_status_ids`` is the query size :meth:`check_status` splits
+    at; ``local_address`` binds the client's sockets (e.g. to test the
+    server's data-port address check); ``reveal_passwords`` is the default for
+    :attr:`messages`; ``record`` a pcapng path.
+    """
+
+    def __init__(
+        self,
+        host: str | tuple = "127.0.0.1",
+        port: int | None = None,
+        *,
+        dialect: str | Dialect = "line",
+        timeout: float = 10.0,
+        heartbeat_interval: float | None = 30.0,
+        max_status_ids: int = MAX_STATUS_IDS,
+        local_address: str | None = None,
+        reveal_passwords: bool = False,
+        record: str | Path | IO[bytes] | None = None,
+        push_queue_size: int = 10_000,
+        log_: MessageLog | None = None,
+    ) -> None:
+        self.host, self.port = _address(host, port)
+        self.dialect = Dialect.parse(dialect)
+        self.timeout = timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.max_status_ids = max(1, max_status_ids)
+        self.local_address = local_address
+        self.log = log_ or MessageLog(self.dialect, record=record,
+                                      reveal_passwords=reveal_passwords)
+        self.user: str | None = None
+        self._password: str | None = None
+        self.login_ok: Message | None = None
+        self.server_camera_count: int | None = None
+        self._main: MessageStream | None = None
+        self._reader_task: asyncio.Task | None = None
+        self._heartbeat_task: asyncio.Task | None = None
+        self._request_lock: asyncio.Lock | None = None
+        self._waiter: tuple[tuple[str, ...], asyncio.Future] | None = None
+        self._callbacks: list[PushCallback] = []
+        self._queue_size = push_queue_size
+        self._queue: asyncio.Queue | None = None
+        self._lost: Exception | None = None
+        self.unsolicited: list[Message] = []
+
+    # ---------------------------------------------------------------- state
+    @property
+    def connected(self) -> bool:
+        return self._main is not None and self._lost is None
+
+    @property
+    def messages(self) -> pd.DataFrame:
+        """Every message sent and received so far (``Capture.messages`` columns)."""
+        return self.log.dataframe()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "not connected"
+        who = f" as {self.user}" if self.user else ""
+        return f"<{type(self).__name__} {format_endpoint((self.host, self.port))} {state}{who}>"
+
+    # ---------------------------------------------------------------- connection
+    async def connect(self) -> None:
+        """Open the main connection (no-op when already connected)."""
+        if self.connected:
+            return
+        reader, writer = await self._open(self.port, "main")
+        self._main = MessageStream(reader, writer, self.log, "main", "client")
+        self._lost = None
+        self._request_lock = asyncio.Lock()
+        if self._queue is None:
+            self._queue = asyncio.Queue(self._queue_size)
+        self._reader_task = asyncio.create_task(self._read_main())
+        if self.heartbeat_interval:
+            self._heartbeat_task = asyncio.create_task(self._heartbeats())
+
+    async def _open(self, port: int, what: str) -> tuple[asyncio.StreamReader,
+                                                          asyncio.StreamWriter]:
+        local = None
+        if what == "data" and self._main is not None:
+            local = (self._main.sockname[0], 0)  # the server checks the data peer's address
+        elif self.local_address:
+            local = (self.local_address, 0)
+        where = format_endpoint((self.host, port))
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.open_connection(self.host, port, local_addr=local)
+        except TimeoutError:
+            raise ReplyTimeout(f"connecting to {where} ({what}) timed out") from None
+        except ConnectionRefusedError:
+            raise ConnectionRefusedError(f"cannot connect to {where}: connection refused"
+                                         ) from None
+        except OSError as exc:
+            raise OSError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+
+    async def close(self) -> None:
+        """Close every connection, stop heartbeats, flush the recording."""
+        for task in (self._heartbeat_task, self._reader_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._heartbeat_task = self._reader_task = None
+        if self._main is not None:
+            await self._main.close()
+            self._main = None
+        self._fail(ConnectionLost("the client was closed"))
+        self.log.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- reader
+    async def _read_main(self) -> None:
+        assert self._main is not None
+        try:
+            while True:
+                msgs = await self._main.receive()
+                if msgs is None:
+                    self._fail(ConnectionLost("the server closed the main connection"))
+                    return
+                for msg in msgs:
+                    self._dispatch(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(ConnectionLost(f"main connection failed: {exc}"))
+
+    def _dispatch(self, msg: Message) -> None:
+        spec = msg.spec
+        if spec is not None and spec.direction is Direction.PUSH:
+            self._deliver_push(msg)
+            return
+        waiter = self._waiter
+        if waiter is not None and msg.command in waiter[0] and not waiter[1].done():
+            waiter[1].set_result(msg)
+            return
+        log.info("unsolicited %s %s", msg.command, msg.params)
+        self.unsolicited.append(msg)
+        del self.unsolicited[:-1000]
+
+    def _deliver_push(self, msg: Message) -> None:
+        q = self._queue
+        if q is not None:
+            if q.full():
+                q.get_nowait()  # keep the newest pushes
+                log.warning("push queue full: oldest push dropped")
+            q.put_nowait(msg)
+        for cb in list(self._callbacks):
+            try:
+                cb(msg)
+            except Exception:
+                log.exception("push callback %r failed", cb)
+
+    def _fail(self, exc: Exception) -> None:
+        if self._lost is None:
+            self._lost = exc
+        if self._waiter is not None and not self._waiter[1].done():
+            self._waiter[1].set_exception(exc)
+        if self._queue is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(_CLOSED)
+
+    async def _heartbeats(self) -> None:
+        assert self.heartbeat_interval
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            if not self.connected:
+                return
+            with contextlib.suppress(ConnectionError, NotConnected):
+                await self.heartbeat()
+
+    # ---------------------------------------------------------------- requests
+    def _stream(self) -> MessageStream:
+        if self._main is None:
+            raise NotConnected("not connected: call connect() (or login()) first")
+        if self._lost is not None:
+            raise NotConnected(f"not connected: {self._lost}")
+        return self._main
+
+    async def _request(self, command: str, params: Mapping[str, Any] | str,
+                       expects: tuple[str, ...]) -> Message:
+        stream = self._stream()
+        assert self._request_lock is not None
+        async with self._request_lock:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiter = (expects, fut)
+            try:
+                stream.send(command, params)
+                await stream.drain(self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    return await fut
+            except TimeoutError:
+                raise ReplyTimeout(f"no answer to {command} within {self.timeout} s") from None
+            finally:
+                self._waiter = None
+
+    async def send_raw(self, command: str, params: str = "") -> None:
+        """Send any command (full or short name) on the main connection; no wait."""
+        stream = self._stream()
+        stream.send(command, params)
+        await stream.drain(self.timeout)
+
+    async def heartbeat(self) -> None:
+        await self.send_raw("Heartbeat", "")
+
+    async def login(self, user: str, password: str) -> Message:
+        """Log in (connecting first if needed); the ``LoginOk`` message, or
+        :class:`LoginFailed` carrying the server's reason."""
+        if not self.connected:
+            await self.connect()
+        reply = await self._request("Login", {"user": user, "password": password},
+                                    ("LoginOk", "LoginError"))
+        if reply.command == "LoginError":
+            raise LoginFailed(reply.params)
+        self.user, self._password = user, password
+        self.login_ok = reply
+        self.server_camera_count = reply.camera_count  # type: ignore[attr-defined]
+        return reply
+
+    async def create_data_socket(self) -> int:
+        """Ask for a data port: the port, or :class:`NoDataPort` when the answer is empty."""
+        if self.user is None or self._password is None:
+            raise NotConnected("log in first: CreatDataSocket needs the account's credentials")
+        reply = await self._request("CreatDataSocket",
+                                    {"user": self.user, "password": self._password},
+                                    ("ReturnDataSocketPort", "LoginError"))
+        if reply.command == "LoginError":
+            raise LoginFailed(reply.params, "CreatDataSocket")
+        port = reply.port  # type: ignore[attr-defined]
+        if reply.error and reply.params.strip():
+            raise SyncError(f"unusable ReturnDataSocketPort {reply.params!r}: {reply.error}")
+        if port is None:
+            raise NoDataPort()
+        return port
+
+    @contextlib.asynccontextmanager
+    async def _data_channel(self) -> AsyncIterator[_DataChannel]:
+        port = await self.create_data_socket()
+        reader, writer = await self._open(port, "data")
+        stream = MessageStream(reader, writer, self.log, "data", "client")
+        try:
+            yield _DataChannel(stream, self.timeout)
+        finally:
+            await stream.close()
+
+    async def upload(self, cameras: Iterable[Any]) -> list[UploadResult]:
+        """Upload cameras ``(id, password)`` on a data connection, one per message."""
+        cams = [as_camera(c) for c in cameras]
+        if not cams:
+            return []
+        total = len(cams)
+        for i, cam in enumerate(cams, 1):  # refuse what cannot be sent before connecting
+            encode("UploadCaramer", {"camera_id": cam.id, "camera_password": cam.password,
+                                     "current": i, "total": total}, self.dialect)
+        results = []
+        async with self._data_channel() as data:
+            for i, cam in enumerate(cams, 1):
+                reply = await data.request(
+                    "UploadCaramer", {"camera_id": cam.id, "camera_password": cam.password,
+                                      "current": i, "total": total},
+                    ("UploadSucess", "UploadFail"))
+                ok = reply.command == "UploadSucess"
+                results.append(UploadResult(
+                    camera_id=reply.camera_id or cam.id,  # type: ignore[attr-defined]
+                    ok=ok,
+                    online=reply.online if ok else None,  # type: ignore[attr-defined]
+                    reason=None if ok else reply.reason,  # type: ignore[attr-defined]
+                    synced=reply.synced, total=reply.total))  # type: ignore[attr-defined]
+                if reply.synced is not None and reply.synced >= total:  # type: ignore[attr-defined]
+                    break
+        return results
+
+    async def download(self) -> list[Camera]:
+        """Download the account's cameras; ``[]`` when the server answers ``DownloadFail``."""
+        cams: list[Camera] = []
+        async with self._data_channel() as data:
+            done = 0
+            while True:
+                reply = await data.request("DownLoadCaramer", {"downloaded": done},
+                                           ("DownloadSucess", "DownloadFail"))
+                if reply.command == "DownloadFail":
+                    if done == 0:
+                        log.info("download: %s", reply.params)
+                        break
+                    raise SyncError(f"download stopped after {done} cameras: {reply.params}")
+                current, total = reply.current, reply.total  # type: ignore[attr-defined]
+                if reply.error or current is None or total is None or current <= done:
+                    raise SyncError(f"bad DownloadSucess {reply.params!r}: "
+                                    f"{reply.error or 'current does not advance'}")
+                cams.append(Camera(reply.camera_id, reply.camera_password,  # type: ignore[attr-defined]
+                                   reply.online))  # type: ignore[attr-defined]
+                done = current
+                if current >= total:
+                    break
+        self.server_camera_count = len(cams)
+        return cams
+
+    async def sync(self, local_cameras: Iterable[Any] = (), server_count: int | None = None
+                   ) -> SyncResult:
+        """Upload when the local list is longer than the server's count, download when
+        shorter, nothing when equal (the source's rule). ``server_count`` defaults to
+        the last ``LoginOk``'s."""
+        local = [as_camera(c) for c in local_cameras]
+        count = self.server_camera_count if server_count is None else server_count
+        if count is None:
+            raise NotConnected("log in first: sync compares with LoginOk's camera count")
+        if len(local) > count:
+            return SyncResult("upload", len(local), count, uploaded=await self.upload(local))
+        if len(local) < count:
+            return SyncResult("download", len(local), count, cameras=await self.download())
+        return SyncResult("none", len(local), count)
+
+    async def check_status(self, ids: Iterable[str]) -> dict[str, bool | None]:
+        """Online status per id (``None``: the server has none), asking at most
+        ``max_status_ids`` (20) ids per query and merging the answers."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        result: dict[str, bool | None] = {}
+        for start in range(0, len(wanted), self.max_status_ids):
+            chunk = wanted[start : start + self.max_status_ids]
+            reply = await self._request("CheckCaramerOnlineStatus", {"ids": chunk},
+                                        ("ReturnCaramerOnlineStatus", "LoginError"))
+            if reply.command == "LoginError":
+                raise LoginFailed(reply.params, "CheckCaramerOnlineStatus")
+            if reply.error:
+                log.warning("status answer partly unreadable: %s", reply.error)
+            answered = dict(reply.statuses or ())  # type: ignore[attr-defined]
+            missing = [i for i in chunk if i not in answered]
+            if missing:
+                log.warning("the server did not answer for %d id(s): %s", len(missing),
+                            ", ".join(missing[:5]))
+            result.update(answered)
+        return {i: result[i] for i in wanted if i in result}
+
+    # ---------------------------------------------------------------- pushes
+    def on_push(self, callback: PushCallback) -> PushCallback:
+        """Call ``callback(message)`` for every push (on the client's loop; keep it quick)."""
+        self._callbacks.append(callback)
+        return callback
+
+    def remove_push_callback(self, callback: PushCallback) -> None:
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+    async def next_push(self, timeout: float | None = None) -> Message | None:
+        """The next push, or None after ``timeout`` seconds or when the connection ends."""
+        if self._queue is None:
+            self._queue = asyncio.Queue(self._queue_size)
+        try:
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
+        except TimeoutError:
+            return None
+        if item is _CLOSED:
+            self._queue.put_nowait(_CLOSED)  # keep telling later readers
+            return None
+        return item
+
+    async def pushes(self, timeout: float | None = None) -> AsyncIterator[Message]:
+        """``async for push in client.pushes(timeout=5)``: ends after ``timeout`` s of quiet."""
+        while (msg := await self.next_push(timeout)) is not None:
+            yield msg
+
+
+class Client:
+    """Blocking client for notebooks and scripts (an :class:`AsyncClient` on a
+    background loop). Same methods, same arguments, plain return values::
+
+        with cpt.Client("127.0.0.1", 9000) as c:
+            c.login("demo", "demo")
+            c.download()
+            c.messages
+
+    Push callbacks run on the background thread; pushes also go to
+    :attr:`push_queue` (a ``queue.Queue``) and :meth:`pushes`.
+    """
+
+    def __init__(self, host: str | tuple = "127.0.0.1", port: int | None = None,
+                 **kwargs: Any) -> None:
+        self._async = AsyncClient(host, port, **kwargs)
+        self.push_queue: queue.Queue[Message] = queue.Queue(kwargs.get("push_queue_size",
+                                                                       10_000))
+        self._async.on_push(self._enqueue)
+        self._thread = LoopThread("camprotool-client")  # started on first use
+
+    def _enqueue(self, msg: Message) -> None:
+        if self.push_queue.full():
+            with contextlib.suppress(queue.Empty):
+                self.push_queue.get_nowait()
+        self.push_queue.put_nowait(msg)
+
+    def _run(self, coro: Any) -> Any:
+        if not self._thread.running:
+            self._thread.start()
+        return self._thread.run(coro)
+
+    # state
+    @property
+    def host(self) -> str:
+        return self._async.host
+
+    @property
+    def port(self) -> int:
+        return self._async.port
+
+    @property
+    def user(self) -> str | None:
+        return self._async.user
+
+    @property
+    def connected(self) -> bool:
+        return self._async.connected
+
+    @property
+    def login_ok(self) -> Message | None:
+        return self._async.login_ok
+
+    @property
+    def server_camera_count(self) -> int | None:
+        return self._async.server_camera_count
+
+    @property
+    def log(self) -> MessageLog:
+        return self._async.log
+
+    @property
+    def messages(self) -> pd.DataFrame:
+        """Every message sent and received so far (``Capture.messages`` columns)."""
+        return self._async.messages
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncClient", "Client", 1)
+
+    # connection
+    def connect(self) -> Client:
+        """Open the main connection; returns the client, for chaining."""
+        self._run(self._async.connect())
+        return self
+
+    def close(self) -> None:
+        if self._thread.running:
+            with contextlib.suppress(RuntimeError):
+                self._run(self._async.close())
+            self._thread.stop()
+
+    def __enter__(self) -> Client:
+        try:
+            return self.connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # requests
+    def login(self, user: str, password: str) -> Message:
+        return self._run(self._async.login(user, password))
+
+    def create_data_socket(self) -> int:
+        return self._run(self._async.create_data_socket())
+
+    def upload(self, cameras: Iterable[Any]) -> list[UploadResult]:
+        return self._run(self._async.upload(list(cameras)))
+
+    def download(self) -> list[Camera]:
+        return self._run(self._async.download())
+
+    def sync(self, local_cameras: Iterable[Any] = (), server_count: int | None = None
+             ) -> SyncResult:
+        return self._run(self._async.sync(list(local_cameras), server_count))
+
+    def check_status(self, ids: Iterable[str]) -> dict[str, bool | None]:
+        return self._run(self._async.check_status(list(ids)))
+
+    def send_raw(self, command: str, params: str = "") -> None:
+        self._run(self._async.send_raw(command, params))
+
+    def heartbeat(self) -> None:
+        self._run(self._async.heartbeat())
+
+    # pushes
+    def on_push(self, callback: PushCallback) -> PushCallback:
+        """Call ``callback(message)`` for every push, on the client's background thread."""
+        return self._async.on_push(callback)
+
+    def remove_push_callback(self, callback: PushCallback) -> None:
+        self._async.remove_push_callback(callback)
+
+    def next_push(self, timeout: float | None = None) -> Message | None:
+        try:
+            return self.push_queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def pushes(self, timeout: float | None = 1.0) -> Iterator[Message]:
+        """Pushes as they come; ends after ``timeout`` seconds without one."""
+        while (msg := self.next_push(timeout)) is not None:
+            yield msg

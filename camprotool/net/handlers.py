@@ -1,0 +1,266 @@
+"""The emulator's per-connection behaviour: what it answers on main and data connections.
+
+Main connection (PROTOCOL.md sections 2-3, plus our decisions):
+
+* ``Login`` -> ``LoginOk(count|previous time|previous ip)`` or ``LoginError``.
+  After ``max_login_failures`` refusals in a row the connection is closed
+  (a brute-force brake; the client may reconnect and retry).
+* Before a successful login, ``CreatDataSocket`` and
+  ``CheckCaramerOnlineStatus`` are answered ``LoginError(请先登录!)``
+  ("please log in first"): the protocol has no other refusal on the main
+  connection, and a client that shows LoginError to the user does the right
+  thing. ``require_login=False`` accepts them when their own credentials are
+  valid (``CreatDataSocket`` carries user|password).
+* ``CreatDataSocket`` with credentials other than the logged-in account's ->
+  ``LoginError(用户名或者密码错误!)``; otherwise a reserved data port, or an
+  empty ``ReturnDataSocketPort`` when the pool is exhausted.
+* ``CheckCaramerOnlineStatus`` -> one ``id;status`` per id, ``null`` for a
+  camera the server does not know. More than ``max_status_ids`` (20) ids: only
+  the first 20 are answered (the source asks clients to stay within 20 "to
+  keep the data complete"; answering part shows a client what it did wrong
+  without leaving it waiting).
+* ``Heartbeat`` (and any other bytes) resets the silence timer; nothing is
+  answered. Unknown and misplaced commands are logged and ignored.
+* Frames that cannot be read at all (garbage, oversize, bad encoding) count
+  as bad frames; the third one closes the connection.
+
+Data connection: ``UploadCaramer`` binds one camera per message (the binding
+is committed before the answer is sent); ``synced`` counts every camera
+processed on this connection, failed ones included. ``DownLoadCaramer(n)``
+returns camera ``n+1`` of the account's list, snapshotted at ``n == 0`` so
+concurrent uploads cannot shift positions mid-transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from camprotool.net.store import BindOutcome
+from camprotool.net.stream import MessageStream
+from camprotool.protocol import LocalProtocolError, Message
+from camprotool.protocol.catalogue import Channel, Direction
+
+if TYPE_CHECKING:
+    from camprotool.net.models import Camera
+    from camprotool.net.server import EmulatorServer
+
+log = logging.getLogger("camprotool.net.server")
+
+#: Texts the emulator puts in reasons. The first four are the source's own
+#: words; the rest are ours, in the same language. Change them to mimic a
+#: particular deployment.
+REASONS = {
+    "login": "用户名或者密码错误!",  # wrong user name or password
+    "mismatch": "ID和密码不匹配",  # camera id and password do not match
+    "full": "该摄像头绑定账号已满",  # camera already bound to the maximum of accounts
+    "no_cameras": "该账号下没有绑定任何摄像头",  # no camera bound to this account
+    "not_logged_in": "请先登录!",  # please log in first
+    "too_many_failures": "登录失败次数过多,连接已关闭",  # too many failures, connection closed
+    "bad_params": "参数格式错误",  # malformed parameters
+    "no_more": "没有更多摄像头",  # no more cameras (downloaded >= total)
+}
+
+BAD_FRAME_LIMIT = 3
+
+
+def _is_bad_frame(msg: Message) -> bool:
+    """A frame no command could be read from (as opposed to a command with bad fields)."""
+    return msg.error is not None and msg.spec is None
+
+
+class MainSession:
+    """State of one main connection: who is logged in, how many failures."""
+
+    def __init__(self, server: EmulatorServer, stream: MessageStream) -> None:
+        self.server = server
+        self.stream = stream
+        self.user: str | None = None
+        self.failures = 0
+        self.bad_frames = 0
+
+    def __repr__(self) -> str:
+        return f"{self.stream!r} user={self.user}"
+
+    async def reply(self, command: str, params: str | dict) -> None:
+        cfg = self.server.config
+        if cfg.reply_delay:
+            await asyncio.sleep(cfg.reply_delay)
+        self.stream.send(command, params)
+
+    async def handle(self, msg: Message) -> bool:
+        """Act on one message; False closes the connection."""
+        if _is_bad_frame(msg):
+            self.bad_frames += 1
+            self.server.stats["bad_frames"] += 1
+            log.warning("%r: unreadable frame (%s)", self.stream, msg.error)
+            return self.bad_frames < BAD_FRAME_LIMIT
+        spec = msg.spec
+        if spec is None:
+            log.info("%r: unknown command %r ignored", self.stream, msg.command)
+            return True
+        name = spec.name
+        if name == "Heartbeat":
+            return True
+        if name == "Login":
+            return await self._login(msg)
+        if spec.direction is not Direction.C2S or spec.channel is not Channel.MAIN:
+            log.info("%r: %s is not a client command on the main connection: ignored",
+                     self.stream, name)
+            return True
+        if self.user is None and self.server.config.require_login and name in (
+                "CreatDataSocket", "CheckCaramerOnlineStatus"):
+            log.info("%r: %s before login refused", self.stream, name)
+            await self.reply("LoginError", {"reason": REASONS["not_logged_in"]})
+            return True
+        if name == "CreatDataSocket":
+            return await self._data_socket(msg)
+        if name == "CheckCaramerOnlineStatus":
+            await self._status(msg)
+        return True
+
+    async def _check(self, user: str | None, password: str | None) -> bool:
+        if not user or password is None:
+            return False
+        return await self.server.check_password(user, password)
+
+    async def _login(self, msg: Message) -> bool:
+        user, password = msg.user, msg.password  # type: ignore[attr-defined]
+        info = None
+        if not msg.error and user:
+            info = await self.server.login(user, password or "", self.stream.peer_host)
+        if info is None:
+            self.failures += 1
+            self.server.stats["logins_failed"] += 1
+            limit = self.server.config.max_login_failures
+            last = limit and self.failures >= limit
+            log.info("%r: login %r refused (%d in a row)", self.stream, user, self.failures)
+            await self.reply("LoginError",
+                             {"reason": REASONS["too_many_failures" if last else "login"]})
+            return not last
+        self.failures = 0
+        self.user = user
+        self.server.stats["logins_ok"] += 1
+        log.info("%r: %s logged in (%d cameras)", self.stream, user, info.camera_count)
+        await self.reply("LoginOk", {"camera_count": info.camera_count,
+                                     "last_login_time": info.last_login_time,
+                                     "last_login_ip": info.last_login_ip})
+        return True
+
+    async def _data_socket(self, msg: Message) -> bool:
+        user, password = msg.user, msg.password  # type: ignore[attr-defined]
+        if (self.user is not None and user != self.user) or not await self._check(user,
+                                                                                  password):
+            log.info("%r: CreatDataSocket with wrong credentials", self.stream)
+            await self.reply("LoginError", {"reason": REASONS["login"]})
+            return True
+        port = self.server.reserve_data_port(self.stream.peer_host, user, self.stream.id)
+        await self.reply("ReturnDataSocketPort", {"port": port})
+        return True
+
+    async def _status(self, msg: Message) -> None:
+        ids = list(msg.ids or ())  # type: ignore[attr-defined]
+        limit = self.server.config.max_status_ids
+        if limit and len(ids) > limit:
+            log.warning("%r: status query for %d ids, answering the first %d", self.stream,
+                        len(ids), limit)
+            ids = ids[:limit]
+        ids = [i for i in ids if "|" not in i and ":" not in i]
+        statuses = self.server.store.statuses(ids)
+        params = "|".join(
+            f"{cid};{'null' if s is None else str(s).lower()}" for cid, s in statuses.items())
+        await self.reply("ReturnCaramerOnlineStatus", params)
+
+    def push(self, command: str, params: dict) -> bool:
+        """Write a push now; False (and the connection reset) if the peer stopped reading."""
+        stream = self.stream
+        if stream.write_buffer_size() > self.server.config.max_write_buffer:
+            log.warning("%r: not reading its pushes (%d bytes queued): closing", stream,
+                        stream.write_buffer_size())
+            stream.abort()
+            return False
+        try:
+            stream.send(command, params)
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("%r: push failed: %s", stream, exc)
+            return False
+        return True
+
+
+class DataSession:
+    """One data connection: an upload or a download for ``user``."""
+
+    def __init__(self, server: EmulatorServer, stream: MessageStream, user: str) -> None:
+        self.server = server
+        self.stream = stream
+        self.user = user
+        self.synced = 0
+        self.snapshot: list[Camera] | None = None
+        self.bad_frames = 0
+
+    async def reply(self, command: str, params: dict) -> None:
+        cfg = self.server.config
+        if cfg.reply_delay:
+            await asyncio.sleep(cfg.reply_delay)
+        try:
+            self.stream.send(command, params)
+        except LocalProtocolError as exc:  # e.g. an id we cannot echo in this dialect
+            log.warning("%r: cannot answer %s: %s", self.stream, command, exc)
+
+    async def handle(self, msg: Message) -> bool:
+        if _is_bad_frame(msg):
+            self.bad_frames += 1
+            self.server.stats["bad_frames"] += 1
+            log.warning("%r: unreadable frame (%s)", self.stream, msg.error)
+            return self.bad_frames < BAD_FRAME_LIMIT
+        name = msg.spec.name if msg.spec is not None else None
+        if name == "UploadCaramer":
+            await self._upload(msg)
+        elif name == "DownLoadCaramer":
+            await self._download(msg)
+        elif name != "Heartbeat":
+            log.info("%r: %s ignored on a data connection", self.stream, msg.command)
+        return True
+
+    async def _upload(self, msg: Message) -> None:
+        cid, pw = msg.camera_id, msg.camera_password  # type: ignore[attr-defined]
+        total = msg.total if msg.total is not None else 0  # type: ignore[attr-defined]
+        self.synced += 1
+        if msg.error or cid is None or pw is None:
+            log.info("%r: malformed UploadCaramer (%s)", self.stream, msg.error)
+            await self.reply("UploadFail", {"camera_id": (cid or "").replace("|", ""),
+                                            "reason": REASONS["bad_params"],
+                                            "synced": self.synced, "total": total})
+            return
+        outcome, cam = await self.server.bind(self.user, cid, pw)
+        log.info("%r: upload %s for %s: %s", self.stream, cid, self.user, outcome.value)
+        if outcome.ok:
+            await self.reply("UploadSucess", {"camera_id": cid,
+                                              "online": cam.online if cam else None,
+                                              "synced": self.synced, "total": total})
+        else:
+            reason = REASONS["full" if outcome is BindOutcome.FULL else "mismatch"]
+            await self.reply("UploadFail", {"camera_id": cid, "reason": reason,
+                                            "synced": self.synced, "total": total})
+
+    async def _download(self, msg: Message) -> None:
+        done = msg.downloaded  # type: ignore[attr-defined]
+        if done is None:
+            await self.reply("DownloadFail", {"reason": REASONS["bad_params"]})
+            return
+        if self.snapshot is None or done == 0:
+            self.snapshot = self.server.store.cameras_of(self.user)
+        cams = self.snapshot
+        if not cams:
+            await self.reply("DownloadFail", {"reason": REASONS["no_cameras"]})
+            return
+        if done >= len(cams):
+            await self.reply("DownloadFail", {"reason": REASONS["no_more"]})
+            return
+        cam = cams[done]
+        live = self.server.store.camera(cam.id)
+        online = live.online if live is not None else cam.online
+        await self.reply("DownloadSucess", {"camera_id": cam.id, "camera_password": cam.password,
+                                            "online": online, "current": done + 1,
+                                            "total": len(cams)})

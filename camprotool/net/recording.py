@@ -1,0 +1,213 @@
+"""What the client, server and proxy saw: a live message log and a pcapng tap.
+
+Every byte a component sends or receives passes through one
+:class:`Conversation` (one per TCP connection), which
+
+* decodes it with the same sans-I/O :class:`~camprotool.protocol.Decoder`
+  that capture decoding uses, so ``client.messages`` and
+  ``read_capture(...).messages`` agree on what a frame means;
+* appends one row per message to the shared :class:`MessageLog` (bounded:
+  the oldest rows go first, so a week-long emulator cannot eat the memory);
+* writes the bytes, with real addresses and nanosecond timestamps, to a
+  pcapng file through :mod:`camprotool.capture.writer` when recording.
+
+A sent message is logged by decoding the bytes that were written, so the log
+shows exactly what went on the wire, never what we meant to send.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+from camprotool.net.addresses import format_endpoint
+from camprotool.net.errors import NetError
+from camprotool.protocol import Decoder, Dialect, Message
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGES = 200_000
+
+
+class RecordingUnavailable(NetError, RuntimeError):
+    """``record=`` was asked for but the pcapng writer cannot be used."""
+
+
+class LoggedMessage(NamedTuple):
+    ts_ns: int
+    conn: int
+    channel: str
+    direction: str
+    client: str
+    server: str
+    message: Message
+
+
+def open_pcapng(record: str | Path | IO[bytes] | None) -> Any:
+    """A ``PcapngWriter`` for ``record``, or None when not recording."""
+    if record is None:
+        return None
+    try:
+        from camprotool.capture.writer import PcapngWriter
+    except ImportError as exc:
+        raise RecordingUnavailable(
+            f"cannot record to pcapng: the capture writer is not available ({exc})"
+        ) from None
+    try:
+        return PcapngWriter(record)
+    except OSError as exc:
+        raise OSError(f"cannot record to {record}: {exc.strerror or exc}") from None
+
+
+class Conversation:
+    """One TCP connection as the log sees it: two decoders and a pcapng stream."""
+
+    def __init__(self, log_: MessageLog, conn: int, channel: str, client: tuple,
+                 server: tuple, ts_ns: int) -> None:
+        self.log = log_
+        self.id = conn
+        self.channel = channel
+        self.client_addr = client
+        self.server_addr = server
+        self.client = format_endpoint(client)
+        self.server = format_endpoint(server)
+        self._decoders = {"c2s": Decoder(log_.dialect), "s2c": Decoder(log_.dialect)}
+        self._pcap = log_.pcap_conversation(client, server, ts_ns)
+        self.closed = False
+
+    def feed(self, direction: str, data: bytes, ts_ns: int | None = None
+             ) -> list[tuple[int, Message]]:
+        """Log ``data`` travelling in ``direction``; return ``(stream end, message)`` pairs."""
+        if not data or self.closed:
+            return []
+        ts = ts_ns if ts_ns is not None else time.time_ns()
+        if self._pcap is not None:
+            self.log.pcap_send(self._pcap, direction, bytes(data), ts)
+        pairs = self._decoders[direction].feed_with_ends(data)
+        for _, msg in pairs:
+            self.log.append(LoggedMessage(ts, self.id, self.channel, direction, self.client,
+                                          self.server, msg))
+        return pairs
+
+    def decoder(self, direction: str) -> Decoder:
+        return self._decoders[direction]
+
+    def close(self, ts_ns: int | None = None, by: str = "c2s") -> None:
+        """Report frames left incomplete and end the pcapng conversation.
+
+        ``by`` is the side that closed first (``c2s``: the client), which the
+        pcapng FIN exchange starts from.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        ts = ts_ns if ts_ns is not None else time.time_ns()
+        for direction, dec in self._decoders.items():
+            for msg in dec.finish():
+                self.log.append(LoggedMessage(ts, self.id, self.channel, direction,
+                                              self.client, self.server, msg))
+        if self._pcap is not None:
+            self.log.pcap_close(self._pcap, ts, by)
+
+
+class MessageLog:
+    """Thread-safe, bounded log of every message a component saw.
+
+    ``reveal_passwords`` is the default for :meth:`dataframe`; listeners
+    (``on_message``) are called on the component's loop thread for each row.
+    """
+
+    def __init__(self, dialect: Dialect | str = "line", *, record: Any = None,
+                 reveal_passwords: bool = False,
+                 max_messages: int | None = DEFAULT_MAX_MESSAGES) -> None:
+        self.dialect = Dialect.parse(dialect)
+        self.reveal_passwords = reveal_passwords
+        self._rows: deque[LoggedMessage] = deque(maxlen=max_messages)
+        self._lock = threading.Lock()
+        self._next_conn = 0
+        self._listeners: list[Callable[[LoggedMessage], None]] = []
+        self._writer = open_pcapng(record)
+        self.record = record
+
+    # -- connections
+    def open(self, channel: str, client: tuple, server: tuple,
+             ts_ns: int | None = None) -> Conversation:
+        with self._lock:
+            conn = self._next_conn
+            self._next_conn += 1
+        return Conversation(self, conn, channel, client, server,
+                            ts_ns if ts_ns is not None else time.time_ns())
+
+    # -- rows
+    def append(self, row: LoggedMessage) -> None:
+        with self._lock:
+            self._rows.append(row)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(row)
+            except Exception:  # a listener's bug must not break the connection
+                log.exception("message listener failed")
+
+    def on_message(self, callback: Callable[[LoggedMessage], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def rows(self) -> list[LoggedMessage]:
+        with self._lock:
+            return list(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+    def dataframe(self, reveal_passwords: bool | None = None) -> pd.DataFrame:
+        from camprotool.net.table import messages_frame
+
+        reveal = self.reveal_passwords if reveal_passwords is None else reveal_passwords
+        return messages_frame(self.rows(), reveal_passwords=reveal)
+
+    # -- pcapng
+    def pcap_conversation(self, client: tuple, server: tuple, ts_ns: int) -> Any:
+        if self._writer is None:
+            return None
+        with self._lock:
+            try:
+                return self._writer.tcp(client=(client[0], client[1]),
+                                        server=(server[0], server[1]), ts_ns=ts_ns, rtt_ns=0)
+            except (OSError, ValueError) as exc:
+                log.warning("pcapng: cannot record %s <-> %s: %s",
+                            format_endpoint(client), format_endpoint(server), exc)
+                return None
+
+    def pcap_send(self, conv: Any, direction: str, data: bytes, ts_ns: int) -> None:
+        with self._lock:
+            try:
+                conv.send(direction, data, ts_ns)
+            except (OSError, ValueError) as exc:
+                log.warning("pcapng: write failed: %s", exc)
+
+    def pcap_close(self, conv: Any, ts_ns: int, by: str = "c2s") -> None:
+        with self._lock:
+            try:
+                conv.close(ts_ns, by=by)
+            except (OSError, ValueError) as exc:
+                log.warning("pcapng: close failed: %s", exc)
+
+    def close(self) -> None:
+        """Flush and close the pcapng file (conversations still open are ended first)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with self._lock:
+                writer.close()

@@ -1,0 +1,498 @@
+"""``EmulatorServer``: the protocol's server side, for tests, demos and notebooks.
+
+It listens on a main port and a pool of data ports and behaves as described
+in :mod:`camprotool.net.handlers`, over an SQLite :class:`~camprotool.net.store.Store`
+loaded from a scenario (the Contract's demo data by default).
+
+Two ways to run it:
+
+* blocking-free from a notebook or a script: ``srv = EmulatorServer();
+  srv.start()`` runs it on an event loop in a background thread and returns
+  once it listens (``srv.port``, ``srv.data_ports`` are the real ports when
+  0 / a count was asked for); ``srv.stop()`` or ``with EmulatorServer() as srv:``;
+* inside your own asyncio program: ``async with EmulatorServer() as srv:`` or
+  ``await srv.serve()`` (runs until cancelled).
+
+Robustness is part of the job: a peer can send anything. Limits are on by
+default (connections, frame size, bytes without a frame, bad frames, login
+failures, silence, an unread push backlog); a misbehaving connection is
+logged and closed, never the server. Account passwords are hashed in worker
+threads (at most ``hash_workers`` at once) so a login flood cannot stall the
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import random
+import socket
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from camprotool.net.addresses import format_endpoint
+from camprotool.net.handlers import DataSession, MainSession
+from camprotool.net.ports import DataPortPool, parse_data_ports
+from camprotool.net.recording import MessageLog
+from camprotool.net.scenario import Scenario, load_scenario
+from camprotool.net.service import BackgroundService
+from camprotool.net.store import BindOutcome, Camera, LoginInfo, Store
+from camprotool.net.stream import MessageStream, abort_writer
+from camprotool.protocol import Dialect
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from camprotool.net.client import Client
+
+log = logging.getLogger("camprotool.net.server")
+
+DEFAULT_MAX_FRAME = 64 * 1024  # the longest real message is well under 1 KiB
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Every knob of the emulator; see :class:`EmulatorServer` for the meaning."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    data_ports: tuple[int, ...] | int = 20
+    dialect: Dialect = field(default_factory=Dialect)
+    heartbeat_timeout: float = 90.0
+    data_port_timeout: float = 10.0
+    data_idle_timeout: float = 30.0
+    max_connections: int = 1000
+    max_login_failures: int = 5
+    max_status_ids: int | None = 20
+    require_login: bool = True
+    reply_delay: float = 0.0
+    max_write_buffer: int = 1 << 20
+    hash_workers: int = 2
+    simulate: float | None = None
+    seed: int | None = 0
+
+
+class EmulatorServer(BackgroundService):
+    """An emulated camera-sync server.
+
+    Parameters (all keyword, with defaults fit for a notebook):
+
+    ``host``/``port``
+        where the main port listens; ``port=0`` picks a free port.
+    ``data_ports``
+        ``"9001-9020"``, a list of ports, or a count of free ports to pick
+        (default 20). ``0`` means no data port at all: every
+        ``CreatDataSocket`` gets an empty ``ReturnDataSocketPort``.
+    ``scenario``
+        a JSON/TOML path, a dict or a :class:`Scenario`; default the demo.
+    ``db``
+        an SQLite file to keep accounts and bindings in (default: memory).
+        A file that already holds data gets only the explicit ``scenario``
+        added to it (never the demo).
+    ``store``
+        an existing :class:`Store` (then ``scenario``/``db`` are not used).
+    ``dialect``
+        wire dialect, e.g. ``"lp32le:gbk"``.
+    ``heartbeat_timeout``
+        seconds of silence after which a main connection is dropped (90).
+    ``data_port_timeout``
+        seconds a handed-out data port waits for its connection (10).
+    ``data_idle_timeout``
+        seconds of silence after which a data connection is closed (30).
+    ``max_connections``, ``max_frame``, ``max_login_failures``, ``max_status_ids``
+        limits (1000 connections, 64 KiB frames, 5 failed logins per
+        connection, 20 ids answered per status query).
+    ``require_login``
+        refuse ``CreatDataSocket``/status queries before ``LoginOk`` (True).
+    ``simulate``, ``seed``
+        random status flips and alarms, ``simulate`` events per second,
+        reproducible with ``seed``.
+    ``reply_delay``
+        seconds to wait before each answer (a slow server, for tests).
+    ``record``
+        a pcapng path (or binary file) to record every connection to.
+    """
+
+    _thread_name = "camprotool-server"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_ports: str | int | Iterable[int] | None = 20,
+        *,
+        scenario: str | Path | dict | Scenario | None = None,
+        db: str | Path | None = None,
+        store: Store | None = None,
+        dialect: str | Dialect = "line",
+        heartbeat_timeout: float = 90.0,
+        data_port_timeout: float = 10.0,
+        data_idle_timeout: float = 30.0,
+        max_connections: int = 1000,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_login_failures: int = 5,
+        max_status_ids: int | None = 20,
+        require_login: bool = True,
+        reply_delay: float = 0.0,
+        hash_workers: int = 2,
+        simulate: float | None = None,
+        seed: int | None = 0,
+        record: str | Path | IO[bytes] | None = None,
+        reveal_passwords: bool = False,
+        scrypt_n: int | None = None,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} is outside 0-65535")
+        for name, value in (("heartbeat_timeout", heartbeat_timeout),
+                            ("data_port_timeout", data_port_timeout),
+                            ("data_idle_timeout", data_idle_timeout)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if simulate is not None and not simulate > 0:
+            raise ValueError(f"simulate must be a rate > 0 events per second, got {simulate}")
+        parsed_ports = parse_data_ports(data_ports)
+        base = Dialect.parse(dialect)
+        self.config = ServerConfig(
+            host=host, port=port,
+            data_ports=tuple(parsed_ports) if isinstance(parsed_ports, list) else parsed_ports,
+            dialect=Dialect.parse(base, max_frame=max_frame),
+            heartbeat_timeout=heartbeat_timeout, data_port_timeout=data_port_timeout,
+            data_idle_timeout=data_idle_timeout, max_connections=max_connections,
+            max_login_failures=max_login_failures, max_status_ids=max_status_ids,
+            require_login=require_login, reply_delay=reply_delay,
+            hash_workers=max(1, hash_workers), simulate=simulate, seed=seed,
+        )
+        super().__init__()
+        self._own_store = store is None
+        if store is None:
+            kwargs = {} if scrypt_n is None else {"scrypt_n": scrypt_n}
+            store = Store(db or ":memory:", **kwargs)
+            if scenario is not None or store.is_empty():
+                store.load(load_scenario(scenario))
+        elif scenario is not None:
+            store.load(load_scenario(scenario))
+        self.store = store
+        self._record = record
+        self._reveal = reveal_passwords
+        self.log: MessageLog | None = None
+        self.stats: Counter[str] = Counter()
+        self.port: int | None = None
+        self.data_ports: list[int] = []
+        self._servers: list[asyncio.Server] = []
+        self._pool: DataPortPool | None = None
+        self._mains: set[MainSession] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._active = 0
+        self._hash_gate: asyncio.Semaphore | None = None
+        self._sim_task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------ properties
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.config.dialect
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` of the main port (once started)."""
+        if self.port is None:
+            raise RuntimeError("the server is not started")
+        return self.config.host, self.port
+
+    @property
+    def running(self) -> bool:
+        return bool(self._servers)
+
+    @property
+    def messages(self) -> pd.DataFrame:
+        """Every message the server saw, as ``Capture.messages`` (passwords masked)."""
+        if self.log is None:
+            from camprotool.net.table import messages_frame
+            return messages_frame([])
+        return self.log.dataframe()
+
+    def __repr__(self) -> str:
+        state = (f"listening on {format_endpoint(self.address)}" if self.running
+                 else "stopped")
+        return f"<EmulatorServer {state} dialect={self.dialect.name}>"
+
+    # ------------------------------------------------------------ lifecycle (asyncio)
+    async def start_async(self) -> EmulatorServer:
+        """Start listening on the running loop; returns once every port is bound."""
+        if self.running:
+            raise RuntimeError("the server is already running")
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._hash_gate = asyncio.Semaphore(self.config.hash_workers)
+        self.log = MessageLog(self.dialect, record=self._record,
+                              reveal_passwords=self._reveal)
+        cfg = self.config
+        self.data_ports = []
+        try:
+            host = _resolve(cfg.host)
+            main = await self._listen(host, cfg.port, self._on_main)
+            self.port = main.sockets[0].getsockname()[1]
+            wanted = ([0] * cfg.data_ports if isinstance(cfg.data_ports, int)
+                      else list(cfg.data_ports))
+            for p in wanted:
+                srv = await self._listen(host, p, self._on_data)
+                actual = srv.sockets[0].getsockname()[1]
+                self.data_ports.append(actual)
+        except BaseException:
+            await self._close_listeners()
+            self.log.close()
+            raise
+        self._pool = DataPortPool(self.data_ports)
+        if cfg.simulate:
+            from camprotool.net.simulation import simulate
+            rng = random.Random(cfg.seed)
+            self._sim_task = asyncio.create_task(simulate(self, cfg.simulate, rng))
+        log.info("listening on %s, data ports %s", format_endpoint((cfg.host, self.port)),
+                 self.data_ports)
+        return self
+
+    async def _listen(self, host: str, port: int, handler: Callable) -> asyncio.Server:
+        try:
+            srv = await asyncio.start_server(self._guard(handler), host, port, backlog=1024,
+                                             reuse_address=True)
+        except OSError as exc:
+            raise _bind_error(exc, host, port) from None
+        self._servers.append(srv)
+        return srv
+
+    async def stop_async(self) -> None:
+        """Stop listening, close every connection, flush the recording."""
+        if self._sim_task is not None:
+            self._sim_task.cancel()
+            self._sim_task = None
+        await self._close_listeners()
+        if self._pool is not None:
+            self._pool.cancel_all()
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self.log is not None:
+            self.log.close()
+        if self._stopped is not None:
+            self._stopped.set()
+        log.info("stopped")
+
+    async def _close_listeners(self) -> None:
+        servers, self._servers = self._servers, []
+        for srv in servers:
+            srv.close()
+        for srv in servers:
+            with contextlib.suppress(Exception):
+                await srv.wait_closed()
+
+    def client(self, **kwargs: Any) -> Client:
+        """A :class:`~camprotool.net.client.Client` for this server, same dialect."""
+        from camprotool.net.client import Client
+
+        kwargs.setdefault("dialect", self.dialect)
+        return Client(*self.address, **kwargs)
+
+    # ------------------------------------------------------------ thread-safe API
+    def set_online(self, camera_id: str, online: bool | None) -> int:
+        """Set a camera's status; on a change push ``PrushCaramerOnlineStatus`` to
+        every logged-in owner. Returns how many connections were told.
+        ``KeyError`` for an unknown camera. Safe from any thread.
+        """
+        return self._run_on_loop(lambda: self._set_online(camera_id, online))
+
+    def _set_online(self, camera_id: str, online: bool | None) -> int:
+        if not self.store.set_online(camera_id, online):
+            return 0
+        return self._push(camera_id, "PrushCaramerOnlineStatus",
+                          {"camera_id": camera_id, "online": online})
+
+    def raise_alarm(self, camera_id: str, alarm_type: str = "motion") -> int:
+        """Push ``PrushCaramerAlarmInfo id:alarm_type`` to every logged-in owner.
+
+        Returns how many connections were told. ``KeyError`` for an unknown
+        camera; ``ValueError`` for a type the dialect cannot carry.
+        """
+        if self.store.camera(camera_id) is None:
+            raise KeyError(f"no camera {camera_id!r}")
+        from camprotool.protocol import encode
+        params = {"camera_id": camera_id, "alarm_type": str(alarm_type)}
+        encode("PrushCaramerAlarmInfo", params, self.dialect)  # refuse early, in the caller
+        return self._run_on_loop(lambda: self._push(camera_id, "PrushCaramerAlarmInfo", params))
+
+    def _push(self, camera_id: str, command: str, params: dict) -> int:
+        owners = set(self.store.owners(camera_id))
+        sent = 0
+        for session in list(self._mains):
+            if session.user in owners and session.push(command, params):
+                sent += 1
+        self.stats["pushes"] += sent
+        log.info("%s %s -> %d connection(s)", command, params, sent)
+        return sent
+
+    def sessions(self) -> list[dict]:
+        """The main connections now open: id, client address, logged-in user."""
+        return self._run_on_loop(lambda: [
+            {"conn": s.stream.id, "client": s.stream.conv.client, "user": s.user}
+            for s in self._mains])
+
+    # ------------------------------------------------------------ used by handlers
+    async def check_password(self, user: str, password: str) -> bool:
+        assert self._hash_gate is not None
+        async with self._hash_gate:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.store.check_password, user, password)
+
+    async def login(self, user: str, password: str, ip: str) -> LoginInfo | None:
+        assert self._hash_gate is not None
+        async with self._hash_gate:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.store.login, user, password, ip)
+
+    async def bind(self, user: str, camera_id: str, password: str
+                   ) -> tuple[BindOutcome, Camera | None]:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self.store.bind, user, camera_id, password)
+
+    def reserve_data_port(self, host: str, user: str, main_conn: int) -> int | None:
+        assert self._pool is not None and self._loop is not None
+        res = self._pool.reserve(host, user, main_conn)
+        if res is None:
+            self.stats["data_ports_exhausted"] += 1
+            log.warning("no free data port for %s (%d in the pool)", user, len(self.data_ports))
+            return None
+        res.timer = self._loop.call_later(self.config.data_port_timeout, self._expire, res.port)
+        log.info("data port %d reserved for %s from %s", res.port, user, host)
+        return res.port
+
+    def _expire(self, port: int) -> None:
+        if self._pool is not None and self._pool.expire(port):
+            log.info("data port %d: nobody connected in time, back in the pool", port)
+
+    # ------------------------------------------------------------ connections
+    def _guard(self, handler: Callable) -> Callable:
+        """Wrap a connection handler: limits, task tracking, and no exception escapes."""
+
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if self._active >= self.config.max_connections:
+                self.stats["refused_limit"] += 1
+                log.warning("connection limit (%d) reached: refusing %s",
+                            self.config.max_connections,
+                            format_endpoint(writer.get_extra_info("peername")))
+                abort_writer(writer)
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)
+            self._active += 1
+            self.stats["connections"] += 1
+            try:
+                await handler(reader, writer)
+            except asyncio.CancelledError:
+                abort_writer(writer)
+                raise
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                log.debug("connection ended: %s", exc)
+                abort_writer(writer)
+            except Exception:
+                self.stats["handler_errors"] += 1
+                log.exception("internal error on a connection from %s: closing it",
+                              format_endpoint(writer.get_extra_info("peername")))
+                abort_writer(writer)
+            finally:
+                self._active -= 1
+                self._tasks.discard(task)
+
+        return run
+
+    async def _on_main(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.log is not None
+        stream = MessageStream(reader, writer, self.log, "main", "server")
+        session = MainSession(self, stream)
+        self._mains.add(session)
+        log.debug("%r: connected", stream)
+        try:
+            await self._pump(stream, session.handle, self.config.heartbeat_timeout,
+                             "no heartbeat")
+        finally:
+            self._mains.discard(session)
+            await stream.close()
+            log.debug("%r: closed", stream)
+
+    async def _on_data(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.log is not None and self._pool is not None
+        port = writer.get_extra_info("sockname")[1]
+        peer = writer.get_extra_info("peername")
+        res = self._pool.claim(port, peer[0])
+        if res is None:
+            self.stats["data_refused"] += 1
+            log.warning("data port %d: connection from %s refused (port not handed out to "
+                        "that address, or already in use)", port, format_endpoint(peer))
+            abort_writer(writer)
+            return
+        stream = MessageStream(reader, writer, self.log, "data", "server")
+        session = DataSession(self, stream, res.user)
+        log.info("%r: data connection for %s (main conn %d)", stream, res.user, res.main_conn)
+        try:
+            await self._pump(stream, session.handle, self.config.data_idle_timeout, "idle")
+        finally:
+            self._pool.release(port)
+            await stream.close()
+
+    async def _pump(self, stream: MessageStream, handle: Callable, timeout: float,
+                    why: str) -> None:
+        """Read, hand each message to ``handle``, flush; stop on EOF, silence or a limit."""
+        limit = 2 * self.dialect.max_frame + 8
+        while True:
+            try:
+                msgs = await stream.receive(timeout)
+            except TimeoutError:
+                self.stats["timeouts"] += 1
+                log.info("%r: %s for %.3g s: closing", stream, why, timeout)
+                return
+            if msgs is None:
+                return
+            if stream.unframed > limit:
+                self.stats["bad_frames"] += 1
+                log.warning("%r: %d bytes without a complete frame: closing", stream,
+                            stream.unframed)
+                return
+            for msg in msgs:
+                if not await handle(msg):
+                    await stream.drain(5)
+                    return
+            await stream.drain(timeout)
+
+
+def _resolve(host: str) -> str:
+    """One address for ``host`` so port 0 gives one port, not one per address family."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    return infos[0][4][0]
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> OSError:
+    """A one-line reason (no ``[Errno 98]`` prefix); ``errno`` is kept as an attribute."""
+    where = format_endpoint((host, port))
+    if exc.errno == errno.EADDRINUSE:
+        text = f"{where} is already in use"
+    elif exc.errno == errno.EACCES:
+        text = f"no permission to listen on {where}"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        text = f"{host} is not an address of this machine"
+    else:
+        text = f"cannot listen on {where}: {exc.strerror or exc}"
+    err = OSError(text)
+    err.errno = exc.errno
+    return err

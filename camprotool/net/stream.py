@@ -1,0 +1,121 @@
+"""One protocol connection over asyncio streams: decode in, encode out, log both.
+
+The client, the server's main and data handlers all talk through this class,
+so every byte either way passes the same :class:`~camprotool.net.recording.
+Conversation` tap and the message log can never miss a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from camprotool.net.recording import Conversation, MessageLog
+from camprotool.protocol import Message, encode
+
+READ_SIZE = 65536
+
+
+class MessageStream:
+    """A connection seen from ``side`` (``"client"`` or ``"server"``)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 log: MessageLog, channel: str, side: str) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.log = log
+        self.dialect = log.dialect
+        self.side = side
+        self.sockname = _addr(writer.get_extra_info("sockname"))
+        self.peername = _addr(writer.get_extra_info("peername"))
+        client, server = ((self.sockname, self.peername) if side == "client"
+                          else (self.peername, self.sockname))
+        self.conv: Conversation = log.open(channel, client, server)
+        self.incoming = "s2c" if side == "client" else "c2s"
+        self.outgoing = "c2s" if side == "client" else "s2c"
+        self.closed_by: str | None = None
+        #: bytes received since the last complete frame (garbage/oversize guard)
+        self.unframed = 0
+
+    @property
+    def id(self) -> int:
+        return self.conv.id
+
+    @property
+    def peer_host(self) -> str:
+        return self.peername[0] if self.peername else ""
+
+    def __repr__(self) -> str:
+        return f"<{self.conv.channel} conn {self.id} {self.conv.client} -> {self.conv.server}>"
+
+    async def receive(self, timeout: float | None = None) -> list[Message] | None:
+        """The messages completed by the next chunk; ``None`` when the peer closed.
+
+        Raises ``TimeoutError`` when nothing arrives within ``timeout``.
+        """
+        async with asyncio.timeout(timeout):
+            data = await self.reader.read(READ_SIZE)
+        if not data:
+            self.closed_by = self.closed_by or self.incoming
+            return None
+        msgs = [m for _, m in self.conv.feed(self.incoming, data)]
+        self.unframed = 0 if msgs else self.unframed + len(data)
+        return msgs
+
+    def send(self, command: str, params: str | Mapping[str, Any] = "") -> bytes:
+        """Encode and write one message (raises ``LocalProtocolError`` if it cannot be)."""
+        data = encode(command, params, self.dialect)
+        self.send_bytes(data)
+        return data
+
+    def send_bytes(self, data: bytes) -> None:
+        if self.writer.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        # Log first: once written, the peer may act on it (and a test may read
+        # both logs) before this thread runs again.
+        self.conv.feed(self.outgoing, data)
+        self.writer.write(data)
+
+    def write_buffer_size(self) -> int:
+        transport = self.writer.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    async def drain(self, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self.writer.drain()
+
+    def abort(self) -> None:
+        """Close at once with a reset (for peers we refuse)."""
+        self.closed_by = self.closed_by or self.outgoing
+        transport = self.writer.transport
+        if transport is not None:
+            transport.abort()
+
+    async def close(self) -> None:
+        self.closed_by = self.closed_by or self.outgoing
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            async with asyncio.timeout(2):
+                await self.writer.wait_closed()
+        self.conv.close(by="c2s" if self.closed_by == "c2s" else "s2c")
+
+
+def _addr(addr: Any) -> tuple:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return (addr[0], addr[1])
+    return ("0.0.0.0", 0)
+
+
+def abort_writer(writer: asyncio.StreamWriter) -> None:
+    """Reset a connection we will not serve (SO_LINGER 0 makes close() send RST)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport = writer.transport
+    if transport is not None:
+        transport.abort()

@@ -1,0 +1,151 @@
+"""A running server survives hostile and broken peers, then still serves and keeps bindings.
+
+Each test abuses one shared server (per framing family) and ends with
+``assert_healthy``: a normal client logs in, the binding committed before the
+abuse is still there, and no handler crashed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from camprotool.net import ConnectionLost
+from camprotool.net.testing import LoopbackPair, RawConnection, refused, wait_until
+from camprotool.protocol import encode
+
+
+@pytest.fixture(scope="module", params=["line", "lp32le"])
+def pair(request: pytest.FixtureRequest) -> Iterator[LoopbackPair]:
+    with LoopbackPair(dialect=request.param, heartbeat_timeout=0.5,
+                      max_login_failures=5) as p:
+        p.client.login("alice", "alice")
+        assert p.client.upload([("CAM00005", "1234")])[0].ok  # committed before the abuse
+        yield p
+
+
+def assert_healthy(pair: LoopbackPair) -> None:
+    client = pair.new_client()
+    try:
+        client.login("alice", "alice")
+        assert [c.id for c in client.download()] == ["CAM00005"]
+        assert client.check_status(["DEMO0001"]) == {"DEMO0001": True}
+    finally:
+        client.close()
+        pair.clients.remove(client)
+    assert pair.server.stats["handler_errors"] == 0
+    assert ("alice", "CAM00005") in pair.server.store.bindings()
+
+
+def test_random_bytes(pair: LoopbackPair) -> None:
+    rng = random.Random(4)
+    conns = []
+    for size in (1, 7, 100, 4096, 65536, 200_000):
+        raw = RawConnection(pair.server.address, pair.server.dialect)
+        with contextlib.suppress(ConnectionError):  # the server may have given up on us
+            raw.send_bytes(rng.randbytes(size))
+        conns.append(raw)
+    for raw in conns:
+        assert raw.closed_by_peer(3)  # bad frames, garbage or silence: closed
+        raw.close()
+    assert_healthy(pair)
+
+
+def test_an_oversize_frame_closes_only_that_connection(pair: LoopbackPair) -> None:
+    limit = pair.server.dialect.max_frame
+    with RawConnection(pair.server.address, pair.server.dialect) as raw:
+        if pair.server.dialect.is_line:
+            head = b"SocketCommand.LoginCommand.Login|" + b"x" * (3 * limit)
+        else:
+            head = struct.pack("<I", 50 * limit) + b"SocketCommand.LoginCommand.Login|"
+            head += b"y" * (3 * limit)
+        with contextlib.suppress(ConnectionError):
+            raw.send_bytes(head)
+        assert raw.closed_by_peer(3)
+    assert_healthy(pair)
+
+
+def test_half_a_frame_then_silence(pair: LoopbackPair) -> None:
+    frame = encode("Login", "alice|alice", pair.server.dialect)
+    with RawConnection(pair.server.address, pair.server.dialect) as raw:
+        raw.send_bytes(frame[: len(frame) // 2])
+        started = time.monotonic()
+        assert raw.closed_by_peer(3)  # by the 0.5 s heartbeat timeout
+        assert time.monotonic() - started < 2
+    assert_healthy(pair)
+
+
+def test_a_flood_of_wrong_password_logins(pair: LoopbackPair) -> None:
+    before = pair.server.stats["logins_failed"]
+    conns = [RawConnection(pair.server.address, pair.server.dialect) for _ in range(20)]
+    for raw in conns:
+        raw.send_bytes(encode("Login", "alice|wrong", pair.server.dialect) * 8)
+    for raw in conns:
+        replies = []
+        while True:
+            try:
+                replies.append(raw.receive(3))
+            except ConnectionError:
+                break
+        # five refusals, then the connection is closed; the rest is never read
+        assert [m.command for m in replies] == ["LoginError"] * 5
+        raw.close()
+    assert pair.server.stats["logins_failed"] - before == 100
+    assert_healthy(pair)
+
+
+def test_thousands_of_connections_opened_and_dropped(pair: LoopbackPair) -> None:
+    started = time.monotonic()
+    address = pair.server.address
+    for batch in range(10):
+        socks = [socket.create_connection(address, timeout=5) for _ in range(200)]
+        for i, s in enumerate(socks):
+            if (i + batch) % 2:  # half of them reset, half closed politely
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+    for port in pair.server.data_ports[:3]:  # unannounced data ports: reset at once
+        assert refused((address[0], port))
+    wait_until(lambda: pair.server._active <= len(pair.clients) + 1, timeout=5)
+    assert time.monotonic() - started < 8
+    assert_healthy(pair)
+
+
+def test_a_handler_bug_closes_only_its_connection(pair: LoopbackPair,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    store = pair.server.store
+    real = store.statuses
+    calls = []
+
+    def broken(ids):
+        calls.append(ids)
+        if len(calls) == 1:
+            raise RuntimeError("injected bug")
+        return real(ids)
+
+    monkeypatch.setattr(store, "statuses", broken)
+    victim = pair.new_client()
+    victim.login("demo", "demo")
+    with pytest.raises(ConnectionLost):  # the connection is reset mid-request
+        victim.check_status(["DEMO0001"])
+    wait_until(lambda: pair.server.stats["handler_errors"] == 1)
+    pair.server.stats["handler_errors"] = 0
+    monkeypatch.undo()
+    assert_healthy(pair)
+
+
+def test_the_connection_limit() -> None:
+    with LoopbackPair(max_connections=3) as pair:  # the pair's own client is one
+        extra = [RawConnection(pair.server.address) for _ in range(2)]
+        wait_until(lambda: pair.server._active == 3)
+        assert refused(pair.server.address)
+        assert pair.server.stats["refused_limit"] == 1
+        for raw in extra:
+            raw.close()
+        wait_until(lambda: pair.server._active == 1)
+        assert pair.client.login("demo", "demo").camera_count == 3
