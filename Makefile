@@ -24,7 +24,7 @@ sysdeps:
 	@bash scripts/sysdeps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check camprotool tests benchmarks
+	$(BIN)/ruff check camprotool tests benchmarks captures
 
 test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q

@@ -1,9 +1,11 @@
-"""``make demo``: decode the bundled sample capture and print what a user looks at first.
+"""``make demo``: decode the bundled samples, then talk to the embedded emulator.
 
 Run as ``python -m camprotool.demo [CAPTURE ...]``. For each capture it prints
 the connections, the message counts per command, the outcome of every data
 transfer, and writes the messages table next to the capture as
-``<name>.messages.csv``.
+``<name>.messages.csv``. Then it starts the emulated server (demo scenario,
+127.0.0.1, free ports) in the background, syncs the ``demo`` account with a
+client, raises a status change and an alarm, and prints the conversation.
 """
 
 from __future__ import annotations
@@ -66,11 +68,37 @@ def show(path: Path) -> None:
     print(f"messages table written to {out}\n")
 
 
+def live() -> None:
+    """A short session against the embedded emulator, as a notebook would run it."""
+    from camprotool.net import Client, EmulatorServer
+
+    with EmulatorServer() as srv, Client(*srv.address) as client:
+        print(f"== embedded emulator on {srv.address[0]}:{srv.address[1]} (demo scenario)")
+        ok = client.login("demo", "demo")
+        print(f"login demo: {ok.camera_count} cameras on the server")
+        result = client.sync([])
+        print(f"sync: {result.kind} of {len(result.cameras)} cameras")
+        statuses = client.check_status(["DEMO0001", "DEMO0002", "DEMO0003"])
+        print("status:", ", ".join(f"{cam}={online}" for cam, online in statuses.items()))
+        srv.set_online("DEMO0003", True)
+        srv.raise_alarm("DEMO0001", "motion")
+        for _ in range(2):
+            push = client.next_push(timeout=5)
+            print(f"push: {push.command} {push.params}")
+        print("\nthe conversation, as client.messages:")
+        print(client.messages[["ts", "channel", "direction", "command", "params"]].to_string())
+
+
 def main(argv: list[str] | None = None) -> int:
     paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])] or DEFAULT_CAPTURES
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"camprotool demo: error: no such capture: {', '.join(missing)}", file=sys.stderr)
+        return 2
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
         for path in paths:
             show(path)
+        live()
     return 0
 
 

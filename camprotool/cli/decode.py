@@ -75,5 +75,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with pd.option_context("display.max_rows", None, "display.width", 200,
                            "display.max_colwidth", 60):
-        print(messages[PREVIEW_COLUMNS].to_string() if len(messages) else "no messages")
+        preview = messages[PREVIEW_COLUMNS].fillna({"error": ""})
+        print(preview.to_string() if len(messages) else "no messages")
     return 0
