@@ -1,7 +1,15 @@
-"""camprotool: decode, check, plot and talk the SocketCommand camera-sync protocol."""
+"""camprotool: decode, check, plot and talk the SocketCommand camera-sync protocol.
 
-from camprotool.analysis.capture import Capture, read_capture
-from camprotool.net import AsyncClient, Client, EmulatorServer, Proxy
+The protocol core is imported at once (it is small); the capture, analysis
+and network layers load on first use, so ``camprotool --help`` and the
+sans-I/O codec do not pay for pandas, matplotlib or asyncio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from camprotool.protocol import (
     COMMANDS,
     Decoder,
@@ -14,7 +22,34 @@ from camprotool.protocol import (
     encode,
 )
 
+if TYPE_CHECKING:
+    from camprotool.analysis.capture import Capture, read_capture
+    from camprotool.net import AsyncClient, Client, EmulatorServer, Proxy
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Capture": "camprotool.analysis.capture",
+    "read_capture": "camprotool.analysis.capture",
+    "AsyncClient": "camprotool.net",
+    "Client": "camprotool.net",
+    "EmulatorServer": "camprotool.net",
+    "Proxy": "camprotool.net",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'camprotool' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "COMMANDS",

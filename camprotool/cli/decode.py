@@ -6,10 +6,6 @@ import argparse
 import os
 import sys
 
-import pandas as pd
-
-from camprotool.analysis.capture import read_capture
-from camprotool.analysis.export import output_format, write_frame
 from camprotool.cli import CliError
 from camprotool.cli.progress import progress_bar
 
@@ -55,6 +51,8 @@ def parse_ports(text: str) -> list[int]:
 
 def load(args: argparse.Namespace):
     """Read the capture named on the command line, with a progress bar on a terminal."""
+    from camprotool.analysis.capture import read_capture  # pandas loads only when used
+
     path = args.capture
     if not os.path.exists(path):
         raise CliError(f"{path}: no such file")
@@ -64,6 +62,10 @@ def load(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from camprotool.analysis.export import output_format, write_frame
+
     if args.output:
         output_format(args.output)  # refuse a bad extension before decoding
     cap = load(args)
