@@ -8,7 +8,9 @@ from functools import cached_property
 
 import pandas as pd
 
+from camprotool.analysis import tables
 from camprotool.analysis.frames import connections_frame, messages_frame, problems_frame
+from camprotool.analysis.violations import RuleCheck
 from camprotool.capture.decode import DecodedCapture, decode_file
 from camprotool.protocol.dialect import Dialect
 
@@ -41,6 +43,59 @@ class Capture:
     @cached_property
     def problems(self) -> pd.DataFrame:
         return problems_frame(self.decoded.problems)
+
+    # -- analysis tables (camprotool.analysis.tables / .violations; docs/analysis.md)
+    @cached_property
+    def _prep(self) -> tables.Prep:
+        return tables.Prep(self.messages, self.connections, self.decoded.messages)
+
+    @cached_property
+    def _session_index(self) -> tables.SessionIndex:
+        return tables.build_sessions(self._prep)
+
+    @cached_property
+    def sessions(self) -> pd.DataFrame:
+        """One row per login attempt on a main connection (and per login not captured)."""
+        return self._session_index.frame
+
+    @cached_property
+    def sync(self) -> pd.DataFrame:
+        """One row per upload/download step: a request and its answer."""
+        return tables.build_sync(self._prep, self._session_index)
+
+    @cached_property
+    def transfers(self) -> pd.DataFrame:
+        """One row per data connection: what it transferred and how it ended."""
+        return tables.build_transfers(self._prep, self._session_index, self.sync)
+
+    @cached_property
+    def status(self) -> pd.DataFrame:
+        """One row per observation of a camera's online status, with its transitions."""
+        return tables.build_status(self._prep, self._session_index)
+
+    @cached_property
+    def alarms(self) -> pd.DataFrame:
+        """One row per alarm push, with the camera's last known status."""
+        return tables.build_alarms(self._prep, self._session_index, self.status)
+
+    @cached_property
+    def _rule_check(self) -> RuleCheck:
+        return RuleCheck(self.decoded.messages, self.messages, self.connections,
+                         reveal_passwords=self.reveal_passwords)
+
+    @cached_property
+    def violations(self) -> pd.DataFrame:
+        """One row per PROTOCOL.md section 5 breach, found by the protocol core's machines."""
+        return self._rule_check.violations()
+
+    @cached_property
+    def notes(self) -> pd.DataFrame:
+        """What the session machines found odd that no section-5 rule covers."""
+        return self._rule_check.notes()
+
+    def summary(self) -> dict[str, object]:
+        """Headline numbers: messages, logins by outcome, transfers by status, violations..."""
+        return tables.summary(self)
 
     def __repr__(self) -> str:
         d = self.decoded

@@ -76,6 +76,113 @@ CONNECTIONS: dict[str, str] = {
 
 PROBLEMS: dict[str, str] = {"frame": "Int64", "kind": "category", "detail": "str"}
 
+# ------------------------------------------------------------- analysis tables
+# (camprotool.analysis.tables and .violations; docs/analysis.md says what each column means)
+
+#: ``Capture.sessions``: one row per login attempt on a main connection.
+SESSIONS: dict[str, str] = {
+    "session": "int64",
+    "conn": "int64",
+    "client": "str",
+    "server": "str",
+    "user": "str",
+    "outcome": "category",
+    "reason": "str",
+    "camera_count": "Int64",
+    "last_login_time": "str",
+    "last_login_ip": "str",
+    "data_conns": "object",
+    "start": UTC_NS,
+    "end": UTC_NS,
+    "duration": "timedelta64[ns]",
+    "heartbeats": "int64",
+    "heartbeat_max_gap": "timedelta64[ns]",
+    "message": "Int64",
+    "answer": "Int64",
+}
+
+#: ``Capture.sync``: one row per upload/download step on a data connection.
+SYNC: dict[str, str] = {
+    "ts": UTC_NS,
+    "session": "Int64",
+    "conn": "int64",
+    "kind": "category",
+    "camera_id": "str",
+    "current": "Int64",
+    "total": "Int64",
+    "outcome": "category",
+    "reason": "str",
+    "online": "boolean",
+    "request": "Int64",
+    "answer": "Int64",
+}
+
+#: ``Capture.transfers``: one row per data connection (the Contract's columns first).
+TRANSFERS: dict[str, str] = {
+    "kind": "category",
+    "client": "str",
+    "data_client": "str",
+    "server": "str",
+    "total": "Int64",
+    "completed": "int64",
+    "conn": "int64",
+    "main_conn": "Int64",
+    "session": "Int64",
+    "ok": "int64",
+    "failed": "int64",
+    "no_answer": "int64",
+    "status": "category",
+    "start": UTC_NS,
+    "end": UTC_NS,
+    "duration": "timedelta64[ns]",
+    "cameras_per_s": "float64",
+    "close_reason": "category",
+}
+
+#: ``Capture.status``: one row per observation of a camera's online status.
+STATUS: dict[str, str] = {
+    "ts": UTC_NS,
+    "camera_id": "str",
+    "online": "boolean",
+    "source": "category",
+    "conn": "int64",
+    "session": "Int64",
+    "message": "int64",
+    "previous": "boolean",
+    "changed": "bool",
+    "time_in_previous": "timedelta64[ns]",
+}
+
+#: ``Capture.alarms``: one row per alarm push.
+ALARMS: dict[str, str] = {
+    "ts": UTC_NS,
+    "camera_id": "str",
+    "alarm_type": "str",
+    "conn": "int64",
+    "session": "Int64",
+    "message": "int64",
+    "online": "boolean",
+}
+
+#: ``Capture.violations``: one row per PROTOCOL.md section 5 breach.
+VIOLATIONS: dict[str, str] = {
+    "rule": "category",
+    "message": "int64",
+    "conn": "int64",
+    "ts": UTC_NS,
+    "command": "str",
+    "detail": "str",
+}
+
+#: ``Capture.notes``: what the session machines found odd but no rule covers.
+NOTES: dict[str, str] = {
+    "message": "int64",
+    "conn": "int64",
+    "ts": UTC_NS,
+    "command": "str",
+    "detail": "str",
+}
+
 
 def empty_frame(schema: dict[str, str]) -> pd.DataFrame:
     """A zero-row frame with the schema's columns and dtypes."""
