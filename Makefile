@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-# System packages: tshark (live capture, and the cross-check of our TCP
-# reassembly). Missing tshark is reported in one line; tests that need it skip
-# with that reason instead of failing with a traceback.
+# System packages: tshark (cross-checks of our TCP reassembly and of the
+# Wireshark dissector) and chromium (renders the HTML report in a test).
+# A missing one is reported in one line; tests that need it skip with that
+# reason instead of failing with a traceback.
 sysdeps:
 	@bash scripts/sysdeps.sh
 
