@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sysdeps test lint demo bench clean
+.PHONY: install sysdeps test lint demo bench lab clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP) sysdeps lint
 
 demo: $(STAMP)
 	$(BIN)/python -m camprotool.demo
+
+# JupyterLab on 127.0.0.1 with the notebooks; the token is printed in the log.
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py
