@@ -12,6 +12,12 @@ with camprotool's capture writer, so the files are reproducible byte for byte:
 * ``download.pcapng`` — user ``bob`` (no local cameras) downloads his camera,
   then ``alice`` logs in with a wrong password, retries, and her download
   fails (no camera bound); the server speaks ``lp32le:gbk`` here.
+* ``failed_sync.pcapng`` — a misbehaving client: ``alice`` uploads five
+  cameras but skips a step and drops the data connection before the end, a
+  capture packet is lost mid-frame, the client falls silent past the
+  heartbeat timeout, asks for 22 statuses at once, and then uploads on a data
+  port nobody announced. The notebook ``02-debug-a-failed-sync`` takes it
+  apart.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ T0 = 1_764_320_400_000_000_000  # 2025-11-28 09:00:00 UTC
 MS = 1_000_000
 S = 1_000 * MS
 SERVER = "192.0.2.10"
+NAMES = ("sample.pcapng", "sample.pcap", "download.pcapng", "failed_sync.pcapng")
 
 
 class Script:
@@ -118,6 +125,47 @@ def download_session(writer) -> None:
     other.close(s.now + S)
 
 
+def failed_sync_session(writer) -> None:
+    s = Script(writer, "line")
+    s.at(T0 + 7200 * S)
+    main = writer.tcp(("198.51.100.40", 50200), (SERVER, 9000), s.now)
+    s.send(main, "c2s", "Login", "alice|alice", 5 * MS)
+    s.send(main, "s2c", "LoginOk", "0|2025-11-27 22:10:05|198.51.100.40")
+    s.send(main, "c2s", "CreatDataSocket", "alice|alice")
+    s.send(main, "s2c", "ReturnDataSocketPort", "9003")
+    data = writer.tcp(("198.51.100.40", 50201), (SERVER, 9003), s.now + MS)
+    s.send(data, "c2s", "UploadCaramer", "CAM00011|1234|1|5", 20 * MS)
+    s.send(data, "s2c", "UploadSucess", "CAM00011|true|1|5")
+    s.send(data, "c2s", "UploadCaramer", "CAM00012|4321|2|5", 20 * MS)
+    s.send(data, "s2c", "UploadFail", "CAM00012|ID和密码不匹配|2|5")
+    # The client skips camera 3 and announces camera 4 as the 4th...
+    s.send(data, "c2s", "UploadCaramer", "CAM00014|1234|4|5", 20 * MS)
+    s.send(data, "s2c", "UploadSucess", "CAM00014|false|3|5")
+    # ...then drops the connection before the 5th.
+    data.close(s.now + 5 * MS, how="rst")
+    # A status query whose answer loses a segment on the way to the capture.
+    s.send(main, "c2s", "CheckCaramerOnlineStatus", "CAM00011;CAM00014", 100 * MS)
+    answer = encode("ReturnCaramerOnlineStatus", "CAM00011;true|CAM00014;false")
+    s.now += 2 * MS
+    main.send("s2c", answer[:20], s.now)
+    main.skip("s2c", 15)  # lost by the capture, not by the network
+    main.send("s2c", answer[35:], s.now + MS)
+    s.send(main, "s2c", "PrushCaramerOnlineStatus", "CAM00014:true", 5 * S)
+    # The client stays silent for two minutes (heartbeat timeout: 90 s).
+    s.send(main, "c2s", "Heartbeat", "", 120 * S)
+    s.send(main, "c2s", "CheckCaramerOnlineStatus",
+           ";".join(f"CAM{i:05d}" for i in range(1, 23)), 2 * S)
+    s.send(main, "s2c", "ReturnCaramerOnlineStatus",
+           "|".join(f"CAM{i:05d};null" for i in range(1, 21)))
+    main.close(s.now + S, how="rst")
+
+    # The same client then uploads on a data port nobody announced to it.
+    rogue = writer.tcp(("198.51.100.40", 50202), (SERVER, 9004), s.now + 3 * S)
+    s.send(rogue, "c2s", "UploadCaramer", "CAM00020|1234|1|1", 4 * S)
+    s.send(rogue, "s2c", "UploadSucess", "CAM00020|null|1|1")
+    rogue.close(s.now + MS)
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with PcapngWriter(out / "sample.pcapng") as w:
@@ -126,7 +174,9 @@ def main(out: Path) -> None:
         upload_session(w)
     with PcapngWriter(out / "download.pcapng") as w:
         download_session(w)
-    for name in ("sample.pcapng", "sample.pcap", "download.pcapng"):
+    with PcapngWriter(out / "failed_sync.pcapng") as w:
+        failed_sync_session(w)
+    for name in NAMES:
         print(f"wrote {out / name} ({(out / name).stat().st_size} bytes)")
 
 

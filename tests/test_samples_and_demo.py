@@ -26,7 +26,7 @@ def _load(name: str):
 
 def test_scripted_samples_are_current(tmp_path):
     _load("make_samples").main(tmp_path)
-    for name in ("sample.pcapng", "sample.pcap", "download.pcapng"):
+    for name in _load("make_samples").NAMES:
         assert (tmp_path / name).read_bytes() == (CAPTURES / name).read_bytes(), (
             f"captures/{name} is stale: run python captures/make_samples.py"
         )
@@ -40,12 +40,31 @@ def test_sample_pcap_and_pcapng_decode_identically(engine):
     assert len(a) == 30 and a["error"].isna().all()
 
 
-def test_every_bundled_capture_decodes_without_errors():
+def test_the_well_behaved_captures_decode_cleanly():
     for path in sorted(CAPTURES.glob("*.pcap*")):
+        if path.name == "failed_sync.pcapng":
+            continue
         cap = cpt.read_capture(path)
         assert len(cap.messages) > 0, path
         assert cap.messages["error"].isna().all(), path
-        assert len(cap.problems) == 0, path
+        assert len(cap.problems) == 0 and cap.violations.empty, path
+
+
+def test_the_failed_sync_sample_shows_each_breach():
+    cap = cpt.read_capture(CAPTURES / "failed_sync.pcapng")
+    assert [(v.rule, v.message, v.conn) for v in cap.violations.itertuples()] == [
+        ("upload_sequence", 8, 1),
+        ("incomplete_sync", 9, 1),
+        ("heartbeat_gap", 14, 0),
+        ("check_too_many_ids", 15, 0),
+        ("unannounced_data_port", 17, 2),
+    ]
+    errors = cap.messages["error"].dropna().tolist()
+    assert errors == ["frame cut by 15 lost bytes (20 bytes of it seen)",
+                      "follows lost bytes: probably the tail of a cut frame"]
+    t = cap.transfers
+    assert t["status"].astype(str).tolist() == ["cut_short", "complete"]
+    assert t["client"].isna().tolist() == [False, True]
 
 
 def test_emulator_recording_matches_the_live_tables(tmp_path):

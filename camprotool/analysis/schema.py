@@ -110,6 +110,7 @@ SYNC: dict[str, str] = {
     "camera_id": "str",
     "current": "Int64",
     "total": "Int64",
+    "synced": "Int64",
     "outcome": "category",
     "reason": "str",
     "online": "boolean",

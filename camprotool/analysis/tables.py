@@ -351,6 +351,7 @@ def build_sync(p: Prep, sessions: SessionIndex) -> pd.DataFrame:
                            take(m["camera_id"].array, up_ans)),
         "current": first(take(m["current"].array, up_req), take(m["synced"].array, up_ans)),
         "total": first(take(m["total"].array, up_req), take(m["total"].array, up_ans)),
+        "synced": take(m["synced"].array, up_ans),
         "reason": take(m["reason"].array, up_ans, u_fail),
         "online": take(m["online"].array, up_ans, u_ok),
     }
@@ -368,6 +369,7 @@ def build_sync(p: Prep, sessions: SessionIndex) -> pd.DataFrame:
         "current": first(take(m["current"].array, dn_ans, d_ok), asked),
         # a refused or unanswered step keeps the total its connection announced last
         "total": d_total.groupby(d_conn).ffill().array if len(d_conn) else d_total.array,
+        "synced": take(m["current"].array, dn_ans, d_ok),
         "reason": take(m["reason"].array, dn_ans, d_fail),
         "online": take(m["online"].array, dn_ans, d_ok),
     }
@@ -387,7 +389,7 @@ def build_sync(p: Prep, sessions: SessionIndex) -> pd.DataFrame:
         "kind": _category(np.r_[np.zeros(nu, np.int64),
                                 np.ones(len(dn_req), np.int64)][order], KINDS),
     }
-    for name in ("camera_id", "current", "total", "reason", "online"):
+    for name in ("camera_id", "current", "total", "synced", "reason", "online"):
         columns[name] = pd.concat([pd.Series(up[name]), pd.Series(down[name])],
                                   ignore_index=True).array.take(order)
     columns["outcome"] = _category(np.r_[u_outcome, d_outcome][order], STEP_OUTCOMES)
@@ -422,6 +424,8 @@ def build_transfers(p: Prep, sessions: SessionIndex, sync: pd.DataFrame) -> pd.D
     # the first total the transfer named
     total_col = pd.Series(sync["total"].array[mine]).groupby(r).first().reindex(range(k)).array
     # how far the transfer got: the highest position the server answered with a camera
+    # (as the rule machines judge it; a server whose synced skips failures only
+    # earns a note there)
     cur = sync["current"].to_numpy(dtype=np.float64, na_value=np.nan)[mine]
     answered = (outcome == 0) | ((outcome == 1) & is_upload[r])
     reach = np.zeros(k)

@@ -8,7 +8,8 @@
 # - Per direction the SYN fixes the start (ISN+1 is the first data byte); without a SYN the
 #   first segment carrying data or FIN starts the stream. Sequence numbers are modulo 2**32.
 # - Data reaches the sink in stream order, each chunk stamped with the ts/frame of the packet
-#   that made it available (a buffered segment gets the stamp of the packet filling the hole).
+#   that made it available (a buffered segment gets the stamp of the packet filling the hole;
+#   past a hole declared lost, buffered segments keep the stamp they arrived with).
 # - Every stream offset is either delivered once (on_data) or declared lost once (on_gap):
 #   delivered bytes + gap bytes always add up to the stream length seen so far.
 # - First copy wins: retransmitted bytes are dropped, and a differing overlap is recorded as
@@ -163,7 +164,8 @@ class _Half:
         self.pos = 0  # stream offset of the next byte to deliver
         # Out-of-order data: sorted, non-overlapping (start, end, data, missing) tuples where
         # data covers [start, start+len(data)) and `missing` snaplen-cut bytes follow it.
-        self.pending: list[tuple[int, int, bytes, int]] = []
+        # (start, end, data, missing, ts, frame): buffered out-of-order pieces, by start
+        self.pending: list[tuple[int, int, bytes, int, int, int]] = []
         self.pend_bytes = 0
         self.fin_pos: int | None = None
         self.fin_done = False
@@ -350,7 +352,7 @@ class Reassembler:
             n = len(payload)
             if not n + missing:
                 return
-        self._insert(h, start, payload, missing, frame)
+        self._insert(h, start, payload, missing, ts, frame)
         self._release(h, h.pos, ts, frame)
         while h.pend_bytes > self.max_buffered:
             self._problem(frame, h, "buffer_limit", f"{h.pend_bytes} bytes buffered")
@@ -373,7 +375,9 @@ class Reassembler:
         if lo < hi and payload[lo - d : hi - d] != memoryview(tail)[lo - t0 : hi - t0]:
             self._conflict(h, h.pos + lo, hi - lo, frame)
 
-    def _insert(self, h: _Half, start: int, payload: memoryview, missing: int, frame: int) -> None:
+    def _insert(
+        self, h: _Half, start: int, payload: memoryview, missing: int, ts: int, frame: int
+    ) -> None:
         """Buffer the parts of [start, end) not buffered yet (first copy wins)."""
         n = len(payload)
         data_end = start + n
@@ -383,9 +387,9 @@ class Reassembler:
         merged: list[tuple[int, int, bytes, int]] = []
         cur = start
         while j < len(pend) and pend[j][0] < end:
-            s0, e0, d0, _ = old = pend[j]
+            s0, e0, d0, *_ = old = pend[j]
             if s0 > cur:
-                merged.append(self._piece(h, start, payload, data_end, cur, s0))
+                merged.append(self._piece(h, start, payload, data_end, cur, s0, ts, frame))
             lo, hi = max(s0, start), min(s0 + len(d0), data_end)
             if lo < hi and payload[lo - start : hi - start] != memoryview(d0)[lo - s0 : hi - s0]:
                 self._conflict(h, lo, hi - lo, frame)
@@ -393,49 +397,59 @@ class Reassembler:
             cur = max(cur, e0)
             j += 1
         if cur < end:
-            merged.append(self._piece(h, start, payload, data_end, cur, end))
+            merged.append(self._piece(h, start, payload, data_end, cur, end, ts, frame))
         pend[i:j] = merged
 
     @staticmethod
     def _piece(
-        h: _Half, start: int, payload: memoryview, data_end: int, lo: int, hi: int
-    ) -> tuple[int, int, bytes, int]:
+        h: _Half, start: int, payload: memoryview, data_end: int, lo: int, hi: int, ts: int,
+        frame: int,
+    ) -> tuple[int, int, bytes, int, int, int]:
         """Copy [lo, hi) of a segment into a pending entry (the capture may reuse buffers)."""
         data = bytes(payload[lo - start : min(hi, data_end) - start]) if lo < data_end else b""
         h.pend_bytes += len(data)
-        return (lo, hi, data, max(hi - max(lo, data_end), 0))
+        return (lo, hi, data, max(hi - max(lo, data_end), 0), ts, frame)
 
     def _release(self, h: _Half, limit: int, ts: int, frame: int) -> None:
         """Deliver buffered data from h.pos on; offsets not buffered below `limit` are gaps.
 
-        Contiguous buffered data goes out as one on_data call, stamped with this packet.
+        Contiguous buffered data goes out as one on_data call, stamped with this packet:
+        it made those bytes available. Past a hole declared lost, nothing was waited
+        for: each buffered piece keeps the time and frame it arrived with.
         """
         pend = h.pending
         pos = h.pos
         run: list[bytes] = []
+        stamp = (ts, frame)  # when the bytes in `run` became available
+        past_gap = False
         i = 0
         while True:
             if i < len(pend) and pend[i][0] == pos:
-                _, end, data, miss = pend[i]
+                _, end, data, miss, p_ts, p_frame = pend[i]
                 i += 1
                 h.pend_bytes -= len(data)
+                if past_gap and (p_ts, p_frame) != stamp:
+                    self._emit(h, run, *stamp)
+                    stamp = (p_ts, p_frame)
                 if data:
                     run.append(data)
                 pos += len(data)
                 if miss:
-                    self._emit(h, run, ts, frame)
+                    self._emit(h, run, *stamp)
                     h.tail = b""
-                    self.sink.on_gap(h.conn_id, h.direction, miss, ts, frame)
+                    self.sink.on_gap(h.conn_id, h.direction, miss, *stamp)
                     pos = end
+                    past_gap = True
             elif pos < limit:
                 hole_end = min(pend[i][0], limit) if i < len(pend) else limit
-                self._emit(h, run, ts, frame)
+                self._emit(h, run, *stamp)
                 h.tail = b""
                 self.sink.on_gap(h.conn_id, h.direction, hole_end - pos, ts, frame)
                 pos = hole_end
+                past_gap = True
             else:
                 break
-        self._emit(h, run, ts, frame)
+        self._emit(h, run, *stamp)
         del pend[:i]
         h.pos = pos
         assert h.base is not None

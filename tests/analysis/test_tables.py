@@ -202,18 +202,19 @@ def cap():
 
 def test_sync_steps(cap):
     rows = [
-        # ts session conn kind camera_id current total outcome reason online request answer
-        (24 * MS, 0, 1, "upload", "CAM1", 1, 3, "ok", None, True, 7, 8),
-        (26 * MS, 0, 1, "upload", "CAM2", 2, 3, "failed", MISMATCH, None, 9, 10),
-        (28 * MS, 0, 1, "upload", "CAM3", 3, 3, "failed", FULL, None, 11, 12),
-        (34 * MS, 0, 2, "download", "CAMA", 1, 2, "ok", None, True, 15, 16),
-        (36 * MS, 0, 2, "download", "CAMB", 2, 2, "ok", None, False, 17, 18),
+        # ts session conn kind camera_id current total synced outcome reason online
+        # request answer
+        (24 * MS, 0, 1, "upload", "CAM1", 1, 3, 1, "ok", None, True, 7, 8),
+        (26 * MS, 0, 1, "upload", "CAM2", 2, 3, 2, "failed", MISMATCH, None, 9, 10),
+        (28 * MS, 0, 1, "upload", "CAM3", 3, 3, 3, "failed", FULL, None, 11, 12),
+        (34 * MS, 0, 2, "download", "CAMA", 1, 2, 1, "ok", None, True, 15, 16),
+        (36 * MS, 0, 2, "download", "CAMB", 2, 2, 2, "ok", None, False, 17, 18),
         # a refused download: the position asked for, no camera, no total known
-        (44 * MS, 0, 3, "download", None, 1, None, "failed", NONE_BOUND, None, 21, 22),
-        (54 * MS, 0, 4, "upload", "CAM4", 1, 3, "ok", None, False, 25, 26),
-        (55 * MS, 0, 4, "upload", "CAM5", 2, 3, "no_answer", None, None, 27, None),
-        (64 * MS, 0, 5, "upload", "CAM6", 1, 1, "failed", MISMATCH, None, 30, 31),
-        (82 * MS, None, 7, "upload", "CAM7", 1, 1, "ok", None, True, 35, 36),
+        (44 * MS, 0, 3, "download", None, 1, None, None, "failed", NONE_BOUND, None, 21, 22),
+        (54 * MS, 0, 4, "upload", "CAM4", 1, 3, 1, "ok", None, False, 25, 26),
+        (55 * MS, 0, 4, "upload", "CAM5", 2, 3, None, "no_answer", None, None, 27, None),
+        (64 * MS, 0, 5, "upload", "CAM6", 1, 1, 1, "failed", MISMATCH, None, 30, 31),
+        (82 * MS, None, 7, "upload", "CAM7", 1, 1, 1, "ok", None, True, 35, 36),
     ]
     assert_table(cap.sync, expect(schema.SYNC, rows, kind=tables.KINDS,
                                   outcome=tables.STEP_OUTCOMES))
@@ -309,9 +310,9 @@ def test_upload_answers_without_a_request_and_pipelined_requests():
     say(d, "s2c", "UploadFail", f"CAM3|{FULL}|3|3", 4 * MS)  # 4
     cap = read_capture(w.getvalue())
     rows = [
-        (0, None, 0, "upload", "CAM1", 1, 3, "ok", None, True, None, 0),
-        (3 * MS, None, 0, "upload", "CAM2", 2, 3, "ok", None, False, 1, 3),
-        (4 * MS, None, 0, "upload", "CAM3", 3, 3, "failed", FULL, None, 2, 4),
+        (0, None, 0, "upload", "CAM1", 1, 3, 1, "ok", None, True, None, 0),
+        (3 * MS, None, 0, "upload", "CAM2", 2, 3, 2, "ok", None, False, 1, 3),
+        (4 * MS, None, 0, "upload", "CAM3", 3, 3, 3, "failed", FULL, None, 2, 4),
     ]
     assert_table(cap.sync, expect(schema.SYNC, rows, kind=tables.KINDS,
                                   outcome=tables.STEP_OUTCOMES))
@@ -331,8 +332,8 @@ def test_download_retry_is_one_step_and_an_unanswered_request_ends_it():
     d.close(T0 + 5 * MS)
     cap = read_capture(w.getvalue())
     rows = [
-        (3 * MS, None, 0, "download", "CAMA", 1, 3, "ok", None, True, 1, 2),
-        (4 * MS, None, 0, "download", None, 2, 3, "no_answer", None, None, 3, None),
+        (3 * MS, None, 0, "download", "CAMA", 1, 3, 1, "ok", None, True, 1, 2),
+        (4 * MS, None, 0, "download", None, 2, 3, None, "no_answer", None, None, 3, None),
     ]
     assert_table(cap.sync, expect(schema.SYNC, rows, kind=tables.KINDS,
                                   outcome=tables.STEP_OUTCOMES))
