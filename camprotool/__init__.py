@@ -24,7 +24,14 @@ from camprotool.protocol import (
 
 if TYPE_CHECKING:
     from camprotool.analysis.capture import Capture, read_capture
-    from camprotool.net import AsyncClient, Client, EmulatorServer, Proxy
+    from camprotool.net import (
+        AsyncClient,
+        Client,
+        EmulatorServer,
+        Proxy,
+        ReplayServer,
+        replay_client,
+    )
 
 __version__ = "0.1.0"
 
@@ -35,6 +42,8 @@ _LAZY = {
     "Client": "camprotool.net",
     "EmulatorServer": "camprotool.net",
     "Proxy": "camprotool.net",
+    "ReplayServer": "camprotool.net",
+    "replay_client": "camprotool.net",
 }
 
 
@@ -63,9 +72,11 @@ __all__ = [
     "Message",
     "ProtocolError",
     "Proxy",
+    "ReplayServer",
     "UnknownMessage",
     "__version__",
     "decode_all",
     "encode",
     "read_capture",
+    "replay_client",
 ]

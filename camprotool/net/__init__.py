@@ -19,6 +19,7 @@ from camprotool.net.handlers import REASONS
 from camprotool.net.models import Camera, SyncResult, UploadResult
 from camprotool.net.proxy import Proxy
 from camprotool.net.recording import MessageLog, RecordingUnavailable
+from camprotool.net.replay import ReplayResult, ReplayServer, replay_client
 from camprotool.net.scenario import Scenario, demo_scenario, load_scenario
 from camprotool.net.server import EmulatorServer
 from camprotool.net.store import BindOutcome, Store
@@ -38,6 +39,8 @@ __all__ = [
     "NotConnected",
     "Proxy",
     "RecordingUnavailable",
+    "ReplayResult",
+    "ReplayServer",
     "ReplyTimeout",
     "Scenario",
     "Store",
@@ -46,4 +49,5 @@ __all__ = [
     "UploadResult",
     "demo_scenario",
     "load_scenario",
+    "replay_client",
 ]

@@ -73,6 +73,10 @@ class LoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            # Since 3.11 this is the builtin TimeoutError, so the coroutine's own
+            # timeout errors (ReplyTimeout) land here too: only ours is rewritten.
+            if future.done():
+                raise
             future.cancel()
             raise TimeoutError(f"{self.name}: no result within {timeout} s") from None
         except BaseException:

@@ -1,0 +1,178 @@
+"""``camprotool replay`` as a user runs it: client playback (--to) and server playback (--serve)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from camprotool.net import Client, EmulatorServer
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = str(ROOT / "captures" / "sample.pcapng")
+
+
+def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "camprotool", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+def first_line(proc: subprocess.Popen, timeout: float = 15) -> str:
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        if not sel.select(max(0, deadline - time.monotonic())):
+            proc.kill()
+            raise AssertionError(f"no first line; stderr: {proc.stderr.read().decode()}")
+        chunk = os.read(proc.stdout.fileno(), 1)
+        if not chunk:
+            raise AssertionError(f"exited early; stderr: {proc.stderr.read().decode()}")
+        line += chunk
+    return line.decode().strip()
+
+
+@contextlib.contextmanager
+def background(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "camprotool", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        yield proc, first_line(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("replay-cli") / "session.pcapng"
+    with EmulatorServer(record=path, scrypt_n=1 << 10) as srv, \
+            srv.client(heartbeat_interval=None) as c:
+        c.login("demo", "demo")
+        c.sync([])
+        c.check_status(["DEMO0001", "DEMO0002"])
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """``camprotool serve --port 0`` in a subprocess; its HOST:PORT."""
+    with background("serve", "--port", "0", "-q") as (proc, line):
+        match = re.fullmatch(r"listening on (127\.0\.0\.1:\d+) data ports \S+", line)
+        assert match, line
+        yield match.group(1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+
+
+def one_line_error(result: subprocess.CompletedProcess, pattern: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_help_describes_both_modes() -> None:
+    result = cli("replay", "--help")
+    assert result.returncode == 0
+    for option in ("CAPTURE", "--to", "--serve", "--listen", "--speed", "--conn", "--dialect",
+                   "--record", "--timeout", "exit 0: all same"):
+        assert option in " ".join(result.stdout.split()), option
+    assert "replay" in cli("--help").stdout
+
+
+def test_client_playback_against_camprotool_serve(recording: str, server: str,
+                                                  tmp_path: Path) -> None:
+    out = tmp_path / "replayed.pcapng"
+    result = cli("replay", recording, "--to", server, "--speed", "0", "--record", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(rf"replayed {re.escape(recording)} -> {server} \(1 main connection\(s\), "
+                        r"speed 0, \d+\.\d\d s\)", lines[0])
+    assert lines[1].split() == ["conn", "chan", "request", "recorded", "live", "match",
+                                "detail"]
+    assert re.search(r"^\s+0 main Login demo\|\*\*\* +LoginOk 3\|\| +LoginOk 3\|\| +same",
+                     result.stdout, re.M)
+    assert re.search(r"DownLoadCaramer 2 .*DownloadSucess DEMO0003\|\*\*\*\|null\|3\|3 .* same",
+                     result.stdout)
+    assert lines[-1] == "6 replies: 6 same, 0 different, 0 missing, 0 extra"
+    assert "demo|demo" not in result.stdout
+    assert out.stat().st_size > 500
+
+
+def test_client_playback_exits_1_when_replies_differ(server: str) -> None:
+    result = cli("replay", SAMPLE, "--to", server, "--speed", "0")
+    assert result.returncode == 1, result.stderr
+    assert "online: true -> null" in result.stdout
+    assert "command UploadFail -> UploadSucess DEMO0001|true|4|6" in result.stdout
+    assert result.stdout.splitlines()[-1] == \
+        "10 replies: 5 same, 5 different, 0 missing, 0 extra; 7 pushes: 7 missing"
+    quiet = cli("replay", SAMPLE, "--to", server, "--speed", "0", "-q", "--conn", "0")
+    assert quiet.returncode == 1
+    rows = quiet.stdout.splitlines()[2:-1]
+    assert rows and not any(re.search(r" same( |$)", row) for row in rows)
+
+
+def test_server_playback_until_ctrl_c(recording: str) -> None:
+    with background("replay", recording, "--serve", "--listen", "127.0.0.1:0",
+                    "--speed", "0") as (proc, line):
+        match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+) replaying 1 recorded main "
+                             r"connection\(s\) from .*session\.pcapng", line)
+        assert match, line
+        with Client("127.0.0.1", int(match.group(1)), heartbeat_interval=None,
+                    timeout=5) as c:
+            assert c.login("demo", "demo").camera_count == 3
+            assert [cam.id for cam in c.download()] == ["DEMO0001", "DEMO0002", "DEMO0003"]
+            c.send_raw("CheckCaramerOnlineStatus", "X")
+            c.send_raw("CheckCaramerOnlineStatus", "X")  # recorded once: no answer
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        err = proc.stderr.read().decode()
+    assert "no recorded answer for CheckCaramerOnlineStatus X" in err
+    assert "1 request(s) had no recorded answer" in err
+
+
+def _closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.mark.parametrize(("args", "pattern"), [
+    (["replay", "/nonexistent/x.pcapng", "--to", "127.0.0.1:1"],
+     r"^camprotool replay: error: /nonexistent/x\.pcapng: no such file$"),
+    (["replay", "README.md", "--to", "127.0.0.1:1"], "not a pcap or pcapng capture"),
+    (["replay", SAMPLE, "--to", "nowhere"], "bad address 'nowhere'"),
+    (["replay", SAMPLE, "--to", "127.0.0.1:0"], "the port must not be 0"),
+    (["replay", SAMPLE, "--to", "127.0.0.1:PORT"],
+     r"cannot connect to 127\.0\.0\.1:\d+: connection refused"),
+    (["replay", SAMPLE], "give either --to HOST:PORT .* or --serve"),
+    (["replay", SAMPLE, "--to", "127.0.0.1:1", "--serve"], "give either"),
+    (["replay", SAMPLE, "--to", "127.0.0.1:1", "--speed", "fast"], "--speed: 'fast' is not"),
+    (["replay", SAMPLE, "--to", "127.0.0.1:1", "--conn", "x"], "--conn: 'x' is not"),
+    (["replay", SAMPLE, "--to", "127.0.0.1:1", "--conn", "1"], "no main connection 1"),
+    (["replay", SAMPLE, "--to", "127.0.0.1:1", "--dialect", "morse"], "unknown dialect"),
+    (["replay", SAMPLE, "--serve", "--listen", "x:y"], "bad address 'x:y'"),
+])
+def test_bad_input_is_one_line(args: list[str], pattern: str) -> None:
+    args = [a.replace("PORT", str(_closed_port())) for a in args]
+    one_line_error(cli(*args), pattern)
