@@ -106,7 +106,7 @@ def build_connections(states: dict[int, ConnState]) -> list[ConnectionRecord]:
             start_ns=info.first_ts_ns,
             end_ns=state.close_ts if state.close_ts is not None else state.last_ts,
             close_reason=state.close_reason,
-            dialect=str(state.dialect) if state.dialect else None,
+            dialect=_dialect_name(state),
             bytes_c2s=c2s.bytes,
             bytes_s2c=s2c.bytes,
             lost_c2s=c2s.lost,
@@ -122,6 +122,14 @@ def build_connections(states: dict[int, ConnState]) -> list[ConnectionRecord]:
         records.append(rec)
     _link(records)
     return records
+
+
+def _dialect_name(state: ConnState) -> str | None:
+    """The connection's dialect, GBK when frames had to be re-read as GBK."""
+    if state.dialect is None:
+        return None
+    fell_back = [d.fallback for d in state.dirs.values() if d.fell_back]
+    return str(fell_back[0]) if fell_back else str(state.dialect)
 
 
 def _announcements(records: list[ConnectionRecord]) -> list[tuple[int, int | None, bytes, int]]:

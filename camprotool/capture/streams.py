@@ -19,10 +19,11 @@ live capture takes).
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from camprotool.capture.reassembly import ConnectionInfo
 from camprotool.protocol.bulk import BulkDecoder, _rows_to_table
@@ -49,6 +50,9 @@ class DirectionState:
     mark_ts: list[int] = field(default_factory=list)
     mark_frame: list[int] = field(default_factory=list)
     rows: list[tuple[int, Message]] = field(default_factory=list)  # incremental engine
+    # auto-detection saw only ASCII: GBK is as likely as UTF-8 (see _reread_as_gbk)
+    fallback: Dialect | None = None
+    fell_back: bool = False
     sample: bytearray = field(default_factory=bytearray)
     tables: list[pa.Table] = field(default_factory=list)
 
@@ -184,6 +188,10 @@ class MessageSink:
         dialect = detect_connection(bytes(c2s), bytes(s2c), final=final)
         if dialect is not None:
             self._start(state, dialect)
+            if dialect.encoding == "utf-8" and c2s.isascii() and s2c.isascii():
+                gbk = replace(dialect, encoding="gbk")
+                for d in state.dirs.values():
+                    d.fallback = gbk
             events, state.events = state.events, []
             for kind, direction, value, ts_ns, frame in events:
                 d = state.dirs[direction]
@@ -238,6 +246,8 @@ class MessageSink:
 
     def _stamp(self, d: DirectionState, table: pa.Table) -> None:
         """Give each row the ts and frame of the packet that completed it."""
+        if d.fallback is not None:
+            table = self._reread_as_gbk(d, table)
         ends = table.column("end").to_numpy()
         mark_end = np.asarray(d.mark_end, dtype=np.int64)
         at = np.minimum(np.searchsorted(mark_end, ends, side="left"), len(mark_end) - 1)
@@ -246,6 +256,35 @@ class MessageSink:
         d.tables.append(
             table.append_column("ts_ns", pa.array(ts)).append_column("frame", pa.array(frames))
         )
+
+    @staticmethod
+    def _reread_as_gbk(d: DirectionState, table: pa.Table) -> pa.Table:
+        """Frames that are not UTF-8 but are GBK, on a connection detected from ASCII alone.
+
+        The detector only sees a connection's first bytes; when those are all
+        ASCII, UTF-8 and GBK read them alike, and the first Chinese text may come
+        much later (a LoginError). PROTOCOL.md: bytes that are valid GBK but not
+        UTF-8 mean GBK, so such frames are decoded again as GBK.
+        """
+        errors = table["error"]
+        suspects = pc.fill_null(pc.match_substring(errors, "invalid utf-8"), False)
+        if not pc.any(suspects).as_py():
+            return table
+        rows = []
+        keep = np.ones(table.num_rows, dtype=bool)
+        ends = table["end"].to_pylist()
+        raws = table["raw"].to_pylist()
+        for i in np.flatnonzero(suspects.to_numpy(zero_copy_only=False)):
+            dec = Decoder(d.fallback)
+            found = dec.feed(raws[i]) + dec.finish()
+            if len(found) == 1 and not (found[0].error and "invalid gbk" in found[0].error):
+                rows.append((ends[i], found[0]))
+                keep[i] = False
+        if not rows:
+            return table
+        d.fell_back = True
+        merged = pa.concat_tables([table.filter(pa.array(keep)), _rows_to_table(rows)])
+        return merged.take(pc.sort_indices(merged["end"]))
 
     @staticmethod
     def _prune(d: DirectionState) -> None:

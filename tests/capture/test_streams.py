@@ -255,3 +255,21 @@ def test_small_batches_give_the_same_rows(engine):
     assert any(row["error"] for row in reference)
     assert _sink_rows(data, engine=engine, batch_bytes=64) == reference
     assert _sink_rows(data, engine=engine, batch_bytes=1) == reference
+
+
+@pytest.mark.parametrize("engine", ["bulk", "incremental"])
+def test_gbk_after_an_ascii_start_is_read_as_gbk(engine):
+    """Detection sees only ASCII heartbeats; the first Chinese text comes much later."""
+    w = PcapngWriter()
+    c = w.tcp(("10.0.0.1", 50000), ("10.0.0.2", 9000), T0)
+    for i in range(20):
+        c.send("c2s", frame("Heartbeat", "", "line:gbk"), T0 + i * 1000)
+    c.send("c2s", frame("Login", "张三|pw", "line:gbk"), T0 + 50_000)
+    c.send("s2c", frame("LoginError", "用户名或者密码错误!", "line:gbk"), T0 + 60_000)
+    c.close(T0 + 70_000)
+    cap = read(w.getvalue(), engine=engine)
+    last = cap.messages.tail(2)
+    assert last["error"].isna().all()
+    assert last["user"].tolist()[0] == "张三"
+    assert last["reason"].tolist()[1] == "用户名或者密码错误!"
+    assert cap.connections["dialect"].astype(str).tolist() == ["line:gbk"]
