@@ -1,7 +1,7 @@
 """Write dataframes to csv, json lines or parquet, chosen by the file extension.
 
-List-valued columns (``ids``, ``statuses``) are written in their wire form
-(``A;B``, ``A;true|B;null``) and raw frame bytes as hex, so every format
+List-valued columns (``ids``, ``statuses``, ``data_conns``) are written in
+their wire form (``A;B``, ``A;true|B;null``, ``1;2``) and raw frame bytes as hex, so every format
 round-trips as plain text and columnar tools need no Python objects.
 """
 
@@ -19,6 +19,18 @@ def _status_text(value: object) -> str:
     return "null" if value is None or value is pd.NA else ("true" if value else "false")
 
 
+def _pair(item: object) -> tuple[object, object]:
+    """A (camera_id, online) pair: tuples from live logs, dicts from Arrow tables."""
+    if isinstance(item, dict):
+        return item["camera_id"], item["online"]
+    cam, online = item  # type: ignore[misc]
+    return cam, online
+
+
+def _statuses_text(value: object) -> str:
+    return "|".join(f"{cam};{_status_text(s)}" for cam, s in map(_pair, value))
+
+
 def flatten(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` whose object columns are plain text."""
     out = df.copy()
@@ -26,9 +38,10 @@ def flatten(df: pd.DataFrame) -> pd.DataFrame:
         out["ids"] = out["ids"].map(lambda v: ";".join(v) if v is not None else None,
                                     na_action="ignore").astype("str")
     if "statuses" in out:
-        out["statuses"] = out["statuses"].map(
-            lambda v: "|".join(f"{cam};{_status_text(s)}" for cam, s in v),
-            na_action="ignore").astype("str")
+        out["statuses"] = out["statuses"].map(_statuses_text, na_action="ignore").astype("str")
+    if "data_conns" in out:  # Capture.sessions: ids of the session's data connections
+        out["data_conns"] = out["data_conns"].map(
+            lambda v: ";".join(str(i) for i in v), na_action="ignore").astype("str")
     if "raw" in out:
         out["raw"] = out["raw"].map(lambda v: bytes(v).hex(), na_action="ignore").astype("str")
     return out
