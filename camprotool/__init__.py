@@ -32,6 +32,8 @@ if TYPE_CHECKING:
         ReplayServer,
         replay_client,
     )
+    from camprotool.widgets import CaptureExplorer, ClientPanel
+    from camprotool.widgets.server import demo_server
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,9 @@ _LAZY = {
     "Proxy": "camprotool.net",
     "ReplayServer": "camprotool.net",
     "replay_client": "camprotool.net",
+    "demo_server": "camprotool.widgets.server",
+    "ClientPanel": "camprotool.widgets",
+    "CaptureExplorer": "camprotool.widgets",
 }
 
 
@@ -64,7 +69,9 @@ __all__ = [
     "COMMANDS",
     "AsyncClient",
     "Capture",
+    "CaptureExplorer",
     "Client",
+    "ClientPanel",
     "Decoder",
     "Dialect",
     "EmulatorServer",
@@ -76,6 +83,7 @@ __all__ = [
     "UnknownMessage",
     "__version__",
     "decode_all",
+    "demo_server",
     "encode",
     "read_capture",
     "replay_client",

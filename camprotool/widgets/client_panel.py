@@ -1,0 +1,722 @@
+"""``ClientPanel``: talk the protocol from a notebook, with live log, cameras and alarms.
+
+::
+
+    from camprotool.widgets import ClientPanel, demo_server
+    panel = ClientPanel.for_server(demo_server())
+    panel          # the cell shows the panel
+
+The panel drives a :class:`camprotool.net.Client`. Every request runs on the
+panel's worker thread (see :mod:`camprotool.widgets._common`), so the kernel
+never waits for the network; action buttons are disabled while one runs
+(Logout stays available). What the client sends and receives reaches the panel
+through the client's message log listener, on the client's loop thread: it
+updates plain state, and debounced redraws update the widgets.
+
+Sync progress comes from the data-connection answers as they are logged
+(``UploadSucess``/``UploadFail``: ``synced`` of ``total``; ``DownloadSucess``:
+``current`` of ``total``), so the bar moves during the transfer, not after it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import ipywidgets as widgets
+
+from camprotool.net import Client, NotConnected
+from camprotool.net.table import mask_params
+from camprotool.protocol import Dialect, Message
+from camprotool.protocol.catalogue import COMMANDS, Direction
+from camprotool.widgets._common import (
+    ERROR,
+    INFO,
+    OK,
+    Debouncer,
+    Worker,
+    close_all,
+    describe_error,
+    show_figure,
+    status_html,
+    text_output,
+)
+from camprotool.widgets.commands import CommandForm, client_commands
+
+if TYPE_CHECKING:
+    from camprotool.net import EmulatorServer
+    from camprotool.net.recording import LoggedMessage
+
+log = logging.getLogger("camprotool.widgets.client_panel")
+
+COLORS = {"c2s": "#1f4e9c", "s2c": "#2b7a2b", "push": "#b35900"}
+ARROWS = {"c2s": "→", "s2c": "←", "push": "⇐ push"}
+STATE_COLORS = {True: "#2ca02c", False: "#d62728", None: "#8a8a8a"}
+STATE_NAMES = {True: "online", False: "offline", None: "unknown"}
+DIALECTS = ["line", "line:gbk", "lp32le", "lp32le:gbk", "lp32be", "lp32be:gbk"]
+ALL, UNKNOWN = "", "?"
+_CAMERA_LINE = re.compile(r"[\s,;:|]+")
+
+
+class LogRow(NamedTuple):
+    ts_ns: int
+    conn: int
+    channel: str
+    direction: str
+    kind: str  # c2s, s2c or push
+    command: str
+    params: str
+    error: str | None
+
+
+def parse_cameras(text: str) -> list[tuple[str, str]]:
+    """``id password`` per line (also ``id:password``, ``id,password``); blank lines skipped."""
+    cams = []
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = [p for p in _CAMERA_LINE.split(line.strip()) if p]
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise ValueError(f"local cameras, line {n}: expected 'id password', got {line!r}")
+        cams.append((parts[0], parts[1]))
+    return cams
+
+
+class ClientPanel:
+    """An interactive protocol client for Jupyter.
+
+    ``timeout`` bounds every wait for an answer (seconds); ``tz`` is the zone
+    times are shown in (None: the machine's); ``reveal_passwords`` shows
+    passwords in the log; ``log_limit`` rows of the log are shown (newest
+    first); other keyword arguments go to :class:`camprotool.net.Client`
+    (``heartbeat_interval``, ``record``, ...).
+
+    Sub-widgets are attributes (``connect_button``, ``login_button``,
+    ``status``, ``command_picker``, ``forms``, ``send_button``, ``log``,
+    ``grid``, ``alarm_plot``, ``sync_button``, ``progress``, ...); the whole
+    panel is :attr:`widget`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 9000, dialect: str | Dialect = "line",
+                 user: str = "demo", password: str = "demo", *, timeout: float = 10.0,
+                 tz: Any = None, reveal_passwords: bool = False, log_limit: int = 200,
+                 **client_options: Any) -> None:
+        from camprotool.analysis.plots import resolve_tz
+
+        self.timeout = timeout
+        self.zone = resolve_tz(tz)
+        self.tz = tz
+        self.reveal_passwords = reveal_passwords
+        self.log_limit = log_limit
+        self.client_options = client_options
+        self.client: Client | None = None
+        self._client_key: tuple | None = None
+        self._credentials: tuple[str, str] | None = None
+        self._expect_open = False
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._rows: deque[LogRow] = deque(maxlen=5000)
+        #: camera id -> {"online", "source", "ts_ns", "alarms", "last_alarm"}
+        self.cameras: dict[str, dict[str, Any]] = {}
+        #: (ts_ns, camera_id, alarm_type) of the alarms pushed (the latest 10,000)
+        self.alarms: deque[tuple[int, str, str]] = deque(maxlen=10_000)
+        self._observations: deque[tuple[int, str, bool | None]] = deque(maxlen=50_000)
+        self._progress: dict[str, Any] = {"kind": "", "current": 0, "total": 0, "style": "",
+                                          "text": ""}
+        self.alarm_figure: Any = None
+        self.alarm_draws = 0
+        #: the status line as plain text, and the last error shown there (None after a success)
+        self.status_text = "ready"
+        self.last_error: str | None = None
+        self._worker = Worker("camprotool-panel")
+        self._refresh = Debouncer(0.08, self._render, "panel refresh")
+        self._replot = Debouncer(0.4, self._draw_alarms, "alarm plot")
+        self._build(host, port, Dialect.parse(dialect).name, user, password)
+
+    @classmethod
+    def for_server(cls, server: EmulatorServer, **kwargs: Any) -> ClientPanel:
+        """A panel pointed at a running :class:`~camprotool.net.EmulatorServer`."""
+        host, port = server.address
+        kwargs.setdefault("dialect", server.dialect.name)
+        return cls(host, port, **kwargs)
+
+    # ------------------------------------------------------------------ widgets
+    def _build(self, host: str, port: int, dialect: str, user: str, password: str) -> None:
+        W = widgets
+        narrow = W.Layout(width="190px")
+        self.host = W.Text(value=host, description="host", layout=W.Layout(width="220px"))
+        self.port = W.IntText(value=port, description="port", layout=W.Layout(width="150px"))
+        self.dialect = W.Combobox(value=dialect, options=DIALECTS, description="dialect",
+                                  ensure_option=False, layout=W.Layout(width="200px"))
+        self.user = W.Text(value=user, description="user", layout=narrow)
+        self.password = W.Password(value=password, description="password", layout=narrow)
+        self.connect_button = W.Button(description="Connect", icon="plug",
+                                       tooltip="open the main connection")
+        self.login_button = W.Button(description="Login", icon="sign-in", button_style="primary",
+                                     tooltip="log in (connecting first if needed)")
+        self.logout_button = W.Button(description="Logout", icon="sign-out",
+                                      tooltip="close the connection (the protocol has no logout)")
+        self.state = W.HTML(status_html("not connected", INFO, "●"))
+        self.status = W.HTML(status_html("ready", INFO))
+
+        # command picker, generated from the catalogue
+        self.forms: dict[str, CommandForm] = {s.name: CommandForm(s) for s in client_commands()}
+        self.command_picker = W.Dropdown(options=list(self.forms), description="command")
+        self.form_box = W.Box()
+        self.as_raw = W.Checkbox(value=False, indent=False,
+                                 description="send as typed on the main connection (no client "
+                                             "logic, no wait for the answer)")
+        self.send_button = W.Button(description="Send", icon="paper-plane")
+        self.raw_command = W.Combobox(
+            options=[s.full_name for s in COMMANDS], ensure_option=False, description="raw",
+            placeholder="command name (full or short)", layout=W.Layout(width="460px"))
+        self.raw_params = W.Text(description="params", placeholder="parameter string",
+                                 layout=W.Layout(width="460px"))
+        self.raw_send_button = W.Button(description="Send raw", icon="terminal")
+        self._prefill_credentials()
+        self._show_form()
+
+        # sync
+        self.local_cameras = W.Textarea(
+            placeholder="local cameras, 'id password' per line; empty: download the account's",
+            layout=W.Layout(width="460px", height="80px"))
+        self.sync_button = W.Button(description="Sync", icon="refresh", button_style="info",
+                                    tooltip="upload if the local list is longer than the "
+                                            "server's count, download if shorter")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="sync")
+        self.progress_label = W.HTML("")
+
+        # cameras, alarms, log
+        self.grid = W.HTML(self._grid_html({}))
+        self.alarm_plot = W.Output(layout=W.Layout(min_height="60px"))
+        self.alarm_plot.outputs = (text_output("no alarms yet"),)
+        self.log_filter = W.Dropdown(
+            options=[("all commands", ALL), *[(s.name, s.name) for s in COMMANDS],
+                     ("unknown commands", UNKNOWN)], description="show")
+        self.clear_log_button = W.Button(description="Clear log", icon="trash")
+        self.log = W.HTML(self._log_html([]))
+
+        self.connect_button.on_click(lambda _: self.connect())
+        self.login_button.on_click(lambda _: self.login())
+        self.logout_button.on_click(lambda _: self.logout())
+        self.send_button.on_click(lambda _: self.send())
+        self.raw_send_button.on_click(lambda _: self.send_raw())
+        self.sync_button.on_click(lambda _: self.sync())
+        self.clear_log_button.on_click(lambda _: self.clear_log())
+        self.command_picker.observe(lambda _: self._show_form(), names="value")
+        self.log_filter.observe(lambda _: self._refresh.trigger(), names="value")
+
+        self._actions = [self.connect_button, self.login_button, self.send_button,
+                         self.raw_send_button, self.sync_button]
+        header = W.HTML
+        commands = W.VBox([
+            W.HBox([self.command_picker, self.send_button]), self.form_box, self.as_raw,
+            W.HBox([self.raw_command, self.raw_send_button]), self.raw_params])
+        sync = W.VBox([self.local_cameras, W.HBox([self.sync_button, self.progress,
+                                                    self.progress_label])])
+        tabs = W.Tab(children=[commands, sync])
+        tabs.titles = ("Commands", "Sync")
+        self.widget = W.VBox([
+            W.HBox([self.host, self.port, self.dialect]),
+            W.HBox([self.user, self.password, self.connect_button, self.login_button,
+                    self.logout_button]),
+            W.HBox([self.state, self.status]),
+            tabs,
+            header("<b>Cameras</b>"), self.grid,
+            header("<b>Alarms</b>"), self.alarm_plot,
+            W.HBox([header("<b>Messages</b>"), self.log_filter, self.clear_log_button]),
+            self.log,
+        ])
+        self.tabs = tabs
+
+    def _prefill_credentials(self) -> None:
+        for form in self.forms.values():
+            for name, source in (("user", self.user), ("password", self.password)):
+                if name in form.inputs and not form.inputs[name].value:
+                    form.inputs[name].value = source.value
+
+    def _show_form(self) -> None:
+        form = self.forms.get(self.command_picker.value)
+        self.form_box.children = (form.box,) if form is not None else ()
+
+    # ------------------------------------------------------------------ display
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        return f"<ClientPanel {self.host.value}:{self.port.value} {self._state_text()}>"
+
+    # ------------------------------------------------------------------ status
+    def _set_status(self, text: str, color: str = INFO, icon: str = "") -> None:
+        self.status_text = text
+        self.status.value = status_html(text, color, icon)
+
+    def _ok(self, text: str) -> None:
+        self.last_error = None
+        self._set_status(text, OK, "✔")
+
+    def _error(self, text: str) -> None:
+        self.last_error = text
+        self._set_status(text, ERROR, "✖")
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in self._actions:
+            button.disabled = busy
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request (login, send, sync, ...) is running."""
+        return self._worker.busy
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the running request is done (for scripts and tests)."""
+        return self._worker.wait(timeout)
+
+    def _start(self, label: str, job: Callable[[], str | None]) -> None:
+        if self._closed.is_set():
+            self._error("the panel is closed")
+            return
+        self._set_busy(True)
+        if self._worker.submit(label, lambda: self._job(label, job)) is None:
+            self._error(f"{label}: wait, {self._worker.label} is still running")
+
+    def _job(self, label: str, job: Callable[[], str | None]) -> None:
+        self.last_error = None
+        self._set_status(f"{label}…", INFO, "⏳")
+        try:
+            message = job()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            log.debug("%s failed", label, exc_info=True)
+            self._error(f"{label} failed: {describe_error(exc)}")
+            if label == "sync":
+                with self._lock:
+                    self._progress.update(style="danger", text="sync failed")
+        else:
+            if message:
+                self._ok(message)
+        finally:
+            self._set_busy(False)
+            self._refresh.trigger()
+
+    # ------------------------------------------------------------------ connection
+    def _key(self) -> tuple[str, int, str]:
+        host = self.host.value.strip()
+        if not host:
+            raise ValueError("enter the server's host")
+        return host, int(self.port.value), Dialect.parse(self.dialect.value or "line").name
+
+    def _ensure_client(self) -> Client:
+        """The connected client for the address in the fields (a new one if they changed)."""
+        key = self._key()
+        client = self.client
+        if client is not None and self._client_key == key and client.connected:
+            return client
+        self._drop_client()
+        options = {"timeout": self.timeout, **self.client_options}
+        client = Client(key[0], key[1], dialect=key[2], **options)
+        client.log.on_message(lambda row, c=client: self._on_logged(c, row))
+        try:
+            client.connect()
+        except BaseException:
+            client.close()
+            raise
+        self.client, self._client_key = client, key
+        self._expect_open = True
+        threading.Thread(target=self._watch, args=(client,), daemon=True,
+                         name="camprotool-panel-watch").start()
+        self._refresh.trigger()
+        return client
+
+    def _drop_client(self) -> None:
+        client, self.client = self.client, None
+        self._expect_open = False
+        self._credentials = None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                log.debug("closing the client failed", exc_info=True)
+
+    def _watch(self, client: Client) -> None:
+        """Notice a connection the server closed (the client has no callback for it)."""
+        while not self._closed.wait(0.2):
+            if self.client is not client:
+                return
+            if not client.connected:
+                if self._expect_open and self.client is client:
+                    self._expect_open = False
+                    self._credentials = None
+                    self._error("connection lost: the server closed the main connection")
+                    self._refresh.trigger()
+                return
+
+    def connect(self) -> None:
+        """Open the main connection (the Connect button)."""
+        def job() -> str:
+            already = self.client is not None and self.client.connected and \
+                self._client_key == self._key()
+            client = self._ensure_client()
+            where = f"{client.host}:{client.port}"
+            return f"already connected to {where}" if already else \
+                f"connected to {where} ({self._client_key[2]})"  # type: ignore[index]
+
+        self._start("connect", job)
+
+    def login(self, user: str | None = None, password: str | None = None) -> None:
+        """Log in with the fields' (or the given) credentials (the Login button)."""
+        user = self.user.value if user is None else user
+        password = self.password.value if password is None else password
+        self._start("login", lambda: self._login(user, password))
+
+    def _login(self, user: str, password: str) -> str:
+        client = self._ensure_client()
+        reply = client.login(user, password)
+        self._credentials = (user, password)
+        self._refresh.trigger()
+        count = getattr(reply, "camera_count", None)
+        last = getattr(reply, "last_login_time", "") or ""
+        ip = getattr(reply, "last_login_ip", "") or ""
+        previous = f"; last login {last} from {ip}" if last else "; first login"
+        return f"logged in as {user}: {count} camera(s) on the server{previous}"
+
+    def logout(self) -> None:
+        """Close the connection (the Logout button); works while a request runs."""
+        def run() -> None:
+            self._drop_client()
+            self._ok("logged out: connection closed")
+            self._refresh.trigger()
+
+        threading.Thread(target=run, daemon=True, name="camprotool-panel-logout").start()
+
+    # ------------------------------------------------------------------ commands
+    def send(self) -> None:
+        """Send the picked command with the form's values (the Send button)."""
+        name = self.command_picker.value
+        form = self.forms[name]
+        raw = self.as_raw.value
+        self._start(f"send {name}", lambda: self._send(form, raw))
+
+    def _send(self, form: CommandForm, raw: bool) -> str:
+        values = form.values()
+        name = form.spec.name
+        handler = None if raw else _REQUESTS.get(name)
+        if handler is not None:
+            result = handler(self, self._ensure_client(), values)
+            if result is not None:
+                return result
+        params = form.params()
+        self._ensure_client().send_raw(name, params)
+        return f"sent {name} (any answer shows in the log)"
+
+    def send_raw(self, command: str | None = None, params: str | None = None) -> None:
+        """Send any command name with any parameter string (the Send raw button)."""
+        command = (self.raw_command.value if command is None else command).strip()
+        params = self.raw_params.value if params is None else params
+
+        def job() -> str:
+            if not command:
+                raise ValueError("enter a command name")
+            self._ensure_client().send_raw(command, params)
+            return f"sent {command} (any answer shows in the log)"
+
+        self._start("send raw", job)
+
+    # the client methods behind the picker; None: send the typed frame instead
+    def _req_login(self, client: Client, v: dict) -> str:
+        return self._login(v["user"], v["password"])
+
+    def _req_data_socket(self, client: Client, v: dict) -> str | None:
+        if self._credentials != (v["user"], v["password"]):
+            return None  # not the logged-in account: only a raw frame can carry them
+        port = client.create_data_socket()
+        return f"data port {port} reserved for this address (nothing connects to it from here)"
+
+    def _req_upload(self, client: Client, v: dict) -> str:
+        results = client.upload([(v["camera_id"], v["camera_password"])])
+        r = results[0]
+        if r.ok:
+            return f"{r.camera_id} bound to the account ({STATE_NAMES[r.online]})"
+        return f"{r.camera_id} refused: {r.reason}"
+
+    def _req_download(self, client: Client, v: dict) -> str:
+        cams = client.download()
+        if not cams:
+            return "the server has no camera for this account"
+        return f"downloaded {len(cams)} camera(s): " + ", ".join(c.id for c in cams)
+
+    def _req_status(self, client: Client, v: dict) -> str:
+        answer = client.check_status(v["ids"])
+        if not answer:
+            return "the server answered for none of these ids"
+        return ", ".join(f"{cid} {STATE_NAMES[on]}" for cid, on in answer.items())
+
+    def _req_heartbeat(self, client: Client, v: dict) -> str:
+        client.heartbeat()
+        return "heartbeat sent"
+
+    # ------------------------------------------------------------------ sync
+    def sync(self) -> None:
+        """Upload or download like the real client (the Sync button)."""
+        text = self.local_cameras.value
+        self._start("sync", lambda: self._sync(text))
+
+    def _sync(self, text: str) -> str:
+        local = parse_cameras(text)
+        client = self._ensure_client()
+        if client.server_camera_count is None:
+            raise NotConnected("log in first: sync compares the local list with LoginOk's "
+                               "camera count")
+        with self._lock:
+            self._progress.update(kind="sync…", current=0, total=0, style="",
+                                  text="waiting for the data connection")
+        self._refresh.trigger()
+        result = client.sync(local)
+        with self._lock:
+            p = self._progress
+            if result.kind == "none":
+                p.update(kind="none", current=1, total=1, style="success", text="in sync")
+            else:
+                total = max(p["total"], len(result.uploaded) or len(result.cameras))
+                p.update(kind=result.kind, current=total, total=total, style="success",
+                         text=f"{result.kind} {total}/{total}")
+        self._refresh.trigger()
+        if result.kind == "none":
+            return f"nothing to sync: {result.local_count} local = {result.server_count} on " \
+                   "the server"
+        if result.kind == "download":
+            self.local_cameras.value = "\n".join(f"{c.id} {c.password}" for c in result.cameras)
+            if not result.cameras:
+                return "download: the server has no camera for this account"
+            return f"downloaded {len(result.cameras)} camera(s) " \
+                   f"(local {result.local_count} < server {result.server_count})"
+        failed = result.failed
+        text = f"uploaded {len(result.uploaded)} camera(s): " \
+               f"{len(result.uploaded) - len(failed)} bound, {len(failed)} refused"
+        if failed:
+            text += " (" + "; ".join(f"{r.camera_id}: {r.reason}" for r in failed[:5]) + ")"
+        return text
+
+    # ------------------------------------------------------------------ messages
+    def _on_logged(self, client: Client, row: LoggedMessage) -> None:
+        """Every message the client logs, on the client's loop thread: keep it quick."""
+        if self.client is not None and client is not self.client:
+            return
+        msg = row.message
+        spec = msg.spec
+        kind = "push" if spec is not None and spec.direction is Direction.PUSH else row.direction
+        params = msg.params if self.reveal_passwords else mask_params(msg)
+        entry = LogRow(row.ts_ns, row.conn, row.channel, row.direction, kind, msg.command,
+                       params, msg.error)
+        with self._lock:
+            self._rows.append(entry)
+            replot = row.direction == "s2c" and self._observe(row.ts_ns, msg)
+        self._refresh.trigger()
+        if replot:
+            self._replot.trigger()
+
+    def _observe(self, ts: int, msg: Message) -> bool:
+        """Update cameras, alarms and progress from a server message (lock held).
+
+        Returns whether the alarm plot changed.
+        """
+        f = msg.fields
+        cmd = msg.command
+        if cmd == "PrushCaramerAlarmInfo":
+            cid = f.get("camera_id")
+            if not cid:
+                return False
+            kind = f.get("alarm_type") or "(none)"
+            self.alarms.append((ts, cid, kind))
+            cam = self._camera(cid)
+            cam["alarms"] += 1
+            cam["last_alarm"] = f"{kind} at {self._time(ts)}"
+            return True
+        if cmd == "PrushCaramerOnlineStatus":
+            return self._status(ts, f.get("camera_id"), f.get("online"), "push")
+        if cmd == "ReturnCaramerOnlineStatus":
+            changed = [self._status(ts, cid, on, "query") for cid, on in f.get("statuses") or ()]
+            return any(changed)
+        if cmd in ("UploadSucess", "UploadFail"):
+            self._step("upload", f.get("synced"), f.get("total"))
+            if cmd == "UploadSucess":
+                return self._status(ts, f.get("camera_id"), f.get("online"), "upload")
+            return False
+        if cmd == "DownloadSucess":
+            self._step("download", f.get("current"), f.get("total"))
+            return self._status(ts, f.get("camera_id"), f.get("online"), "download")
+        return False
+
+    def _camera(self, cid: str) -> dict[str, Any]:
+        return self.cameras.setdefault(cid, {"online": None, "source": "", "ts_ns": 0,
+                                             "alarms": 0, "last_alarm": ""})
+
+    def _status(self, ts: int, cid: str | None, online: bool | None, source: str) -> bool:
+        if not cid:
+            return False
+        cam = self._camera(cid)
+        cam.update(online=online, source=source, ts_ns=ts)
+        self._observations.append((ts, cid, online))
+        return bool(self.alarms)
+
+    def _step(self, kind: str, current: int | None, total: int | None) -> None:
+        if current is None or total is None:
+            return
+        self._progress.update(kind=kind, current=current, total=total,
+                              text=f"{kind} {current}/{total}")
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._rows.clear()
+        self._refresh.trigger()
+
+    # ------------------------------------------------------------------ rendering
+    def refresh(self) -> None:
+        """Redraw the log, grid, progress and alarm plot now."""
+        self._refresh.flush()
+        self._replot.flush()
+
+    def _time(self, ts_ns: int) -> str:
+        return datetime.fromtimestamp(ts_ns / 1e9, self.zone).strftime("%H:%M:%S.%f")[:-3]
+
+    def _state_text(self) -> str:
+        client = self.client
+        if client is None or not client.connected:
+            return "not connected"
+        where = f"{client.host}:{client.port}"
+        return f"logged in as {client.user} on {where}" if client.user else \
+            f"connected to {where}"
+
+    def _render(self) -> None:
+        with self._lock:
+            rows = list(self._rows)
+            cams = {k: dict(v) for k, v in self.cameras.items()}
+            prog = dict(self._progress)
+        self.log.value = self._log_html(rows)
+        self.grid.value = self._grid_html(cams)
+        state = self._state_text()
+        color = OK if state.startswith("logged in") else (INFO if "not" in state else "#1f4e9c")
+        self.state.value = status_html(state, color, "●")
+        total = max(int(prog["total"]), 1)
+        if self.progress.max != total:
+            self.progress.max = total
+        self.progress.value = min(int(prog["current"]), total)
+        self.progress.bar_style = prog["style"]
+        self.progress_label.value = html.escape(prog["text"])
+
+    def _log_html(self, rows: list[LogRow]) -> str:
+        wanted = self.log_filter.value if hasattr(self, "log_filter") else ALL
+        known = {s.name for s in COMMANDS}
+        if wanted == UNKNOWN:
+            rows = [r for r in rows if r.command not in known]
+        elif wanted:
+            rows = [r for r in rows if r.command == wanted]
+        shown = rows[::-1][: self.log_limit]
+        lines = []
+        for r in shown:
+            color = COLORS[r.kind]
+            err = (f' <span style="color:{ERROR}">[{html.escape(r.error)}]</span>'
+                   if r.error else "")
+            lines.append(
+                f'<tr style="color:{color}"><td>{self._time(r.ts_ns)}</td><td>{r.conn}</td>'
+                f"<td>{r.channel}</td><td>{ARROWS[r.kind]}</td>"
+                f"<td><b>{html.escape(r.command)}</b></td>"
+                f"<td>{html.escape(r.params)}{err}</td></tr>")
+        note = (f"<small>newest first; {len(shown)} of {len(rows)} messages shown</small>"
+                if len(rows) > len(shown) else
+                f"<small>newest first; {len(rows)} message(s)</small>")
+        head = ("<tr><th>time</th><th>conn</th><th>channel</th><th>dir</th><th>command</th>"
+                "<th>params</th></tr>")
+        return (f'{note}<div style="max-height:320px;overflow-y:auto;font-family:monospace;'
+                f'font-size:12px"><table>{head}{"".join(lines)}</table></div>')
+
+    def _grid_html(self, cams: dict[str, dict[str, Any]]) -> str:
+        if not cams:
+            return "<small><i>no camera seen yet: query a status, sync, or wait for a " \
+                   "push</i></small>"
+        rows = []
+        for cid in sorted(cams):
+            c = cams[cid]
+            on = c["online"]
+            badge = (f'<span style="background:{STATE_COLORS[on]};color:white;'
+                     f'padding:0 6px;border-radius:3px">{STATE_NAMES[on]}</span>')
+            when = self._time(c["ts_ns"]) if c["ts_ns"] else ""
+            rows.append(f"<tr><td><b>{html.escape(cid)}</b></td><td>{badge}</td>"
+                        f"<td>{c['source']}</td><td>{when}</td><td>{c['alarms']}</td>"
+                        f"<td>{html.escape(c['last_alarm'])}</td></tr>")
+        head = ("<tr><th>camera</th><th>status</th><th>from</th><th>at</th><th>alarms</th>"
+                "<th>last alarm</th></tr>")
+        return f'<table style="font-size:13px">{head}{"".join(rows)}</table>'
+
+    def _draw_alarms(self) -> None:
+        with self._lock:
+            alarms = list(self.alarms)
+            obs = list(self._observations)
+        if not alarms:
+            return
+        import pandas as pd
+
+        from camprotool.analysis.plots import alarm_timeline
+
+        frame = pd.DataFrame({
+            "ts": pd.to_datetime([a[0] for a in alarms], utc=True),
+            "camera_id": [a[1] for a in alarms],
+            "alarm_type": [a[2] for a in alarms]})
+        status = pd.DataFrame({
+            "ts": pd.to_datetime([o[0] for o in obs], utc=True),
+            "camera_id": [o[1] for o in obs],
+            "online": pd.array([o[2] for o in obs], dtype="boolean")})
+        now = pd.Timestamp.now(tz="UTC")
+        fig = show_figure(self.alarm_plot,
+                          lambda: alarm_timeline(frame, status, tz=self.zone, until=now))
+        if fig is not None:
+            self.alarm_figure = fig
+            self.alarm_draws += 1
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the connection, stop the background threads and the widgets."""
+        self._closed.set()
+        self._refresh.close()
+        self._replot.close()
+        self._drop_client()
+        self._worker.close()
+        children: list[widgets.Widget] = []
+        for form in self.forms.values():
+            children += form.all_widgets()
+        close_all([*children, *_descendants(self.widget)])
+
+    def __enter__(self) -> ClientPanel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_REQUESTS: dict[str, Callable[[ClientPanel, Client, dict], str | None]] = {
+    "Login": ClientPanel._req_login,
+    "CreatDataSocket": ClientPanel._req_data_socket,
+    "UploadCaramer": ClientPanel._req_upload,
+    "DownLoadCaramer": ClientPanel._req_download,
+    "CheckCaramerOnlineStatus": ClientPanel._req_status,
+    "Heartbeat": ClientPanel._req_heartbeat,
+}
+
+
+def _descendants(w: widgets.Widget) -> list[widgets.Widget]:
+    out = [w]
+    for child in getattr(w, "children", ()):
+        out += _descendants(child)
+    return out
