@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import gbk_ok, messages
 
 from camprotool.protocol.bulk import SCHEMA, BulkDecoder, decode_stream
 from camprotool.protocol.codec import Decoder, encode
 from camprotool.protocol.dialect import Dialect
+from camprotool.protocol.errors import LocalProtocolError
 
 DIALECTS = ["line", "lp32le", "lp32be", "line:gbk", "lp32le:gbk", "lp32be:gbk"]
 
@@ -118,3 +121,244 @@ def test_typed_columns():
     assert table.column("port").to_pylist() == [None, None]
     assert table.column("error").to_pylist() == [None, None]
     assert table.column("end").to_pylist() == [len(first), len(data)]
+
+
+# ------------------------------------------------------------------ fast-path edge cases
+#
+# The bulk decoder types most rows without Python: bodies are split on raw bytes
+# (GBK after transcoding), names looked up once per distinct spelling, numbers
+# parsed from their digits 8 at a time, statuses compared as bytes, UTF-8
+# validated by Arrow, length-prefixed frames found by a vectorised guess that is
+# then verified. Each test below pins one thing that machinery relies on to the
+# reference decoder.
+
+
+def _agree(dialect: Dialect | str, data: bytes, chunks: int = 1) -> list[dict]:
+    """Bulk rows for ``data`` (fed in ``chunks`` pieces), asserting they are the reference's."""
+    d = Dialect.parse(dialect)
+    size = max(1, -(-len(data) // chunks))
+    ops = [("feed", data[i : i + size]) for i in range(0, len(data), size)] or [("feed", b"")]
+    rows = bulk_rows(BulkDecoder(d), ops)
+    assert rows == incremental_rows(Decoder(d), ops)
+    return rows
+
+
+def _frame(body: bytes, dialect: Dialect) -> bytes:
+    if dialect.is_line:
+        return body + b"\r\n"
+    return len(body).to_bytes(4, dialect.byteorder) + body
+
+
+EDGE_BODIES = [
+    # names: exact full and short spellings, spaces around dots, unknown, invalid
+    "SocketCommand . CaramCommand . UploadCaramer|C|p|1|2",
+    " UploadCaramer |C|p|1|2",
+    "SocketCommand.CaramCommand.Login|a|b",  # wrong group: an unknown command
+    "Vendor . Extension|x",
+    "9bad|x",
+    "|x",
+    "SocketCommand.NormalCommand.Heartbeat",
+    "Heartbeat|anything|at all",
+    # statuses in any letter case, and near misses
+    "UploadSucess|C|TRUE|1|2",
+    "UploadSucess|C|False|1|2",
+    "UploadSucess|C|nULL|1|2",
+    "UploadSucess|C|truee|1|2",
+    "UploadSucess|C|tru|1|2",
+    "UploadSucess|C|falsey|1|2",
+    "UploadSucess|C|nulll|1|2",
+    "PrushCaramerOnlineStatus|C:FALSE",
+    "PrushCaramerOnlineStatus|C:falsex",
+    "UploadSucess|C||1|2",
+    "PrushCaramerOnlineStatus|C:TRUE",
+    "PrushCaramerOnlineStatus|C:b:true",
+    "PrushCaramerOnlineStatus|C|D:null",
+    # counts: 1 to 19 digits, the int64 limit, digits' neighbours '/' and ':'
+    *(f"DownLoadCaramer|{'9' * n}" for n in range(1, 20)),
+    "DownLoadCaramer|9223372036854775807",
+    "DownLoadCaramer|9223372036854775808",
+    "DownLoadCaramer|000000000000000001",
+    "DownLoadCaramer|1/",
+    "DownLoadCaramer|:1",
+    "DownLoadCaramer|12345678/",
+    "DownLoadCaramer|+1",
+    "DownLoadCaramer|",
+    "DownLoadCaramer|１",
+    # ports: empty, the limits, beyond, zero-padded, non-ASCII digits
+    *(f"ReturnDataSocketPort|{p}" for p in
+      ["", "0", "1", "65535", "65536", "080", "0000000000000000000080", "٣", " 1"]),
+    # surplus pipes: only a reason takes them
+    "UploadFail|C|bound|full|2|3",
+    "UploadFail|C||2|3",
+    "Login|a|b|c",
+    "LoginError|a|b|c",
+    # lists
+    "CheckCaramerOnlineStatus|A;;B;",
+    "CheckCaramerOnlineStatus|;;",
+    "ReturnCaramerOnlineStatus|A;TRUE|B;null|",
+    "ReturnCaramerOnlineStatus|A;true||",
+    "ReturnCaramerOnlineStatus|;false",
+    "ReturnCaramerOnlineStatus|A;b;true",
+    "ReturnCaramerOnlineStatus|A;falsee|B;true",
+    "ReturnCaramerOnlineStatus|",
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_edge_cases_agree(dialect):
+    d = Dialect.parse(dialect)
+    bodies = [b.encode(d.encoding) for b in EDGE_BODIES if gbk_ok(b) or d.encoding == "utf-8"]
+    data = b"".join(_frame(b, d) for b in bodies)
+    rows = _agree(d, data)
+    assert len(rows) == len(bodies)
+    for chunks in (2, 7, 50):
+        _agree(d, data, chunks)
+
+
+def test_typed_edge_values():
+    d = Dialect.parse("line")
+    rows = {row["params"]: row for row in _agree(d, b"".join(
+        _frame(b.encode(), d) for b in [
+            "UploadSucess|C|TRUE|1|2", "DownLoadCaramer|" + "9" * 18,
+            "DownLoadCaramer|" + "1" * 19, "ReturnDataSocketPort|65535",
+            "ReturnDataSocketPort|65536", "ReturnDataSocketPort|", "ReturnDataSocketPort|0",
+            "SocketCommand . CaramCommand . DownLoadCaramer|7",
+        ]))}
+    assert rows["C|TRUE|1|2"]["online"] is True
+    assert rows["9" * 18]["downloaded"] == 10**18 - 1
+    assert rows["1" * 19]["downloaded"] == 1111111111111111111
+    assert rows["65535"]["port"] == 65535
+    assert rows["65536"]["port"] is None and "outside 1-65535" in rows["65536"]["error"]
+    assert rows[""]["port"] is None and rows[""]["error"] is None
+    assert rows["0"]["port"] is None and rows["0"]["error"]
+    assert rows["7"]["command"] == "DownLoadCaramer" and rows["7"]["downloaded"] == 7
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_frame_size_limits(dialect):
+    """max_frame=40: bodies of exactly 40 bytes (lp) / lines of 40 (line) pass, one more fails."""
+    d = Dialect.parse(dialect, max_frame=40)
+    fits = 40 - 1 if d.is_line else 40  # a line's limit counts its '\r'
+    body = b"DownloadFail|" + b"x" * (fits - len(b"DownloadFail|"))
+    frames = [_frame(body, d), _frame(body + b"y", d), _frame(b"Heartbeat", d)] * 3
+    rows = _agree(d, b"".join(frames))
+    assert [r["error"] is None for r in rows][:2] == [True, False]
+    assert rows[0]["reason"] == "x" * (fits - len(b"DownloadFail|"))
+    # over-long lines far beyond the limit, between regular ones
+    if d.is_line:
+        data = b"Heartbeat\n" + b"Login|" + b"a" * 500 + b"\r\nHeartbeat\r\n"
+        rows = _agree(d, data, chunks=1) + _agree(d, data, chunks=9)
+        assert "exceeds the 40-byte limit" in rows[1]["error"]
+
+
+@pytest.mark.parametrize("max_frame", [1 << 16, 1 << 26, 0xFFFFFFFF])
+@pytest.mark.parametrize("dialect", ["lp32le", "lp32be", "lp32le:gbk"])
+def test_lp_irregular_frames_amid_regular_ones(dialect, max_frame):
+    """Zero lengths, impossible lengths and frames that look like lengths, mid-stream."""
+    d = Dialect.parse(dialect, max_frame=max_frame)
+    regular = [_frame(b"SocketCommand.CaramCommand.UploadCaramer|C%d|p|1|2" % i, d)
+               for i in range(300)]
+    # a body whose bytes look like a length followed by a name (a false frame start)
+    fake = (5).to_bytes(4, d.byteorder) + b"Login"
+    tricky = _frame(b"DownloadFail|" + fake + b"|" + (1).to_bytes(4, d.byteorder), d)
+    # a chain of valid-looking frames inside one body: the last ones look like frame
+    # starts that another frame points at
+    chain = _frame(b"LoginError|" + b"".join(_frame(b"Heartbeat", d) for _ in range(5)), d)
+    zero = (0).to_bytes(4, d.byteorder)
+    huge = min(max_frame + 1, 0xFFFFFFFF).to_bytes(4, d.byteorder)
+    short = [_frame(b"Heartbeat", d), _frame(b"UploadFail|C|x|1|2", d)]  # short names only
+    impossible = [huge, b"junk"] if max_frame < 0xFFFFFFFF else []  # else: a frame's start
+    data = b"".join(regular[:100] + [tricky, zero] + regular[100:200] + impossible
+                    + regular[200:] + short * 50 + [tricky] * 20
+                    + [chain, regular[0]] * 20)
+    for chunks in (1, 3, 40):
+        rows = _agree(d, data, chunks)
+    assert sum(r["error"] is None for r in rows) >= 300 + 100 + 20 + 40
+
+
+@pytest.mark.parametrize("dialect", ["line:gbk", "lp32le:gbk"])
+def test_gbk_trail_byte_pipe(dialect):
+    """In GBK a trail byte can be 0x7C '|': the split must follow the decoded text."""
+    d = Dialect.parse(dialect)
+    assert "亅".encode("gbk")[1:] == b"|"
+    bodies = ["UploadFail|亅|原因亅|1|2", "Login|亅|倈", "LoginError|亅",
+              "UploadSucess|亅|true|1|2"]
+    rows = _agree(d, b"".join(_frame(b.encode("gbk"), d) for b in bodies))
+    assert rows[0]["camera_id"] == "亅" and rows[0]["reason"] == "原因亅"
+    assert rows[1]["user"] == "亅" and rows[1]["password"] == "倈"
+    assert all(r["error"] is None for r in rows)
+
+
+@pytest.mark.parametrize("dialect", ["line:gbk", "lp32le:gbk"])
+def test_gbk_bad_bodies_among_good_ones(dialect):
+    """Non-ASCII GBK bodies are transcoded together when they all decode; a bad one, a
+    lead byte cut at a body's end (with the next body it would make a character) or a
+    NUL inside a body must not change any row."""
+    d = Dialect.parse(dialect)
+    good = [f"UploadFail|C{i}|该摄像头绑定账号已满|1|2".encode("gbk") for i in range(50)]
+    lead = "绑".encode("gbk")
+    def among(*bodies: bytes) -> list[bytes]:
+        return [*good[:10], *bodies, *good[10:]]
+
+    cases = [
+        good,
+        among(b"LoginError|\x81"),  # a lone lead byte at the end
+        among(b"LoginError|" + lead[:1], lead[1:] + b"|x"),
+        among(b"LoginError|\xff\xfe"),
+        among(b"LoginError|\x80"),
+    ]
+    if not d.is_line:
+        cases.append(among("LoginError|原因\0尾".encode("gbk")))
+    for bodies in cases:
+        rows = _agree(d, b"".join(_frame(b, d) for b in bodies))
+        assert rows[0]["reason"] == "该摄像头绑定账号已满"
+
+
+@pytest.mark.parametrize("dialect", ["line", "lp32be"])
+def test_invalid_utf8_rows(dialect):
+    d = Dialect.parse(dialect)
+    bodies = [b"Login|\xed\xa0\x80|x", b"Login|\xc0\x80|x", b"Login|ok|\xf4\x90\x80\x80",
+              b"Lo\xffgin|a|b", b"LoginError|caf\xc3\xa9", b"UploadFail|C|\xe4\xb8|1|2",
+              b"Login|a|b"]
+    rows = _agree(d, b"".join(_frame(b, d) for b in bodies))
+    assert [r["error"] is not None for r in rows] == [True] * 4 + [False, True, False]
+
+
+def test_many_unknown_command_names():
+    d = Dialect.parse("line")
+    names = [f"Vendor.Cmd{i % 300}" for i in range(3000)] + ["Bad Name"] * 5
+    rows = _agree(d, b"".join(_frame(f"{n}|{i}".encode(), d) for i, n in enumerate(names)))
+    assert rows[299]["command"] == "Vendor.Cmd299" and rows[299]["params"] == "299"
+
+
+@pytest.mark.parametrize("heartbeat", ["Ping", "SocketCommand.NormalCommand.KeepAlive", "Login"])
+def test_dialect_heartbeat_names(heartbeat):
+    d = Dialect.parse("lp32le", heartbeat_name=heartbeat)
+    bodies = [heartbeat, "Heartbeat", "KeepAlive", "SocketCommand.NormalCommand.Ping", "Login|a|b"]
+    _agree(d, b"".join(_frame(b.encode(), d) for b in bodies))
+
+
+@st.composite
+def typed_streams(draw):
+    """Random typed messages of every command (strategies.messages), plus edge bodies."""
+    dialect = Dialect.parse(draw(st.sampled_from(DIALECTS)))
+    frames = []
+    for _ in range(draw(st.integers(0, 30))):
+        if draw(st.integers(0, 3)):
+            spec, values = draw(messages(dialect))
+            try:
+                frames.append(encode(spec, values, dialect))
+            except LocalProtocolError:  # e.g. too long for the frame limit
+                continue
+        else:
+            body = draw(st.sampled_from(EDGE_BODIES))
+            if dialect.encoding == "utf-8" or gbk_ok(body):
+                frames.append(_frame(body.encode(dialect.encoding), dialect))
+    return dialect, b"".join(frames), draw(st.integers(1, 6))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(typed_streams())
+def test_bulk_agrees_on_typed_messages(case):
+    dialect, data, chunks = case
+    _agree(dialect, data, chunks)
