@@ -17,7 +17,8 @@ Decisions, in order of evidence:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 
 from camprotool.capture.packets import format_endpoint
 from camprotool.capture.streams import ConnState
+from camprotool.protocol.bulk import SCHEMA
 from camprotool.protocol.catalogue import COMMANDS, Channel, Direction
 
 _CLIENT_COMMANDS = [c.name for c in COMMANDS if c.direction is Direction.C2S]
@@ -55,7 +57,6 @@ class ConnectionRecord:
     channel: str = "unknown"
     main_conn: int | None = None
     announced: bool | None = None  # data channel only; None: no main connection to judge by
-    table: pa.Table | None = field(default=None, repr=False)
 
     @property
     def client(self) -> str:
@@ -66,35 +67,77 @@ class ConnectionRecord:
         return format_endpoint(self.server_ip, self.server_port)
 
 
-def _count(table: pa.Table, direction: str, commands: list[str]) -> int:
-    mask = pc.and_(pc.equal(table["direction"], direction),
-                   pc.is_in(table["command"], pa.array(commands, pa.large_string())))
-    return int(pc.sum(mask).as_py() or 0)
+_EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()),
+          ("frame", pa.int64())]
+MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
 
 
-def build_connections(states: dict[int, ConnState]) -> list[ConnectionRecord]:
-    """One record per decoded connection, roles and channels settled, data linked to main."""
-    records = []
-    for conn_id, state in sorted(states.items()):
-        if state.status != "decoding":
-            continue
-        info = state.info
-        tables = []
-        for direction, d in state.dirs.items():
+def _merged(states: list[tuple[int, ConnState]]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """Every decoded row of every connection in one table, plus per-row conn and direction.
+
+    Built once, column-wise: a capture may hold many thousands of short
+    connections, and per-connection Arrow calls would cost more than decoding.
+    """
+    tables, conns, dirs = [], [], []
+    for conn_id, state in states:
+        for code, d in enumerate(state.dirs.values()):
             for t in d.tables:
-                tables.append(t.append_column(
-                    "direction", pa.array(np.full(t.num_rows, direction), pa.string())))
-        table = pa.concat_tables(tables) if tables else None
-        swapped = False
-        if table is not None and not info.syn_seen:
-            swapped = _count(table, "s2c", _CLIENT_COMMANDS) > _count(
-                table, "c2s", _CLIENT_COMMANDS)
+                tables.append(t)
+                conns.append(np.full(t.num_rows, conn_id, np.int64))
+                dirs.append(np.full(t.num_rows, code, np.int8))
+            d.tables = []
+    if not tables:
+        stamped = SCHEMA.append(pa.field("ts_ns", pa.int64())).append(
+            pa.field("frame", pa.int64()))
+        return stamped.empty_table(), np.zeros(0, np.int64), np.zeros(0, np.int8)
+    # One chunk per column: kernels over thousands of small chunks cost per chunk.
+    merged = pa.concat_tables(tables).combine_chunks()
+    return merged, np.concatenate(conns), np.concatenate(dirs)
+
+
+def _command_codes(table: pa.Table) -> tuple[np.ndarray, list[str]]:
+    """Each row's command as a small integer code, and the command of each code."""
+    encoded = pc.dictionary_encode(table["command"]).combine_chunks()
+    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
+
+
+def _command_flags(codes: tuple[np.ndarray, list[str]], names: list[str]) -> np.ndarray:
+    """Per row: whether its command is one of ``names`` (looked up once per distinct name)."""
+    indices, dictionary = codes
+    wanted = np.array([name in names for name in dictionary] + [False], bool)
+    return wanted[indices] if len(indices) else np.zeros(0, bool)
+
+
+def build_connections(
+    states: dict[int, ConnState],
+) -> tuple[list[ConnectionRecord], pa.Table]:
+    """One record per decoded connection (roles and channels settled, data linked to main),
+    and the messages of them all as one Arrow table sorted by time (MESSAGES_SCHEMA)."""
+    decoding = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding"]
+    table, conn, direction = _merged(decoding)
+    size = (max(i for i, _ in decoding) + 1) if decoding else 0
+    is_c2s = direction == 0
+
+    def per_conn(flags: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        sel = flags if mask is None else flags & mask
+        return np.bincount(conn[sel], minlength=size)
+
+    codes = _command_codes(table)
+    client_cmd = _command_flags(codes, _CLIENT_COMMANDS)
+    sent_by_a = per_conn(client_cmd, is_c2s)
+    sent_by_b = per_conn(client_cmd, ~is_c2s)
+    main_votes = per_conn(_command_flags(codes, _MAIN_COMMANDS))
+    data_votes = per_conn(_command_flags(codes, _DATA_COMMANDS))
+    rows = np.bincount(conn, minlength=size)
+    swap = np.zeros(size, bool)
+    records = []
+    for conn_id, state in decoding:
+        info = state.info
+        swapped = bool(not info.syn_seen and sent_by_b[conn_id] > sent_by_a[conn_id])
+        swap[conn_id] = swapped
         c2s, s2c = state.dirs["c2s"], state.dirs["s2c"]
         if swapped:
             c2s, s2c = s2c, c2s
-            flipped = pc.if_else(pc.equal(table["direction"], "c2s"), "s2c", "c2s")
-            table = table.set_column(table.schema.get_field_index("direction"), "direction",
-                                     flipped)
         rec = ConnectionRecord(
             conn=conn_id,
             client_ip=info.b_ip if swapped else info.a_ip,
@@ -111,17 +154,25 @@ def build_connections(states: dict[int, ConnState]) -> list[ConnectionRecord]:
             bytes_s2c=s2c.bytes,
             lost_c2s=c2s.lost,
             lost_s2c=s2c.lost,
-            messages=table.num_rows if table is not None else 0,
-            table=table,
+            messages=int(rows[conn_id]),
         )
-        if table is not None:
-            main = _count(table, "c2s", _MAIN_COMMANDS) + _count(table, "s2c", _MAIN_COMMANDS)
-            data = _count(table, "c2s", _DATA_COMMANDS) + _count(table, "s2c", _DATA_COMMANDS)
-            if main or data:
-                rec.channel = "main" if main >= data else "data"
+        main, data = main_votes[conn_id], data_votes[conn_id]
+        if main or data:
+            rec.channel = "main" if main >= data else "data"
         records.append(rec)
-    _link(records)
-    return records
+    direction = np.where(swap[conn], ~is_c2s, is_c2s)
+    names = pa.DictionaryArray.from_arrays(
+        pa.array(np.where(direction, 0, 1).astype(np.int8)), pa.array(["c2s", "s2c"]))
+    table = table.append_column("conn", pa.array(conn)).append_column(
+        "direction", names.cast(pa.string()))
+    table = table.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA)
+    _link(records, table)
+    # by time; ties (one packet completing several messages) in stream order
+    order = np.lexsort((table["end"].to_numpy(), conn, table["frame"].to_numpy(),
+                        table["ts_ns"].to_numpy()))
+    if len(order) and np.any(order[1:] < order[:-1]):
+        table = table.take(pa.array(order))
+    return records, table
 
 
 def _dialect_name(state: ConnState) -> str | None:
@@ -132,35 +183,35 @@ def _dialect_name(state: ConnState) -> str | None:
     return str(fell_back[0]) if fell_back else str(state.dialect)
 
 
-def _announcements(records: list[ConnectionRecord]) -> list[tuple[int, int | None, bytes, int]]:
-    """(ts_ns, port or None, client ip, main conn) for every ReturnDataSocketPort, by time."""
-    found = []
-    for rec in records:
-        if rec.table is None or rec.channel != "main":
-            continue
-        t = rec.table
-        mask = pc.and_(pc.equal(t["command"], "ReturnDataSocketPort"), pc.is_null(t["error"]))
-        picked = t.filter(mask)
-        for ts, port in zip(picked["ts_ns"].to_pylist(), picked["port"].to_pylist(), strict=True):
-            found.append((ts, port, rec.client_ip, rec.conn))
-    found.sort(key=lambda a: a[0])
+def _announcements(records: list[ConnectionRecord], table: pa.Table
+                   ) -> dict[bytes, list[tuple[int, int | None, int]]]:
+    """Per client IP: (ts_ns, port or None, main conn) of every ReturnDataSocketPort, by time."""
+    main_conns = pa.array([r.conn for r in records if r.channel == "main"], pa.int64())
+    mask = pc.and_(pc.and_(pc.equal(table["command"], "ReturnDataSocketPort"),
+                           pc.is_null(table["error"])),
+                   pc.is_in(table["conn"], main_conns))
+    picked = table.filter(mask)
+    by_conn = {r.conn: r for r in records}
+    found: dict[bytes, list[tuple[int, int | None, int]]] = {}
+    for ts, port, conn in zip(picked["ts_ns"].to_pylist(), picked["port"].to_pylist(),
+                              picked["conn"].to_pylist(), strict=True):
+        found.setdefault(by_conn[conn].client_ip, []).append((ts, port, conn))
+    for items in found.values():
+        items.sort(key=lambda a: a[0])
     return found
 
 
-def _link(records: list[ConnectionRecord]) -> None:
-    announcements = _announcements(records)
+def _link(records: list[ConnectionRecord], table: pa.Table) -> None:
+    announcements = _announcements(records, table)
     clients_with_main = {r.client_ip for r in records if r.channel == "main"}
     for rec in records:
         if rec.channel == "main":
             continue
-        latest = None
-        for ts, port, client_ip, main in announcements:
-            if ts > rec.start_ns:
-                break
-            if client_ip == rec.client_ip:
-                latest = (port, main)
-        if latest is not None and latest[0] == rec.server_port:
-            rec.main_conn = latest[1]
+        mine = announcements.get(rec.client_ip, [])
+        at = bisect_right(mine, rec.start_ns, key=lambda a: a[0])
+        latest = mine[at - 1] if at else None
+        if latest is not None and latest[1] == rec.server_port:
+            rec.main_conn = latest[2]
             rec.announced = True
             if rec.channel == "unknown":
                 rec.channel = "data"

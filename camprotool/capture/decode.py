@@ -12,16 +12,13 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from camprotool.capture.connections import ConnectionRecord, build_connections
 from camprotool.capture.packets import iter_tcp_segments
 from camprotool.capture.readers import CaptureFile, open_capture
 from camprotool.capture.reassembly import Reassembler
 from camprotool.capture.streams import MessageSink
-from camprotool.protocol.bulk import SCHEMA
 from camprotool.protocol.dialect import Dialect
 
 
@@ -77,7 +74,7 @@ def decode_segments(
         last_ts = seg.ts_ns
     reassembler.finish(last_ts)
     sink.flush()
-    records = build_connections(sink.conns)
+    records, messages = build_connections(sink.conns)
     found = list(problems or [])
     found += [(frame, kind, f"connection {conn}: {detail}")
               for frame, conn, kind, detail in reassembler.problems]
@@ -85,7 +82,7 @@ def decode_segments(
         source=source,
         format=capture_format,
         packets=packets,
-        messages=_messages_table(records),
+        messages=messages,
         connections=records,
         problems=found,
     )
@@ -116,24 +113,3 @@ def decode_file(
 
 def _capture_problems(capture: CaptureFile) -> list[tuple[int | None, str, str]]:
     return [(p.frame, p.kind, p.detail) for p in capture.problems]
-
-
-_EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()),
-          ("frame", pa.int64())]
-MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
-
-
-def _messages_table(records: list[ConnectionRecord]) -> pa.Table:
-    tables = []
-    for rec in records:
-        if rec.table is None or not rec.table.num_rows:
-            continue
-        t = rec.table.append_column("conn", pa.array(np.full(rec.table.num_rows, rec.conn)))
-        tables.append(t.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA))
-        rec.table = None  # the merged table owns the rows now
-    if not tables:
-        return MESSAGES_SCHEMA.empty_table()
-    table = pa.concat_tables(tables).combine_chunks()
-    order = pc.sort_indices(table, sort_keys=[("ts_ns", "ascending"), ("frame", "ascending"),
-                                              ("conn", "ascending"), ("end", "ascending")])
-    return table.take(order)

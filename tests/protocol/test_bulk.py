@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import gbk_ok, messages
 
-from camprotool.protocol.bulk import SCHEMA, BulkDecoder, decode_stream
+from camprotool.protocol.bulk import SCHEMA, BulkDecoder, decode_stream, feed_many
 from camprotool.protocol.codec import Decoder, encode
 from camprotool.protocol.dialect import Dialect
 from camprotool.protocol.errors import LocalProtocolError
@@ -362,3 +362,37 @@ def typed_streams(draw):
 def test_bulk_agrees_on_typed_messages(case):
     dialect, data, chunks = case
     _agree(dialect, data, chunks)
+
+
+@st.composite
+def _many_streams(draw):
+    dialect = Dialect.parse(draw(st.sampled_from(DIALECTS)), max_frame=draw(
+        st.sampled_from([1 << 20, 40])))
+    streams = []
+    for _ in range(draw(st.integers(1, 6))):
+        frames = draw(st.lists(st.sampled_from(SAMPLES), max_size=8))
+        data = bytearray(b"".join(encode(c, p, dialect.name) for c, p in frames
+                                  if len(p) < 30 or dialect.max_frame > 40))
+        if draw(st.booleans()):
+            at = draw(st.integers(0, len(data)))
+            data[at:at] = draw(st.binary(max_size=8))
+        cut = draw(st.integers(0, len(data)))
+        streams.append((bytes(data[:cut]), bytes(data[cut:]), draw(st.booleans())))
+    return dialect, streams
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_many_streams())
+def test_feed_many_equals_one_feed_per_stream(case):
+    dialect, streams = case
+    one = [BulkDecoder(dialect) for _ in streams]
+    many = [BulkDecoder(dialect) for _ in streams]
+    for dec_one, dec_many, (first, _, gap) in zip(one, many, streams, strict=True):
+        if gap:  # leave some decoders in an irregular state
+            dec_one.gap(3)
+            dec_many.gap(3)
+    for step in (0, 1):
+        expected = [dec.feed(s[step]) for dec, s in zip(one, streams, strict=True)]
+        got = feed_many([(dec, s[step]) for dec, s in zip(many, streams, strict=True)])
+        assert [t.to_pylist() for t in got] == [t.to_pylist() for t in expected]
+    assert [d.finish().to_pylist() for d in many] == [d.finish().to_pylist() for d in one]
