@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sysdeps test lint demo bench lab clean
+.PHONY: install sysdeps test lint demo bench lab screenshots clean
 
 install: $(STAMP)
 
@@ -25,7 +25,7 @@ sysdeps:
 	@bash scripts/sysdeps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check camprotool tests benchmarks captures
+	$(BIN)/ruff check camprotool tests benchmarks captures notebooks
 
 test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q
@@ -36,6 +36,10 @@ demo: $(STAMP)
 # JupyterLab on 127.0.0.1 with the notebooks; the token is printed in the log.
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
+
+# Refresh docs/screenshots/ from the JupyterLab browser test.
+screenshots: $(STAMP) sysdeps
+	CAMPROTOOL_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/notebooks/test_lab_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py

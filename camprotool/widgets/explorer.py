@@ -19,6 +19,7 @@ filter change while plots are drawn makes the stale drawing stop early.
 
 from __future__ import annotations
 
+import html
 import itertools
 import logging
 import os
@@ -452,7 +453,7 @@ class CaptureExplorer:
         cols = [c for c in TABLE_COLUMNS if c in sel]
         shown = sel[cols].head(self.max_rows).copy()
         shown["ts"] = shown["ts"].dt.tz_convert(self.zone).dt.strftime("%H:%M:%S.%f").str[:-3]
-        body = shown.to_html(na_rep="", escape=True, border=0, index_names=False)
+        body = _html_table(shown)
         note = "" if len(sel) <= self.max_rows else \
             f"<small>first {self.max_rows} of {len(sel)} rows</small>"
         return (f'{note}<div style="max-height:360px;overflow:auto;font-size:12px">'
@@ -530,3 +531,21 @@ class CaptureExplorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_CELL = 'style="text-align:left;padding:1px 8px 1px 0;white-space:nowrap"'
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    """A plain left-aligned table (pandas' right-aligned headers drift off their columns
+    in JupyterLab's widget area); the row label is the message index."""
+    head = "".join(f"<th {_CELL}>{html.escape(str(c))}</th>" for c in ["#", *df.columns])
+    rows = []
+    for label, values in zip(df.index, df.itertuples(index=False), strict=True):
+        cells = "".join(
+            f"<td {_CELL}>{'' if pd.isna(v) else html.escape(str(v))}</td>"
+            if not isinstance(v, list | tuple) else f"<td {_CELL}>{html.escape(str(v))}</td>"
+            for v in values
+        )
+        rows.append(f"<tr><td {_CELL}><b>{label}</b></td>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
