@@ -41,8 +41,12 @@ lab: $(STAMP)
 screenshots: $(STAMP) sysdeps
 	CAMPROTOOL_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/notebooks/test_lab_browser.py
 
-bench: $(STAMP)
+bench: $(STAMP) sysdeps
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench_codec.py
+	$(BIN)/python benchmarks/bench_readers.py --tshark
+	$(BIN)/python benchmarks/bench_capture.py
+	$(BIN)/python benchmarks/bench_analysis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

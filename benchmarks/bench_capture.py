@@ -14,7 +14,9 @@ message (or at least every TCP payload) out of the file.
   each payload in hex; no reassembly of frames into messages, no fields.
 * ``pyshark`` (the project's chosen tshark wrapper) on the first
   ``--pyshark-packets`` packets, extrapolated (it is far too slow for all).
-* ``scapy`` / ``dpkt`` ``rdpcap`` + payload extraction, when installed.
+* ``scapy`` / ``dpkt`` reading packets and taking TCP payloads (no
+  reassembly, no messages), on the first ``--other-packets`` packets, when
+  installed (``pip install -e '.[bench]'``; ``make bench`` does it).
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--pyshark-packets", type=int, default=2000)
+    parser.add_argument("--other-packets", type=int, default=200_000,
+                        help="packets scapy and dpkt read (their rate is extrapolated)")
     args = parser.parse_args()
     path = Path(tempfile.gettempdir()) / f"camprotool-bench-{args.messages}.pcapng"
     if not path.exists():
@@ -122,12 +126,33 @@ def main() -> None:
         dt, _ = rss_child(code)
         # about one message per packet in this capture
         row(f"pyshark (first {n} packets)", n, dt, None, "extrapolated rate; payloads only")
-    for name in ("scapy", "dpkt"):
+    contenders = {
+        # scapy: read every packet, take TCP payloads (what a user would script)
+        "scapy": (
+            "from scapy.utils import PcapNgReader\nfrom scapy.layers.inet import TCP\n"
+            "n = 0\nfor i, p in enumerate(PcapNgReader({path!r})):\n"
+            "    if TCP in p: n += len(bytes(p[TCP].payload))\n"
+            "    if i + 1 >= {limit}: break\n"
+        ),
+        # dpkt: parse Ethernet/IP/TCP per packet and take the payload (no reassembly)
+        "dpkt": (
+            "import dpkt\nn = 0\nwith open({path!r}, 'rb') as f:\n"
+            "    for i, (ts, buf) in enumerate(dpkt.pcapng.Reader(f)):\n"
+            "        ip = dpkt.ethernet.Ethernet(buf).data\n"
+            "        if isinstance(ip.data, dpkt.tcp.TCP): n += len(ip.data.data)\n"
+            "        if i + 1 >= {limit}: break\n"
+        ),
+    }
+    for name, code in contenders.items():
         try:
             __import__(name)
         except ImportError:
-            print(f"| {name:<34} | not installed (pip install {name} to compare)")
-
+            print(f"| {name:<34} | not installed (pip install -e '.[bench]')")
+            continue
+        limit = args.other_packets
+        dt, rss = rss_child(code.format(path=str(path), limit=limit))
+        row(f"{name} (first {limit:,} packets)", limit, dt, rss,
+            "extrapolated rate; payloads only, no reassembly")
 
 if __name__ == "__main__":
     main()

@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--dir", default=tempfile.gettempdir())
     args = ap.parse_args()
 
-    path = Path(args.dir) / f"camprotool-bench-{args.packets}.{args.format}"
+    path = Path(args.dir) / f"camprotool-bench-readers-{args.packets}.{args.format}"
     if not path.exists():
         t = time.perf_counter()
         tmp = path.with_suffix(".part")
