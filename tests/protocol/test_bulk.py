@@ -387,7 +387,7 @@ def test_feed_many_equals_one_feed_per_stream(case):
     dialect, streams = case
     one = [BulkDecoder(dialect) for _ in streams]
     many = [BulkDecoder(dialect) for _ in streams]
-    for dec_one, dec_many, (first, _, gap) in zip(one, many, streams, strict=True):
+    for dec_one, dec_many, (_, _, gap) in zip(one, many, streams, strict=True):
         if gap:  # leave some decoders in an irregular state
             dec_one.gap(3)
             dec_many.gap(3)
