@@ -24,6 +24,7 @@ from camprotool.protocol import (
 
 if TYPE_CHECKING:
     from camprotool.analysis.capture import Capture, read_capture
+    from camprotool.capture.live import LiveCapture
     from camprotool.net import (
         AsyncClient,
         Client,
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Capture": "camprotool.analysis.capture",
+    "LiveCapture": "camprotool.capture.live",
     "read_capture": "camprotool.analysis.capture",
     "AsyncClient": "camprotool.net",
     "Client": "camprotool.net",
@@ -75,6 +77,7 @@ __all__ = [
     "Decoder",
     "Dialect",
     "EmulatorServer",
+    "LiveCapture",
     "LocalProtocolError",
     "Message",
     "ProtocolError",

@@ -91,6 +91,7 @@ class MessageSink:
         engine: str = "bulk",
         batch_bytes: int = 32 << 20,
         batch_rows: int = 4096,
+        eager_detect_below: int = 0,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -99,6 +100,10 @@ class MessageSink:
         self.engine = engine
         self.batch_bytes = batch_bytes
         self.batch_rows = batch_rows
+        # Live capture: try detection on every chunk while a direction's sample is
+        # below this many bytes (a short Login frame never reaches the 128-byte mark).
+        self.eager_detect_below = eager_detect_below
+        self.rows = 0  # messages decoded and stamped so far
         self.conns: dict[int, ConnState] = {}
         self._dirty: dict[int, DirectionState] = {}
         self._pending = 0
@@ -124,7 +129,8 @@ class MessageSink:
             if len(d.sample) < SAMPLE_SIZE:
                 before = len(d.sample)
                 d.sample += data[: SAMPLE_SIZE - before]
-                if any(before < k <= len(d.sample) for k in _DETECT_AT):
+                if any(before < k <= len(d.sample) for k in _DETECT_AT) or (
+                        len(d.sample) < self.eager_detect_below):
                     self._try_detect(state, final=False)
 
     def on_gap(self, conn_id: int, direction: str, nbytes: int, ts_ns: int, frame: int) -> None:
@@ -251,6 +257,10 @@ class MessageSink:
         d.offset += nbytes
         d.mark(ts_ns, frame)
 
+    def stamp_pending(self, d: DirectionState) -> None:
+        """Incremental engine: stamp the messages collected so far (for a snapshot)."""
+        self._stamp_rows(d)
+
     def _stamp_rows(self, d: DirectionState) -> None:
         """Incremental engine: turn the collected messages into a stamped table."""
         if d.rows:
@@ -267,6 +277,7 @@ class MessageSink:
         at = np.minimum(np.searchsorted(mark_end, ends, side="left"), len(mark_end) - 1)
         ts = np.asarray(d.mark_ts, dtype=np.int64)[at]
         frames = np.asarray(d.mark_frame, dtype=np.int64)[at]
+        self.rows += table.num_rows
         d.tables.append(
             table.append_column("ts_ns", pa.array(ts)).append_column("frame", pa.array(frames))
         )

@@ -16,13 +16,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "decode",
         help="decode a pcap/pcapng capture into a messages table",
-        description="Decode every protocol message of a pcap or pcapng capture. Without -o, "
-        "print the messages; with -o, write them as csv, json (lines) or parquet, chosen by "
-        "the extension.",
+        description="Decode every protocol message of a pcap or pcapng capture, or of live "
+        "traffic (--live IFACE, through dumpcap). Without -o, print the messages; with -o, "
+        "write them as csv, json (lines) or parquet, chosen by the extension.",
     )
-    p.add_argument("capture", help="pcap or pcapng file")
+    p.add_argument("capture", nargs="?", help="pcap or pcapng file (omit with --live)")
     p.add_argument("-o", "--output", help="OUT.csv, OUT.json or OUT.parquet")
     add_decode_options(p)
+    live = p.add_argument_group("live capture")
+    live.add_argument("--live", metavar="IFACE",
+                      help="capture on this interface instead of reading a file (e.g. lo)")
+    live.add_argument("--bpf", help="an extra capture filter, and-ed with --ports")
+    live.add_argument("--record", help="also save the raw capture here (.pcap or .pcapng)")
+    live.add_argument("--duration", type=float, help="stop after this many seconds")
+    live.add_argument("--max-messages", type=int, help="stop after this many messages")
     p.set_defaults(run=run)
 
 
@@ -62,6 +69,21 @@ def load(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.live:
+        if args.capture:
+            raise CliError("give a capture file or --live IFACE, not both")
+        from camprotool.capture.live import run_live
+
+        return run_live(args.live, ports=args.ports, bpf=args.bpf, dialect=args.dialect,
+                        reveal_passwords=args.reveal_passwords, record=args.record,
+                        output=args.output, duration=args.duration,
+                        max_messages=args.max_messages)
+    if not args.capture:
+        raise CliError("give a capture file to decode, or --live IFACE")
+    live_only = [f"--{n.replace('_', '-')}" for n in ("bpf", "record", "duration",
+                                                      "max_messages") if getattr(args, n)]
+    if live_only:
+        raise CliError(f"{live_only[0]} only applies to --live")
     import pandas as pd
 
     from camprotool.analysis.export import output_format, write_frame
