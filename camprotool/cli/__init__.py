@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 VERBS = ("decode", "report", "serve", "client", "proxy", "replay", "dissector")
 
@@ -20,8 +21,15 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a pointer to --help), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="camprotool",
         description="Decode, check, plot and talk the SocketCommand camera-sync protocol.",
     )
