@@ -6,6 +6,8 @@ transfer, and writes the messages table next to the capture as
 ``<name>.messages.csv``. Then it starts the emulated server (demo scenario,
 127.0.0.1, free ports) in the background, syncs the ``demo`` account with a
 client, raises a status change and an alarm, and prints the conversation.
+It ends by writing the HTML report of the first capture
+(``<name>.report/index.html`` beside it) and printing where it is.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def transfer_outcomes(cap: Capture) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show(path: Path) -> None:
+def show(path: Path) -> Capture:
     cap = read_capture(path)
     print(f"== {path.name}: {cap.decoded.packets} packets, {len(cap.connections)} connections, "
           f"{len(cap.messages)} messages")
@@ -66,6 +68,7 @@ def show(path: Path) -> None:
     out = path.with_name(path.stem + ".messages.csv")
     write_frame(cap.messages, out)
     print(f"messages table written to {out}\n")
+    return cap
 
 
 def live() -> None:
@@ -96,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"camprotool demo: error: no such capture: {', '.join(missing)}", file=sys.stderr)
         return 2
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
-        for path in paths:
-            show(path)
+        captures = [show(path) for path in paths]
         live()
+    from camprotool.analysis.report import write_report
+    from camprotool.cli.report import default_output
+
+    index = write_report(captures[0], default_output(str(paths[0])))
+    print(f"\n== report of {paths[0].name}: {index}")
     return 0
 
 

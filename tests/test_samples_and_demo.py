@@ -85,6 +85,9 @@ def test_demo_prints_the_summary_and_talks_to_the_emulator(tmp_path, capsys):
     assert "CAM00003: ID和密码不匹配; DEMO0001: 该摄像头绑定账号已满" in out
     assert "embedded emulator" in out and "PrushCaramerAlarmInfo DEMO0001:motion" in out
     assert (tmp_path / "sample.messages.csv").exists()
+    index = tmp_path / "sample.pcapng.report" / "index.html"
+    assert f"report of sample.pcapng: {index}" in out
+    assert "<img" in index.read_text()
 
 
 def test_make_demo_entry_point_runs():
