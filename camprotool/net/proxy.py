@@ -28,20 +28,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO
 
-from camprotool.net.addresses import format_endpoint, parse_endpoint, same_host
-from camprotool.net.recording import Conversation, MessageLog
-from camprotool.net.service import BackgroundService
+from camprotool.net.addresses import format_endpoint, parse_endpoint
+from camprotool.net.listening import ListeningService
+from camprotool.net.recording import Conversation
 from camprotool.net.stream import READ_SIZE, abort_writer
 from camprotool.protocol import Dialect
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from camprotool.net.client import Client
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Filter = Callable[..., Awaitable[bytes]]
 
 log = logging.getLogger("camprotool.net.proxy")
@@ -67,7 +61,7 @@ def _endpoint(value: str | tuple) -> tuple[str, int]:
     return parse_endpoint(value)
 
 
-class Proxy(BackgroundService):
+class Proxy(ListeningService):
     """Forward ``listen`` -> ``upstream``, decoding and recording both ways.
 
     ``listen``/``upstream`` are ``(host, port)`` or ``"host:port"``; listen
@@ -77,6 +71,7 @@ class Proxy(BackgroundService):
     """
 
     _thread_name = "camprotool-proxy"
+    _what = "proxy"
 
     def __init__(
         self,
@@ -90,7 +85,7 @@ class Proxy(BackgroundService):
         connect_timeout: float = 10.0,
         max_connections: int = 1000,
     ) -> None:
-        super().__init__()
+        super().__init__(record, reveal_passwords)
         self.listen = _endpoint(listen)
         self.upstream = _endpoint(upstream)
         if self.upstream[1] == 0:
@@ -99,103 +94,20 @@ class Proxy(BackgroundService):
         self.data_port_timeout = data_port_timeout
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
-        self._record = record
-        self._reveal = reveal_passwords
-        self.log: MessageLog | None = None
-        self.port: int | None = None
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._listeners: set[asyncio.Server] = set()
-        self._active = 0
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        if self.port is None:
-            raise RuntimeError("the proxy is not started")
-        return self.listen[0], self.port
-
-    @property
-    def messages(self) -> pd.DataFrame:
-        """Every message that went through, as ``Capture.messages`` (passwords masked)."""
-        if self.log is None:
-            from camprotool.net.table import messages_frame
-            return messages_frame([])
-        return self.log.dataframe()
-
-    def __repr__(self) -> str:
-        where = format_endpoint(self.address) if self.running else "stopped"
-        return f"<Proxy {where} -> {format_endpoint(self.upstream)}>"
-
-    def client(self, **kwargs: Any) -> Client:
-        """A :class:`~camprotool.net.client.Client` connected through this proxy."""
-        from camprotool.net.client import Client
-
-        kwargs.setdefault("dialect", self.dialect)
-        return Client(*self.address, **kwargs)
+    def _describe(self) -> str:
+        return f" -> {format_endpoint(self.upstream)}"
 
     # ------------------------------------------------------------ lifecycle
-    async def start_async(self) -> Proxy:
-        if self.running:
-            raise RuntimeError("the proxy is already running")
-        self._loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
-        self.log = MessageLog(self.dialect, record=self._record, reveal_passwords=self._reveal)
-        host, port = self.listen
-        try:
-            self._server = await asyncio.start_server(self._tracked(self._on_main), host, port,
-                                                      backlog=1024, reuse_address=True)
-        except OSError as exc:
-            self.log.close()
-            from camprotool.net.server import _bind_error
-            raise _bind_error(exc, host, port) from None
-        self.port = self._server.sockets[0].getsockname()[1]
+    def _started(self) -> None:
         log.info("proxy %s -> %s", format_endpoint(self.address), format_endpoint(self.upstream))
-        return self
 
-    async def stop_async(self) -> None:
-        server, self._server = self._server, None
-        for srv in [server, *self._listeners]:
-            if srv is not None:
-                srv.close()
-        self._listeners.clear()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self.log is not None:
-            self.log.close()
-        if self._stopped is not None:
-            self._stopped.set()
+    def _connection_refused(self, writer: asyncio.StreamWriter) -> None:
+        log.warning("connection limit reached: refusing %s",
+                    format_endpoint(writer.get_extra_info("peername")))
 
-    def _tracked(self, handler: Handler) -> Handler:
-        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if self._active >= self.max_connections:
-                log.warning("connection limit reached: refusing %s",
-                            format_endpoint(writer.get_extra_info("peername")))
-                abort_writer(writer)
-                return
-            task = asyncio.current_task()
-            assert task is not None
-            self._tasks.add(task)
-            self._active += 1
-            try:
-                await handler(reader, writer)
-            except asyncio.CancelledError:
-                abort_writer(writer)
-                raise
-            except Exception:
-                log.exception("proxy connection failed")
-                abort_writer(writer)
-            finally:
-                self._active -= 1
-                self._tasks.discard(task)
-
-        return run
+    def _connection_failed(self, writer: asyncio.StreamWriter, exc: Exception) -> None:
+        log.exception("proxy connection failed")
 
     async def _connect(self, host: str, port: int, local_host: str | None = None
                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
@@ -276,44 +188,29 @@ class Proxy(BackgroundService):
                               ) -> int | None:
         """Listen for the client's data connection; the proxy-side port, or None."""
         assert self.log is not None
-        accepted = asyncio.Event()
-        holder: dict[str, asyncio.Server] = {}
 
-        async def on_data(c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter
-                          ) -> None:
-            peer = c_writer.get_extra_info("peername")
-            if accepted.is_set() or not same_host(peer[0], client_host):
-                log.warning("data relay for port %d: connection from %s refused", real_port,
-                            format_endpoint(peer))
-                abort_writer(c_writer)
-                return
-            accepted.set()
-            self._close_listener(holder.get("srv"))
+        async def relay(c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter
+                        ) -> None:
             up = await self._connect(self.upstream[0], real_port, upstream_local)
             if up is None:
                 abort_writer(c_writer)
                 return
             u_reader, u_writer = up
             assert self.log is not None
-            conv = self.log.open("data", peer, u_writer.get_extra_info("peername"))
+            conv = self.log.open("data", c_writer.get_extra_info("peername"),
+                                 u_writer.get_extra_info("peername"))
             await self._relay(conv, c_reader, c_writer, u_reader, u_writer)
 
+        def refused(peer: tuple) -> None:
+            log.warning("data relay for port %d: connection from %s refused", real_port,
+                        format_endpoint(peer))
+
         try:
-            srv = await asyncio.start_server(self._tracked(on_data), self.listen[0], 0)
+            return await self._open_one_shot(client_host, self.data_port_timeout, relay,
+                                             refused)
         except OSError as exc:
             log.warning("cannot open a data relay listener: %s", exc)
             return None
-        holder["srv"] = srv
-        self._listeners.add(srv)
-        assert self._loop is not None
-        self._loop.call_later(self.data_port_timeout,
-                              lambda: accepted.is_set() or self._close_listener(srv))
-        return srv.sockets[0].getsockname()[1]
-
-    def _close_listener(self, srv: asyncio.Server | None) -> None:
-        if srv is not None:
-            srv.close()
-            self._listeners.discard(srv)
 
 
 class _MainContext:

@@ -82,11 +82,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from camprotool.net.addresses import format_endpoint, parse_endpoint, same_host
+from camprotool.net.addresses import format_endpoint, parse_endpoint
+from camprotool.net.listening import PEER_GONE, ListeningService
 from camprotool.net.loop import LoopThread
 from camprotool.net.recording import MessageLog
-from camprotool.net.service import BackgroundService
-from camprotool.net.stream import MessageStream, abort_writer
+from camprotool.net.stream import MessageStream
 from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, LocalProtocolError, Message, encode
 from camprotool.protocol.catalogue import Direction, Kind, Layout, spec_for
@@ -96,7 +96,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from camprotool.analysis.capture import Capture
-    from camprotool.net.client import Client
 
 log = logging.getLogger("camprotool.net.replay")
 
@@ -1084,10 +1083,7 @@ class _Playback:
         return self.requests[pick]
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class ReplayServer(BackgroundService):
+class ReplayServer(ListeningService):
     """Answer clients with a recording's server side (mitmproxy's server playback).
 
     ``capture_or_path``: a pcap/pcapng path or a ``Capture``. ``listen``:
@@ -1101,6 +1097,7 @@ class ReplayServer(BackgroundService):
     """
 
     _thread_name = "camprotool-replay-server"
+    _what = "replay server"
 
     def __init__(
         self,
@@ -1117,7 +1114,7 @@ class ReplayServer(BackgroundService):
         data_idle_timeout: float = 30.0,
         max_connections: int = 1000,
     ) -> None:
-        super().__init__()
+        super().__init__(record, reveal_passwords)
         self.listen = (parse_endpoint(listen, default_host="127.0.0.1")
                        if isinstance(listen, str) else (str(listen[0]), int(listen[1])))
         self.speed = _check_speed(speed)
@@ -1126,14 +1123,6 @@ class ReplayServer(BackgroundService):
         self.data_port_timeout = data_port_timeout
         self.data_idle_timeout = data_idle_timeout
         self.max_connections = max_connections
-        self._record = record
-        self._reveal = reveal_passwords
-        self.log: MessageLog | None = None
-        self.port: int | None = None
-        self._server: asyncio.Server | None = None
-        self._listeners: set[asyncio.Server] = set()
-        self._tasks: set[asyncio.Task] = set()
-        self._active = 0
         self._uses: dict[int, int] = {rc.conn: 0 for rc in self.plan.mains}
         self._unanswered: list[tuple[Any, ...]] = []
 
@@ -1143,26 +1132,8 @@ class ReplayServer(BackgroundService):
         return self.plan.dialect
 
     @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        if self.port is None:
-            raise RuntimeError("the replay server is not started")
-        return self.listen[0], self.port
-
-    @property
     def notes(self) -> list[str]:
         return self.plan.notes
-
-    @property
-    def messages(self) -> pd.DataFrame:
-        """Every message the replay server saw, as ``Capture.messages``."""
-        if self.log is None:
-            from camprotool.net.table import messages_frame
-            return messages_frame([])
-        return self.log.dataframe()
 
     @property
     def unanswered(self) -> pd.DataFrame:
@@ -1179,77 +1150,18 @@ class ReplayServer(BackgroundService):
         frame["recorded_conn"] = frame["recorded_conn"].astype("Int64")
         return frame
 
-    def __repr__(self) -> str:
-        where = format_endpoint(self.address) if self.running else "stopped"
-        return f"<ReplayServer {where} {len(self.plan.mains)} recorded connection(s)>"
-
-    def client(self, **kwargs: Any) -> Client:
-        """A :class:`~camprotool.net.client.Client` for this server, same dialect."""
-        from camprotool.net.client import Client
-
-        kwargs.setdefault("dialect", self.dialect)
-        return Client(*self.address, **kwargs)
+    def _describe(self) -> str:
+        return f" {len(self.plan.mains)} recorded connection(s)"
 
     # ---------------------------------------------------------------- lifecycle
-    async def start_async(self) -> ReplayServer:
-        if self.running:
-            raise RuntimeError("the replay server is already running")
-        self._loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
-        self.log = MessageLog(self.dialect, record=self._record, reveal_passwords=self._reveal)
-        host, port = self.listen
-        try:
-            self._server = await asyncio.start_server(self._tracked(self._on_main), host, port,
-                                                      backlog=1024, reuse_address=True)
-        except OSError as exc:
-            self.log.close()
-            from camprotool.net.server import _bind_error
-            raise _bind_error(exc, host, port) from None
-        self.port = self._server.sockets[0].getsockname()[1]
+    def _started(self) -> None:
         log.info("replaying %s on %s", self.plan.source, format_endpoint(self.address))
-        return self
 
-    async def stop_async(self) -> None:
-        server, self._server = self._server, None
-        for srv in [server, *self._listeners]:
-            if srv is not None:
-                srv.close()
-        self._listeners.clear()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self.log is not None:
-            self.log.close()
-        if self._stopped is not None:
-            self._stopped.set()
-
-    def _tracked(self, handler: Handler) -> Handler:
-        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if self._active >= self.max_connections:
-                abort_writer(writer)
-                return
-            task = asyncio.current_task()
-            assert task is not None
-            self._tasks.add(task)
-            self._active += 1
-            try:
-                await handler(reader, writer)
-            except asyncio.CancelledError:
-                abort_writer(writer)
-                raise
-            except (ConnectionError, TimeoutError, OSError) as exc:
-                log.debug("replay connection ended: %s", exc)
-                abort_writer(writer)
-            except Exception:
-                log.exception("replay connection failed")
-                abort_writer(writer)
-            finally:
-                self._active -= 1
-                self._tasks.discard(task)
-
-        return run
+    def _connection_failed(self, writer: asyncio.StreamWriter, exc: Exception) -> None:
+        if isinstance(exc, PEER_GONE):
+            log.debug("replay connection ended: %s", exc)
+        else:
+            log.exception("replay connection failed")
 
     # ---------------------------------------------------------------- choosing a recording
     def _choose(self, first: Message) -> _RecConn | None:
@@ -1372,19 +1284,8 @@ class ReplayServer(BackgroundService):
 
     async def _open_data(self, main: MessageStream, rc: _RecConn | None) -> int | None:
         """A one-shot listener playing back ``rc``; its port (None when none can be opened)."""
-        accepted = asyncio.Event()
-        holder: dict[str, asyncio.Server] = {}
-        client_host = main.peer_host
 
-        async def on_data(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            peer = writer.get_extra_info("peername")
-            if accepted.is_set() or not same_host(peer[0], client_host):
-                log.warning("replay data port: connection from %s refused",
-                            format_endpoint(peer))
-                abort_writer(writer)
-                return
-            accepted.set()
-            self._close_listener(holder.get("srv"))
+        async def play(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert self.log is not None
             stream = MessageStream(reader, writer, self.log, "data", "server")
             playback = _Playback(rc)
@@ -1394,19 +1295,12 @@ class ReplayServer(BackgroundService):
             finally:
                 await stream.close()
 
+        def refused(peer: tuple) -> None:
+            log.warning("replay data port: connection from %s refused", format_endpoint(peer))
+
         try:
-            srv = await asyncio.start_server(self._tracked(on_data), self.listen[0], 0)
+            return await self._open_one_shot(main.peer_host, self.data_port_timeout, play,
+                                             refused)
         except OSError as exc:
             log.warning("cannot open a data port: %s", exc)
             return None
-        holder["srv"] = srv
-        self._listeners.add(srv)
-        assert self._loop is not None
-        self._loop.call_later(self.data_port_timeout,
-                              lambda: accepted.is_set() or self._close_listener(srv))
-        return srv.sockets[0].getsockname()[1]
-
-    def _close_listener(self, srv: asyncio.Server | None) -> None:
-        if srv is not None:
-            srv.close()
-            self._listeners.discard(srv)

@@ -24,8 +24,6 @@ event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
 import random
 import socket
@@ -33,22 +31,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO
 
 from camprotool.net.addresses import format_endpoint
 from camprotool.net.handlers import DataSession, MainSession
+from camprotool.net.listening import PEER_GONE, ListeningService
 from camprotool.net.ports import DataPortPool, parse_data_ports
-from camprotool.net.recording import MessageLog
 from camprotool.net.scenario import Scenario, load_scenario
-from camprotool.net.service import BackgroundService
 from camprotool.net.store import BindOutcome, Camera, LoginInfo, Store
 from camprotool.net.stream import MessageStream, abort_writer
 from camprotool.protocol import Dialect
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from camprotool.net.client import Client
 
 log = logging.getLogger("camprotool.net.server")
 
@@ -77,7 +69,7 @@ class ServerConfig:
     seed: int | None = 0
 
 
-class EmulatorServer(BackgroundService):
+class EmulatorServer(ListeningService):
     """An emulated camera-sync server.
 
     Parameters (all keyword, with defaults fit for a notebook):
@@ -119,6 +111,7 @@ class EmulatorServer(BackgroundService):
     """
 
     _thread_name = "camprotool-server"
+    _what = "server"
 
     def __init__(
         self,
@@ -167,7 +160,7 @@ class EmulatorServer(BackgroundService):
             require_login=require_login, reply_delay=reply_delay,
             hash_workers=max(1, hash_workers), simulate=simulate, seed=seed,
         )
-        super().__init__()
+        super().__init__(record, reveal_passwords)
         self._own_store = store is None
         if store is None:
             kwargs = {} if scrypt_n is None else {"scrypt_n": scrypt_n}
@@ -177,17 +170,10 @@ class EmulatorServer(BackgroundService):
         elif scenario is not None:
             store.load(load_scenario(scenario))
         self.store = store
-        self._record = record
-        self._reveal = reveal_passwords
-        self.log: MessageLog | None = None
         self.stats: Counter[str] = Counter()
-        self.port: int | None = None
         self.data_ports: list[int] = []
-        self._servers: list[asyncio.Server] = []
         self._pool: DataPortPool | None = None
         self._mains: set[MainSession] = set()
-        self._tasks: set[asyncio.Task] = set()
-        self._active = 0
         self._hash_gate: asyncio.Semaphore | None = None
         self._sim_task: asyncio.Task | None = None
 
@@ -201,23 +187,13 @@ class EmulatorServer(BackgroundService):
         return self.config.dialect
 
     @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` of the main port (once started)."""
-        if self.port is None:
-            raise RuntimeError("the server is not started")
-        return self.config.host, self.port
+    def listen(self) -> tuple[str, int]:
+        """``(host, port)`` as configured (port 0: a free one, see :attr:`port`)."""
+        return self.config.host, self.config.port
 
     @property
-    def running(self) -> bool:
-        return bool(self._servers)
-
-    @property
-    def messages(self) -> pd.DataFrame:
-        """Every message the server saw, as ``Capture.messages`` (passwords masked)."""
-        if self.log is None:
-            from camprotool.net.table import messages_frame
-            return messages_frame([])
-        return self.log.dataframe()
+    def max_connections(self) -> int:
+        return self.config.max_connections
 
     def __repr__(self) -> str:
         state = (f"listening on {format_endpoint(self.address)}" if self.running
@@ -225,31 +201,22 @@ class EmulatorServer(BackgroundService):
         return f"<EmulatorServer {state} dialect={self.dialect.name}>"
 
     # ------------------------------------------------------------ lifecycle (asyncio)
-    async def start_async(self) -> EmulatorServer:
-        """Start listening on the running loop; returns once every port is bound."""
-        if self.running:
-            raise RuntimeError("the server is already running")
-        self._loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
-        self._hash_gate = asyncio.Semaphore(self.config.hash_workers)
-        self.log = MessageLog(self.dialect, record=self._record,
-                              reveal_passwords=self._reveal)
+    async def _bind(self) -> None:
+        """The main port, then every data port (``port=0``/a count: free ones)."""
         cfg = self.config
+        self._hash_gate = asyncio.Semaphore(cfg.hash_workers)
         self.data_ports = []
-        try:
-            host = _resolve(cfg.host)
-            main = await self._listen(host, cfg.port, self._on_main)
-            self.port = main.sockets[0].getsockname()[1]
-            wanted = ([0] * cfg.data_ports if isinstance(cfg.data_ports, int)
-                      else list(cfg.data_ports))
-            for p in wanted:
-                srv = await self._listen(host, p, self._on_data)
-                actual = srv.sockets[0].getsockname()[1]
-                self.data_ports.append(actual)
-        except BaseException:
-            await self._close_listeners()
-            self.log.close()
-            raise
+        host = _resolve(cfg.host)
+        main = await self._listen(host, cfg.port, self._on_main)
+        self.port = main.sockets[0].getsockname()[1]
+        wanted = ([0] * cfg.data_ports if isinstance(cfg.data_ports, int)
+                  else list(cfg.data_ports))
+        for p in wanted:
+            srv = await self._listen(host, p, self._on_data)
+            self.data_ports.append(srv.sockets[0].getsockname()[1])
+
+    def _started(self) -> None:
+        cfg = self.config
         self._pool = DataPortPool(self.data_ports)
         if cfg.simulate:
             from camprotool.net.simulation import simulate
@@ -257,50 +224,16 @@ class EmulatorServer(BackgroundService):
             self._sim_task = asyncio.create_task(simulate(self, cfg.simulate, rng))
         log.info("listening on %s, data ports %s", format_endpoint((cfg.host, self.port)),
                  self.data_ports)
-        return self
-
-    async def _listen(self, host: str, port: int, handler: Callable) -> asyncio.Server:
-        try:
-            srv = await asyncio.start_server(self._guard(handler), host, port, backlog=1024,
-                                             reuse_address=True)
-        except OSError as exc:
-            raise _bind_error(exc, host, port) from None
-        self._servers.append(srv)
-        return srv
 
     async def stop_async(self) -> None:
         """Stop listening, close every connection, flush the recording."""
         if self._sim_task is not None:
             self._sim_task.cancel()
             self._sim_task = None
-        await self._close_listeners()
         if self._pool is not None:
             self._pool.cancel_all()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self.log is not None:
-            self.log.close()
-        if self._stopped is not None:
-            self._stopped.set()
+        await super().stop_async()
         log.info("stopped")
-
-    async def _close_listeners(self) -> None:
-        servers, self._servers = self._servers, []
-        for srv in servers:
-            srv.close()
-        for srv in servers:
-            with contextlib.suppress(Exception):
-                await srv.wait_closed()
-
-    def client(self, **kwargs: Any) -> Client:
-        """A :class:`~camprotool.net.client.Client` for this server, same dialect."""
-        from camprotool.net.client import Client
-
-        kwargs.setdefault("dialect", self.dialect)
-        return Client(*self.address, **kwargs)
 
     # ------------------------------------------------------------ thread-safe API
     def set_online(self, camera_id: str, online: bool | None) -> int:
@@ -379,43 +312,22 @@ class EmulatorServer(BackgroundService):
             log.info("data port %d: nobody connected in time, back in the pool", port)
 
     # ------------------------------------------------------------ connections
-    def _guard(self, handler: Callable) -> Callable:
-        """Wrap a connection handler: limits, task tracking, and no exception escapes."""
+    def _connection_refused(self, writer: asyncio.StreamWriter) -> None:
+        self.stats["refused_limit"] += 1
+        log.warning("connection limit (%d) reached: refusing %s", self.max_connections,
+                    format_endpoint(writer.get_extra_info("peername")))
 
-        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if self._active >= self.config.max_connections:
-                self.stats["refused_limit"] += 1
-                log.warning("connection limit (%d) reached: refusing %s",
-                            self.config.max_connections,
-                            format_endpoint(writer.get_extra_info("peername")))
-                abort_writer(writer)
-                return
-            task = asyncio.current_task()
-            assert task is not None
-            self._tasks.add(task)
-            self._active += 1
-            self.stats["connections"] += 1
-            try:
-                await handler(reader, writer)
-            except asyncio.CancelledError:
-                abort_writer(writer)
-                raise
-            except (ConnectionError, TimeoutError, OSError) as exc:
-                log.debug("connection ended: %s", exc)
-                abort_writer(writer)
-            except Exception:
-                self.stats["handler_errors"] += 1
-                log.exception("internal error on a connection from %s: closing it",
-                              format_endpoint(writer.get_extra_info("peername")))
-                abort_writer(writer)
-            finally:
-                self._active -= 1
-                self._tasks.discard(task)
-
-        return run
+    def _connection_failed(self, writer: asyncio.StreamWriter, exc: Exception) -> None:
+        if isinstance(exc, PEER_GONE):
+            log.debug("connection ended: %s", exc)
+            return
+        self.stats["handler_errors"] += 1
+        log.exception("internal error on a connection from %s: closing it",
+                      format_endpoint(writer.get_extra_info("peername")))
 
     async def _on_main(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self.log is not None
+        self.stats["connections"] += 1
         stream = MessageStream(reader, writer, self.log, "main", "server")
         session = MainSession(self, stream)
         self._mains.add(session)
@@ -430,6 +342,7 @@ class EmulatorServer(BackgroundService):
 
     async def _on_data(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self.log is not None and self._pool is not None
+        self.stats["connections"] += 1
         port = writer.get_extra_info("sockname")[1]
         peer = writer.get_extra_info("peername")
         res = self._pool.claim(port, peer[0])
@@ -481,18 +394,3 @@ def _resolve(host: str) -> str:
         raise OSError(f"cannot resolve host {host!r}: {exc.strerror}") from None
     return infos[0][4][0]
 
-
-def _bind_error(exc: OSError, host: str, port: int) -> OSError:
-    """A one-line reason (no ``[Errno 98]`` prefix); ``errno`` is kept as an attribute."""
-    where = format_endpoint((host, port))
-    if exc.errno == errno.EADDRINUSE:
-        text = f"{where} is already in use"
-    elif exc.errno == errno.EACCES:
-        text = f"no permission to listen on {where}"
-    elif exc.errno == errno.EADDRNOTAVAIL:
-        text = f"{host} is not an address of this machine"
-    else:
-        text = f"cannot listen on {where}: {exc.strerror or exc}"
-    err = OSError(text)
-    err.errno = exc.errno
-    return err

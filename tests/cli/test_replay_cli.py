@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
@@ -15,48 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import ROOT, background
 
 from camprotool.net import Client, EmulatorServer
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "captures" / "sample.pcapng")
 
 
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "camprotool", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
-
-
-def first_line(proc: subprocess.Popen, timeout: float = 15) -> str:
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    line = b""
-    while not line.endswith(b"\n"):
-        if not sel.select(max(0, deadline - time.monotonic())):
-            proc.kill()
-            raise AssertionError(f"no first line; stderr: {proc.stderr.read().decode()}")
-        chunk = os.read(proc.stdout.fileno(), 1)
-        if not chunk:
-            raise AssertionError(f"exited early; stderr: {proc.stderr.read().decode()}")
-        line += chunk
-    return line.decode().strip()
-
-
-@contextlib.contextmanager
-def background(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "camprotool", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    try:
-        yield proc, first_line(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(5)
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
