@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from camprotool.capture.reassembly import ConnectionInfo
-from camprotool.protocol.bulk import BulkDecoder, _rows_to_table, feed_many
+from camprotool.protocol.bulk import BulkDecoder, feed_many, rows_to_table
 from camprotool.protocol.codec import Decoder
 from camprotool.protocol.detect import SAMPLE_SIZE, detect_connection
 from camprotool.protocol.dialect import Dialect
@@ -195,7 +195,7 @@ class MessageSink:
         for mine, table in zip(tables, feed_many(batch), strict=True):
             mine.append(table)
         for d, mine in zip(directions, tables, strict=True):
-            if d.finishing and _has_state(d.decoder):
+            if d.finishing and not d.decoder.idle:
                 mine.append(d.decoder.finish())
             mine = [t for t in mine if t.num_rows]
             if mine:
@@ -265,7 +265,7 @@ class MessageSink:
         """Incremental engine: turn the collected messages into a stamped table."""
         if d.rows:
             rows, d.rows = d.rows, []
-            self._stamp(d, _rows_to_table(rows))
+            self._stamp(d, rows_to_table(rows))
         self._prune(d)
 
     def _stamp(self, d: DirectionState, table: pa.Table) -> None:
@@ -310,7 +310,7 @@ class MessageSink:
         if not rows:
             return table
         d.fell_back = True
-        merged = pa.concat_tables([table.filter(pa.array(keep)), _rows_to_table(rows)])
+        merged = pa.concat_tables([table.filter(pa.array(keep)), rows_to_table(rows)])
         return merged.take(pc.sort_indices(merged["end"]))
 
     @staticmethod
@@ -320,19 +320,7 @@ class MessageSink:
             d.mark_end.clear(), d.mark_ts.clear(), d.mark_frame.clear()
             return
         # Future rows end at or after the decoder's unconsumed bytes.
-        keep_from = d.decoder.offset - _buffered(d.decoder)
+        keep_from = d.decoder.held_from
         cut = bisect_left(d.mark_end, keep_from) - 1
         if cut > 0:
             del d.mark_end[:cut], d.mark_ts[:cut], d.mark_frame[:cut]
-
-
-def _has_state(decoder: BulkDecoder) -> bool:
-    """Whether ``finish`` could report anything (a partial frame, a resync, a long line)."""
-    inc = decoder._inc
-    return bool(inc._buf) or inc._resync is not None or bool(inc._overflow)
-
-
-def _buffered(decoder: BulkDecoder | Decoder) -> int:
-    inc = decoder if isinstance(decoder, Decoder) else decoder._inc
-    resync = inc._resync
-    return inc.buffered + (len(resync.raw) if resync is not None else 0) + 1

@@ -145,6 +145,16 @@ class BulkDecoder:
     def offset(self) -> int:
         return self._inc.offset
 
+    @property
+    def idle(self) -> bool:
+        """Nothing pending: ``finish()`` now would report nothing."""
+        return self._inc.idle
+
+    @property
+    def held_from(self) -> int:
+        """See :attr:`camprotool.protocol.codec.Decoder.held_from`."""
+        return self._inc.held_from
+
     # ------------------------------------------------------------- public API
     def feed(self, data: bytes) -> pa.Table:
         """Decode ``data``: regular frames on the fast path, the rest incrementally."""
@@ -180,10 +190,10 @@ class BulkDecoder:
         return self._decode(buf, batch)
 
     def gap(self, nbytes: int) -> pa.Table:
-        return _rows_to_table(self._inc.gap_with_ends(nbytes))
+        return rows_to_table(self._inc.gap_with_ends(nbytes))
 
     def finish(self) -> pa.Table:
-        return _rows_to_table(self._inc.finish_with_ends())
+        return rows_to_table(self._inc.finish_with_ends())
 
     def decode(self, data: bytes) -> pa.Table:
         """Feed ``data`` and finish: a whole stream in one call."""
@@ -1109,8 +1119,8 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
-def _rows_to_table(rows: list[tuple[int, Message]]) -> pa.Table:
-    """Messages from the reference path -> the bulk schema."""
+def rows_to_table(rows: list[tuple[int, Message]]) -> pa.Table:
+    """(end offset, message) pairs, as the incremental decoder gives them -> the bulk schema."""
     if not rows:
         return _empty()
     asm = _Assembler(len(rows))
@@ -1200,7 +1210,7 @@ def _feed_group(dialect: Dialect, items: list[tuple[BulkDecoder, bytes]], member
         inc._buf.clear()
         inc._base = tail_base
         rows = inc.feed_with_ends(tail) if tail else []
-        results[k] = _concat([part, _rows_to_table(rows)]) if rows else part
+        results[k] = _concat([part, rows_to_table(rows)]) if rows else part
 
 
 def _lp_prefix(buf: bytes, unpack_from: Any, limit: int) -> tuple[int, list[tuple[int, int]], bool]:
@@ -1228,4 +1238,4 @@ def decode_stream(data: bytes, dialect: Dialect | str = LINE) -> pa.Table:
     return BulkDecoder(dialect).decode(data)
 
 
-__all__ = ["BY_NAME", "SCHEMA", "BulkDecoder", "decode_stream", "feed_many"]
+__all__ = ["BY_NAME", "SCHEMA", "BulkDecoder", "decode_stream", "feed_many", "rows_to_table"]

@@ -209,6 +209,21 @@ class Decoder:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing pending: ``finish()`` now would report nothing."""
+        return not self._buf and self._resync is None and not self._overflow
+
+    @property
+    def held_from(self) -> int:
+        """The lowest stream offset a future message can still end at or after.
+
+        Bytes before it are decoded for good, so callers may forget what they
+        kept about them (capture decoding prunes its packet timestamps here).
+        """
+        held = len(self._buf) + (len(self._resync.raw) if self._resync is not None else 0)
+        return self.offset - held - 1
+
     # -- public API: messages only
     def feed(self, data: bytes) -> list[Message]:
         return [m for _, m in self.feed_with_ends(data)]
