@@ -13,6 +13,7 @@ from camprotool.analysis.frames import connections_frame, messages_frame, proble
 from camprotool.analysis.violations import RuleCheck
 from camprotool.capture.decode import DecodedCapture, decode_file
 from camprotool.protocol.dialect import Dialect
+from camprotool.protocol.rules import DEFAULT_HEARTBEAT_TIMEOUT_NS
 
 
 class Capture:
@@ -23,9 +24,12 @@ class Capture:
     ``problems``: what the reader and the reassembler could not use, and why.
     """
 
-    def __init__(self, decoded: DecodedCapture, *, reveal_passwords: bool = False) -> None:
+    def __init__(self, decoded: DecodedCapture, *, reveal_passwords: bool = False,
+                 heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT_NS / 1e9) -> None:
+        _check_timeout(heartbeat_timeout)
         self.decoded = decoded
         self.reveal_passwords = reveal_passwords
+        self.heartbeat_timeout = heartbeat_timeout
 
     @property
     def source(self) -> str:
@@ -80,8 +84,10 @@ class Capture:
 
     @cached_property
     def _rule_check(self) -> RuleCheck:
+        timeout = self.heartbeat_timeout
         return RuleCheck(self.decoded.messages, self.messages, self.connections,
-                         reveal_passwords=self.reveal_passwords)
+                         reveal_passwords=self.reveal_passwords,
+                         heartbeat_timeout_ns=None if timeout is None else int(timeout * 1e9))
 
     @cached_property
     def violations(self) -> pd.DataFrame:
@@ -103,6 +109,12 @@ class Capture:
                 f"{d.messages.num_rows} messages>")
 
 
+def _check_timeout(seconds: float | None) -> None:
+    if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
+        raise ValueError(f"heartbeat_timeout: {seconds!r} is not a positive number of seconds "
+                         "(None turns the heartbeat_gap rule off)")
+
+
 def read_capture(
     path: str | os.PathLike[str] | bytes,
     dialect: Dialect | str = "auto",
@@ -111,6 +123,7 @@ def read_capture(
     *,
     engine: str = "bulk",
     progress: Callable[[int], None] | None = None,
+    heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT_NS / 1e9,
 ) -> Capture:
     """Decode a pcap or pcapng capture into dataframes.
 
@@ -118,7 +131,11 @@ def read_capture(
     a dialect such as ``"lp32le:gbk"``. ``ports``: only connections with an
     end on one of these ports. Passwords are masked as ``***`` unless
     ``reveal_passwords``. ``engine="incremental"`` decodes chunk by chunk as a
-    live capture does (same result, slower).
+    live capture does (same result, slower). ``heartbeat_timeout``: seconds of
+    client silence on a main connection that ``violations`` reports as
+    ``heartbeat_gap`` (PROTOCOL.md: three 30 s intervals; None: not checked).
     """
+    _check_timeout(heartbeat_timeout)  # before decoding, not after
     decoded = decode_file(path, dialect=dialect, ports=ports, engine=engine, progress=progress)
-    return Capture(decoded, reveal_passwords=reveal_passwords)
+    return Capture(decoded, reveal_passwords=reveal_passwords,
+                   heartbeat_timeout=heartbeat_timeout)

@@ -300,3 +300,16 @@ def test_messages_around_lost_bytes_are_rebuilt_as_the_decoder_left_them():
                                                    "CreatDataSocket"]
     assert found(cap) == [("before_login", 2, 0)]
     assert cap.notes["message"].tolist() == [0, 1]
+
+
+def test_heartbeat_timeout_is_a_setting():
+    """failed_sync.pcapng has a 125 s silence: reported at 90 s, not at 200 s or when off."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "captures" / "failed_sync.pcapng"
+    rules = {t: read_capture(sample, heartbeat_timeout=t).violations["rule"].astype(str).tolist()
+             for t in (90, 200, None)}
+    assert "heartbeat_gap" in rules[90]
+    assert "heartbeat_gap" not in rules[200] and "heartbeat_gap" not in rules[None]
+    with pytest.raises(ValueError, match="heartbeat_timeout"):
+        read_capture(sample, heartbeat_timeout=0)
