@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -68,6 +69,8 @@ def positive_arg(option: str, text: str) -> float:
         raise CliError(f"{option}: {text!r} is not a number") from None
     if not value > 0:
         raise CliError(f"{option}: {text!r} must be greater than 0")
+    if not math.isfinite(value):
+        raise CliError(f"{option}: {text!r} is not a finite number")
     return value
 
 

@@ -9,7 +9,10 @@ The protocol has no request ids: answers come back in order on the main
 connection, interleaved with server pushes. So one request is outstanding at
 a time (a lock), the reader task hands the next expected answer to it, and
 pushes go to callbacks and a queue whatever else is happening, including in
-the middle of a sync on a data connection.
+the middle of a sync on a data connection. A request given up on (timeout,
+cancel) still owes its answer: the kinds owed are remembered and a late
+answer is dropped instead of being taken for the next request's (see
+``_dispatch``).
 
 Every byte either way, on main and data connections, is logged live
 (``client.messages``) and can be recorded to pcapng (``record=``).
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -38,6 +42,7 @@ from camprotool.net.loop import LoopThread
 from camprotool.net.models import Camera, SyncResult, UploadResult, as_camera
 from camprotool.net.recording import MessageLog
 from camprotool.net.stream import MessageStream
+from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, Message, encode
 from camprotool.protocol.catalogue import MAX_STATUS_IDS, Direction
 
@@ -136,6 +141,8 @@ class AsyncClient:
         self._heartbeat_task: asyncio.Task | None = None
         self._request_lock: asyncio.Lock | None = None
         self._waiter: tuple[tuple[str, ...], asyncio.Future] | None = None
+        #: answers still owed to requests given up on, oldest first (their expected kinds)
+        self._owed: deque[tuple[str, ...]] = deque()
         self._callbacks: list[PushCallback] = []
         self._queue_size = push_queue_size
         self._queue: asyncio.Queue | None = None
@@ -162,12 +169,19 @@ class AsyncClient:
         """Open the main connection (no-op when already connected)."""
         if self.connected:
             return
+        await self._drop_main()  # what is left of a lost connection
         reader, writer = await self._open(self.port, "main")
         self._main = MessageStream(reader, writer, self.log, "main", "client")
         self._lost = None
+        self._owed.clear()
         self._request_lock = asyncio.Lock()
         if self._queue is None:
             self._queue = asyncio.Queue(self._queue_size)
+        else:  # keep unread pushes, not the old connection's end marker
+            items = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+            for item in items:
+                if item is not _CLOSED:
+                    self._queue.put_nowait(item)
         self._reader_task = asyncio.create_task(self._read_main())
         if self.heartbeat_interval:
             self._heartbeat_task = asyncio.create_task(self._heartbeats())
@@ -193,8 +207,14 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Close every connection, stop heartbeats, flush the recording."""
+        await self._drop_main()
+        self._fail(ConnectionLost("the client was closed"))
+        self.log.close()
+
+    async def _drop_main(self) -> None:
+        """Stop the heartbeat and reader tasks and close the main connection, if any."""
         for task in (self._heartbeat_task, self._reader_task):
-            if task is not None:
+            if task is not None and task is not asyncio.current_task():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -202,8 +222,6 @@ class AsyncClient:
         if self._main is not None:
             await self._main.close()
             self._main = None
-        self._fail(ConnectionLost("the client was closed"))
-        self.log.close()
 
     async def __aenter__(self) -> AsyncClient:
         await self.connect()
@@ -233,11 +251,26 @@ class AsyncClient:
         if spec is not None and spec.direction is Direction.PUSH:
             self._deliver_push(msg)
             return
+        # Answers come in order, so a late answer to a request given up on arrives
+        # before the current request's: drop it (and any owed before it, which an
+        # answer to a later request shows will never come).
+        for i, expects in enumerate(self._owed):
+            if msg.command in expects:
+                for _ in range(i + 1):
+                    self._owed.popleft()
+                log.info("late %s (to a request given up on) dropped", msg.command)
+                return
         waiter = self._waiter
-        if waiter is not None and msg.command in waiter[0] and not waiter[1].done():
-            waiter[1].set_result(msg)
-            return
-        log.info("unsolicited %s %s", msg.command, msg.params)
+        if waiter is not None and msg.command in waiter[0]:
+            self._owed.clear()
+            if not waiter[1].done():
+                waiter[1].set_result(msg)
+                return
+            if waiter[1].cancelled():  # the request is being given up on right now
+                self._waiter = None  # its answer is here: nothing owed (see _request)
+                log.info("%s came as its request was given up on: dropped", msg.command)
+                return
+        log.info("unsolicited %s %s", msg.command, mask_params(msg))
         self.unsolicited.append(msg)
         del self.unsolicited[:-1000]
 
@@ -286,15 +319,20 @@ class AsyncClient:
         assert self._request_lock is not None
         async with self._request_lock:
             fut = asyncio.get_running_loop().create_future()
-            self._waiter = (expects, fut)
+            waiter = self._waiter = (expects, fut)
+            sent = False
             try:
                 stream.send(command, params)
+                sent = True
                 await stream.drain(self.timeout)
                 async with asyncio.timeout(self.timeout):
                     return await fut
             except TimeoutError:
                 raise ReplyTimeout(f"no answer to {command} within {self.timeout} s") from None
             finally:
+                # Given up on (timeout, cancel) after sending: the answer may still come.
+                if self._waiter is waiter and sent and (not fut.done() or fut.cancelled()):
+                    self._owed.append(expects)
                 self._waiter = None
 
     async def send_raw(self, command: str, params: str = "") -> None:
@@ -388,7 +426,7 @@ class AsyncClient:
                     raise SyncError(f"download stopped after {done} cameras: {reply.params}")
                 current, total = reply.current, reply.total  # type: ignore[attr-defined]
                 if reply.error or current is None or total is None or current <= done:
-                    raise SyncError(f"bad DownloadSucess {reply.params!r}: "
+                    raise SyncError(f"bad DownloadSucess {mask_params(reply)!r}: "
                                     f"{reply.error or 'current does not advance'}")
                 cams.append(Camera(reply.camera_id, reply.camera_password,  # type: ignore[attr-defined]
                                    reply.online))  # type: ignore[attr-defined]

@@ -87,7 +87,10 @@ class MainSession:
         cfg = self.server.config
         if cfg.reply_delay:
             await asyncio.sleep(cfg.reply_delay)
-        self.stream.send(command, params)
+        try:
+            self.stream.send(command, params)
+        except LocalProtocolError as exc:  # e.g. an id we cannot echo in this dialect
+            log.warning("%r: cannot answer %s: %s", self.stream, command, exc)
 
     async def handle(self, msg: Message) -> bool:
         """Act on one message; False closes the connection."""
@@ -166,7 +169,8 @@ class MainSession:
             log.warning("%r: status query for %d ids, answering the first %d", self.stream,
                         len(ids), limit)
             ids = ids[:limit]
-        ids = [i for i in ids if "|" not in i and ":" not in i]
+        # what cannot be echoed in an answer: separators, and line breaks (line dialect)
+        ids = [i for i in ids if not any(c in i for c in "|:\r\n")]
         statuses = self.server.store.statuses(ids)
         params = "|".join(
             f"{cid};{'null' if s is None else str(s).lower()}" for cid, s in statuses.items())

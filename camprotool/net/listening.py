@@ -191,8 +191,10 @@ class ListeningService(BackgroundService):
             try:
                 await handler(reader, writer)
             except asyncio.CancelledError:
+                # stop() cancels open connections. Do not re-raise: asyncio's done
+                # callback for connection tasks (3.11) logs a cancelled task as an error.
                 abort_writer(writer)
-                raise
+                return
             except Exception as exc:
                 self._connection_failed(writer, exc)
                 abort_writer(writer)

@@ -9,6 +9,11 @@ spelled it) and, when the client connects, connects to the real data port and
 relays. Like the emulator, the listener accepts one connection, only from the
 client's address, within ``data_port_timeout`` seconds.
 
+A client that half-closes (shuts down its sending side after its last
+request) still gets its answers: the proxy passes the half-close on to the
+server and keeps relaying the server's side until the server closes, for at
+most ``half_close_timeout`` seconds.
+
 To rewrite a frame it must not have been forwarded yet, so on the server's
 main stream the proxy holds back the bytes of an incomplete frame until it is
 complete (the decoder's buffer); everything else goes through at once.
@@ -83,6 +88,7 @@ class Proxy(ListeningService):
         reveal_passwords: bool = False,
         data_port_timeout: float = 10.0,
         connect_timeout: float = 10.0,
+        half_close_timeout: float = 10.0,
         max_connections: int = 1000,
     ) -> None:
         super().__init__(record, reveal_passwords)
@@ -93,6 +99,7 @@ class Proxy(ListeningService):
         self.dialect = Dialect.parse(dialect)
         self.data_port_timeout = data_port_timeout
         self.connect_timeout = connect_timeout
+        self.half_close_timeout = half_close_timeout
         self.max_connections = max_connections
 
     def _describe(self) -> str:
@@ -139,7 +146,12 @@ class Proxy(ListeningService):
     async def _relay(self, conv: Conversation, c_reader: asyncio.StreamReader,
                      c_writer: asyncio.StreamWriter, u_reader: asyncio.StreamReader,
                      u_writer: asyncio.StreamWriter, s2c_filter: Filter | None = None) -> None:
-        """Pump both directions until either side closes, then close both."""
+        """Pump both directions until either side closes, then close both.
+
+        When the client closes first (possibly only its sending side), the
+        server is told so (EOF) and its answers still flow to the client until
+        it closes, within ``half_close_timeout`` seconds.
+        """
 
         async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                        direction: str) -> str:
@@ -160,8 +172,9 @@ class Proxy(ListeningService):
                     writer.write(out)
                     await writer.drain()
 
-        tasks = [asyncio.create_task(pump(c_reader, u_writer, "c2s")),
-                 asyncio.create_task(pump(u_reader, c_writer, "s2c"))]
+        c2s = asyncio.create_task(pump(c_reader, u_writer, "c2s"))
+        s2c = asyncio.create_task(pump(u_reader, c_writer, "s2c"))
+        tasks = [c2s, s2c]
         first = "c2s"
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -170,6 +183,13 @@ class Proxy(ListeningService):
                     first = task.result()
                 else:
                     log.debug("relay ended: %s", task.exception())
+            if c2s in done and c2s.exception() is None and not s2c.done():
+                with contextlib.suppress(OSError, RuntimeError):  # the client half-closed
+                    if u_writer.can_write_eof():
+                        u_writer.write_eof()
+                await asyncio.wait([s2c], timeout=self.half_close_timeout)
+                if s2c.done() and s2c.exception() is not None:
+                    log.debug("relay ended: %s", s2c.exception())
         finally:
             for task in tasks:
                 task.cancel()

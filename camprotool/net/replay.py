@@ -77,6 +77,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,10 @@ DEFAULT_VOLATILE: dict[str, tuple[str, ...]] = {
 MATCHES = ("same", "different", "missing", "extra")
 #: Upper bound on live-only DownLoadCaramer requests (a server that never ends).
 MAX_EXTRA_DOWNLOADS = 10_000
+#: Rows :attr:`ReplayServer.unanswered` keeps (the newest); older ones are counted only.
+MAX_UNANSWERED = 10_000
+#: Seconds between two "no recorded answer" warnings (the ones between go to debug).
+UNANSWERED_WARNING_INTERVAL = 10.0
 
 # ====================================================================== the recording
 
@@ -720,14 +725,13 @@ class _ClientReplay:
                 return
         live.unsolicited.append((ts, msg))
 
-    @staticmethod
-    def track_download(live: _LiveConn, msg: Message) -> None:
+    def track_download(self, live: _LiveConn, msg: Message) -> None:
         if msg.command == "DownloadFail":
             live.download_end = f"the live server answered DownloadFail {msg.params}"
             return
         current, total = getattr(msg, "current", None), getattr(msg, "total", None)
         if msg.error or current is None or total is None:
-            live.download_end = f"unreadable live DownloadSucess {msg.params!r}"
+            live.download_end = f"unreadable live DownloadSucess {self.shown(msg)!r}"
             return
         live.download_current = current
         if current >= total:
@@ -1092,6 +1096,9 @@ class ReplayServer(ListeningService):
     (default all). ``dialect``: default the recorded connections'. ``speed``
     scales the push times (0: all at once). ``reuse``: serve a recorded
     connection again once every one was used (True). ``record``: pcapng.
+    ``heartbeat_timeout``: seconds of silence after which a main connection
+    is closed (90; ``None``: never), ``data_idle_timeout`` the same for data
+    connections (30).
     Same forms as :class:`~camprotool.net.EmulatorServer`: ``start()``/
     ``stop()``/``with``, ``async with``, ``await serve()``.
     """
@@ -1112,8 +1119,11 @@ class ReplayServer(ListeningService):
         reveal_passwords: bool = False,
         data_port_timeout: float = 10.0,
         data_idle_timeout: float = 30.0,
+        heartbeat_timeout: float | None = 90.0,
         max_connections: int = 1000,
     ) -> None:
+        if heartbeat_timeout is not None and not heartbeat_timeout > 0:
+            raise ValueError(f"heartbeat_timeout must be > 0 or None, got {heartbeat_timeout}")
         super().__init__(record, reveal_passwords)
         self.listen = (parse_endpoint(listen, default_host="127.0.0.1")
                        if isinstance(listen, str) else (str(listen[0]), int(listen[1])))
@@ -1122,9 +1132,14 @@ class ReplayServer(ListeningService):
         self.reuse = reuse
         self.data_port_timeout = data_port_timeout
         self.data_idle_timeout = data_idle_timeout
+        self.heartbeat_timeout = heartbeat_timeout
         self.max_connections = max_connections
         self._uses: dict[int, int] = {rc.conn: 0 for rc in self.plan.mains}
-        self._unanswered: list[tuple[Any, ...]] = []
+        self._unanswered: deque[tuple[Any, ...]] = deque(maxlen=MAX_UNANSWERED)
+        #: unanswered requests no longer in :attr:`unanswered` (over ``MAX_UNANSWERED``)
+        self.unanswered_dropped = 0
+        self._quiet = 0  # warnings not logged since the last one
+        self._warn_at = 0.0  # monotonic time the next warning may be logged
 
     # ---------------------------------------------------------------- properties
     @property
@@ -1138,7 +1153,8 @@ class ReplayServer(ListeningService):
     @property
     def unanswered(self) -> pd.DataFrame:
         """Requests no recorded request matched: ts, conn, channel, client, command,
-        params, recorded_conn (the recording it was served from, or NA), reason."""
+        params, recorded_conn (the recording it was served from, or NA), reason.
+        The newest ``MAX_UNANSWERED`` (10 000); :attr:`unanswered_dropped` counts older."""
         import pandas as pd
 
         rows = list(self._unanswered)
@@ -1191,10 +1207,21 @@ class ReplayServer(ListeningService):
                 reason: str) -> None:
         params = msg.params if self._reveal else mask_params(msg)
         recorded = playback.rec.conn if playback is not None and playback.rec else None
+        if len(self._unanswered) == self._unanswered.maxlen:
+            self.unanswered_dropped += 1
         self._unanswered.append((time.time_ns(), stream.id, stream.conv.channel,
                                  stream.conv.client, msg.command, params, recorded, reason))
-        log.warning("%r: no recorded answer for %s %s (%s)", stream, msg.command, params,
-                    reason)
+        now = time.monotonic()
+        if now < self._warn_at:  # a flood of them: one warning per interval
+            self._quiet += 1
+            log.debug("%r: no recorded answer for %s %s (%s)", stream, msg.command, params,
+                      reason)
+            return
+        more = f" (and {self._quiet} more since the last warning)" if self._quiet else ""
+        log.warning("%r: no recorded answer for %s %s (%s)%s", stream, msg.command, params,
+                    reason, more)
+        self._quiet = 0
+        self._warn_at = now + UNANSWERED_WARNING_INTERVAL
 
     # ---------------------------------------------------------------- connections
     async def _serve(self, stream: MessageStream,
@@ -1235,7 +1262,7 @@ class ReplayServer(ListeningService):
             await self._answer(stream, msg, playback)
 
         try:
-            await self._serve(stream, handle, None)
+            await self._serve(stream, handle, self.heartbeat_timeout)
         finally:
             if pushes is not None:
                 pushes.cancel()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import socket
 from collections import Counter
@@ -85,9 +86,11 @@ class EmulatorServer(ListeningService):
     ``db``
         an SQLite file to keep accounts and bindings in (default: memory).
         A file that already holds data gets only the explicit ``scenario``
-        added to it (never the demo).
+        added to it (never the demo). The server closes the file when it
+        stops and opens it again when it starts.
     ``store``
-        an existing :class:`Store` (then ``scenario``/``db`` are not used).
+        an existing :class:`Store` (then ``scenario``/``db`` are not used);
+        it stays the caller's to close.
     ``dialect``
         wire dialect, e.g. ``"lp32le:gbk"``.
     ``heartbeat_timeout``
@@ -146,7 +149,7 @@ class EmulatorServer(ListeningService):
                             ("data_idle_timeout", data_idle_timeout)):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
-        if simulate is not None and not simulate > 0:
+        if simulate is not None and not (simulate > 0 and math.isfinite(simulate)):
             raise ValueError(f"simulate must be a rate > 0 events per second, got {simulate}")
         parsed_ports = parse_data_ports(data_ports)
         base = Dialect.parse(dialect)
@@ -204,6 +207,8 @@ class EmulatorServer(ListeningService):
     async def _bind(self) -> None:
         """The main port, then every data port (``port=0``/a count: free ones)."""
         cfg = self.config
+        if self._own_store:
+            self.store.reopen()  # closed by the last stop
         self._hash_gate = asyncio.Semaphore(cfg.hash_workers)
         self.data_ports = []
         host = _resolve(cfg.host)
@@ -233,6 +238,8 @@ class EmulatorServer(ListeningService):
         if self._pool is not None:
             self._pool.cancel_all()
         await super().stop_async()
+        if self._own_store and self.store.path != ":memory:":
+            self.store.close()  # a file store of ours (a memory one would lose its data)
         log.info("stopped")
 
     # ------------------------------------------------------------ thread-safe API

@@ -64,6 +64,12 @@ CREATE TABLE IF NOT EXISTS bindings (
 );
 CREATE INDEX IF NOT EXISTS bindings_camera ON bindings(camera_id);
 """
+#: The columns each table must have for a file to be taken for a store of ours.
+_COLUMNS = {
+    "accounts": ("user", "salt", "pw_hash", "kdf", "last_login_time", "last_login_ip"),
+    "cameras": ("id", "password", "online", "max_accounts"),
+    "bindings": ("seq", "user", "camera_id", "bound_at"),
+}
 
 
 class BindOutcome(enum.Enum):
@@ -96,12 +102,27 @@ def _status(value: int | None) -> bool | None:
     return None if value is None else bool(value)
 
 
+def _check_schema(db: sqlite3.Connection) -> None:
+    """``sqlite3.Error`` unless ``db`` is empty or has our tables with our columns."""
+    tables = {name for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+    if not tables:
+        return  # a new file: the schema is created
+    for table, columns in _COLUMNS.items():
+        if table not in tables:
+            raise sqlite3.OperationalError(f"no table {table}")
+        db.execute(f"SELECT {', '.join(columns)} FROM {table} LIMIT 0")
+
+
 class Store:
     """Accounts, cameras and bindings.
 
     ``path`` is ``":memory:"`` (the default: every server starts from its
     scenario) or a file, which keeps bindings across restarts. ``scrypt_n``
     trades login cost for hash strength; tests use a small one.
+
+    A file holding other tables, or ours with other columns (another program's
+    database, an old schema), is refused with ``OSError`` and left untouched.
     """
 
     def __init__(self, path: str | Path = ":memory:", *, scrypt_n: int = SCRYPT_N) -> None:
@@ -110,16 +131,30 @@ class Store:
         self.path = str(path)
         self.scrypt_n = scrypt_n
         self._lock = threading.RLock()
+        self._db = self._connect()
+        self._closed = False
+        self._dummy_salt = os.urandom(16)
+
+    def _connect(self) -> sqlite3.Connection:
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.executescript(_SCHEMA)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise OSError(f"cannot open database {self.path}: {exc}") from None
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._dummy_salt = os.urandom(16)
+        try:
+            _check_schema(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise OSError(f"database {self.path}: not a camprotool store ({exc})") from None
+        try:
+            db.executescript(_SCHEMA)
+            if self.path != ":memory:":
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            db.close()
+            raise OSError(f"cannot open database {self.path}: {exc}") from None
+        return db
 
     @classmethod
     def from_scenario(cls, scenario: Scenario | str | Path | dict | None = None,
@@ -148,6 +183,24 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def reopen(self) -> None:
+        """Open a closed file store again (what it holds is in the file); no-op when open.
+
+        A closed ``:memory:`` store has lost its data, so it cannot be reopened.
+        """
+        with self._lock:
+            if not self._closed:
+                return
+            if self.path == ":memory:":
+                raise RuntimeError("a closed in-memory store cannot be reopened")
+            self._db = self._connect()
+            self._closed = False
 
     def __enter__(self) -> Store:
         return self

@@ -183,7 +183,8 @@ def _format_value(spec: CommandSpec, name: str, kind: Kind, value: Any, sep: str
     bad = [c for c in forbidden if c and c in text]
     if bad:
         raise LocalProtocolError(
-            f"{spec.name}.{name}: {text!r} contains {bad[0]!r}, which separates fields here"
+            f"{spec.name}.{name}: {'the value' if kind is Kind.SECRET else repr(text)} "
+            f"contains {bad[0]!r}, which separates fields here"
         )
     return text
 

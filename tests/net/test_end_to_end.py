@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -10,12 +11,15 @@ import pytest
 
 from camprotool.net import (
     Camera,
+    Client,
     LoginFailed,
     NoDataPort,
     NotConnected,
+    SyncError,
 )
 from camprotool.net.handlers import REASONS
 from camprotool.net.testing import LoopbackPair, RawConnection, refused, wait_until
+from camprotool.protocol import LocalProtocolError, encode
 from camprotool.protocol.catalogue import FIELD_NAMES
 
 DIALECTS = ["line", "line:gbk", "lp32le", "lp32le:gbk", "lp32be", "lp32be:gbk"]
@@ -258,3 +262,44 @@ def test_connection_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="bad address"):
         Client("127.0.0.1:notaport")
     assert (Client("example.invalid").port, Client("h:1").port) == (9000, 1)
+
+
+def test_a_status_id_with_a_line_break_is_left_out_not_fatal(pair: LoopbackPair) -> None:
+    query = encode("CheckCaramerOnlineStatus", "DEMO0001;ABXC").replace(b"ABXC", b"AB\rC")
+    with RawConnection(pair.server.address) as raw:
+        raw.send("Login", "demo|demo")
+        assert raw.receive().command == "LoginOk"
+        raw.send_bytes(query)  # "AB\rC" cannot be echoed on a line
+        reply = raw.receive()
+        assert (reply.command, reply.params) == ("ReturnCaramerOnlineStatus", "DEMO0001;true")
+    assert pair.server.stats["handler_errors"] == 0
+
+
+def test_stopping_with_a_logged_in_connection_logs_no_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    with LoopbackPair() as pair:
+        pair.client.login("demo", "demo")
+        pair.server.stop()  # the client's connection is still open
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_bad_download_answer_is_reported_without_the_password(leaky_server) -> None:
+    with Client(*leaky_server, heartbeat_interval=None, timeout=3) as client:
+        client.login("demo", "demo")
+        with pytest.raises(SyncError) as info:
+            client.download()
+    assert "CAM1|***" in str(info.value)
+    assert "cret" not in str(info.value)
+
+
+def test_encoder_errors_name_a_password_field_without_its_value() -> None:
+    with pytest.raises(LocalProtocolError, match=r"Login\.password") as info:
+        encode("Login", {"user": "demo", "password": "se|cret"})
+    assert "cret" not in str(info.value)
+    upload = {"camera_id": "CAM1", "camera_password": "p|w0rd", "current": 1, "total": 1}
+    with pytest.raises(LocalProtocolError, match=r"UploadCaramer\.camera_password") as info:
+        encode("UploadCaramer", upload)
+    assert "w0rd" not in str(info.value)
+    with pytest.raises(LocalProtocolError, match=r"'CA\|M'"):  # other fields still shown
+        encode("UploadCaramer", {**upload, "camera_id": "CA|M", "camera_password": "x"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -90,3 +91,27 @@ def test_the_proxy_refuses_a_data_connection_from_another_address(through_proxy)
 def test_an_unreachable_upstream_closes_the_client_connection() -> None:
     with Proxy(upstream=("127.0.0.1", 1)) as proxy:
         assert refused(proxy.address)
+
+
+def test_a_client_half_close_still_gets_the_servers_answer() -> None:
+    with LoopbackPair(reply_delay=0.2) as pair, Proxy(upstream=pair.server.address) as proxy:
+        with RawConnection(proxy.address) as raw:
+            raw.send("Login", "demo|demo")
+            raw.sock.shutdown(socket.SHUT_WR)  # "that is all I will send"
+            assert raw.receive(3).command == "LoginOk"
+            assert raw.closed_by_peer(3)  # the server closed after answering, so does the proxy
+        wait_until(lambda: "LoginOk" in proxy.messages.command.tolist())
+
+
+def test_a_half_closed_connection_to_a_server_that_stays_open_ends_in_time() -> None:
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(4)  # the kernel accepts; nobody ever answers or closes
+    try:
+        with Proxy(upstream=upstream.getsockname(), half_close_timeout=0.3) as proxy, \
+                RawConnection(proxy.address) as raw:
+            raw.send("Heartbeat")
+            raw.sock.shutdown(socket.SHUT_WR)
+            assert raw.closed_by_peer(3)
+    finally:
+        upstream.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -401,3 +402,41 @@ def test_the_replay_server_refuses_a_busy_port_clearly(recording) -> None:
         busy = ReplayServer(recording, listen=rs.address)
         with pytest.raises(OSError, match="already in use"):
             busy.start()
+
+
+def test_an_unreadable_live_download_is_described_without_its_password(recording,
+                                                                        leaky_server) -> None:
+    result = replay_client(recording, leaky_server, speed=0, conns=[0], timeout=2)
+    text = result.comparison.to_csv()
+    assert "unreadable live DownloadSucess 'CAM1|***'" in text
+    assert "cret" not in text
+
+
+def test_idle_main_connections_are_closed_by_the_replay_server(recording) -> None:
+    with ReplayServer(recording, speed=0, heartbeat_timeout=0.3, max_connections=2) as rs:
+        idle = [RawConnection(rs.address) for _ in range(2)]
+        try:
+            for raw in idle:  # silent: closed, so they no longer hold the connection slots
+                assert raw.closed_by_peer(3)
+        finally:
+            for raw in idle:
+                raw.close()
+        with RawConnection(rs.address) as raw:
+            raw.send("Login", "demo|demo")
+            assert raw.receive().command == "LoginOk"
+
+
+def test_unanswered_requests_are_bounded_and_their_warning_rate_limited(
+        recording, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import camprotool.net.replay as replay
+
+    monkeypatch.setattr(replay, "MAX_UNANSWERED", 5)
+    caplog.set_level(logging.WARNING, logger="camprotool.net.replay")
+    with ReplayServer(recording, speed=0) as rs, RawConnection(rs.address) as raw:
+        raw.send("Login", "demo|demo")
+        assert raw.receive().command == "LoginOk"
+        raw.send_bytes(encode("SocketCommand.Vendor.Thing", "x") * 50)
+        wait_until(lambda: rs.unanswered_dropped == 45)
+        assert len(rs.unanswered) == 5
+    warnings = [r for r in caplog.records if "no recorded answer" in r.getMessage()]
+    assert 1 <= len(warnings) <= 2

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
+from camprotool.net import EmulatorServer
 from camprotool.net.scenario import demo_scenario
 from camprotool.net.store import BindOutcome, Store
 
@@ -93,3 +100,72 @@ def test_statuses_and_set_online(store: Store) -> None:
 def test_bad_scrypt_cost() -> None:
     with pytest.raises(ValueError, match="power of two"):
         Store(scrypt_n=1000)
+
+
+def foreign_database(path: Path) -> Path:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE accounts(name TEXT)")  # same table name, another schema
+        db.commit()
+    return path
+
+
+def test_a_foreign_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = foreign_database(tmp_path / "other.sqlite")
+    with pytest.raises(OSError, match=r"other\.sqlite: not a camprotool store \(.*user"):
+        Store(path, **FAST)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == ["accounts"]  # nothing created in someone else's file
+
+
+def camprotool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "camprotool", *args], capture_output=True,
+                          text=True, timeout=8)
+
+
+def test_serve_with_a_foreign_database_says_so_in_one_line(tmp_path: Path) -> None:
+    path = foreign_database(tmp_path / "other.sqlite")
+    done = camprotool("serve", "--port", "0", "--db", str(path))
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "not a camprotool store" in done.stderr
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "-inf"])
+def test_serve_refuses_a_non_finite_rate(rate: str) -> None:
+    done = camprotool("serve", "--port", "0", "--simulate", rate)
+    assert done.returncode != 0
+    assert "--simulate" in done.stderr and "Traceback" not in done.stderr
+    assert "listening" not in done.stdout
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_the_emulator_closes_its_own_file_store_on_stop(tmp_path: Path) -> None:
+    path = tmp_path / "emu.sqlite"
+
+    def open_fds() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                count += str(path) in os.readlink(f"/proc/self/fd/{fd}")
+        return count
+
+    servers = []
+    for _ in range(2):  # stop/start/stop: reopened on start, closed on each stop
+        srv = EmulatorServer(db=path, **FAST)
+        servers.append(srv)
+        for _ in range(2):
+            with srv, srv.client(heartbeat_interval=None, timeout=5) as client:
+                client.login("alice", "alice")
+                assert client.upload([("CAM00005", "1234")])[0].ok
+            assert open_fds() == 0
+    shared = Store(path, **FAST)  # a store passed in is the caller's: left open
+    with EmulatorServer(store=shared):
+        pass
+    assert shared.bindings() == [*demo_bindings(), ("alice", "CAM00005")]
+    shared.close()
+
+
+def demo_bindings() -> list[tuple[str, str]]:
+    return [(a.user, c) for a in demo_scenario().accounts for c in a.cameras]
