@@ -8,8 +8,9 @@ contain ``|``), so everything after the first field becomes one ``***``, as
 :func:`camprotool.net.table.mask_params` does for live sessions.
 
 A frame whose command could not be read (cut by lost bytes, garbage) may
-hold a password anywhere: its ``params`` become ``***`` and its raw bytes are
-dropped; ``reveal_passwords=True`` shows both.
+hold a password anywhere: its ``params`` and ``command`` become ``***``, the
+name quoted in its error is replaced by ``***`` and its raw bytes are dropped;
+``reveal_passwords=True`` shows them all.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ SECRET_POSITIONS: dict[str, tuple[int, ...]] = {
 _FIELD_COUNTS: dict[str, int] = {
     spec.name: len(spec.fields) for spec in COMMANDS if spec.name in SECRET_POSITIONS
 }
+
+
+#: the quoted name in the codec's "not a command name: 'xyz'" error
+_QUOTED_NAME = r"""not a command name: (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
 
 
 def mask_params(command: str, params: str) -> str:
@@ -76,5 +81,13 @@ def mask_table(table: pa.Table) -> pa.Table:
     params = pc.if_else(pc.and_(unreadable, pc.greater(pc.binary_length(params), 0)),
                         pa.scalar(MASK, params.type), params)
     raw = pc.if_else(unreadable, pa.scalar(None, raw.type), raw)
+    # Its "command name" may itself be password text (a cut Login tail): hide it,
+    # and the name the error quotes.
+    command = table["command"]
+    command = pc.if_else(pc.and_(unreadable, pc.greater(pc.binary_length(command), 0)),
+                         pa.scalar(MASK, command.type), command)
+    error = pc.replace_substring_regex(table["error"], _QUOTED_NAME, "not a command name: " + MASK)
+    table = table.set_column(table.schema.get_field_index("command"), "command", command)
+    table = table.set_column(table.schema.get_field_index("error"), "error", error)
     table = table.set_column(table.schema.get_field_index("params"), "params", params)
     return table.set_column(table.schema.get_field_index("raw"), "raw", raw)

@@ -43,6 +43,8 @@ class Prep:
         if not isinstance(messages.index, pd.RangeIndex) or (n and messages.index[0] != 0):
             raise ValueError("Capture.messages must have a RangeIndex from 0")
         self.conn = messages["conn"].to_numpy(np.int64)
+        self.frame = messages["frame"].to_numpy(np.int64)
+        self.stream_offset = messages["stream_offset"].to_numpy(np.int64)
         self.ts = np.asarray(messages["ts"].array.asi8, np.int64)
         self.c2s = _is(messages["direction"], "c2s")
         self.s2c = ~self.c2s
@@ -58,6 +60,11 @@ class Prep:
         self.conn_end = np.zeros(size, np.int64)
         self.conn_start[ids] = connections["start"].array.asi8
         self.conn_end[ids] = connections["end"].array.asi8
+
+    def in_capture_order(self, pos: np.ndarray) -> np.ndarray:
+        """``pos`` grouped by connection, each in capture order (frame, then stream
+        offset): a clock stepping backwards reorders ``ts``, not a stream."""
+        return pos[np.lexsort((self.stream_offset[pos], self.frame[pos], self.conn[pos]))]
 
     def cmd(self, *names: str) -> np.ndarray:
         """Mask of the messages whose command is one of ``names``."""
@@ -286,7 +293,7 @@ def _upload_pairs(p: Prep) -> tuple[np.ndarray, np.ndarray]:
     req = data & p.c2s & p.cmd("UploadCaramer")
     ans = data & p.s2c & p.cmd("UploadSucess", "UploadFail")
     pos = np.flatnonzero(req | ans)
-    pos = pos[np.argsort(p.conn[pos], kind="stable")]
+    pos = p.in_capture_order(pos)
     conn, is_ans = p.conn[pos], ans[pos]
     # pending requests are a queue reflected at 0: an answer is alone when the running
     # balance (requests - answers) reaches a new low below 0
@@ -317,7 +324,7 @@ def _download_pairs(p: Prep) -> tuple[np.ndarray, np.ndarray]:
     req = data & p.c2s & p.cmd("DownLoadCaramer")
     ans = data & p.s2c & p.cmd("DownloadSucess", "DownloadFail")
     pos = np.flatnonzero(req | ans)
-    pos = pos[np.argsort(p.conn[pos], kind="stable")]
+    pos = p.in_capture_order(pos)
     conn, is_ans = p.conn[pos], ans[pos].astype(np.int64)
     if not len(pos):
         return pos, pos

@@ -10,6 +10,8 @@ machine is told about its connection:
 * ``MainSession(start_seen=handshake_seen)``: a connection whose opening was
   not captured began logged in, so it never reports ``before_login``; when
   the opening was captured the heartbeat clock starts there (``opened_ns``).
+  Bytes lost server->client before the login answer (``LoginOk``/``LoginError``,
+  or with none seen) count as an opening not seen: the answer may have been lost.
 * ``DataSession(announced=...)``: :func:`~camprotool.protocol.rules.data_port_announced`
   over the ReturnDataSocketPort answers sent to the same client IP on its main
   connections; None (cannot tell) when ``Capture.connections.announced`` is
@@ -126,8 +128,10 @@ class RuleCheck:
 
     def __init__(self, table: pa.Table, messages: pd.DataFrame, connections: pd.DataFrame,
                  *, heartbeat_timeout_ns: int | None = DEFAULT_HEARTBEAT_TIMEOUT_NS,
-                 reveal_passwords: bool = False) -> None:
+                 reveal_passwords: bool = False,
+                 first_gap_s2c: dict[int, int] | None = None) -> None:
         self.table = table
+        self.first_gap_s2c = first_gap_s2c or {}
         self.reveal_passwords = reveal_passwords
         self.messages = messages
         self.connections = connections
@@ -150,7 +154,7 @@ class RuleCheck:
         for i, conn, port, t in zip(pos.tolist(), m["conn"].to_numpy()[pos].tolist(),
                                     ports.tolist(), ts.tolist(), strict=True):
             by_ip[client_ip[conn]].append(
-                Announcement(None if port is pd.NA else int(port), i, t))
+                Announcement(None if port is pd.NA else int(port), i, t, conn))
         data = c[c["channel"] == "data"]
         out: dict[int, bool | None] = {}
         for conn, ip, port, start, known in zip(
@@ -161,9 +165,24 @@ class RuleCheck:
                                                                          by_ip.get(ip, ()))
         return out
 
+    def _login_answer_lost(self) -> set[int]:
+        """Main connections whose server->client bytes were lost before the login answer.
+
+        The answer may have been among them: what follows cannot be judged
+        ``before_login``.
+        """
+        if not self.first_gap_s2c:
+            return set()
+        m = self.messages
+        answers = m[(m["direction"] == "s2c") & m["command"].isin(("LoginOk", "LoginError"))]
+        first_answer = answers.groupby("conn")["stream_offset"].min().to_dict()
+        return {conn for conn, gap in self.first_gap_s2c.items()
+                if conn not in first_answer or first_answer[conn] > gap}
+
     def _sessions(self) -> dict[int, tuple[MainSession | DataSession, bool]]:
         c = self.connections
         announced = self._announced()
+        lost_login = self._login_answer_lost()
         sessions: dict[int, tuple[MainSession | DataSession, bool]] = {}
         for conn, channel, seen, start, reason, port in zip(
                 c["conn"].tolist(), c["channel"].tolist(), c["handshake_seen"].tolist(),
@@ -171,6 +190,7 @@ class RuleCheck:
                 c["server_port"].tolist(), strict=True):
             closed = reason in CLOSED
             if channel == "main":
+                seen = seen and conn not in lost_login
                 sessions[conn] = (MainSession(start_seen=seen,
                                               heartbeat_timeout_ns=self.heartbeat_timeout_ns,
                                               opened_ns=start if seen else None), closed)
@@ -185,7 +205,11 @@ class RuleCheck:
         conn = m["conn"].to_numpy(np.int64)
         judged = np.isin(conn, np.fromiter(sessions, np.int64, len(sessions)))
         pos = np.flatnonzero(judged)
-        pos = pos[np.argsort(conn[pos], kind="stable")]
+        # each connection in capture order (frame, stream offset), not by ts: a clock
+        # stepping backwards reorders timestamps, never a TCP stream
+        frame = m["frame"].to_numpy(np.int64)
+        offset = m["stream_offset"].to_numpy(np.int64)
+        pos = pos[np.lexsort((offset[pos], frame[pos], conn[pos]))]
         conn_sorted = conn[pos]
         c2s = (m["direction"] == "c2s").to_numpy()
         ts = m["ts"].array.asi8
@@ -245,11 +269,22 @@ class RuleCheck:
         if self.reveal_passwords or not len(message):
             return details
         commands = self.messages["command"].array.take(message).astype(str)
-        params = self.table["params"].take(pa.array(message)).to_pylist()
+        take = pa.array(message)
+        params = self.table["params"].take(take).to_pylist()
+        # An unreadable frame's name and error are masked in ``messages`` (masking.py):
+        # the details quote the unmasked ones.
+        raw_commands = self.table["command"].take(take).to_pylist()
+        raw_errors = self.table["error"].take(take).to_pylist()
+        errors = self.messages["error"].array.take(message)
         out = []
-        for command, raw, detail in zip(commands, params, details, strict=True):
+        for command, raw, detail, raw_command, raw_error, error in zip(
+                commands, params, details, raw_commands, raw_errors, errors, strict=True):
             if command in SECRET_POSITIONS and raw:
                 detail = detail.replace(repr(raw[:80]), repr(mask_params(command, raw)[:80]))
+            if raw_error and isinstance(error, str) and raw_error != error:
+                detail = detail.replace(raw_error, error)
+            if raw_command and raw_command != command:
+                detail = detail.replace(raw_command, command)
             out.append(detail)
         return out
 

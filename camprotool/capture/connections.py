@@ -4,12 +4,15 @@ Decisions, in order of evidence:
 
 * **Roles.** A seen handshake decides (the reassembler reports it). Without
   one, the commands decide: the side that sends client commands (Login,
-  UploadCaramer, Heartbeat, ...) is the client; on a tie the first sender
-  stays the client.
+  UploadCaramer, Heartbeat, ...) is the client, and a side that sends server
+  commands (answers, pushes) votes for the other side being the client; on a
+  tie the first sender stays the client.
 * **Channel.** Known commands vote: Login/status/push commands mean ``main``,
   upload/download commands mean ``data``. A connection with no vote is
   ``data`` when its server port was announced by a ``ReturnDataSocketPort``
-  to that client address, else ``unknown``.
+  to that client address, else ``unknown``. A connection that closed without
+  carrying a byte is listed only when its port was announced (an empty data
+  connection).
 * **Links.** A data connection belongs to the main connection whose
   ``ReturnDataSocketPort`` announced its server port to the same client IP
   most recently before the data connection's first packet.
@@ -30,6 +33,7 @@ from camprotool.protocol.bulk import SCHEMA
 from camprotool.protocol.catalogue import COMMANDS, Channel, Direction
 
 _CLIENT_COMMANDS = [c.name for c in COMMANDS if c.direction is Direction.C2S]
+_SERVER_COMMANDS = [c.name for c in COMMANDS if c.direction is not Direction.C2S]
 _MAIN_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.MAIN]
 _DATA_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.DATA]
 
@@ -57,6 +61,7 @@ class ConnectionRecord:
     channel: str = "unknown"
     main_conn: int | None = None
     announced: bool | None = None  # data channel only; None: no main connection to judge by
+    first_gap_s2c: int | None = None  # server->client stream offset of the first lost bytes
 
     @property
     def client(self) -> str:
@@ -114,8 +119,11 @@ def build_connections(
     """One record per decoded connection (roles and channels settled, data linked to main),
     and the messages of them all as one Arrow table sorted by time (MESSAGES_SCHEMA)."""
     decoding = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding"]
+    # Connections that closed without a byte are kept until _link: an announced
+    # data port makes them (empty) data connections; the others are dropped.
+    kept = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding" or st.empty]
     table, conn, direction = _merged(decoding)
-    size = (max(i for i, _ in decoding) + 1) if decoding else 0
+    size = (max(i for i, _ in kept) + 1) if kept else 0
     is_c2s = direction == 0
 
     def per_conn(flags: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -126,14 +134,18 @@ def build_connections(
     client_cmd = _command_flags(codes, _CLIENT_COMMANDS)
     sent_by_a = per_conn(client_cmd, is_c2s)
     sent_by_b = per_conn(client_cmd, ~is_c2s)
+    server_cmd = _command_flags(codes, _SERVER_COMMANDS)
+    served_by_a = per_conn(server_cmd, is_c2s)
+    served_by_b = per_conn(server_cmd, ~is_c2s)
     main_votes = per_conn(_command_flags(codes, _MAIN_COMMANDS))
     data_votes = per_conn(_command_flags(codes, _DATA_COMMANDS))
     rows = np.bincount(conn, minlength=size)
     swap = np.zeros(size, bool)
     records = []
-    for conn_id, state in decoding:
+    for conn_id, state in kept:
         info = state.info
-        swapped = bool(not info.syn_seen and sent_by_b[conn_id] > sent_by_a[conn_id])
+        swapped = bool(not info.syn_seen and sent_by_b[conn_id] + served_by_a[conn_id]
+                       > sent_by_a[conn_id] + served_by_b[conn_id])
         swap[conn_id] = swapped
         c2s, s2c = state.dirs["c2s"], state.dirs["s2c"]
         if swapped:
@@ -155,6 +167,7 @@ def build_connections(
             lost_c2s=c2s.lost,
             lost_s2c=s2c.lost,
             messages=int(rows[conn_id]),
+            first_gap_s2c=s2c.first_gap,
         )
         main, data = main_votes[conn_id], data_votes[conn_id]
         if main or data:
@@ -167,6 +180,9 @@ def build_connections(
         "direction", names.cast(pa.string()))
     table = table.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA)
     _link(records, table)
+    empty = {i for i, st in kept if st.status != "decoding"}
+    if empty:
+        records = [r for r in records if r.conn not in empty or r.channel != "unknown"]
     # by time; ties (one packet completing several messages) in stream order
     order = np.lexsort((table["end"].to_numpy(), conn, table["frame"].to_numpy(),
                         table["ts_ns"].to_numpy()))
@@ -201,16 +217,31 @@ def _announcements(records: list[ConnectionRecord], table: pa.Table
     return found
 
 
+def _by_main(items) -> dict[int, list[tuple[int, int | None, int]]]:
+    """Announcements (sorted by time) grouped by the main connection that sent them."""
+    out: dict[int, list[tuple[int, int | None, int]]] = {}
+    for a in items:
+        out.setdefault(a[2], []).append(a)
+    return out
+
+
 def _link(records: list[ConnectionRecord], table: pa.Table) -> None:
-    announcements = _announcements(records, table)
+    announcements = {ip: _by_main(items)
+                     for ip, items in _announcements(records, table).items()}
     clients_with_main = {r.client_ip for r in records if r.channel == "main"}
     for rec in records:
         if rec.channel == "main":
             continue
-        mine = announcements.get(rec.client_ip, [])
-        at = bisect_right(mine, rec.start_ns, key=lambda a: a[0])
-        latest = mine[at - 1] if at else None
-        if latest is not None and latest[1] == rec.server_port:
+        # The latest announcement of each main connection of this client IP counts
+        # (another main connection behind the same NAT address announces its own).
+        latest = None
+        for per_main in announcements.get(rec.client_ip, {}).values():
+            at = bisect_right(per_main, rec.start_ns, key=lambda a: a[0])
+            last = per_main[at - 1] if at else None
+            if last is not None and last[1] == rec.server_port and (
+                    latest is None or last[0] >= latest[0]):
+                latest = last
+        if latest is not None:
             rec.main_conn = latest[2]
             rec.announced = True
             if rec.channel == "unknown":

@@ -417,7 +417,7 @@ class LiveCapture:
         sink, last_ts = self._sink, self._last_ts
         states: dict[int, ConnState] = {}
         for conn_id, state in sink.conns.items():
-            if state.status != "decoding":
+            if state.status != "decoding" and not state.empty:
                 continue
             dirs = {}
             for name, d in state.dirs.items():

@@ -42,6 +42,11 @@ __all__ = [
 ]
 
 
+#: packet times must fit a pandas datetime64[ns] (int64, NaT excluded)
+_TS_MIN = -(2**63) + 1
+_TS_MAX = 2**63 - 1
+
+
 class CaptureFormatError(ValueError):
     """The file is not a capture we can read (raised by ``open_capture`` only)."""
 
@@ -51,7 +56,9 @@ class CaptureProblem(NamedTuple):
 
     ``frame`` is the number the affected packet has (or would have had);
     ``kind`` a short tag such as ``truncated_file``, ``snaplen``,
-    ``unsupported_linktype``, ``bad_block``; ``detail`` one sentence.
+    ``unsupported_linktype``, ``bad_block``, ``bad_timestamp`` (a packet time outside
+    64-bit nanoseconds: the packet keeps the previous packet's time); ``detail`` one
+    sentence.
     """
 
     frame: int
@@ -261,6 +268,13 @@ class RecordReader:
                 )
             )
 
+    def _bad_timestamp(self, frame: int, ts: int, prev_ts: int) -> None:
+        self.add_problem(
+            frame, "bad_timestamp",
+            f"timestamp {ts} ns is outside the range of 64-bit nanoseconds; the packet is "
+            f"kept with the previous packet's timestamp ({prev_ts} ns).",
+        )
+
     def _snaplen(self, frame: int, cap_len: int, orig_len: int) -> None:
         self.add_problem(
             frame, "snaplen",
@@ -442,11 +456,15 @@ class RecordReader:
                             if supported:
                                 if cap_len < orig_len:
                                     self._snaplen(frame, cap_len, orig_len)
-                                prev_ts = (ts_hi << 32 | ts_lo) * mult
+                                ts = (ts_hi << 32 | ts_lo) * mult
                                 if div != 1:
-                                    prev_ts //= div
+                                    ts //= div
                                 if offset_ns:
-                                    prev_ts += offset_ns
+                                    ts += offset_ns
+                                if _TS_MIN <= ts <= _TS_MAX:
+                                    prev_ts = ts
+                                else:
+                                    self._bad_timestamp(frame, ts, prev_ts)
                                 start = off + 28
                                 yield new(RP, (frame, prev_ts, linktype,
                                                cut[start:start + cap_len], orig_len, cap_len))

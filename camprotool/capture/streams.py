@@ -46,6 +46,7 @@ class DirectionState:
     offset: int = 0  # stream offset delivered so far (gaps count)
     bytes: int = 0  # bytes actually captured
     lost: int = 0  # bytes declared lost
+    first_gap: int | None = None  # stream offset of the first lost bytes
     mark_end: list[int] = field(default_factory=list)
     mark_ts: list[int] = field(default_factory=list)
     mark_frame: list[int] = field(default_factory=list)
@@ -67,6 +68,8 @@ class ConnState:
     info: ConnectionInfo
     dialect: Dialect | None = None
     status: str = "detecting"  # detecting, decoding, ignored
+    # ignored because it closed before carrying a byte (kept if its port was announced)
+    empty: bool = False
     events: list[tuple] = field(default_factory=list)  # replayed once the dialect is known
     close_ts: int | None = None
     close_reason: str | None = None
@@ -152,6 +155,7 @@ class MessageSink:
             if state.status == "detecting":
                 state.status = "ignored"
                 state.events.clear()
+                state.empty = not any(d.bytes or d.lost for d in state.dirs.values())
         if state.status == "decoding":
             for d in state.dirs.values():
                 d.finishing = True
@@ -249,6 +253,8 @@ class MessageSink:
             self.flush()
 
     def _gap(self, d: DirectionState, nbytes: int, ts_ns: int, frame: int) -> None:
+        if nbytes and d.first_gap is None:
+            d.first_gap = d.offset
         if isinstance(d.decoder, Decoder):
             d.rows += d.decoder.gap_with_ends(nbytes)
         else:

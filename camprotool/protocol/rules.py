@@ -174,11 +174,15 @@ class Note(NamedTuple):
 
 
 class Announcement(NamedTuple):
-    """A ReturnDataSocketPort seen on a main connection; ``port`` None means empty."""
+    """A ReturnDataSocketPort seen on a main connection; ``port`` None means empty.
+
+    ``conn`` names the main connection it was sent on (None: all the same one).
+    """
 
     port: int | None
     message: int
     ts_ns: int
+    conn: int | None = None
 
 
 class MainState(StrEnum):
@@ -493,16 +497,19 @@ def data_port_announced(port: int, ts_ns: int, announcements: Iterable[Announcem
 
     It was if some ReturnDataSocketPort at or before ``ts_ns`` named ``port``
     and no empty one came between that announcement and the connection: after
-    an empty answer the client must not use an older port. Pass the
+    an empty answer the client must not use an older port announced on the
+    same main connection (``Announcement.conn``); an empty answer on another
+    main connection of the same client IP clears nothing here. Pass the
     announcements of the main connection(s) of the same client.
     """
-    usable: set[int] = set()
+    usable: dict[int | None, set[int]] = {}
     for ann in sorted((a for a in announcements if a.ts_ns <= ts_ns), key=lambda a: a.ts_ns):
+        ports = usable.setdefault(ann.conn, set())
         if ann.port is None:
-            usable.clear()
+            ports.clear()
         else:
-            usable.add(ann.port)
-    return port in usable
+            ports.add(ann.port)
+    return any(port in ports for ports in usable.values())
 
 
 # ------------------------------------------------------------------ data connection

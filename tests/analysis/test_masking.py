@@ -122,3 +122,24 @@ def test_mask_params_matches_the_tables():
         assert mask_params(command, params) == params.split("|")[0] + "|***"
     assert mask_params("Login", "solo") == "***"
     assert mask_params("LoginOk", "1|a|b") == "1|a|b"
+
+
+@pytest.mark.parametrize("dialect", ["line", "lp32le"])
+def test_unreadable_frame_name_and_error_do_not_leak_password_text(dialect):
+    # A cut Login / CreatDataSocket tail is read as a "command name": it is password text.
+    w = PcapngWriter()
+    c = w.tcp(("10.0.0.1", 40000), ("10.0.0.2", 9000), T0, handshake=False)
+    c.send("c2s", encode("Login", "demo|Tr0ub4dor", dialect)[-8:], T0 + 1)
+    c.send("s2c", encode("LoginOk", "3|2024|1.2.3.4", dialect), T0 + 2)
+    msg = encode("CreatDataSocket", "demo|Hunter2-Secret", dialect)
+    c.send("c2s", msg[:len(msg) - 14], T0 + 3)
+    c.skip("c2s", 3)
+    c.send("c2s", msg[len(msg) - 11:], T0 + 4)
+    c.send("c2s", encode("Heartbeat", "", dialect), T0 + 5)
+    cap = read_capture(w.getvalue())
+    assert "Heartbeat" in set(cap.messages["command"])
+    for frame in (cap.messages, cap.notes, cap.violations):
+        text = frame.astype(str).to_csv()
+        assert "ub4dor" not in text and "Secret" not in text, text
+    revealed = read_capture(w.getvalue(), reveal_passwords=True).messages.astype(str).to_csv()
+    assert "ub4dor" in revealed or "Secret" in revealed

@@ -313,3 +313,45 @@ def test_heartbeat_timeout_is_a_setting():
     assert "heartbeat_gap" not in rules[200] and "heartbeat_gap" not in rules[None]
     with pytest.raises(ValueError, match="heartbeat_timeout"):
         read_capture(sample, heartbeat_timeout=0)
+
+
+def test_lost_login_answer_stops_before_login_judgements():
+    w = PcapngWriter()
+    c = w.tcp(CLIENT, SERVER, T0)
+    say(c, "c2s", "Login", "demo|pw", 1 * S)
+    c.skip("s2c", len(encode("LoginOk", "1|2024|1.2.3.4")))  # LoginOk not captured
+    say(c, "s2c", "PrushCaramerOnlineStatus", "CAM1:true", 3 * S)
+    for i in range(3):
+        say(c, "c2s", "Heartbeat", "", (10 + 30 * i) * S)
+        say(c, "c2s", "CheckCaramerOnlineStatus", "CAM1", (11 + 30 * i) * S)
+        say(c, "s2c", "ReturnCaramerOnlineStatus", "CAM1;true", (12 + 30 * i) * S)
+    c.close(T0 + 100 * S)
+    cap = read_capture(w.getvalue())
+    assert cap.violations.empty, cap.violations
+    # Bytes lost after the answer do not hide a real before_login.
+    w = PcapngWriter()
+    c = w.tcp(CLIENT, SERVER, T0)
+    say(c, "c2s", "CheckCaramerOnlineStatus", "CAM1", 1 * S)
+    say(c, "c2s", "Login", "demo|pw", 2 * S)
+    say(c, "s2c", "LoginOk", "1|2024|1.2.3.4", 3 * S)
+    c.skip("s2c", 10)
+    say(c, "s2c", "PrushCaramerOnlineStatus", "CAM1:true", 4 * S)
+    cap = read_capture(w.getvalue())
+    assert cap.violations["rule"].tolist() == ["before_login"]
+
+
+def test_a_clock_step_backwards_does_not_reorder_a_stream():
+    w = PcapngWriter()
+    d = w.tcp(("10.0.0.1", 50001), ("10.0.0.2", 9001), T0)
+    say(d, "c2s", "UploadCaramer", "C1|p|1|2", 6 * S)
+    say(d, "c2s", "UploadCaramer", "C2|p|2|2", 6 * S - MS)  # the next packet, 1 ms "earlier"
+    d.send("s2c", encode("UploadSucess", "C1|true|1|2") + encode("UploadSucess", "C2|true|2|2"),
+           T0 + 7 * S)
+    d.close(T0 + 9 * S)
+    cap = read_capture(w.getvalue())
+    assert cap.messages["ts"].is_monotonic_increasing  # the contract: messages by ts
+    assert cap.violations.empty, cap.violations
+    m = cap.messages
+    pairs = [(m.loc[r, "camera_id"], m.loc[a, "camera_id"])
+             for r, a in zip(cap.sync["request"], cap.sync["answer"], strict=True)]
+    assert sorted(pairs) == [("C1", "C1"), ("C2", "C2")]

@@ -199,3 +199,58 @@ def test_times_and_close_reason(how):
     assert conn.end.value == end
     assert conn.duration == pd.Timedelta(end - T0, "ns")
     assert conn.close_reason == how
+
+
+def _nat_two_mains(second_port: str) -> PcapngWriter:
+    """Two main connections from one NAT address; alice gets 9001, bob ``second_port``."""
+    nat = "203.0.113.5"
+    w = PcapngWriter()
+    mains = [w.tcp((nat, 40000), (S, 9000), T0), w.tcp((nat, 40100), (S, 9000), T0)]
+    for i, (m, user) in enumerate(zip(mains, ("alice", "bob"), strict=True)):
+        m.send("c2s", frame("Login", f"{user}|pw"), T0 + 100 + i)
+        m.send("s2c", frame("LoginOk", "1|t|ip"), T0 + 200 + i)
+        m.send("c2s", frame("CreatDataSocket", f"{user}|pw"), T0 + 300 + i)
+    mains[0].send("s2c", frame("ReturnDataSocketPort", "9001"), T0 + 400)
+    mains[1].send("s2c", frame("ReturnDataSocketPort", second_port), T0 + 410)
+    da = w.tcp((nat, 40001), (S, 9001), T0 + 500)  # conn 2: alice's
+    da.send("c2s", frame("DownLoadCaramer", "0"), T0 + 600)
+    da.send("s2c", frame("DownloadSucess", "C1|p|true|1|1"), T0 + 700)
+    da.close(T0 + 800)
+    return w
+
+
+@pytest.mark.parametrize("second_port", ["9002", ""])
+def test_data_connection_links_to_the_main_that_announced_its_port_behind_nat(second_port):
+    cap = read(_nat_two_mains(second_port).getvalue())
+    assert _table(cap)[2][1:] == ("data", "203.0.113.5:40001", f"{S}:9001", 0, True)
+    assert cap.violations.empty
+
+
+def test_roles_without_handshake_when_only_the_server_speaks():
+    w = PcapngWriter()
+    c = w.tcp((A, 40000), (S, 9000), T0, handshake=False)
+    c.send("s2c", frame("PrushCaramerAlarmInfo", "CAM1:motion"), T0 + 100)
+    c.ack("c2s", T0 + 200)
+    c.send("s2c", frame("PrushCaramerOnlineStatus", "CAM1:false"), T0 + 300)
+    c.ack("c2s", T0 + 400)
+    cap = read(w.getvalue())
+    assert _table(cap) == [(0, "main", f"{A}:40000", f"{S}:9000", None, None)]
+    assert cap.messages["direction"].tolist() == ["s2c", "s2c"]
+    assert len(cap.alarms) == 1 and cap.notes.empty
+
+
+def test_announced_data_connection_without_a_byte_is_an_empty_data_connection():
+    w = PcapngWriter()
+    main_session(w, T0, client=(A, 50000), data_port=9001)
+    d = w.tcp((A, 50001), (S, 9001), T0 + 1000)  # conn 1: closed at once, nothing sent
+    d.close(T0 + 1100, by="s2c")
+    other = w.tcp((A, 50002), (S, 8080), T0 + 1200)  # conn 2: not announced, no bytes
+    other.close(T0 + 1300)
+    web = w.tcp((A, 50003), (S, 9001), T0 + 1400)  # conn 3: bytes, not the protocol
+    web.send("c2s", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 10, T0 + 1500)
+    web.close(T0 + 1600)
+    cap = read(w.getvalue())
+    assert [(r[0], r[1], r[4], r[5]) for r in _table(cap)] == [
+        (0, "main", None, None), (1, "data", 0, True)]
+    assert cap.transfers["status"].astype(str).tolist() == ["empty"]
+    assert cap.sessions["data_conns"].tolist() == [[1]]

@@ -359,3 +359,29 @@ def test_truncation_yields_a_prefix_and_a_problem(i, draw):
         assert problems == []
     else:
         assert problems == ["truncated_file"]
+
+
+@pytest.mark.parametrize("bad", [2**63, 2**63 + 10**15])
+def test_out_of_range_timestamp_is_a_problem_not_a_crash(bad):
+    from camprotool import encode, read_capture
+
+    w = PcapngWriter()
+    c = w.tcp(("10.0.0.1", 40000), ("10.0.0.2", 9000), T0)
+    c.send("c2s", encode("Login", "demo|pw", "line"), T0 + 1000)
+    c.send("s2c", encode("LoginOk", "3|2024|1.2.3.4", "line"), bad)
+    c.send("c2s", encode("Heartbeat", "", "line"), T0 + 3000)
+    cap = read_capture(w.getvalue())
+    assert cap.messages["command"].tolist() == ["Login", "LoginOk", "Heartbeat"]
+    assert cap.messages["ts"].is_monotonic_increasing
+    assert "bad_timestamp" in set(cap.problems["kind"])
+    assert len(cap.connections) == 1
+
+
+def test_out_of_range_if_tsoffset_keeps_the_previous_timestamp():
+    w = PcapngWriter()
+    w.write_packet(T0, b"\x00" * 60)
+    far = w.add_interface(1, tsoffset=-(2**40))  # 2**40 s before the epoch: not in int64 ns
+    w.write_packet(T0 - 2**40 * 10**9, b"\x00" * 60, interface=far)
+    got, f = packets(w.getvalue())
+    assert [p[1] for p in got] == [T0, T0]
+    assert kinds(f) == ["bad_timestamp"]

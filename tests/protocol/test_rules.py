@@ -592,3 +592,12 @@ def test_random_sequences_never_raise(seq, start_seen, announced):
         closing = s.on_close(None, ts)
         assert all(v.rule == "incomplete_sync" and v.message == len(seq) - 1 for v in closing)
         assert isinstance(s.state, str)
+
+
+def test_empty_port_answer_on_another_main_connection_clears_nothing_here():
+    # Two main connections of one client IP (NAT): bob's "no free port" does not
+    # withdraw the port announced to alice.
+    anns = [Announcement(9001, 3, 10, conn=0), Announcement(None, 7, 20, conn=1)]
+    assert data_port_announced(9001, 25, anns)
+    anns.append(Announcement(None, 9, 30, conn=0))
+    assert not data_port_announced(9001, 35, anns)
