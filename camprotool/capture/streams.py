@@ -107,6 +107,7 @@ class MessageSink:
         # below this many bytes (a short Login frame never reaches the 128-byte mark).
         self.eager_detect_below = eager_detect_below
         self.rows = 0  # messages decoded and stamped so far
+        self.ignored = 0  # closed connections that were not this protocol
         self.conns: dict[int, ConnState] = {}
         self._dirty: dict[int, DirectionState] = {}
         self._pending = 0
@@ -166,6 +167,12 @@ class MessageSink:
                     self._dirty[id(d)] = d
         for d in state.dirs.values():
             d.sample = bytearray()
+        if state.status == "ignored" and not state.empty:
+            # Not this protocol, and the reassembler sends nothing more for a closed
+            # connection: forget it, or a capture of mostly other traffic grows
+            # without bound. Only the count is kept.
+            del self.conns[conn_id]
+            self.ignored += 1
 
     def flush(self) -> None:
         """Decode everything pending (the bulk engine batches until now).

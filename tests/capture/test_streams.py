@@ -213,8 +213,7 @@ def test_sink_with_a_reassembler_ignores_non_protocol_connections():
     r.add(_Seg(3, 3, (1, 50000), (2, 80), 101, ack | psh, HTTP_REQUEST, ack=501))
     r.finish()
     sink.flush()
-    assert sink.conns[0].status == "ignored"
-    assert isinstance(sink.conns[0].info, ConnectionInfo)
+    assert 0 not in sink.conns and sink.ignored == 1  # forgotten once closed
 
 
 def _sink_rows(data: bytes, **sink_options) -> list[dict]:
@@ -273,3 +272,27 @@ def test_gbk_after_an_ascii_start_is_read_as_gbk(engine):
     assert last["user"].tolist()[0] == "张三"
     assert last["reason"].tolist()[1] == "用户名或者密码错误!"
     assert cap.connections["dialect"].astype(str).tolist() == ["line:gbk"]
+
+
+def test_closed_connections_of_other_protocols_are_forgotten():
+    """A capture of mostly other traffic must not keep a record per connection."""
+    from camprotool.capture.packets import iter_tcp_segments
+    from camprotool.capture.readers import open_capture
+
+    w = PcapngWriter()
+    for i in range(50):
+        c = w.tcp(("10.0.0.1", 40000 + i), ("10.0.0.2", 80), T0 + i * 1000)
+        c.send("c2s", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3000, T0 + i * 1000 + 100)
+        c.close(T0 + i * 1000 + 500)
+    main = w.tcp(("10.0.0.1", 50000), ("10.0.0.2", 9000), T0 + 10**9)
+    main.send("c2s", frame("Heartbeat"), T0 + 10**9 + 100)
+    main.close(T0 + 10**9 + 200)
+    sink = MessageSink()
+    reassembler = Reassembler(sink)
+    with open_capture(w.getvalue()) as capture:
+        for seg in iter_tcp_segments(capture):
+            reassembler.add(seg)
+    reassembler.finish()
+    sink.flush()
+    assert sink.ignored == 50
+    assert [s.status for s in sink.conns.values()] == ["decoding"]
