@@ -70,7 +70,33 @@ def _is_bad_frame(msg: Message) -> bool:
     return msg.error is not None and msg.spec is None
 
 
-class MainSession:
+class _Handler:
+    """What both connection kinds do alike: answer (after the configured delay,
+    never failing on what a dialect cannot carry) and put up with a few
+    unreadable frames before giving up on the peer."""
+
+    server: EmulatorServer
+    stream: MessageStream
+    bad_frames: int
+
+    async def reply(self, command: str, params: str | dict) -> None:
+        cfg = self.server.config
+        if cfg.reply_delay:
+            await asyncio.sleep(cfg.reply_delay)
+        try:
+            self.stream.send(command, params)
+        except LocalProtocolError as exc:  # e.g. an id we cannot echo in this dialect
+            log.warning("%r: cannot answer %s: %s", self.stream, command, exc)
+
+    def _tolerate_bad_frame(self, msg: Message) -> bool:
+        """Count an unreadable frame; False once the peer sent too many."""
+        self.bad_frames += 1
+        self.server.stats["bad_frames"] += 1
+        log.warning("%r: unreadable frame (%s)", self.stream, msg.error)
+        return self.bad_frames < BAD_FRAME_LIMIT
+
+
+class MainSession(_Handler):
     """State of one main connection: who is logged in, how many failures."""
 
     def __init__(self, server: EmulatorServer, stream: MessageStream) -> None:
@@ -83,22 +109,11 @@ class MainSession:
     def __repr__(self) -> str:
         return f"{self.stream!r} user={self.user}"
 
-    async def reply(self, command: str, params: str | dict) -> None:
-        cfg = self.server.config
-        if cfg.reply_delay:
-            await asyncio.sleep(cfg.reply_delay)
-        try:
-            self.stream.send(command, params)
-        except LocalProtocolError as exc:  # e.g. an id we cannot echo in this dialect
-            log.warning("%r: cannot answer %s: %s", self.stream, command, exc)
 
     async def handle(self, msg: Message) -> bool:
         """Act on one message; False closes the connection."""
         if _is_bad_frame(msg):
-            self.bad_frames += 1
-            self.server.stats["bad_frames"] += 1
-            log.warning("%r: unreadable frame (%s)", self.stream, msg.error)
-            return self.bad_frames < BAD_FRAME_LIMIT
+            return self._tolerate_bad_frame(msg)
         spec = msg.spec
         if spec is None:
             log.info("%r: unknown command %r ignored", self.stream, msg.command)
@@ -192,7 +207,7 @@ class MainSession:
         return True
 
 
-class DataSession:
+class DataSession(_Handler):
     """One data connection: an upload or a download for ``user``."""
 
     def __init__(self, server: EmulatorServer, stream: MessageStream, user: str) -> None:
@@ -203,21 +218,10 @@ class DataSession:
         self.snapshot: list[Camera] | None = None
         self.bad_frames = 0
 
-    async def reply(self, command: str, params: dict) -> None:
-        cfg = self.server.config
-        if cfg.reply_delay:
-            await asyncio.sleep(cfg.reply_delay)
-        try:
-            self.stream.send(command, params)
-        except LocalProtocolError as exc:  # e.g. an id we cannot echo in this dialect
-            log.warning("%r: cannot answer %s: %s", self.stream, command, exc)
 
     async def handle(self, msg: Message) -> bool:
         if _is_bad_frame(msg):
-            self.bad_frames += 1
-            self.server.stats["bad_frames"] += 1
-            log.warning("%r: unreadable frame (%s)", self.stream, msg.error)
-            return self.bad_frames < BAD_FRAME_LIMIT
+            return self._tolerate_bad_frame(msg)
         name = msg.spec.name if msg.spec is not None else None
         if name == "UploadCaramer":
             await self._upload(msg)
