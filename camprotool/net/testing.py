@@ -130,8 +130,12 @@ def refused(address: tuple[str, int], *, source: str | None = None,
         return raw.closed_by_peer(timeout)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, step: float = 0.01) -> Any:
-    """Poll ``predicate`` until it returns something truthy; that value, or AssertionError."""
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, step: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns something truthy; that value, or AssertionError.
+
+    The deadline only guards against a hang (the wait ends as soon as the predicate
+    holds), so it is generous: a loaded test machine can be many times slower.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -9,14 +9,15 @@ import time
 
 import pandas as pd
 import pytest
+from cli_support import RUN_DEADLINE, START_DEADLINE
 
 from camprotool.net import Client, EmulatorServer
 
 CLI = [sys.executable, "-m", "camprotool", "decode"]
 
 
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=RUN_DEADLINE)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -38,7 +39,7 @@ def test_live_capture_of_a_session(tmp_path):
         proc = subprocess.Popen([*CLI, "--live", "lo", "--ports", ports, "--duration", "4",
                                  "-o", str(out)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + START_DEADLINE
         line = ""
         while "capturing on" not in line and time.monotonic() < deadline:
             line = proc.stderr.readline()
@@ -50,7 +51,7 @@ def test_live_capture_of_a_session(tmp_path):
         with Client(*srv.address) as client:
             client.login("demo", "demo")
             client.check_status(["DEMO0001", "DEMO0002"])
-        stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = proc.communicate(timeout=RUN_DEADLINE)
     assert proc.returncode == 0, stderr
     assert "LoginOk" in stdout and "ReturnCaramerOnlineStatus" in stdout
     table = pd.read_parquet(out)

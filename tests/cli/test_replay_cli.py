@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import ROOT, background
+from cli_support import ROOT, RUN_DEADLINE, TEST_TIMEOUT, background, interrupt, read_until
 
 from camprotool.net import Client, EmulatorServer
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
 
 SAMPLE = str(ROOT / "captures" / "sample.pcapng")
 
 
-def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "camprotool", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+                          text=True, timeout=RUN_DEADLINE, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +42,7 @@ def server() -> Iterator[str]:
         match = re.fullmatch(r"listening on (127\.0\.0\.1:\d+) data ports \S+", line)
         assert match, line
         yield match.group(1)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
+        assert interrupt(proc) == 0
 
 
 def one_line_error(result: subprocess.CompletedProcess, pattern: str) -> None:
@@ -108,10 +105,10 @@ def test_server_playback_until_ctrl_c(recording: str) -> None:
             assert [cam.id for cam in c.download()] == ["DEMO0001", "DEMO0002", "DEMO0003"]
             c.send_raw("CheckCaramerOnlineStatus", "X")
             c.send_raw("CheckCaramerOnlineStatus", "X")  # recorded once: no answer
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
-        err = proc.stderr.read().decode()
+            # the server says so when it handles the second one: wait for that, then Ctrl-C
+            seen = read_until(proc, "no recorded answer for CheckCaramerOnlineStatus X")
+        assert interrupt(proc) == 0
+        err = seen + proc.stderr.read().decode()
     assert "no recorded answer for CheckCaramerOnlineStatus X" in err
     assert "1 request(s) had no recorded answer" in err
 

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cli_support import ROOT, background
+from cli_support import ROOT, RUN_DEADLINE, TEST_TIMEOUT, background, interrupt
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
 
 
-def cli(*args: str, stdin: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "camprotool", *args], input=stdin,
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def interrupt(proc: subprocess.Popen) -> int:
-    """Ctrl-C, as a user would; the exit status."""
-    proc.send_signal(signal.SIGINT)
-    return proc.wait(10)
+                          capture_output=True, text=True, timeout=RUN_DEADLINE, cwd=ROOT)
 
 
 def test_help() -> None:

@@ -31,8 +31,9 @@ def test_async_server_and_client() -> None:
                                                 client.check_status(["DEMO0002"]))
             assert len(cams) == 3 and status == {"DEMO0002": False}
             srv.set_online("DEMO0003", False)  # called on the server's own loop
-            pushes = [m async for m in client.pushes(timeout=0.3)]
-            assert [m.params for m in pushes] == ["DEMO0003:false"]
+            push = await client.next_push(timeout=10)  # waits only until it comes
+            assert push is not None and push.params == "DEMO0003:false"
+            assert [m async for m in client.pushes(timeout=0.3)] == []  # and nothing more
 
     asyncio.run(main())
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pandas as pd
 import pytest
@@ -154,8 +153,9 @@ def test_pushes_and_alarms_arrive_while_a_sync_runs() -> None:
         data_ts = df[df.channel == "data"].ts
         push_ts = df[df.command.astype(str).str.startswith("Prush")].ts
         assert (push_ts > data_ts.min()).all() and (push_ts < data_ts.max()).all()
-        assert [m.params for m in client.pushes(timeout=0.2)] == ["DEMO0002:true",
-                                                                    "DEMO0001:motion"]
+        pushes = [client.next_push(10), client.next_push(10)]  # waits only until they come
+        assert [m.params for m in pushes] == ["DEMO0002:true", "DEMO0001:motion"]
+        assert client.next_push(0.2) is None
 
 
 def test_set_online_pushes_only_on_change(demo, pair: LoopbackPair) -> None:
@@ -192,7 +192,7 @@ def test_a_silent_main_connection_is_dropped() -> None:
         silent.login("demo", "demo")
         alive = pair.new_client(heartbeat_interval=0.1)
         alive.login("bob", "bob")
-        time.sleep(1.0)
+        wait_until(lambda: pair.server.stats["timeouts"] >= 1)  # the 0.5 s timeout has struck
         with pytest.raises(NotConnected, match="closed the main connection"):
             silent.check_status(["DEMO0001"])
         assert alive.check_status(["DEMO0001"]) == {"DEMO0001": True}
