@@ -1,17 +1,23 @@
 """``make demo``: decode the bundled samples, then talk to the embedded emulator.
 
-Run as ``python -m camprotool.demo [CAPTURE ...]``. For each capture it prints
-the connections, the message counts per command, the outcome of every data
-transfer, and writes the messages table next to the capture as
-``<name>.messages.csv``. Then it starts the emulated server (demo scenario,
-127.0.0.1, free ports) in the background, syncs the ``demo`` account with a
-client, raises a status change and an alarm, and prints the conversation.
-It ends by writing the HTML report of the first capture
-(``<name>.report/index.html`` beside it) and printing where it is.
+Run as ``python -m camprotool.demo [-o DIR] [CAPTURE ...]``. For each capture it
+prints the connections, the message counts per command, the outcome of every
+data transfer, and writes the messages table as ``DIR/<name>.messages.csv``.
+Then it starts the emulated server (demo scenario, 127.0.0.1, free ports) in
+the background, syncs the ``demo`` account with a client, raises a status
+change and an alarm, and prints the conversation. It ends by writing the HTML
+report of the first capture (``DIR/<capture>.report/index.html``) and printing
+where it is.
+
+Everything goes to ``DIR`` (default ``demo-output/`` in the current directory,
+which ``.gitignore`` lists), never beside the captures: ``captures/`` holds
+capture files only, so code that scans it (the tests, the explorer's file
+list) finds nothing else there.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -22,6 +28,7 @@ from camprotool.analysis.export import write_frame
 
 SAMPLES = Path(__file__).resolve().parent.parent / "captures"
 DEFAULT_CAPTURES = [SAMPLES / "sample.pcapng", SAMPLES / "download.pcapng"]
+DEFAULT_OUTPUT = Path("demo-output")
 
 
 def transfer_outcomes(cap: Capture) -> pd.DataFrame:
@@ -50,7 +57,7 @@ def transfer_outcomes(cap: Capture) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show(path: Path) -> Capture:
+def show(path: Path, out_dir: Path) -> Capture:
     cap = read_capture(path)
     print(f"== {path.name}: {cap.decoded.packets} packets, {len(cap.connections)} connections, "
           f"{len(cap.messages)} messages")
@@ -65,7 +72,7 @@ def show(path: Path) -> Capture:
     print(outcomes.to_string(index=False) if len(outcomes) else "none")
     errors = cap.messages["error"].notna().sum()
     print(f"\nmessages with decode errors: {errors}; capture problems: {len(cap.problems)}")
-    out = path.with_name(path.stem + ".messages.csv")
+    out = out_dir / (path.stem + ".messages.csv")
     write_frame(cap.messages, out)
     print(f"messages table written to {out}\n")
     return cap
@@ -92,19 +99,37 @@ def live() -> None:
         print(client.messages[["ts", "channel", "direction", "command", "params"]].to_string())
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from camprotool.cli import OneLineParser
+
+    parser = OneLineParser(prog="camprotool demo", description="Decode the bundled sample "
+                           "captures, talk to the embedded emulator, write an HTML report.")
+    parser.add_argument("captures", nargs="*", type=Path, metavar="CAPTURE",
+                        help="pcap or pcapng files (default: the bundled sample and download)")
+    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, metavar="DIR",
+                        help="where the tables and the report go (default: demo-output)")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])] or DEFAULT_CAPTURES
+    args = parse_args(argv)
+    paths = args.captures or DEFAULT_CAPTURES
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         print(f"camprotool demo: error: no such capture: {', '.join(missing)}", file=sys.stderr)
         return 2
+    out_dir: Path = args.output
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"camprotool demo: error: {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
-        captures = [show(path) for path in paths]
+        captures = [show(path, out_dir) for path in paths]
         live()
     from camprotool.analysis.report import write_report
-    from camprotool.cli.report import default_output
 
-    index = write_report(captures[0], default_output(str(paths[0])))
+    index = write_report(captures[0], out_dir / f"{paths[0].name}.report")
     print(f"\n== report of {paths[0].name}: {index}")
     return 0
 

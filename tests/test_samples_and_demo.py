@@ -17,6 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
 
 
+def capture_files(directory: Path = CAPTURES) -> list[Path]:
+    """The capture files in ``directory``, by extension: a report directory such as
+    ``sample.pcapng.report/`` (from ``camprotool report``) is not one."""
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix in (".pcap", ".pcapng") and p.is_file())
+
+
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, CAPTURES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -41,7 +48,7 @@ def test_sample_pcap_and_pcapng_decode_identically(engine):
 
 
 def test_the_well_behaved_captures_decode_cleanly():
-    for path in sorted(CAPTURES.glob("*.pcap*")):
+    for path in capture_files():
         if path.name == "failed_sync.pcapng":
             continue
         cap = cpt.read_capture(path)
@@ -80,21 +87,41 @@ def test_emulator_recording_matches_the_live_tables(tmp_path):
 def test_demo_prints_the_summary_and_talks_to_the_emulator(tmp_path, capsys):
     sample = tmp_path / "sample.pcapng"
     sample.write_bytes((CAPTURES / "sample.pcapng").read_bytes())
-    assert demo.main([str(sample)]) == 0
-    out = capsys.readouterr().out
-    assert "CAM00003: ID和密码不匹配; DEMO0001: 该摄像头绑定账号已满" in out
-    assert "embedded emulator" in out and "PrushCaramerAlarmInfo DEMO0001:motion" in out
-    assert (tmp_path / "sample.messages.csv").exists()
-    index = tmp_path / "sample.pcapng.report" / "index.html"
-    assert f"report of sample.pcapng: {index}" in out
+    out = tmp_path / "out"
+    assert demo.main([str(sample), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "CAM00003: ID和密码不匹配; DEMO0001: 该摄像头绑定账号已满" in printed
+    assert "embedded emulator" in printed and "PrushCaramerAlarmInfo DEMO0001:motion" in printed
+    assert (out / "sample.messages.csv").exists()
+    index = out / "sample.pcapng.report" / "index.html"
+    assert f"report of sample.pcapng: {index}" in printed
     assert "<img" in index.read_text()
+    # nothing lands beside the capture: captures/ holds capture files only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "sample.pcapng"]
 
 
-def test_make_demo_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "camprotool.demo", "--help-does-not-exist"],
+def test_demo_output_defaults_outside_captures(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert demo.parse_args([]).output == Path("demo-output")
+    assert (ROOT / ".gitignore").read_text().count("/demo-output/") == 1
+
+
+def test_capture_files_skip_report_directories(tmp_path):
+    (tmp_path / "x.pcapng.report").mkdir()
+    (tmp_path / "x.pcapng").write_bytes(b"")
+    (tmp_path / "x.messages.csv").write_text("")
+    assert [p.name for p in capture_files(tmp_path)] == ["x.pcapng"]
+
+
+def test_make_demo_entry_point_runs(tmp_path):
+    missing = str(tmp_path / "nope.pcapng")
+    result = subprocess.run([sys.executable, "-m", "camprotool.demo", missing],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     # An unreadable path is reported as one line by the demo, not a traceback.
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "camprotool demo: error: no such capture: --help-does-not-exist"
+        f"camprotool demo: error: no such capture: {missing}"
     ]
+    bad = subprocess.run([sys.executable, "-m", "camprotool.demo", "--no-such-option"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -91,8 +91,10 @@ def _copy_tree(tmp: Path) -> Path:
     shutil.copytree(NOTEBOOKS_DIR, root / "notebooks",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     (root / "captures").mkdir()
-    for capture in (ROOT / "captures").glob("*.pcap*"):
-        shutil.copy2(capture, root / "captures" / capture.name)
+    for capture in (ROOT / "captures").iterdir():
+        # capture files only: `camprotool report` leaves CAPTURE.report/ directories here
+        if capture.suffix in (".pcap", ".pcapng") and capture.is_file():
+            shutil.copy2(capture, root / "captures" / capture.name)
     return root
 
 
