@@ -123,7 +123,7 @@ def read_capture(
     ports: Iterable[int] | int | None = None,
     reveal_passwords: bool = False,
     *,
-    engine: str = "bulk",
+    engine: str = "fast",
     progress: Callable[[int], None] | None = None,
     heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT_NS / 1e9,
 ) -> Capture:

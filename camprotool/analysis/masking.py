@@ -15,6 +15,7 @@ name quoted in its error is replaced by ``***`` and its raw bytes are dropped;
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -51,42 +52,58 @@ def mask_params(command: str, params: str) -> str:
     return "|".join(parts)
 
 
+def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 def mask_table(table: pa.Table) -> pa.Table:
-    """Mask an Arrow message table (bulk decoder schema) column-wise."""
+    """Mask an Arrow message table (bulk decoder schema) column-wise.
+
+    Only the rows that can hold a password (commands with secret fields,
+    frames no command could be read from) are touched: they are taken out,
+    masked with :func:`mask_params` and put back with one
+    ``replace_with_mask`` per column, so the cost follows the Login count,
+    not the capture's length.
+    """
     for name in SECRET_FIELDS:
         if name in table.column_names:
             col = table[name]
+            if col.null_count == len(col):
+                continue
             masked = pc.if_else(pc.is_valid(col), pa.scalar(MASK, col.type), col)
             table = table.set_column(table.schema.get_field_index(name), name, masked)
-    params = table["params"]
-    raw = table["raw"]
-    pipes = pc.count_substring(params, "|")
-    for command, positions in SECRET_POSITIONS.items():
-        rows = pc.equal(table["command"], command)
-        well_formed = pc.and_(rows, pc.equal(pipes, _FIELD_COUNTS[command] - 1))
-        for i in positions:
-            pattern = rf"^((?:[^|]*\|){{{i}}})[^|]*"
-            replaced = pc.replace_substring_regex(params, pattern, r"\1" + MASK,
-                                                  max_replacements=1)
-            params = pc.if_else(well_formed, replaced, params)
-        # Wrong field count: keep the first field only (see the module docstring).
-        cut = pc.replace_substring_regex(params, r"(?s)^([^|]*\|)?.*", r"\1" + MASK,
-                                         max_replacements=1)
-        params = pc.if_else(pc.and_(rows, pc.invert(well_formed)), cut, params)
-        raw = pc.if_else(rows, pa.scalar(None, raw.type), raw)
+    command, params, raw, error = (_array(table[name])
+                                   for name in ("command", "params", "raw", "error"))
+    secret = pc.is_in(command, pa.array(list(SECRET_POSITIONS), command.type))
     # A frame no command could be read from (cut by lost bytes, garbage) may
     # still carry a password: keep its error, hide its text and bytes.
-    known = pc.is_in(table["command"], pa.array(list(BY_NAME), table["command"].type))
-    unreadable = pc.and_(pc.is_valid(table["error"]), pc.invert(known))
-    params = pc.if_else(pc.and_(unreadable, pc.greater(pc.binary_length(params), 0)),
-                        pa.scalar(MASK, params.type), params)
-    raw = pc.if_else(unreadable, pa.scalar(None, raw.type), raw)
-    # Its "command name" may itself be password text (a cut Login tail): hide it,
-    # and the name the error quotes.
-    command = table["command"]
-    command = pc.if_else(pc.and_(unreadable, pc.greater(pc.binary_length(command), 0)),
-                         pa.scalar(MASK, command.type), command)
-    error = pc.replace_substring_regex(table["error"], _QUOTED_NAME, "not a command name: " + MASK)
+    known = pc.is_in(command, pa.array(list(BY_NAME), command.type))
+    unreadable = pc.and_(pc.is_valid(error), pc.invert(known))
+    touched = pc.fill_null(pc.or_(secret, unreadable), False)
+    # the name an error quotes may be password text too
+    has_error = pc.is_valid(error)
+    if error.null_count < len(error):
+        quoted = pc.replace_substring_regex(error.filter(has_error), _QUOTED_NAME,
+                                            "not a command name: " + MASK)
+        error = pc.replace_with_mask(error, has_error, quoted)
+        table = table.set_column(table.schema.get_field_index("error"), "error", error)
+    if not pc.any(touched).as_py():
+        return table
+    rows = pa.array(np.flatnonzero(touched.to_numpy(zero_copy_only=False)))
+    t_cmd = command.take(rows).to_pylist()
+    t_params = params.take(rows).to_pylist()
+    t_unreadable = unreadable.take(rows).to_pylist()
+    new_params, new_cmd = [], []
+    for cmd, par, bad in zip(t_cmd, t_params, t_unreadable, strict=True):
+        if bad:  # its "command name" may itself be password text (a cut Login tail)
+            new_params.append(MASK if par else par)
+            new_cmd.append(MASK if cmd else cmd)
+        else:
+            new_params.append(par if par is None else mask_params(cmd, par))
+            new_cmd.append(cmd)
+    params = pc.replace_with_mask(params, touched, pa.array(new_params, params.type))
+    command = pc.replace_with_mask(command, touched, pa.array(new_cmd, command.type))
+    raw = pc.if_else(touched, pa.scalar(None, raw.type), raw)
     table = table.set_column(table.schema.get_field_index("command"), "command", command)
     table = table.set_column(table.schema.get_field_index("error"), "error", error)
     table = table.set_column(table.schema.get_field_index("params"), "params", params)

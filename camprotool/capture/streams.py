@@ -137,6 +137,32 @@ class MessageSink:
                         len(d.sample) < self.eager_detect_below):
                     self._try_detect(state, final=False)
 
+    def on_data_many(self, conn_id: int, direction: str, data: bytes, ends: np.ndarray,
+                     ts_ns: np.ndarray, frames: np.ndarray) -> None:
+        """Several in-order chunks at once: the same as one ``on_data`` per chunk.
+
+        ``data`` is the chunks joined; ``ends[i]`` is the offset in ``data``
+        just past chunk ``i``. Only for a connection that is already decoding
+        (the fast capture engine feeds chunk by chunk while a connection is
+        still being detected, since detection looks at every chunk).
+        """
+        state = self.conns[conn_id]
+        state.last_ts = int(ts_ns[-1])
+        d = state.dirs[direction]
+        d.bytes += len(data)
+        if state.status != "decoding" or isinstance(d.decoder, Decoder):
+            raise RuntimeError("on_data_many: connection is not bulk-decoding")
+        base = d.offset
+        d.offset += len(data)
+        d.mark_end.extend((ends + base).tolist())
+        d.mark_ts.extend(ts_ns.tolist())
+        d.mark_frame.extend(frames.tolist())
+        d.ops.append(data)
+        self._dirty[id(d)] = d
+        self._pending += len(data)
+        if self._pending >= self.batch_bytes:
+            self.flush()
+
     def on_gap(self, conn_id: int, direction: str, nbytes: int, ts_ns: int, frame: int) -> None:
         state = self.conns[conn_id]
         state.last_ts = ts_ns

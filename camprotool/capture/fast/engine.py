@@ -1,0 +1,533 @@
+"""The fast capture engine: whole columns of packets per step, the exact path only where needed.
+
+Why two passes over the file: whether a TCP 4-tuple can take the fast path
+(every segment in order, nothing lost, buffered or reused) is known only at
+its end, and memory must not grow with the capture, so nothing per packet is
+kept between passes. Pass one indexes records and parses headers (compiled
+kernels), finds each packet's flow and follows every flow through the
+in-order subset of TCP, keeping a few dozen bytes per flow. Pass two walks
+the file again in windows: packets of in-order flows become stream bytes in
+one gather per window and reach the protocol sink in bulk; packets of the
+other flows become ``TcpSegment`` tuples for the exact
+:class:`~camprotool.capture.reassembly.Reassembler`, in capture order.
+
+Both paths drive one :class:`~camprotool.capture.streams.MessageSink`, so
+detection, decoding and stamping are the same code for every connection.
+Connection ids are settled at the end, by each connection's first packet,
+as the reassembler alone would number them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from camprotool.capture.fast import kernels as K
+from camprotool.capture.packets import TcpSegment, decode_tcp
+from camprotool.capture.readers import CaptureFile, RawPacket
+from camprotool.capture.reassembly import ConnectionInfo, Reassembler
+from camprotool.capture.streams import MessageSink
+
+_I64 = np.int64
+#: records per window: bounds the per-packet arrays (~120 bytes a packet)
+WINDOW = 1 << 18
+_SLOW_BASE = 1 << 40  # provisional ids of connections the exact reassembler opens
+_DIRS = ("c2s", "s2c")
+
+
+class _Slices:
+    """A ``cut`` for the record loops that hands out (start, end) instead of bytes."""
+
+    def __getitem__(self, s: slice) -> tuple[int, int]:
+        return s.start, s.stop
+
+
+@dataclass
+class _Window:
+    """One window of records: the record index, then the parsed headers."""
+
+    n: int
+    frame_no: np.ndarray  # frame number of each record
+    rec_off: np.ndarray
+    cap_len: np.ndarray
+    orig_len: np.ndarray
+    ts: np.ndarray
+    linktype: np.ndarray
+    # parsed (filled by _parse)
+    status: np.ndarray | None = None
+    fam: np.ndarray | None = None
+    s_hi: np.ndarray | None = None
+    s_lo: np.ndarray | None = None
+    d_hi: np.ndarray | None = None
+    d_lo: np.ndarray | None = None
+    sport: np.ndarray | None = None
+    dport: np.ndarray | None = None
+    seq: np.ndarray | None = None
+    ack: np.ndarray | None = None
+    flags: np.ndarray | None = None
+    pay_off: np.ndarray | None = None
+    pay_len: np.ndarray | None = None
+    missing: np.ndarray | None = None
+    half: np.ndarray | None = None  # -1: no TCP segment
+    # packets decode_tcp took: index -> its segment (or None) and its problem
+    python: dict[int, TcpSegment | None] | None = None
+
+
+def _empty(n: int, dtype=_I64) -> np.ndarray:
+    return np.zeros(n, dtype)
+
+
+class FastEngine:
+    """Decode one open :class:`CaptureFile` into a :class:`MessageSink`; see the module doc."""
+
+    def __init__(self, capture: CaptureFile, sink: MessageSink, *,
+                 window: int | None = None) -> None:
+        self.capture = capture
+        self.sink = sink
+        self.window = window or WINDOW
+        view = capture._view
+        self.buf = np.frombuffer(view, dtype=np.uint8)
+        self._base_addr = self.buf.ctypes.data if len(self.buf) else 0
+        # flow table (grown on demand)
+        self.table = np.full(1 << 12, -1, _I64)
+        self.keys = np.zeros((1 << 11, 7), np.uint64)
+        self.nflows = 0
+        self.segments = 0  # TCP segments seen
+        self.last_ts: int | None = None
+        self.last_frame = 0
+        self.reassembler = Reassembler(_SlowSink(self))
+        self.first_frame: dict[int, int] = {}  # provisional conn id -> first frame
+
+    # ------------------------------------------------------------ records
+    def _windows(self, record_problems: bool) -> Iterator[_Window]:
+        cap = self.capture
+        if cap.format == "pcap" and cap._pcap_wanted:
+            yield from self._pcap_windows(record_problems)
+        else:
+            yield from self._generic_windows()
+
+    def _pcap_windows(self, record_problems: bool) -> Iterator[_Window]:
+        cap = self.capture
+        cap._start()
+        big = cap._pcap_record.format.startswith(">")  # type: ignore[union-attr]
+        mult = cap._pcap_mult
+        linktype = cap._pcap_linktype
+        size = len(self.buf)
+        off, frame0, need = 24, 0, 16
+        progress = cap.progress
+        while True:
+            lim = self.window
+            rec_off, cap_len, orig_len, ts = _empty(lim), _empty(lim), _empty(lim), _empty(lim)
+            n, off, need = K.walk_pcap(self.buf, off, size, big, mult, lim, rec_off, cap_len,
+                                       orig_len, ts)
+            if n:
+                w = _Window(n, np.arange(frame0 + 1, frame0 + 1 + n, dtype=_I64), rec_off[:n],
+                            cap_len[:n], orig_len[:n], ts[:n], np.full(n, linktype, _I64))
+                if record_problems:
+                    for i in np.flatnonzero(w.cap_len < w.orig_len):
+                        cap._snaplen(frame0 + 1 + int(i), int(w.cap_len[i]), int(w.orig_len[i]))
+                frame0 += n
+                yield w
+                if progress:
+                    progress(off)
+            if n < lim:
+                break
+        if record_problems:
+            cap.frames, cap._stop, cap._need = frame0, off, need
+            cap._stopped(off, size, 0, True, progress)
+        else:
+            cap.frames = frame0
+
+    def _generic_windows(self) -> Iterator[_Window]:
+        """pcapng (and anything the record loops know): the Python record loop, indexed."""
+        cap = self.capture
+        cap._start()
+        v = cap._view
+        if cap.format == "pcap":
+            records = cap._pcap_records(v, _Slices(), 24, cap.size, at_end=True,
+                                        progress=cap.progress, step=cap._progress_step())
+        else:
+            records = cap._pcapng_blocks(v, _Slices(), 0, cap.size, at_end=True,
+                                         progress=cap.progress, step=cap._progress_step())
+        batch: list[RawPacket] = []
+        for raw in records:
+            batch.append(raw)
+            if len(batch) >= self.window:
+                yield self._index(batch)
+                batch = []
+        if batch:
+            yield self._index(batch)
+
+    @staticmethod
+    def _index(batch: list[RawPacket]) -> _Window:
+        n = len(batch)
+        frames = np.fromiter((r.frame for r in batch), _I64, n)
+        w = _Window(n, frames,
+                    np.fromiter((r.data[0] for r in batch), _I64, n),
+                    np.fromiter((r.cap_len for r in batch), _I64, n),
+                    np.fromiter((r.orig_len for r in batch), _I64, n),
+                    np.fromiter((r.ts_ns for r in batch), _I64, n),
+                    np.fromiter((r.linktype for r in batch), _I64, n))
+        return w
+
+    # ------------------------------------------------------------ headers
+    def _parse(self, w: _Window, packet_problems: bool) -> None:
+        n = w.n
+        w.status = np.empty(n, np.int8)
+        src, dst = _empty(n), _empty(n)
+        w.sport, w.dport, w.seq, w.ack = _empty(n), _empty(n), _empty(n), _empty(n)
+        w.flags, w.pay_off, w.pay_len, w.missing = _empty(n), _empty(n), _empty(n), _empty(n)
+        K.parse_packets(self.buf, w.linktype, w.rec_off, w.cap_len, n, w.status, src, dst,
+                        w.sport, w.dport, w.seq, w.ack, w.flags, w.pay_off, w.pay_len,
+                        w.missing)
+        w.fam = np.full(n, 4, np.uint64)
+        w.s_hi = np.zeros(n, np.uint64)
+        w.d_hi = np.zeros(n, np.uint64)
+        w.s_lo = src.astype(np.uint64)
+        w.d_lo = dst.astype(np.uint64)
+        tcp = w.status == K.PKT_TCP
+        w.python = {}
+        frames = w.frame_no
+        for i in np.flatnonzero(~tcp).tolist():
+            o, c = int(w.rec_off[i]), int(w.cap_len[i])
+            raw = RawPacket(int(frames[i]), int(w.ts[i]), int(w.linktype[i]),
+                            self.capture._view[o:o + c], int(w.orig_len[i]), c)
+            r = decode_tcp(raw)
+            seg = r if type(r) is TcpSegment else None
+            if seg is None and r.problem:  # type: ignore[union-attr]
+                if packet_problems:
+                    self.capture.add_problem(raw.frame, r.kind, r.detail)  # type: ignore
+                seg = r.segment  # type: ignore[union-attr]
+            if seg is None:
+                continue
+            w.python[i] = seg
+            self._store_segment(w, i, seg)
+            tcp[i] = True
+        w.half = np.full(n, -1, _I64)
+        idx = np.flatnonzero(tcp)
+        if len(idx):
+            self._halves(w, idx)
+
+    def _store_segment(self, w: _Window, i: int, seg: TcpSegment) -> None:
+        """Put a segment decode_tcp found into the window's columns."""
+        for ip, hi_arr, lo_arr in ((seg.src_ip, w.s_hi, w.s_lo), (seg.dst_ip, w.d_hi, w.d_lo)):
+            v = int.from_bytes(ip, "big")
+            hi_arr[i] = v >> 64
+            lo_arr[i] = v & 0xFFFFFFFFFFFFFFFF
+        w.fam[i] = 4 if len(seg.src_ip) == 4 else 6
+        w.sport[i], w.dport[i] = seg.src_port, seg.dst_port
+        w.seq[i], w.ack[i], w.flags[i] = seg.seq, seg.ack, seg.flags
+        w.missing[i] = seg.missing
+        payload = seg.payload
+        w.pay_len[i] = len(payload)
+        w.pay_off[i] = self._offset_of(payload)
+
+    def _offset_of(self, payload) -> int:
+        if not len(payload):
+            return 0
+        arr = np.frombuffer(payload, dtype=np.uint8)
+        return arr.ctypes.data - self._base_addr
+
+    def _halves(self, w: _Window, idx: np.ndarray) -> None:
+        out = np.empty(len(idx), _I64)
+        args = [a[idx] for a in (w.fam, w.s_hi, w.s_lo, w.sport.astype(np.uint64), w.d_hi,
+                                 w.d_lo, w.dport.astype(np.uint64))]
+        done = 0
+        while done < len(idx):
+            part = [a[done:] for a in args]
+            self.nflows, k = K.lookup_halves(self.table, self.keys, *part, len(part[0]),
+                                             out[done:], self.nflows)
+            done += k
+            if done < len(idx):
+                self._grow()
+        w.half[idx] = out
+
+    def _grow(self) -> None:
+        keys = np.zeros((self.keys.shape[0] * 2, 7), np.uint64)
+        keys[: self.keys.shape[0]] = self.keys
+        self.keys = keys
+        self.table = np.full(len(self.table) * 2, -1, _I64)
+        K.rehash(self.table, self.keys, self.nflows)
+
+    # ------------------------------------------------------------ flows
+    def _new_flow_state(self, size: int) -> dict[str, np.ndarray]:
+        return {
+            "fstate": _empty(size, np.int8), "fa": np.full(size, -1, _I64),
+            "hbase": _empty(2 * size, np.int8), "hnxt": _empty(2 * size),
+            "hfin": _empty(2 * size, np.int8), "hisn": _empty(2 * size),
+            "fclose": _empty(size, np.int8), "fclose_ts": _empty(size),
+            "fclose_frame": _empty(size), "ffirst": np.full(size, -1, _I64),
+            "hpos": _empty(2 * size),
+        }
+
+    @staticmethod
+    def _fit(state: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+        """Grow the per-flow arrays to at least ``size`` flows, keeping their values."""
+        have = len(state["fstate"])
+        if size <= have:
+            return state
+        new = max(size, 2 * have)
+        out = {}
+        for name, arr in state.items():
+            per = len(arr) // have if have else (2 if name.startswith("h") else 1)
+            fill = -1 if name in ("fa", "ffirst") else 0
+            grown = np.full(new * per, fill, arr.dtype)
+            grown[: len(arr)] = arr
+            out[name] = grown
+        return out
+
+    def _track(self, w: _Window, state: dict[str, np.ndarray], slow_known: np.ndarray,
+               emit: bool) -> np.ndarray:
+        pkt_dir = np.full(w.n, -1, np.int8) if emit else np.zeros(0, np.int8)
+        ffirst_before = state["ffirst"].copy() if emit else None
+        K.track_flows(w.half, w.flags, w.seq, w.pay_len, w.missing, w.ts,
+                      w.frame_no, w.n, state["fstate"], state["fa"],
+                      state["hbase"], state["hnxt"], state["hfin"], state["hisn"],
+                      state["fclose"], state["fclose_ts"], state["fclose_frame"],
+                      state["ffirst"], slow_known, pkt_dir, emit)
+        if emit:
+            # ffirst is a window index: keep the frame of each flow's first packet instead
+            new = (state["ffirst"] >= 0) & (ffirst_before < 0)
+            frames = w.frame_no
+            self._opened = np.flatnonzero(new)
+            self._opened_at = state["ffirst"][new].copy()
+            state["ffirst"][new] = frames[state["ffirst"][new]] + (1 << 50)
+        else:
+            new = (state["ffirst"] >= 0) & (state["ffirst"] < (1 << 50))
+            state["ffirst"][new] += 1 << 50
+        return pkt_dir
+
+    # ------------------------------------------------------------ run
+    def run(self) -> None:
+        """Both passes; afterwards ``sink.conns`` has every connection, ids provisional."""
+        # pass one: which flows are in order
+        state = self._new_flow_state(1024)
+        empty_slow = np.zeros(0, np.int8)
+        for w in self._windows(record_problems=False):
+            self._parse(w, packet_problems=False)
+            state = self._fit(state, self.nflows)
+            self._track(w, state, empty_slow, emit=False)
+        slow = (state["fstate"][: self.nflows] == K.FLOW_SLOW).astype(np.int8)
+        del state
+        # pass two
+        state = self._fit(self._new_flow_state(max(self.nflows, 1)), self.nflows)
+        slow = np.concatenate([slow, np.zeros(len(state["fstate"]) - len(slow), np.int8)])
+        self._state = state
+        for w in self._windows(record_problems=True):
+            self._parse(w, packet_problems=True)
+            pkt_dir = self._track(w, state, slow, emit=True)
+            self._deliver(w, state, pkt_dir)
+        self._finish(state)
+
+    # ------------------------------------------------------------ pass two
+    def _deliver(self, w: _Window, state: dict[str, np.ndarray], pkt_dir: np.ndarray) -> None:
+        frames = w.frame_no
+        tcp = np.flatnonzero(w.half >= 0)
+        if len(tcp):
+            self.segments += len(tcp)
+            last = int(tcp[-1])
+            self.last_ts, self.last_frame = int(w.ts[last]), int(frames[last])
+        flow_of = w.half >> 1
+        fstate = state["fstate"]
+        is_slow = np.zeros(w.n, bool)
+        is_slow[tcp] = fstate[flow_of[tcp]] == K.FLOW_SLOW
+        # fast flows first seen in this window open now; ids are settled at the end
+        opened = self._opened
+        opened = opened[fstate[opened] != K.FLOW_SLOW]
+        at = self._opened_at[fstate[self._opened] != K.FLOW_SLOW]
+        # stream offsets of delivered packets
+        pkt_end = _empty(w.n)
+        K.stream_offsets(w.half, pkt_dir, w.pay_len, w.n, state["fa"], state["hpos"], pkt_end)
+        # events in capture order across fast and slow: the sink keeps per-connection state
+        # only, so fast connections may go first within a window; slow segments keep order
+        for f, i in zip(opened.tolist(), at.tolist(), strict=True):
+            a = int(state["fa"][f])
+            k = self.keys[a]
+            self._open_fast(f, k, int(w.ts[i]), int(frames[i]))
+        self._fast_data(w, pkt_dir, pkt_end, frames)
+        self._closes(state, w, frames)
+        for i in np.flatnonzero(is_slow).tolist():
+            self.reassembler.add(self._segment(w, i, frames))
+
+    def _open_fast(self, f: int, k: np.ndarray, ts: int, frame: int) -> None:
+        fam = int(k[0])
+        a_ip = _ip_bytes(fam, int(k[1]), int(k[2]))
+        b_ip = _ip_bytes(fam, int(k[4]), int(k[5]))
+        info = ConnectionInfo(f, a_ip, int(k[3]), b_ip, int(k[6]), True, ts, frame)
+        self.first_frame[f] = frame
+        self.sink.on_open(info)
+
+    def _fast_data(self, w: _Window, pkt_dir: np.ndarray, pkt_end: np.ndarray,
+                   frames: np.ndarray) -> None:
+        sel = np.flatnonzero(pkt_dir >= 0)
+        if not len(sel):
+            return
+        flow = w.half[sel] >> 1
+        d = pkt_dir[sel].astype(_I64)
+        order = sel[np.lexsort((sel, d, flow))]
+        lens = w.pay_len[order]
+        total = int(lens.sum())
+        data = np.empty(total, np.uint8)
+        K.gather(self.buf, order, w.pay_off, w.pay_len, data)
+        ends = np.cumsum(lens)
+        key = (w.half[order] >> 1) * 2 + pkt_dir[order]
+        cut = np.flatnonzero(np.diff(key)) + 1
+        starts = np.concatenate([[0], cut])
+        stops = np.concatenate([cut, [len(order)]])
+        conns = self.sink.conns
+        raw = data.tobytes() if total else b""
+        # group by flow: a detecting flow must see its chunks in capture order
+        g = 0
+        ng = len(starts)
+        while g < ng:
+            f = int(key[starts[g]] >> 1)
+            groups = [g]
+            if g + 1 < ng and int(key[starts[g + 1]] >> 1) == f:
+                groups.append(g + 1)
+            g += len(groups)
+            state = conns.get(f)
+            if state is None or state.status == "ignored":
+                # not ours (or closed and forgotten): only the byte counts matter
+                if state is not None:
+                    for gi in groups:
+                        lo, hi = int(starts[gi]), int(stops[gi])
+                        dname = _DIRS[int(key[lo] & 1)]
+                        state.dirs[dname].bytes += int(lens[lo:hi].sum())
+                        state.last_ts = max(state.last_ts, int(w.ts[order[hi - 1]]))
+                continue
+            if state.status == "detecting":
+                self._detecting(f, groups, starts, stops, key, order, ends, lens, raw, w, frames)
+                continue
+            for gi in groups:
+                self._bulk(f, gi, starts, stops, key, order, ends, lens, raw, w, frames, 0)
+
+    def _bulk(self, f, gi, starts, stops, key, order, ends, lens, raw, w, frames, skip) -> None:
+        lo, hi = int(starts[gi]) + skip, int(stops[gi])
+        if lo >= hi:
+            return
+        b0 = int(ends[lo] - lens[lo])
+        b1 = int(ends[hi - 1])
+        idx = order[lo:hi]
+        state = self.sink.conns[f]
+        if state.status == "decoding":
+            self.sink.on_data_many(f, _DIRS[int(key[lo] & 1)], raw[b0:b1], ends[lo:hi] - b0,
+                                   w.ts[idx], frames[idx])
+        else:  # ignored meanwhile: count only (MessageSink.on_data does no more)
+            for j in range(lo, hi):
+                i = int(order[j])
+                self.sink.on_data(f, _DIRS[int(key[lo] & 1)],
+                                  raw[int(ends[j] - lens[j]):int(ends[j])], int(w.ts[i]),
+                                  int(frames[i]))
+
+    def _detecting(self, f, groups, starts, stops, key, order, ends, lens, raw, w,
+                   frames) -> None:
+        """Feed chunk by chunk, in capture order, until detection settles the flow."""
+        sink = self.sink
+        state = sink.conns[f]
+        pos = {gi: int(starts[gi]) for gi in groups}
+        while state.status == "detecting":
+            best = None
+            for gi in groups:
+                j = pos[gi]
+                if j < int(stops[gi]) and (best is None or order[j] < order[pos[best]]):
+                    best = gi
+            if best is None:
+                return
+            j = pos[best]
+            pos[best] = j + 1
+            i = int(order[j])
+            sink.on_data(f, _DIRS[int(key[j] & 1)], raw[int(ends[j] - lens[j]):int(ends[j])],
+                         int(w.ts[i]), int(frames[i]))
+            state = sink.conns.get(f, state)
+        for gi in groups:
+            self._bulk(f, gi, starts, stops, key, order, ends, lens, raw, w, frames,
+                       pos[gi] - int(starts[gi]))
+
+    def _closes(self, state: dict[str, np.ndarray], w: _Window, frames: np.ndarray) -> None:
+        """Fast flows closed in this window (by FIN or RST) close in the sink now."""
+        closing = getattr(self, "_closed", None)
+        if closing is None:
+            self._closed = closing = np.zeros(len(state["fstate"]), bool)
+        if len(closing) < len(state["fstate"]):
+            closing = self._closed = np.concatenate(
+                [closing, np.zeros(len(state["fstate"]) - len(closing), bool)])
+        now = np.flatnonzero((state["fstate"] == K.FLOW_CLOSED) & ~closing)
+        if not len(now):
+            return
+        closing[now] = True
+        reasons = {K.CLOSE_FIN: "fin", K.CLOSE_RST: "rst"}
+        for f in now[np.argsort(state["fclose_frame"][now], kind="stable")].tolist():
+            if f in self.sink.conns:
+                self.sink.on_close(f, int(state["fclose_ts"][f]),
+                                   reasons[int(state["fclose"][f])])
+
+    def _finish(self, state: dict[str, np.ndarray]) -> None:
+        """End of capture: every open connection closes, as Reassembler.finish does."""
+        ts = self.last_ts if self.last_ts is not None else 0
+        closed = getattr(self, "_closed", np.zeros(0, bool))
+        still = [f for f in sorted(self.sink.conns) if f < _SLOW_BASE
+                 and (f >= len(closed) or not closed[f])
+                 and state["fstate"][f] == K.FLOW_OPEN]
+        for f in still:
+            self.sink.on_close(f, ts, "end_of_capture")
+        self.reassembler.finish(self.last_ts)
+
+    def _segment(self, w: _Window, i: int, frames: np.ndarray) -> TcpSegment:
+        seg = w.python.get(i) if w.python else None  # type: ignore[union-attr]
+        if seg is not None:
+            return seg
+        o, n = int(w.pay_off[i]), int(w.pay_len[i])
+        return TcpSegment(int(frames[i]), int(w.ts[i]), int(w.s_lo[i]).to_bytes(4, "big"),
+                          int(w.sport[i]), int(w.d_lo[i]).to_bytes(4, "big"), int(w.dport[i]),
+                          int(w.seq[i]), int(w.ack[i]), int(w.flags[i]), 0,
+                          self.capture._view[o:o + n], int(w.missing[i]))
+
+
+def _ip_bytes(fam: int, hi: int, lo: int) -> bytes:
+    if fam == 4:
+        return lo.to_bytes(4, "big")
+    return ((hi << 64) | lo).to_bytes(16, "big")
+
+
+class _SlowSink:
+    """The exact reassembler's sink: the shared MessageSink, under provisional ids."""
+
+    def __init__(self, engine: FastEngine) -> None:
+        self.engine = engine
+        self.sink = engine.sink
+        self.next_id = _SLOW_BASE
+
+    def on_open(self, conn: ConnectionInfo) -> None:
+        conn = replace(conn, conn_id=conn.conn_id + _SLOW_BASE)
+        self.engine.first_frame[conn.conn_id] = conn.first_frame
+        self.sink.on_open(conn)
+
+    def on_data(self, conn_id, direction, data, ts_ns, frame) -> None:
+        self.sink.on_data(conn_id + _SLOW_BASE, direction, data, ts_ns, frame)
+
+    def on_gap(self, conn_id, direction, nbytes, ts_ns, frame) -> None:
+        self.sink.on_gap(conn_id + _SLOW_BASE, direction, nbytes, ts_ns, frame)
+
+    def on_close(self, conn_id, ts_ns, reason) -> None:
+        self.sink.on_close(conn_id + _SLOW_BASE, ts_ns, reason)
+
+
+def final_ids(first_frame: dict[int, int]) -> dict[int, int]:
+    """Provisional id -> final id: connections numbered by their first packet."""
+    ordered = sorted(first_frame, key=lambda c: (first_frame[c], c))
+    return {c: i for i, c in enumerate(ordered)}
+
+
+def renumber(sink: MessageSink, mapping: dict[int, int]) -> None:
+    """Give every connection in ``sink`` its final id."""
+    conns = {}
+    for old, st in sink.conns.items():
+        new = mapping[old]
+        st.info.conn_id = new
+        conns[new] = st
+    sink.conns = conns
+
+
+__all__: Iterable[str] = ["FastEngine", "final_ids", "renumber"]

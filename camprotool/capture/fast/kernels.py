@@ -1,0 +1,338 @@
+"""Compiled per-packet loops of the fast capture engine (numba, cached on disk).
+
+Why compiled: a capture is hundreds of thousands of variable-length records;
+NumPy cannot walk them without one Python step per record, and that step is
+what made decoding slower than the file read. Each kernel here is a plain
+loop over ``uint8`` views of the file and fixed-size NumPy arrays: no Python
+objects, no allocation per packet.
+
+What each kernel promises is exactly what the reference code does for the
+same input (``records.RecordReader._pcap_records``, ``packets.iter_tcp_segments``
+fast path, ``reassembly.Reassembler`` on in-order flows); anything the kernels
+do not cover is *routed*, never guessed: a packet they cannot parse is marked
+for :func:`camprotool.capture.packets.decode_tcp`, a flow that leaves the
+in-order subset is marked for the exact reassembler.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# packet status after parse_packets
+PKT_TCP = 0  # parsed here: a TCP segment
+PKT_PYTHON = 1  # decode with packets.decode_tcp (other link layers, options, damage)
+
+# flow status
+FLOW_OPEN = 0  # in-order so far, not closed
+FLOW_CLOSED = 1  # closed by FIN/FIN or RST, in order
+FLOW_SLOW = 2  # left the in-order subset: the exact reassembler takes the whole 4-tuple
+
+# close reasons (CLOSE_NONE: still open at end of capture)
+CLOSE_NONE, CLOSE_FIN, CLOSE_RST = 0, 1, 2
+
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+_MASK32 = 0xFFFFFFFF
+# per-direction thresholds at which the sink tries dialect detection
+# (streams._DETECT_AT; detect.SAMPLE_SIZE is the last one)
+DETECT_AT = np.array([128, 1024, 8192, 65536], dtype=np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _u32(buf, at, big):
+    if big:
+        return ((np.int64(buf[at]) << 24) | (np.int64(buf[at + 1]) << 16)
+                | (np.int64(buf[at + 2]) << 8) | np.int64(buf[at + 3]))
+    return ((np.int64(buf[at + 3]) << 24) | (np.int64(buf[at + 2]) << 16)
+            | (np.int64(buf[at + 1]) << 8) | np.int64(buf[at]))
+
+
+@njit(cache=True, nogil=True)
+def _be16(buf, at):
+    return (np.int64(buf[at]) << 8) | np.int64(buf[at + 1])
+
+
+@njit(cache=True, nogil=True)
+def walk_pcap(buf, off, size, big, mult, limit, rec_off, cap_len, orig_len, ts):
+    """Index classic pcap records from ``off`` until ``size`` or ``limit`` records.
+
+    Fills ``rec_off`` (offset of the packet bytes), ``cap_len``, ``orig_len``
+    and ``ts`` (ns); returns (records, offset reached, bytes the next record
+    needs: 16 + its captured length, or 16 when its header is cut).
+    """
+    n = 0
+    need = 16
+    while n < limit and off + 16 <= size:
+        sec = _u32(buf, off, big)
+        frac = _u32(buf, off + 4, big)
+        clen = _u32(buf, off + 8, big)
+        olen = _u32(buf, off + 12, big)
+        end = off + 16 + clen
+        if end > size:
+            need = 16 + clen
+            break
+        rec_off[n] = off + 16
+        cap_len[n] = clen
+        orig_len[n] = olen
+        ts[n] = sec * 1_000_000_000 + frac * mult
+        n += 1
+        off = end
+    return n, off, need
+
+
+@njit(cache=True, nogil=True)
+def parse_packets(buf, linktype, rec_off, cap_len, n, status, src, dst, sport, dport,
+                  seq, ack, flags, pay_off, pay_len, missing):
+    """Ethernet + IPv4 (no options, no fragment) + TCP, as ``iter_tcp_segments``' fast path.
+
+    ``linktype`` is per packet. Everything else is ``PKT_PYTHON``.
+    IPv4 addresses land in ``src``/``dst`` as big-endian integers.
+    """
+    for i in range(n):
+        status[i] = PKT_PYTHON
+        if linktype[i] != 1 or cap_len[i] < 54:
+            continue
+        o = rec_off[i]
+        if buf[o + 12] != 0x08 or buf[o + 13] != 0x00 or buf[o + 14] != 0x45:
+            continue
+        if buf[o + 23] != 6:
+            continue
+        frag = _be16(buf, o + 20)
+        if frag & 0x3FFF:
+            continue
+        total = _be16(buf, o + 16)
+        if total < 40:
+            continue
+        t = o + 34
+        start = 34 + (np.int64(buf[t + 12]) >> 4) * 4
+        ip_end = 14 + total
+        if not (54 <= start <= ip_end and start <= cap_len[i]):
+            continue
+        status[i] = PKT_TCP
+        src[i] = _u32(buf, o + 26, True)
+        dst[i] = _u32(buf, o + 30, True)
+        sport[i] = _be16(buf, t)
+        dport[i] = _be16(buf, t + 2)
+        seq[i] = _u32(buf, t + 4, True)
+        ack[i] = _u32(buf, t + 8, True)
+        flags[i] = ((np.int64(buf[t + 12]) & 1) << 8) | np.int64(buf[t + 13])
+        pay_off[i] = o + start
+        if ip_end <= cap_len[i]:
+            pay_len[i] = ip_end - start
+            missing[i] = 0
+        else:
+            pay_len[i] = cap_len[i] - start
+            missing[i] = ip_end - cap_len[i]
+
+
+@njit(cache=True, nogil=True)
+def _hash(fam, s_hi, s_lo, sp, d_hi, d_lo, dp):
+    h = np.uint64(0x9E3779B97F4A7C15)
+    for v in (np.uint64(fam), np.uint64(s_hi), np.uint64(s_lo), np.uint64(sp),
+              np.uint64(d_hi), np.uint64(d_lo), np.uint64(dp)):
+        h = (h ^ v) * np.uint64(0xBF58476D1CE4E5B9)
+        h = h ^ (h >> np.uint64(31))
+    return h
+
+
+@njit(cache=True, nogil=True)
+def lookup_halves(table, keys, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, n, out, nflows):
+    """Find (or add) the half-connection of each packet's 4-tuple as the sender sees it.
+
+    ``table``: open addressing over half ids (-1 empty), capacity a power of two.
+    ``keys[h]``: (fam, s_hi, s_lo, sp, d_hi, d_lo, dp) of half ``h``; a new
+    4-tuple adds two halves: ``2*f`` (as first seen) and ``2*f+1`` (reversed).
+    Returns (flows now, packets done); stops early when the table is half full
+    or ``keys`` is full, so the caller can grow them and call again.
+    """
+    mask = np.uint64(len(table) - 1)
+    cap_halves = keys.shape[0]
+    for i in range(n):
+        h = _hash(fam[i], s_hi[i], s_lo[i], sp[i], d_hi[i], d_lo[i], dp[i])
+        slot = h & mask
+        found = -1
+        while True:
+            cand = table[slot]
+            if cand < 0:
+                break
+            k = keys[cand]
+            if (k[0] == fam[i] and k[1] == s_hi[i] and k[2] == s_lo[i] and k[3] == sp[i]
+                    and k[4] == d_hi[i] and k[5] == d_lo[i] and k[6] == dp[i]):
+                found = cand
+                break
+            slot = (slot + np.uint64(1)) & mask
+        if found < 0:
+            if 4 * (nflows + 1) > len(table) or 2 * nflows + 2 > cap_halves:
+                return nflows, i
+            a = 2 * nflows
+            keys[a, 0] = fam[i]
+            keys[a, 1] = s_hi[i]
+            keys[a, 2] = s_lo[i]
+            keys[a, 3] = sp[i]
+            keys[a, 4] = d_hi[i]
+            keys[a, 5] = d_lo[i]
+            keys[a, 6] = dp[i]
+            keys[a + 1, 0] = fam[i]
+            keys[a + 1, 1] = d_hi[i]
+            keys[a + 1, 2] = d_lo[i]
+            keys[a + 1, 3] = dp[i]
+            keys[a + 1, 4] = s_hi[i]
+            keys[a + 1, 5] = s_lo[i]
+            keys[a + 1, 6] = sp[i]
+            table[slot] = a
+            h2 = _hash(fam[i], d_hi[i], d_lo[i], dp[i], s_hi[i], s_lo[i], sp[i])
+            slot2 = h2 & mask
+            while table[slot2] >= 0:
+                slot2 = (slot2 + np.uint64(1)) & mask
+            table[slot2] = a + 1
+            nflows += 1
+            found = a
+        out[i] = found
+    return nflows, n
+
+
+@njit(cache=True, nogil=True)
+def rehash(table, keys, nflows):
+    """Put halves ``0 .. 2*nflows`` into an empty (larger) ``table``."""
+    mask = np.uint64(len(table) - 1)
+    for half in range(2 * nflows):
+        k = keys[half]
+        slot = _hash(k[0], k[1], k[2], k[3], k[4], k[5], k[6]) & mask
+        while table[slot] >= 0:
+            slot = (slot + np.uint64(1)) & mask
+        table[slot] = half
+
+
+@njit(cache=True, nogil=True)
+def track_flows(half, flags, seq, pay_len, missing, ts, frame, n, fstate, fa, hbase, hnxt,
+                hfin, hisn, fclose, fclose_ts, fclose_frame, ffirst, slow_known,
+                pkt_dir, emit):
+    """Follow every flow through the in-order subset of TCP; mark those that leave it.
+
+    Per flow ``f`` (halves ``2f``/``2f+1``): ``fstate`` (FLOW_*), ``fa`` the half
+    that is side *a* (the SYN sender; -1 before the first packet). Per half
+    (indexed ``2f + (0 if half is a->b else 1)`` once ``fa`` is known, i.e. by
+    *direction* ``d``): ``hbase`` 1 once the stream started, ``hnxt`` next
+    sequence number, ``hfin`` 1 once its FIN is delivered, ``hisn`` the SYN's
+    sequence number.
+
+    The subset is what the reassembler handles without buffering, gaps or
+    problems: a flow whose first packet is a SYN without ACK or payload, a
+    SYN-ACK (or retransmitted SYN) that starts the other direction, data only
+    at the next expected sequence number and never cut by the snaplen, FINs
+    in order, a RST anywhere before close (its payload ignored, as the
+    reassembler ignores it), and after the close nothing but segments without
+    payload or SYN. ``slow_known`` (second pass) marks flows the first pass
+    found outside: their packets get ``pkt_dir = -1``.
+
+    With ``emit``, per packet: ``pkt_dir`` (0 c2s, 1 s2c, -1 not delivered).
+    ``ffirst`` gets the window index of each flow's first packet.
+    """
+    for i in range(n):
+        hh = half[i]
+        if hh < 0:
+            continue
+        f = hh >> 1
+        if ffirst[f] < 0:
+            ffirst[f] = i
+        if emit:
+            pkt_dir[i] = -1
+        st = fstate[f]
+        if st == FLOW_SLOW or (slow_known[f] if len(slow_known) else False):
+            fstate[f] = FLOW_SLOW
+            continue
+        fl = flags[i]
+        plen = pay_len[i]
+        if fa[f] < 0:  # first packet of the 4-tuple
+            if not (fl & _SYN) or fl & (_ACK | _FIN | _RST) or plen or missing[i]:
+                fstate[f] = FLOW_SLOW
+                continue
+            fa[f] = hh
+            d = 0
+            hbase[2 * f] = 1
+            hisn[2 * f] = seq[i]
+            hnxt[2 * f] = (seq[i] + 1) & _MASK32
+            continue
+        d = 0 if hh == fa[f] else 1
+        k = 2 * f + d
+        if st == FLOW_CLOSED:
+            if plen or missing[i] or (fl & _SYN and not fl & _ACK):
+                fstate[f] = FLOW_SLOW  # data after close, or the 4-tuple reused
+            continue
+        if fl & _RST:
+            fstate[f] = FLOW_CLOSED
+            fclose[f] = CLOSE_RST
+            fclose_ts[f] = ts[i]
+            fclose_frame[f] = frame[i]
+            continue
+        if missing[i]:
+            fstate[f] = FLOW_SLOW
+            continue
+        if fl & _SYN:
+            if plen or fl & _FIN:
+                fstate[f] = FLOW_SLOW
+                continue
+            if hbase[k] == 0:
+                if d == 0 or not fl & _ACK:
+                    fstate[f] = FLOW_SLOW
+                    continue
+                hbase[k] = 1
+                hisn[k] = seq[i]
+                hnxt[k] = (seq[i] + 1) & _MASK32
+            elif seq[i] != hisn[k]:
+                fstate[f] = FLOW_SLOW  # not a plain retransmission
+            continue
+        if plen:
+            if hbase[k] == 0 or hfin[k] or seq[i] != hnxt[k]:
+                fstate[f] = FLOW_SLOW
+                continue
+            hnxt[k] = (seq[i] + plen) & _MASK32
+            if emit:
+                pkt_dir[i] = d
+        if fl & _FIN:
+            if hfin[k]:
+                continue  # retransmitted FIN: nothing for the reassembler
+            if hbase[k] == 0 or (seq[i] + plen) & _MASK32 != hnxt[k]:
+                fstate[f] = FLOW_SLOW
+                continue
+            hfin[k] = 1
+            hnxt[k] = (hnxt[k] + 1) & _MASK32
+            if hfin[2 * f + 1 - d]:
+                fstate[f] = FLOW_CLOSED
+                fclose[f] = CLOSE_FIN
+                fclose_ts[f] = ts[i]
+                fclose_frame[f] = frame[i]
+
+
+@njit(cache=True, nogil=True)
+def stream_offsets(half, pkt_dir, pay_len, n, fa, hpos, pkt_end):
+    """Per delivered packet: the stream offset after it (64-bit, past any 2**32 wrap)."""
+    for i in range(n):
+        d = pkt_dir[i]
+        if d < 0:
+            continue
+        k = 2 * (half[i] >> 1) + d
+        hpos[k] += pay_len[i]
+        pkt_end[i] = hpos[k]
+
+
+@njit(cache=True, nogil=True)
+def gather(buf, order, pay_off, pay_len, out):
+    """Copy the payloads of packets ``order`` one after the other into ``out``."""
+    at = 0
+    for j in range(len(order)):
+        i = order[j]
+        o = pay_off[i]
+        m = pay_len[i]
+        out[at:at + m] = buf[o:o + m]
+        at += m
+    return at
+
+
+@njit(cache=True, nogil=True)
+def first_non_ascii(data, lo, hi):
+    """Offset of the first byte >= 0x80 in ``data[lo:hi]`` (relative to lo), or -1."""
+    for i in range(lo, hi):
+        if data[i] >= 0x80:
+            return i - lo
+    return -1
