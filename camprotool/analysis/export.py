@@ -1,25 +1,53 @@
 """Write dataframes to csv, json lines or parquet, chosen by the file extension.
 
-List-valued columns (``ids``, ``statuses``, ``data_conns``) are written in
-their wire form (``A;B``, ``A;true|B;null``, ``1;2``) and raw frame bytes as hex, so every format
-round-trips as plain text and columnar tools need no Python objects.
+Every table keeps its columns and values; what differs between the formats is
+how they hold the list and bytes columns (``docs/export.md`` has the table):
+
+* **Parquet** keeps them typed: ``ids`` is ``list<string>``, ``statuses``
+  ``list<struct<camera_id: string, online: bool>>``, ``data_conns``
+  ``list<int64>`` and ``raw`` ``binary``, so ``pd.read_parquet`` (or Arrow,
+  DuckDB, Spark) gives the lists back, not text to split again. The schema is
+  the same whether a column holds values or only nulls, so files of one table
+  always concatenate.
+* **JSON lines** keeps them as arrays (``statuses`` as objects with
+  ``camera_id`` and ``online``); ``raw`` becomes hex, JSON having no bytes.
+* **CSV** has no lists, so they are flattened to their wire form: ``ids`` as
+  ``A;B``, ``statuses`` as ``A;true|B;null``, ``data_conns`` as ``1;2``, and
+  ``raw`` as hex. :func:`flatten` is that conversion.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
+#: Parquet types of the columns pandas would otherwise leave to inference (which
+#: gives ``null`` for an all-null column, and cannot type bytes or tuples).
+STATUS_TYPE = pa.struct([("camera_id", pa.string()), ("online", pa.bool_())])
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "ids": pa.list_(pa.string()),
+    "statuses": pa.list_(STATUS_TYPE),
+    "data_conns": pa.list_(pa.int64()),
+    "raw": pa.binary(),
+}
+
+
+def _is_null(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
 
 def _status_text(value: object) -> str:
-    return "null" if value is None or value is pd.NA else ("true" if value else "false")
+    return "null" if _is_null(value) else ("true" if value else "false")
 
 
-def _pair(item: object) -> tuple[object, object]:
+def _pair(item: object) -> tuple[Any, Any]:
     """A (camera_id, online) pair: tuples from live logs, dicts from Arrow tables."""
     if isinstance(item, dict):
         return item["camera_id"], item["online"]
@@ -27,24 +55,57 @@ def _pair(item: object) -> tuple[object, object]:
     return cam, online
 
 
-def _statuses_text(value: object) -> str:
-    return "|".join(f"{cam};{_status_text(s)}" for cam, s in map(_pair, value))
+def _online(value: object) -> bool | None:
+    return None if _is_null(value) else bool(value)
+
+
+# Per list/bytes column: its value in plain Python (lists, dicts, bytes) for Parquet and
+# JSON, and its wire text for CSV. Each is called on non-null cells only.
+_NATIVE: dict[str, Callable[[Any], Any]] = {
+    "ids": lambda v: [str(i) for i in v],
+    "statuses": lambda v: [{"camera_id": cam, "online": _online(s)}
+                           for cam, s in map(_pair, v)],
+    "data_conns": lambda v: [int(i) for i in v],
+    "raw": bytes,
+}
+_TEXT: dict[str, Callable[[Any], str]] = {
+    "ids": lambda v: ";".join(str(i) for i in v),
+    "statuses": lambda v: "|".join(f"{cam};{_status_text(s)}" for cam, s in map(_pair, v)),
+    "data_conns": lambda v: ";".join(str(i) for i in v),
+    "raw": lambda v: bytes(v).hex(),
+}
+
+
+def _convert(df: pd.DataFrame, how: dict[str, Callable[[Any], Any]],
+             dtype: str = "object") -> pd.DataFrame:
+    out = df.copy()
+    for name, fn in how.items():
+        if name in out:
+            out[name] = pd.Series([None if _is_null(v) else fn(v) for v in out[name]],
+                                  index=out.index, dtype=dtype)
+    return out
 
 
 def flatten(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``df`` whose object columns are plain text."""
-    out = df.copy()
-    if "ids" in out:
-        out["ids"] = out["ids"].map(lambda v: ";".join(v) if v is not None else None,
-                                    na_action="ignore").astype("str")
-    if "statuses" in out:
-        out["statuses"] = out["statuses"].map(_statuses_text, na_action="ignore").astype("str")
-    if "data_conns" in out:  # Capture.sessions: ids of the session's data connections
-        out["data_conns"] = out["data_conns"].map(
-            lambda v: ";".join(str(i) for i in v), na_action="ignore").astype("str")
-    if "raw" in out:
-        out["raw"] = out["raw"].map(lambda v: bytes(v).hex(), na_action="ignore").astype("str")
-    return out
+    """A copy of ``df`` whose list and bytes columns are plain text (what CSV gets)."""
+    return _convert(df, _TEXT, "str")
+
+
+def native(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose list and bytes columns hold plain Python lists, dicts
+    and bytes (NumPy arrays and tuples from the decoders and live logs converted)."""
+    return _convert(df, _NATIVE)
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """``df`` as an Arrow table with the list/struct/binary columns typed (:data:`ARROW_TYPES`)."""
+    data = native(df)
+    schema = pa.Schema.from_pandas(data, preserve_index=False)
+    for name, arrow_type in ARROW_TYPES.items():
+        if name in data:
+            i = schema.get_field_index(name)
+            schema = schema.set(i, pa.field(name, arrow_type))
+    return pa.Table.from_pandas(data, schema=schema, preserve_index=False)
 
 
 def output_format(path: str | os.PathLike[str]) -> str:
@@ -61,12 +122,16 @@ def output_format(path: str | os.PathLike[str]) -> str:
 def write_frame(df: pd.DataFrame, path: str | os.PathLike[str]) -> str:
     """Write ``df`` in the format its extension names; returns the format."""
     fmt = output_format(path)
-    flat = flatten(df)
     if fmt == "csv":
-        flat.to_csv(path, index=False)
+        flatten(df).to_csv(path, index=False)
     elif fmt == "json":
-        flat.to_json(path, orient="records", lines=True, date_format="iso", date_unit="ns",
+        data = native(df)
+        if "raw" in data:  # JSON has no bytes
+            data["raw"] = data["raw"].map(lambda v: v.hex(), na_action="ignore")
+        data.to_json(path, orient="records", lines=True, date_format="iso", date_unit="ns",
                      force_ascii=False)
     else:
-        flat.to_parquet(path, index=False)
+        import pyarrow.parquet as pq
+
+        pq.write_table(to_arrow(df), path)
     return fmt
