@@ -49,9 +49,14 @@ def messages_frame(
         "params": table["params"].to_pandas(),
         "error": table["error"].to_pandas(),
     }
-    fields = table.select(list(FIELD_NAMES)).to_pandas(types_mapper=_TYPES.get)
+    # list columns stay Arrow lists (pd.ArrowDtype): Python objects per camera
+    # cost more than the rest of the table together
+    lists = [name for name in FIELD_NAMES if pa.types.is_large_list(table.schema.field(name).type)]
+    scalars = [name for name in FIELD_NAMES if name not in lists]
+    fields = table.select(scalars).to_pandas(types_mapper=_TYPES.get)
     for name in FIELD_NAMES:
-        columns[name] = fields[name]
+        columns[name] = (pd.Series(pd.arrays.ArrowExtensionArray(table[name].combine_chunks()))
+                         if name in lists else fields[name])
     columns["frame"] = table["frame"].to_numpy()
     columns["stream_offset"] = table["end"].to_numpy()
     columns["raw"] = table["raw"].to_pandas()

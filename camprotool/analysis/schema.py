@@ -9,19 +9,26 @@ Python objects.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 
 from camprotool.protocol.catalogue import COMMANDS, Kind, Layout
 
 UTC_NS = "datetime64[ns, UTC]"
+#: list columns stay Arrow lists: no Python object per camera (``Capture.messages``)
+IDS_DTYPE = pd.ArrowDtype(pa.large_list(pa.large_string()))
+STATUSES_DTYPE = pd.ArrowDtype(pa.large_list(pa.struct(
+    [("camera_id", pa.large_string()), ("online", pa.bool_())])))
 
 
-def _field_dtype(name: str) -> str:
+def _field_dtype(name: str) -> str | pd.ArrowDtype:
     for spec in COMMANDS:
         for f in spec.fields:
             if f.name != name:
                 continue
-            if spec.layout in (Layout.IDS, Layout.STATUS_LIST):
-                return "object"
+            if spec.layout is Layout.IDS:
+                return IDS_DTYPE
+            if spec.layout is Layout.STATUS_LIST:
+                return STATUSES_DTYPE
             return {
                 Kind.COUNT: "Int64",
                 Kind.PORT: "UInt16",
@@ -31,10 +38,11 @@ def _field_dtype(name: str) -> str:
 
 
 _FIELDS = [f.name for spec in COMMANDS for f in spec.fields]
-FIELD_DTYPES: dict[str, str] = {name: _field_dtype(name) for name in dict.fromkeys(_FIELDS)}
+FIELD_DTYPES: dict[str, str | pd.ArrowDtype] = {
+    name: _field_dtype(name) for name in dict.fromkeys(_FIELDS)}
 
 #: ``Capture.messages``: the Contract's columns first, then typed fields, then extras.
-MESSAGES: dict[str, str] = {
+MESSAGES: dict[str, str | pd.ArrowDtype] = {
     "ts": UTC_NS,
     "conn": "int64",
     "channel": "category",
@@ -197,7 +205,7 @@ def conform(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
         col = df[name] if name in df else pd.Series(pd.NA, index=df.index, dtype="object")
         if dtype == UTC_NS and not isinstance(col.dtype, pd.DatetimeTZDtype):
             col = pd.to_datetime(col, utc=True)
-        elif str(col.dtype) != dtype:
+        elif str(col.dtype) != str(dtype):
             col = col.astype(dtype)
         out[name] = col
     return pd.DataFrame(out, index=df.index)
