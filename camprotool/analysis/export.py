@@ -18,6 +18,7 @@ how they hold the list and bytes columns (``docs/export.md`` has the table):
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -93,19 +94,37 @@ def flatten(df: pd.DataFrame) -> pd.DataFrame:
 
 def native(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` whose list and bytes columns hold plain Python lists, dicts
-    and bytes (NumPy arrays and tuples from the decoders and live logs converted)."""
+    and bytes (Arrow lists, NumPy arrays and tuples from live logs converted)."""
     return _convert(df, _NATIVE)
 
 
 def to_arrow(df: pd.DataFrame) -> pa.Table:
     """``df`` as an Arrow table with the list/struct/binary columns typed (:data:`ARROW_TYPES`)."""
-    data = native(df)
+    # Columns already held by Arrow (``Capture.messages``' ids and statuses) are cast
+    # there, column-wise; the others (Python lists, tuples, NumPy arrays) go through
+    # Python values first.
+    in_arrow = {name for name in ARROW_TYPES
+                if name in df and isinstance(df[name].dtype, pd.ArrowDtype)}
+    data = _convert(df, {k: fn for k, fn in _NATIVE.items() if k not in in_arrow})
+    for name in in_arrow:
+        data[name] = data[name].astype(pd.ArrowDtype(ARROW_TYPES[name]))
     schema = pa.Schema.from_pandas(data, preserve_index=False)
     for name, arrow_type in ARROW_TYPES.items():
         if name in data:
             i = schema.get_field_index(name)
             schema = schema.set(i, pa.field(name, arrow_type))
-    return pa.Table.from_pandas(data, schema=schema, preserve_index=False)
+    table = pa.Table.from_pandas(data, schema=schema, preserve_index=False)
+    if in_arrow and table.schema.metadata and b"pandas" in table.schema.metadata:
+        # pandas records a nested Arrow dtype by a name it cannot parse back
+        # ("list<item: string>[pyarrow]"): record these as the object columns they
+        # read back as, or pd.read_parquet fails on the file.
+        meta = json.loads(table.schema.metadata[b"pandas"])
+        for column in meta.get("columns", []):
+            if column.get("name") in in_arrow:
+                column["numpy_type"] = "object"
+        table = table.replace_schema_metadata(
+            {**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
+    return table
 
 
 def output_format(path: str | os.PathLike[str]) -> str:
