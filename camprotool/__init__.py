@@ -33,6 +33,8 @@ if TYPE_CHECKING:
         ReplayServer,
         replay_client,
     )
+    from camprotool.pyshark_bridge import pyshark_capture
+    from camprotool.pyshark_messages import from_pyshark
     from camprotool.widgets import CaptureExplorer, ClientPanel
     from camprotool.widgets.server import demo_server
 
@@ -51,6 +53,9 @@ _LAZY = {
     "demo_server": "camprotool.widgets.server",
     "ClientPanel": "camprotool.widgets",
     "CaptureExplorer": "camprotool.widgets",
+    # pyshark is imported only when a capture is opened (the `pyshark` extra)
+    "pyshark_capture": "camprotool.pyshark_bridge",
+    "from_pyshark": "camprotool.pyshark_messages",
 }
 
 
@@ -88,6 +93,8 @@ __all__ = [
     "decode_all",
     "demo_server",
     "encode",
+    "from_pyshark",
+    "pyshark_capture",
     "read_capture",
     "replay_client",
 ]
