@@ -29,10 +29,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from camprotool import __version__
+
     parser = OneLineParser(
         prog="camprotool",
         description="Decode, check, plot and talk the SocketCommand camera-sync protocol.",
     )
+    parser.add_argument("--version", action="version", version=f"camprotool {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for verb in VERBS:

@@ -29,8 +29,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import ipywidgets as widgets
-
 from camprotool.net import Client, NotConnected
 from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, Message
@@ -47,6 +45,7 @@ from camprotool.widgets._common import (
     status_html,
     text_output,
 )
+from camprotool.widgets._ipywidgets import widgets  # names the extra if missing
 from camprotool.widgets.commands import CommandForm, client_commands
 
 if TYPE_CHECKING:

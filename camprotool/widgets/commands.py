@@ -16,11 +16,10 @@ import html
 import re
 from typing import Any
 
-import ipywidgets as widgets
-
 from camprotool.protocol import format_params
 from camprotool.protocol.catalogue import COMMANDS, CommandSpec, Direction, Field, Kind, Layout
 from camprotool.protocol.errors import LocalProtocolError
+from camprotool.widgets._ipywidgets import widgets  # names the extra if missing
 
 STATUS_OPTIONS = (("true", True), ("false", False), ("null", None))
 _SEPARATORS = re.compile(r"[\s,;]+")

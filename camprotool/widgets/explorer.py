@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
@@ -44,6 +43,7 @@ from camprotool.widgets._common import (
     status_html,
     text_output,
 )
+from camprotool.widgets._ipywidgets import widgets  # names the extra if missing
 
 if TYPE_CHECKING:
     from camprotool.analysis.capture import Capture
