@@ -52,6 +52,37 @@ def mask_params(command: str, params: str) -> str:
     return "|".join(parts)
 
 
+def _masked_fields(commands: pa.Array, params: pa.Array) -> pa.Array:
+    """:func:`mask_params` of each row, column-wise for rows with the right field count."""
+    n = len(params)
+    want = np.zeros(n, np.int64)  # fields the command has (0: no secret)
+    names = commands.to_numpy(zero_copy_only=False)
+    for command, count in _FIELD_COUNTS.items():
+        want[names == command] = count
+    parts = pc.split_pattern(pc.fill_null(params, ""), "|")
+    counts = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
+    well = (want > 0) & (counts == want) & params.is_valid().to_numpy(zero_copy_only=False)
+    offsets = parts.offsets.to_numpy()
+    hide = np.zeros(len(parts.values), bool)
+    for command, positions in SECRET_POSITIONS.items():
+        mine = np.flatnonzero(well & (names == command))
+        for i in positions:
+            hide[offsets[mine] + i] = True
+    values = pc.replace_with_mask(parts.values, pa.array(hide),
+                                  pa.array([MASK] * int(hide.sum()), parts.values.type))
+    joined = pc.binary_join(type(parts).from_arrays(parts.offsets, values),
+                            pa.scalar("|", parts.values.type))
+    out = pc.if_else(pa.array(well), joined, params)
+    odd = np.flatnonzero(~well & (want > 0) & params.is_valid().to_numpy(zero_copy_only=False))
+    if len(odd):  # wrong field count: mask_params words it
+        fixed = [mask_params(c, p) for c, p in zip(names[odd], params.take(pa.array(odd))
+                                                   .to_pylist(), strict=True)]
+        mask = np.zeros(n, bool)
+        mask[odd] = True
+        out = pc.replace_with_mask(out, pa.array(mask), pa.array(fixed, params.type))
+    return out
+
+
 def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
@@ -90,19 +121,16 @@ def mask_table(table: pa.Table) -> pa.Table:
     if not pc.any(touched).as_py():
         return table
     rows = pa.array(np.flatnonzero(touched.to_numpy(zero_copy_only=False)))
-    t_cmd = command.take(rows).to_pylist()
-    t_params = params.take(rows).to_pylist()
-    t_unreadable = unreadable.take(rows).to_pylist()
-    new_params, new_cmd = [], []
-    for cmd, par, bad in zip(t_cmd, t_params, t_unreadable, strict=True):
-        if bad:  # its "command name" may itself be password text (a cut Login tail)
-            new_params.append(MASK if par else par)
-            new_cmd.append(MASK if cmd else cmd)
-        else:
-            new_params.append(par if par is None else mask_params(cmd, par))
-            new_cmd.append(cmd)
-    params = pc.replace_with_mask(params, touched, pa.array(new_params, params.type))
-    command = pc.replace_with_mask(command, touched, pa.array(new_cmd, command.type))
+    t_cmd = command.take(rows)
+    t_params = _masked_fields(t_cmd, params.take(rows))
+    t_unreadable = unreadable.take(rows)
+    # its "command name" may itself be password text (a cut Login tail)
+    t_params = pc.if_else(pc.and_(t_unreadable, pc.greater(pc.binary_length(t_params), 0)),
+                          pa.scalar(MASK, params.type), t_params)
+    t_cmd = pc.if_else(pc.and_(t_unreadable, pc.greater(pc.binary_length(t_cmd), 0)),
+                       pa.scalar(MASK, command.type), t_cmd)
+    params = pc.replace_with_mask(params, touched, t_params)
+    command = pc.replace_with_mask(command, touched, t_cmd)
     raw = pc.if_else(touched, pa.scalar(None, raw.type), raw)
     table = table.set_column(table.schema.get_field_index("command"), "command", command)
     table = table.set_column(table.schema.get_field_index("error"), "error", error)

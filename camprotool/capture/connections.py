@@ -77,13 +77,20 @@ _EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()
 MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
 
 
-def _merged(states: list[tuple[int, ConnState]]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = None,
+            ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Every decoded row of every connection in one table, plus per-row conn and direction.
 
     Built once, column-wise: a capture may hold many thousands of short
     connections, and per-connection Arrow calls would cost more than decoding.
+    ``extra``: rows already merged for many connections (the fast engine's), each
+    table with ``conn`` and ``dir`` (0 c2s, 1 s2c) columns.
     """
     tables, conns, dirs = [], [], []
+    for t in extra or ():
+        conns.append(t["conn"].to_numpy())
+        dirs.append(t["dir"].to_numpy().astype(np.int8))
+        tables.append(t.drop_columns(["conn", "dir"]))
     for conn_id, state in states:
         for code, d in enumerate(state.dirs.values()):
             for t in d.tables:
@@ -114,7 +121,7 @@ def _command_flags(codes: tuple[np.ndarray, list[str]], names: list[str]) -> np.
 
 
 def build_connections(
-    states: dict[int, ConnState],
+    states: dict[int, ConnState], extra: list[pa.Table] | None = None,
 ) -> tuple[list[ConnectionRecord], pa.Table]:
     """One record per decoded connection (roles and channels settled, data linked to main),
     and the messages of them all as one Arrow table sorted by time (MESSAGES_SCHEMA)."""
@@ -122,7 +129,7 @@ def build_connections(
     # Connections that closed without a byte are kept until _link: an announced
     # data port makes them (empty) data connections; the others are dropped.
     kept = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding" or st.empty]
-    table, conn, direction = _merged(decoding)
+    table, conn, direction = _merged(decoding, extra)
     size = (max(i for i, _ in kept) + 1) if kept else 0
     is_c2s = direction == 0
 

@@ -8,8 +8,10 @@ into the pandas dataframes users see.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -32,6 +34,19 @@ class DecodedCapture:
     messages: pa.Table  # SCHEMA + conn, direction, ts_ns, frame; sorted by time
     connections: list[ConnectionRecord]
     problems: list[tuple[int | None, str, str]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: decoding makes many objects and no cycles,
+    and collections triggered by the allocation count cost a tenth of the time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _normalise_ports(ports: Iterable[int] | int | None) -> set[int] | None:
@@ -105,7 +120,8 @@ def decode_file(
     capture does. All three give the same tables.
     """
     if engine == "fast":
-        return _decode_fast(path, dialect=dialect, ports=ports, progress=progress)
+        with gc_paused():
+            return _decode_fast(path, dialect=dialect, ports=ports, progress=progress)
     with open_capture(path, progress=progress) as capture:
         decoded = decode_segments(
             iter_tcp_segments(capture),
@@ -142,10 +158,25 @@ def _decode_fast(
         sink.flush()
         mapping = final_ids(fast.first_frame)
         renumber(sink, mapping)
-        records, messages = build_connections(sink.conns)
+        extra = [_with_final_ids(t, mapping) for t in fast.bulk_tables]
+        capture.problems.sort(key=lambda p: p.frame)  # the exact path's order: by frame
+        records, messages = build_connections(sink.conns, extra)
         problems = _capture_problems(capture)
         problems += [(frame, kind, f"connection {mapping[conn + (1 << 40)]}: {detail}")
                      for frame, conn, kind, detail in fast.reassembler.problems]
         return DecodedCapture(source=capture.name, format=capture.format,
                               packets=capture.frames, messages=messages,
                               connections=records, problems=problems)
+
+
+def _with_final_ids(table, mapping: dict[int, int]):
+    """A fast-engine table (``flow`` = provisional id) with ``conn`` = final id."""
+    import numpy as np
+    import pyarrow as pa
+
+    flows = table["flow"].to_numpy()
+    keys = np.fromiter(mapping.keys(), np.int64, len(mapping))
+    values = np.fromiter(mapping.values(), np.int64, len(mapping))
+    order = np.argsort(keys)
+    conn = values[order][np.searchsorted(keys[order], flows)]
+    return table.drop_columns(["flow"]).append_column("conn", pa.array(conn, pa.int64()))

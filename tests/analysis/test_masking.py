@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from camprotool import encode, read_capture
 from camprotool.analysis.masking import MASK, mask_params
@@ -143,3 +146,18 @@ def test_unreadable_frame_name_and_error_do_not_leak_password_text(dialect):
         assert "ub4dor" not in text and "Secret" not in text, text
     revealed = read_capture(w.getvalue(), reveal_passwords=True).messages.astype(str).to_csv()
     assert "ub4dor" in revealed or "Secret" in revealed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["Login", "UploadCaramer", "LoginOk", "Heartbeat",
+                                           "DownloadCaramer", "Frob"]),
+                          st.one_of(st.none(), st.text("ab|*\\n界", max_size=12))),
+                max_size=30))
+def test_column_wise_masking_equals_mask_params(rows):
+    """mask_table's params are mask_params of each row (the reference wording)."""
+    from camprotool.analysis.masking import _masked_fields
+
+    commands = pa.array([c for c, _ in rows], pa.large_string())
+    params = pa.array([p for _, p in rows], pa.large_string())
+    got = _masked_fields(commands, params).to_pylist()
+    assert got == [p if p is None else mask_params(c, p) for c, p in rows]

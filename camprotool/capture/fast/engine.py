@@ -23,12 +23,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pyarrow as pa
 
+from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
 from camprotool.capture.packets import TcpSegment, decode_tcp
 from camprotool.capture.readers import CaptureFile, RawPacket
 from camprotool.capture.reassembly import ConnectionInfo, Reassembler
 from camprotool.capture.streams import MessageSink
+from camprotool.protocol.dialect import Dialect
 
 _I64 = np.int64
 #: records per window: bounds the per-packet arrays (~120 bytes a packet)
@@ -302,6 +305,7 @@ class FastEngine:
     # ------------------------------------------------------------ run
     def run(self) -> None:
         """Both passes; afterwards ``sink.conns`` has every connection, ids provisional."""
+        K.warm_up()
         # pass one: which flows are in order
         state = self._new_flow_state(1024)
         empty_slow = np.zeros(0, np.int8)
@@ -313,150 +317,197 @@ class FastEngine:
         del state
         # pass two
         state = self._fit(self._new_flow_state(max(self.nflows, 1)), self.nflows)
+        self._state_fa = state["fa"]
         slow = np.concatenate([slow, np.zeros(len(state["fstate"]) - len(slow), np.int8)])
-        self._state = state
-        for w in self._windows(record_problems=True):
+        self._done = np.zeros(len(state["fstate"]), bool)  # closed in the sink (or settled)
+        self.bulk_tables: list[pa.Table] = []
+        for w, last in _with_last(self._windows(record_problems=True)):
             self._parse(w, packet_problems=True)
             pkt_dir = self._track(w, state, slow, emit=True)
-            self._deliver(w, state, pkt_dir)
+            self._deliver(w, state, pkt_dir, last)
         self._finish(state)
 
     # ------------------------------------------------------------ pass two
-    def _deliver(self, w: _Window, state: dict[str, np.ndarray], pkt_dir: np.ndarray) -> None:
+    def _deliver(self, w: _Window, state: dict[str, np.ndarray], pkt_dir: np.ndarray,
+                 last: bool) -> None:
         frames = w.frame_no
         tcp = np.flatnonzero(w.half >= 0)
         if len(tcp):
             self.segments += len(tcp)
-            last = int(tcp[-1])
-            self.last_ts, self.last_frame = int(w.ts[last]), int(frames[last])
-        flow_of = w.half >> 1
+            i = int(tcp[-1])
+            self.last_ts, self.last_frame = int(w.ts[i]), int(frames[i])
         fstate = state["fstate"]
         is_slow = np.zeros(w.n, bool)
-        is_slow[tcp] = fstate[flow_of[tcp]] == K.FLOW_SLOW
-        # fast flows first seen in this window open now; ids are settled at the end
-        opened = self._opened
-        opened = opened[fstate[opened] != K.FLOW_SLOW]
-        at = self._opened_at[fstate[self._opened] != K.FLOW_SLOW]
-        # stream offsets of delivered packets
+        is_slow[tcp] = fstate[w.half[tcp] >> 1] == K.FLOW_SLOW
+        fast = fstate[self._opened] != K.FLOW_SLOW
+        opened, at = self._opened[fast], self._opened_at[fast]
         pkt_end = _empty(w.n)
         K.stream_offsets(w.half, pkt_dir, w.pay_len, w.n, state["fa"], state["hpos"], pkt_end)
-        # events in capture order across fast and slow: the sink keeps per-connection state
-        # only, so fast connections may go first within a window; slow segments keep order
+        groups = self._gather(w, pkt_dir)
+        # Flows whose whole life is in this window (opened here, closed here or at the end
+        # of the capture) and carry data are settled column-wise; the others open in the sink.
+        ends_here = (fstate[opened] == K.FLOW_CLOSED) | (last & (fstate[opened] == K.FLOW_OPEN))
+        whole = opened[ends_here]
+        if groups is not None and len(whole) and self._bulk_ok():
+            whole = np.intersect1d(whole, groups.flow)
+        else:
+            whole = opened[:0]
+        whole_set = set(whole.tolist())
+        self._open_at = {}
         for f, i in zip(opened.tolist(), at.tolist(), strict=True):
-            a = int(state["fa"][f])
-            k = self.keys[a]
-            self._open_fast(f, k, int(w.ts[i]), int(frames[i]))
-        self._fast_data(w, pkt_dir, pkt_end, frames)
-        self._closes(state, w, frames)
+            self.first_frame[f] = int(frames[i])
+            self._open_at[f] = (int(w.ts[i]), int(frames[i]))
+            if f not in whole_set:
+                self._open_fast(f)
+        if groups is not None:
+            if len(whole):
+                self._whole_flows(w, state, groups, whole, pkt_dir, last)
+            self._fast_data(w, groups, whole_set)
+        self._closes(state)
         for i in np.flatnonzero(is_slow).tolist():
             self.reassembler.add(self._segment(w, i, frames))
 
-    def _open_fast(self, f: int, k: np.ndarray, ts: int, frame: int) -> None:
+    def _bulk_ok(self) -> bool:
+        """The column-wise path knows ``line`` streams (and detection) only."""
+        d = self.sink.dialect
+        return not self.sink.ports and (d is None or d.is_line)
+
+    def _open_fast(self, f: int) -> None:
+        k = self.keys[int(self._state_fa[f])]
         fam = int(k[0])
         a_ip = _ip_bytes(fam, int(k[1]), int(k[2]))
         b_ip = _ip_bytes(fam, int(k[4]), int(k[5]))
-        info = ConnectionInfo(f, a_ip, int(k[3]), b_ip, int(k[6]), True, ts, frame)
-        self.first_frame[f] = frame
-        self.sink.on_open(info)
+        ts, frame = self._open_at[f]
+        self.sink.on_open(ConnectionInfo(f, a_ip, int(k[3]), b_ip, int(k[6]), True, ts, frame))
 
-    def _fast_data(self, w: _Window, pkt_dir: np.ndarray, pkt_end: np.ndarray,
-                   frames: np.ndarray) -> None:
+    def _gather(self, w: _Window, pkt_dir: np.ndarray) -> bulkflows.Groups | None:
+        """The window's delivered payloads, copied per (flow, direction) in capture order."""
         sel = np.flatnonzero(pkt_dir >= 0)
         if not len(sel):
-            return
+            return None
         flow = w.half[sel] >> 1
         d = pkt_dir[sel].astype(_I64)
         order = sel[np.lexsort((sel, d, flow))]
         lens = w.pay_len[order]
-        total = int(lens.sum())
-        data = np.empty(total, np.uint8)
+        data = np.empty(int(lens.sum()), np.uint8)
         K.gather(self.buf, order, w.pay_off, w.pay_len, data)
-        ends = np.cumsum(lens)
         key = (w.half[order] >> 1) * 2 + pkt_dir[order]
         cut = np.flatnonzero(np.diff(key)) + 1
-        starts = np.concatenate([[0], cut])
-        stops = np.concatenate([cut, [len(order)]])
-        conns = self.sink.conns
-        raw = data.tobytes() if total else b""
-        # group by flow: a detecting flow must see its chunks in capture order
-        g = 0
-        ng = len(starts)
-        while g < ng:
-            f = int(key[starts[g]] >> 1)
-            groups = [g]
-            if g + 1 < ng and int(key[starts[g + 1]] >> 1) == f:
-                groups.append(g + 1)
-            g += len(groups)
-            state = conns.get(f)
-            if state is None or state.status == "ignored":
-                # not ours (or closed and forgotten): only the byte counts matter
-                if state is not None:
-                    for gi in groups:
-                        lo, hi = int(starts[gi]), int(stops[gi])
-                        dname = _DIRS[int(key[lo] & 1)]
-                        state.dirs[dname].bytes += int(lens[lo:hi].sum())
-                        state.last_ts = max(state.last_ts, int(w.ts[order[hi - 1]]))
-                continue
-            if state.status == "detecting":
-                self._detecting(f, groups, starts, stops, key, order, ends, lens, raw, w, frames)
-                continue
-            for gi in groups:
-                self._bulk(f, gi, starts, stops, key, order, ends, lens, raw, w, frames, 0)
+        first = np.concatenate([[0], cut]).astype(_I64)
+        stop = np.concatenate([cut, [len(order)]]).astype(_I64)
+        return bulkflows.Groups(data, order, np.cumsum(lens), key[first] >> 1, key[first] & 1,
+                                first, stop)
 
-    def _bulk(self, f, gi, starts, stops, key, order, ends, lens, raw, w, frames, skip) -> None:
-        lo, hi = int(starts[gi]) + skip, int(stops[gi])
+    def _whole_flows(self, w: _Window, state: dict[str, np.ndarray], groups: bulkflows.Groups,
+                     whole: np.ndarray, pkt_dir: np.ndarray, last: bool) -> None:
+        sel = np.flatnonzero(pkt_dir >= 0)
+        flow = w.half[sel] >> 1
+        mine = np.isin(flow, whole)
+        sel, flow = sel[mine], flow[mine]
+        by_flow = np.lexsort((sel, flow))
+        sel, flow = sel[by_flow], flow[by_flow]
+        out = bulkflows.decide(groups, whole, sel, flow, pkt_dir[sel].astype(_I64),
+                               w.pay_len[sel], self.sink.dialect, w.ts, w.frame_no)
+        reasons = {K.CLOSE_FIN: "fin", K.CLOSE_RST: "rst"}
+        for f, verdict in out.verdict.items():
+            if verdict == bulkflows.FALLBACK:
+                self._open_fast(f)
+                continue
+            self._done[f] = True
+            if verdict == bulkflows.IGNORE:
+                self.sink.ignored += 1
+                continue
+            if state["fstate"][f] == K.FLOW_CLOSED:
+                close = (int(state["fclose_ts"][f]), reasons[int(state["fclose"][f])])
+            else:
+                close = (self.last_ts, "end_of_capture")
+            self._decoded_state(f, out, close)
+        if out.table.num_rows:
+            self.bulk_tables.append(out.table)
+
+    def _decoded_state(self, f: int, out: bulkflows.Outcome, close: tuple[int, str]) -> None:
+        """The sink's record of a connection settled column-wise (its rows are elsewhere)."""
+        k = self.keys[int(self._state_fa[f])]
+        fam = int(k[0])
+        ts, frame = self._open_at[f]
+        info = ConnectionInfo(f, _ip_bytes(fam, int(k[1]), int(k[2])), int(k[3]),
+                              _ip_bytes(fam, int(k[4]), int(k[5])), int(k[6]), True, ts, frame)
+        auto = self.sink.dialect is None
+        c2s, s2c = out.totals[f]
+        self.sink.conns[f] = Settled(
+            info, _LINE if auto else self.sink.dialect, close,
+            {"c2s": _SettledDir(c2s, (f, 0) in out.fell_back, _LINE_GBK if auto else None),
+             "s2c": _SettledDir(s2c, (f, 1) in out.fell_back, _LINE_GBK if auto else None)})
+
+    def _fast_data(self, w: _Window, groups: bulkflows.Groups, whole: set[int]) -> None:
+        """Flows not settled column-wise: chunks into the sink (chunk by chunk while it
+        detects, in bulk once it decodes)."""
+        ends, order = groups.ends, groups.order
+        lens = np.diff(np.concatenate([[0], ends]))
+        raw = None
+        frames = w.frame_no
+        conns = self.sink.conns
+        g, ng = 0, len(groups.flow)
+        while g < ng:
+            f = int(groups.flow[g])
+            gs = [g]
+            if g + 1 < ng and int(groups.flow[g + 1]) == f:
+                gs.append(g + 1)
+            g += len(gs)
+            if f in whole and self._done[f]:
+                continue
+            st = conns.get(f)
+            if st is None:
+                continue
+            spans = [(int(groups.first[x]), int(groups.stop[x]), _DIRS[int(groups.direction[x])])
+                     for x in gs]
+            if raw is None:
+                raw = groups.data.tobytes()
+            if st.status == "detecting":
+                spans = self._detecting(f, spans, order, ends, lens, raw, w.ts, frames)
+            for lo, hi, dname in spans:
+                self._bulk(f, lo, hi, dname, order, ends, lens, raw, w.ts, frames)
+
+    def _bulk(self, f, lo, hi, dname, order, ends, lens, raw, ts, frames) -> None:
         if lo >= hi:
             return
-        b0 = int(ends[lo] - lens[lo])
-        b1 = int(ends[hi - 1])
-        idx = order[lo:hi]
         state = self.sink.conns[f]
+        b0, b1 = int(ends[lo] - lens[lo]), int(ends[hi - 1])
+        idx = order[lo:hi]
         if state.status == "decoding":
-            self.sink.on_data_many(f, _DIRS[int(key[lo] & 1)], raw[b0:b1], ends[lo:hi] - b0,
-                                   w.ts[idx], frames[idx])
-        else:  # ignored meanwhile: count only (MessageSink.on_data does no more)
-            for j in range(lo, hi):
-                i = int(order[j])
-                self.sink.on_data(f, _DIRS[int(key[lo] & 1)],
-                                  raw[int(ends[j] - lens[j]):int(ends[j])], int(w.ts[i]),
-                                  int(frames[i]))
+            self.sink.on_data_many(f, dname, raw[b0:b1], ends[lo:hi] - b0, ts[idx], frames[idx])
+            return
+        for j in range(lo, hi):  # ignored (or still detecting): as on_data does
+            i = int(order[j])
+            self.sink.on_data(f, dname, raw[int(ends[j] - lens[j]):int(ends[j])], int(ts[i]),
+                              int(frames[i]))
 
-    def _detecting(self, f, groups, starts, stops, key, order, ends, lens, raw, w,
-                   frames) -> None:
+    def _detecting(self, f, spans, order, ends, lens, raw, ts, frames):
         """Feed chunk by chunk, in capture order, until detection settles the flow."""
         sink = self.sink
+        pos = [lo for lo, _, _ in spans]
         state = sink.conns[f]
-        pos = {gi: int(starts[gi]) for gi in groups}
         while state.status == "detecting":
             best = None
-            for gi in groups:
-                j = pos[gi]
-                if j < int(stops[gi]) and (best is None or order[j] < order[pos[best]]):
-                    best = gi
+            for x, (_, hi, _) in enumerate(spans):
+                if pos[x] < hi and (best is None or order[pos[x]] < order[pos[best]]):
+                    best = x
             if best is None:
-                return
+                break
             j = pos[best]
             pos[best] = j + 1
             i = int(order[j])
-            sink.on_data(f, _DIRS[int(key[j] & 1)], raw[int(ends[j] - lens[j]):int(ends[j])],
-                         int(w.ts[i]), int(frames[i]))
-            state = sink.conns.get(f, state)
-        for gi in groups:
-            self._bulk(f, gi, starts, stops, key, order, ends, lens, raw, w, frames,
-                       pos[gi] - int(starts[gi]))
+            sink.on_data(f, spans[best][2], raw[int(ends[j] - lens[j]):int(ends[j])],
+                         int(ts[i]), int(frames[i]))
+        return [(pos[x], hi, dname) for x, (_, hi, dname) in enumerate(spans)]
 
-    def _closes(self, state: dict[str, np.ndarray], w: _Window, frames: np.ndarray) -> None:
+    def _closes(self, state: dict[str, np.ndarray]) -> None:
         """Fast flows closed in this window (by FIN or RST) close in the sink now."""
-        closing = getattr(self, "_closed", None)
-        if closing is None:
-            self._closed = closing = np.zeros(len(state["fstate"]), bool)
-        if len(closing) < len(state["fstate"]):
-            closing = self._closed = np.concatenate(
-                [closing, np.zeros(len(state["fstate"]) - len(closing), bool)])
-        now = np.flatnonzero((state["fstate"] == K.FLOW_CLOSED) & ~closing)
+        done = self._done
+        now = np.flatnonzero((state["fstate"][: len(done)] == K.FLOW_CLOSED) & ~done)
         if not len(now):
             return
-        closing[now] = True
+        done[now] = True
         reasons = {K.CLOSE_FIN: "fin", K.CLOSE_RST: "rst"}
         for f in now[np.argsort(state["fclose_frame"][now], kind="stable")].tolist():
             if f in self.sink.conns:
@@ -466,9 +517,7 @@ class FastEngine:
     def _finish(self, state: dict[str, np.ndarray]) -> None:
         """End of capture: every open connection closes, as Reassembler.finish does."""
         ts = self.last_ts if self.last_ts is not None else 0
-        closed = getattr(self, "_closed", np.zeros(0, bool))
-        still = [f for f in sorted(self.sink.conns) if f < _SLOW_BASE
-                 and (f >= len(closed) or not closed[f])
+        still = [f for f in sorted(self.sink.conns) if f < _SLOW_BASE and not self._done[f]
                  and state["fstate"][f] == K.FLOW_OPEN]
         for f in still:
             self.sink.on_close(f, ts, "end_of_capture")
@@ -485,10 +534,57 @@ class FastEngine:
                           self.capture._view[o:o + n], int(w.missing[i]))
 
 
+def _with_last(items: Iterator[_Window]) -> Iterator[tuple[_Window, bool]]:
+    """Each window, and whether it is the last one."""
+    held = None
+    for item in items:
+        if held is not None:
+            yield held, False
+        held = item
+    if held is not None:
+        yield held, True
+
+
 def _ip_bytes(fam: int, hi: int, lo: int) -> bytes:
     if fam == 4:
         return lo.to_bytes(4, "big")
     return ((hi << 64) | lo).to_bytes(16, "big")
+
+
+_LINE = Dialect.parse("line")
+_LINE_GBK = Dialect.parse("line:gbk")
+
+
+class _SettledDir:
+    """One direction of a :class:`Settled` connection (``DirectionState``'s fields that
+    ``build_connections`` reads)."""
+
+    __slots__ = ("bytes", "fallback", "fell_back", "tables")
+    lost = 0
+    first_gap = None
+
+    def __init__(self, nbytes: int, fell_back: bool, fallback: Dialect | None) -> None:
+        self.bytes = nbytes
+        self.fell_back = fell_back
+        self.fallback = fallback
+        self.tables: list = []
+
+
+class Settled:
+    """A connection the fast engine decoded column-wise: what ``ConnState`` would hold
+    after its close, without the decoding machinery (its rows are in ``bulk_tables``)."""
+
+    __slots__ = ("close_reason", "close_ts", "dialect", "dirs", "info", "last_ts")
+    status = "decoding"
+    empty = False
+
+    def __init__(self, info: ConnectionInfo, dialect: Dialect, close: tuple[int, str],
+                 dirs: dict[str, _SettledDir]) -> None:
+        self.info = info
+        self.dialect = dialect
+        self.close_ts, self.close_reason = close
+        self.last_ts = self.close_ts
+        self.dirs = dirs
 
 
 class _SlowSink:

@@ -336,3 +336,196 @@ def first_non_ascii(data, lo, hi):
         if data[i] >= 0x80:
             return i - lo
     return -1
+
+
+@njit(cache=True, nogil=True)
+def _is_space(c):
+    return c == 0x20 or 0x09 <= c <= 0x0D
+
+
+@njit(cache=True, nogil=True)
+def _lp_vote(s, lo, hi, pos, big, limit):
+    if pos - lo < 4:
+        return False
+    length = _u32(s, pos - 4, big)
+    if not 0 < length <= limit:
+        return False
+    end = pos + length
+    if end == hi:
+        return True
+    if end + 4 <= hi:
+        following = _u32(s, end, big)
+        return 0 < following <= limit
+    return True
+
+
+@njit(cache=True, nogil=True)
+def detect_framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
+    """``detect.detect_framing`` of ``s[lo:hi]``: 0 none, 1 line, 2 lp32le, 3 lp32be.
+
+    The hits are those of ``detect._HIT_RE`` (``SocketCommand\\s*\\.`` or a
+    command name followed by ``|`` or ``\\r?\\n``), found left to right without
+    overlap; each votes as ``detect._line_vote`` / ``_lp_vote`` do.
+    """
+    v_line = 0
+    v_le = 0
+    v_be = 0
+    hits = 0
+    p = lo
+    plen = len(prefix)
+    while p < hi and hits < max_hits:
+        end = -1
+        if p + plen <= hi:
+            ok = True
+            for j in range(plen):
+                if s[p + j] != prefix[j]:
+                    ok = False
+                    break
+            if ok:
+                q = p + plen
+                while q < hi and _is_space(s[q]):
+                    q += 1
+                if q < hi and s[q] == 0x2E:
+                    end = q + 1
+        if end < 0:
+            for k in range(len(name_len)):
+                m = name_len[k]
+                if p + m >= hi:
+                    continue
+                ok = True
+                for j in range(m):
+                    if s[p + j] != names[k, j]:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                c = s[p + m]
+                if c == 0x7C or c == 0x0A or (c == 0x0D and p + m + 1 < hi
+                                               and s[p + m + 1] == 0x0A):
+                    end = p + m
+                    break
+        if end < 0:
+            p += 1
+            continue
+        hits += 1
+        if _lp_vote(s, lo, hi, p, False, limit):
+            v_le += 1
+        if _lp_vote(s, lo, hi, p, True, limit):
+            v_be += 1
+        if p == lo or s[p - 1] == 0x0A:
+            found = False
+            stop = min(hi, p + limit + 1)
+            for q in range(p, stop):
+                if s[q] == 0x0A:
+                    found = True
+                    break
+            if found or hi - p <= limit:
+                v_line += 1
+        p = end
+    best = 1
+    votes = v_line
+    if v_le > votes:
+        best, votes = 2, v_le
+    if v_be > votes:
+        best, votes = 3, v_be
+    return best if votes else 0
+
+
+@njit(cache=True, nogil=True)
+def detection_attempts(flow, pdir, plen, n, out_flow, out_c2s, out_s2c, totals):
+    """Where the sink tries detection: each packet that takes a direction's sample past
+    128, 1024, 8192 or 65536 bytes, with both samples' lengths then (capped at 64 KiB).
+
+    Packets are given grouped by flow, each flow's in capture order; ``totals``
+    gets each flow's final (c2s, s2c) stream lengths. Returns the attempt count.
+    """
+    k = 0
+    i = 0
+    while i < n:
+        f = flow[i]
+        c = np.int64(0)
+        s = np.int64(0)
+        while i < n and flow[i] == f:
+            before = c if pdir[i] == 0 else s
+            after = before + plen[i]
+            if pdir[i] == 0:
+                c = after
+            else:
+                s = after
+            if before < 65536:
+                crossed = False
+                for t in DETECT_AT:
+                    if before < t <= min(after, 65536):
+                        crossed = True
+                if crossed:
+                    out_flow[k] = f
+                    out_c2s[k] = min(c, 65536)
+                    out_s2c[k] = min(s, 65536)
+                    k += 1
+            i += 1
+        totals[f, 0] = c
+        totals[f, 1] = s
+    return k
+
+
+@njit(cache=True, nogil=True)
+def last_newlines(data, starts, stops, out):
+    """Per range ``data[starts[g]:stops[g]]``: the offset (from its start) just past
+    its last ``\\n``, or 0."""
+    for g in range(len(starts)):
+        out[g] = 0
+        for q in range(stops[g] - 1, starts[g] - 1, -1):
+            if data[q] == 0x0A:
+                out[g] = q + 1 - starts[g]
+                break
+
+
+@njit(cache=True, nogil=True)
+def copy_ranges(data, starts, lengths, out):
+    """Concatenate ``data[starts[g]:starts[g]+lengths[g]]`` into ``out``."""
+    at = 0
+    for g in range(len(starts)):
+        m = lengths[g]
+        out[at:at + m] = data[starts[g]:starts[g] + m]
+        at += m
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Load every kernel (from numba's disk cache, or compile it once) on tiny inputs.
+
+    Called before any capture is read, empty or not, so that loading the
+    compiled code is a start-up cost like an import, paid once per process.
+    """
+    global _warm
+    if _warm:
+        return
+    i64 = np.zeros(1, np.int64)
+    u8 = np.zeros(64, np.uint8)
+    ro = np.zeros(64, np.uint8)  # a capture's map is read-only: its own signature
+    ro.flags.writeable = False
+    u64 = np.zeros(1, np.uint64)
+    walk_pcap(ro, 0, 0, False, 1000, 1, i64, i64, i64, i64)
+    walk_pcap(u8, 0, 0, False, 1000, 1, i64, i64, i64, i64)
+    for b in (ro, u8):
+        parse_packets(b, i64, i64, i64, 0, np.zeros(1, np.int8), i64, i64, i64, i64, i64, i64,
+                      i64, i64, i64, i64)
+    table = np.full(4, -1, np.int64)
+    keys = np.zeros((2, 7), np.uint64)
+    lookup_halves(table, keys, u64, u64, u64, u64, u64, u64, u64, 0, i64, 0)
+    rehash(table, keys, 0)
+    i8 = np.zeros(1, np.int8)
+    track_flows(i64, i64, i64, i64, i64, i64, i64, 0, i8, i64, i8, i64, i8, i64, i8, i64, i64,
+                i64, i8, i8, True)
+    stream_offsets(i64, i8, i64, 0, i64, i64, i64)
+    gather(ro, i64[:0], i64, i64, u8)
+    gather(u8, i64[:0], i64, i64, u8)  # bytes given in memory
+    first_non_ascii(u8, 0, 0)
+    names = np.zeros((1, 2), np.uint8)
+    detect_framing(u8, 0, 0, names, np.ones(1, np.int64), u8[:2], 16, 32)
+    detection_attempts(i64, i64, i64, 0, i64, i64, i64, np.zeros((1, 2), np.int64))
+    last_newlines(u8, i64[:0], i64[:0], i64[:0])
+    copy_ranges(u8, i64[:0], i64[:0], u8)
+    _warm = True
