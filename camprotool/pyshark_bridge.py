@@ -130,27 +130,31 @@ def _iterate_in_thread(make: Callable[[], Iterator[Any]], name: str) -> Iterator
     items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
     stop = threading.Event()
 
+    def put(kind: str, value: Any) -> bool:
+        """Hand over one entry, unless the consumer has gone (then False)."""
+        while not stop.is_set():
+            try:
+                items.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             iterator = make()
             try:
                 for item in iterator:
-                    while not stop.is_set():
-                        try:
-                            items.put(("item", item), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put("item", item):
                         return
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:
                     close()  # pyshark's generator stops tshark here, on this thread
         except BaseException as exc:
-            items.put(("error", exc))
+            put("error", exc)
         else:
-            items.put(("end", None))
+            put("end", None)
 
     worker = threading.Thread(target=produce, name=name, daemon=True)
     worker.start()
@@ -254,16 +258,28 @@ def _classes() -> dict[str, type]:
             return _iterate_in_thread(outer, "camprotool-pyshark")
 
         def close(self) -> None:
-            close = super().close  # type: ignore[misc]
-            loop = self.eventloop  # type: ignore[attr-defined]
-            if loop.is_closed():
+            if self.eventloop.is_closed():  # type: ignore[attr-defined]
                 return
             if _loop_running_here():
-                _call_in_thread(close, "camprotool-pyshark-close")
+                _call_in_thread(self._shut_down, "camprotool-pyshark-close")
             else:
-                close()
-            if self._owns_loop:
-                loop.close()
+                self._shut_down()
+
+        def _shut_down(self) -> None:
+            """pyshark's close; then, if the loop is ours, close it, after closing the
+            pipes of tshark processes stopped early (pyshark kills them but leaves
+            their transports open, which would later call into the closed loop)."""
+            loop = self.eventloop  # type: ignore[attr-defined]
+            processes = list(self._running_processes)  # type: ignore[attr-defined]
+            super().close()  # type: ignore[misc]
+            if not self._owns_loop:
+                return
+            for process in processes:
+                transport = getattr(process, "_transport", None)
+                if transport is not None:
+                    transport.close()
+            loop.run_until_complete(asyncio.sleep(0))  # run the transports' last callbacks
+            loop.close()
 
     class CamprotoFileCapture(Mixin, pyshark.FileCapture):
         """``pyshark.FileCapture`` with the camproto dissector (see :func:`pyshark_capture`)."""

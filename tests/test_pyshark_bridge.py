@@ -4,6 +4,7 @@ agreeing with read_capture on the bundled captures."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import subprocess
 import sys
@@ -144,18 +145,23 @@ def test_from_pyshark_takes_any_iterable_of_packets() -> None:
 
 @needs_tshark
 @pytest.mark.tshark
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_works_where_an_event_loop_is_running() -> None:
     """A notebook cell runs inside the kernel's event loop: pyshark alone fails there."""
 
     async def cell() -> tuple[int, pd.DataFrame]:
         cap = cpt.pyshark_capture(SAMPLE)
         try:
+            for i, _ in enumerate(cap):  # stopping early stops tshark
+                if i == 5:
+                    break
             count = sum(1 for pkt in cap if LAYER in pkt)
             return count, cpt.from_pyshark(cap)
         finally:
             cap.close()
 
     count, table = asyncio.run(cell())
+    gc.collect()  # nothing left calls into the closed loop
     assert count == 30
     assert_same_table(table, cpt.read_capture(SAMPLE).messages)
 
