@@ -37,8 +37,9 @@ class Capture:
 
     @cached_property
     def messages(self) -> pd.DataFrame:
-        return messages_frame(self.decoded.messages, self.decoded.connections,
-                              reveal_passwords=self.reveal_passwords)
+        d = self.decoded
+        return messages_frame(d.rows, d.connections, reveal_passwords=self.reveal_passwords,
+                              order=d.order)
 
     @cached_property
     def connections(self) -> pd.DataFrame:
@@ -108,7 +109,7 @@ class Capture:
     def __repr__(self) -> str:
         d = self.decoded
         return (f"<Capture {d.source!r}: {d.packets} packets, {len(d.connections)} connections, "
-                f"{d.messages.num_rows} messages>")
+                f"{d.rows.num_rows} messages>")
 
 
 def _check_timeout(seconds: float | None) -> None:

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from camprotool.analysis import schema
 from camprotool.analysis.masking import mask_table
 from camprotool.capture.connections import ConnectionRecord
-from camprotool.protocol.catalogue import FIELD_NAMES
+from camprotool.protocol.catalogue import COMMANDS, FIELD_NAMES
 
 CHANNELS = ["main", "data", "unknown"]  # the same categories in every table
 
@@ -23,45 +23,110 @@ _TYPES = {
 
 
 def messages_frame(
-    table: pa.Table, connections: list[ConnectionRecord], *, reveal_passwords: bool = False
+    table: pa.Table, connections: list[ConnectionRecord], *, reveal_passwords: bool = False,
+    order: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """``Capture.messages`` from the decoder's Arrow table."""
+    """``Capture.messages`` from the decoder's Arrow table, in ``order`` (None: as it is).
+
+    Built column by column straight into the schema's dtypes, each column
+    reordered once: NumPy for numbers, Arrow ``take`` for text and lists
+    (zero-copy into pandas' Arrow-backed ``str``), codes for categories.
+    """
     if not reveal_passwords:
         table = mask_table(table)
     n = table.num_rows
+    take = _Reorder(order)
+    conn_ids = take.numpy(table["conn"])
+    ids = np.array(sorted(rec.conn for rec in connections), np.int64)
     by_conn = {rec.conn: rec for rec in connections}
-    conn_ids = table["conn"].to_numpy()
-    ids = sorted(by_conn)
     lookup = np.searchsorted(ids, conn_ids) if n else np.zeros(0, np.int64)
-
-    clients = [by_conn[i].client for i in ids]
-    servers = [by_conn[i].server for i in ids]
-    channels = [by_conn[i].channel for i in ids]
+    recs = [by_conn[i] for i in ids.tolist()]
+    channel_codes = np.array([CHANNELS.index(r.channel) for r in recs], np.int8)
+    direction = take.numpy(pc.equal(table["direction"], "s2c")).astype(np.int8)
     columns: dict[str, object] = {
-        "ts": pd.to_datetime(table["ts_ns"].to_numpy(), unit="ns", utc=True),
+        "ts": pd.Series(take.numpy(table["ts_ns"]).view("datetime64[ns]")).dt.tz_localize("UTC"),
         "conn": conn_ids,
-        "channel": pd.Categorical(np.asarray(channels, dtype=object)[lookup] if n else [],
-                                  categories=CHANNELS),
-        "direction": pd.Categorical(table["direction"].to_pylist(), categories=["c2s", "s2c"]),
-        "client": pd.array(np.asarray(clients, dtype=object)[lookup] if n else [], dtype="str"),
-        "server": pd.array(np.asarray(servers, dtype=object)[lookup] if n else [], dtype="str"),
-        "command": _categorical(table["command"]),
-        "params": table["params"].to_pandas(),
-        "error": table["error"].to_pandas(),
+        "channel": pd.Categorical.from_codes(channel_codes[lookup] if n else [],
+                                             categories=CHANNELS),
+        "direction": pd.Categorical.from_codes(direction, categories=["c2s", "s2c"]),
+        "client": _endpoints([r.client for r in recs], lookup),
+        "server": _endpoints([r.server for r in recs], lookup),
+        "command": _commands(table["command"], take),
+        "params": take.text(table["params"]),
+        "error": take.text(table["error"]),
     }
-    # list columns stay Arrow lists (pd.ArrowDtype): Python objects per camera
-    # cost more than the rest of the table together
-    lists = [name for name in FIELD_NAMES if pa.types.is_large_list(table.schema.field(name).type)]
-    scalars = [name for name in FIELD_NAMES if name not in lists]
-    fields = table.select(scalars).to_pandas(types_mapper=_TYPES.get)
     for name in FIELD_NAMES:
-        columns[name] = (pd.Series(pd.arrays.ArrowExtensionArray(table[name].combine_chunks()))
-                         if name in lists else fields[name])
-    columns["frame"] = table["frame"].to_numpy()
-    columns["stream_offset"] = table["end"].to_numpy()
-    columns["raw"] = table["raw"].to_pandas()
-    df = pd.DataFrame(columns)
+        columns[name] = take.field(table[name], schema.FIELD_DTYPES[name])
+    columns["frame"] = take.numpy(table["frame"])
+    columns["stream_offset"] = take.numpy(table["end"])
+    columns["raw"] = take.arrow(table["raw"]).to_pandas()
+    df = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
+                       for k, v in columns.items()})
     return schema.conform(df, schema.MESSAGES)
+
+
+class _Reorder:
+    """Apply one row order to columns of several kinds."""
+
+    def __init__(self, order: np.ndarray | None) -> None:
+        self.order = order
+        self.indices = None if order is None else pa.array(order)
+
+    def numpy(self, column) -> np.ndarray:
+        values = column.to_numpy() if isinstance(column, pa.ChunkedArray | pa.Array) else column
+        if isinstance(column, pa.ChunkedArray | pa.Array) and column.null_count:
+            values = column.to_numpy(zero_copy_only=False)
+        return values if self.order is None else values[self.order]
+
+    def arrow(self, column: pa.ChunkedArray | pa.Array) -> pa.Array:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if self.indices is None or array.null_count == len(array):
+            return array if self.indices is None else pa.nulls(len(array), array.type)
+        return array.take(self.indices)
+
+    def text(self, column: pa.ChunkedArray | pa.Array) -> pd.Series:
+        return pd.Series(pd.array(self.arrow(column), dtype="str"))
+
+    def field(self, column: pa.ChunkedArray | pa.Array, dtype) -> pd.Series:
+        if isinstance(dtype, pd.ArrowDtype):
+            return pd.Series(pd.arrays.ArrowExtensionArray(self.arrow(column)))
+        if dtype == "str":
+            return self.text(column)
+        array = self.arrow(column)
+        valid = array.is_valid().to_numpy(zero_copy_only=False)
+        if dtype == "boolean":
+            values = array.fill_null(False).to_numpy(zero_copy_only=False)
+            return pd.Series(pd.arrays.BooleanArray(values.astype(bool), ~valid))
+        values = array.fill_null(0).to_numpy()
+        return pd.Series(pd.array(values, dtype="Int64")).where(valid, pd.NA).astype(dtype)
+
+
+def _endpoints(names: list[str], lookup: np.ndarray) -> pd.Series:
+    """Per row, its connection's ``ip:port`` (the Contract's ``str``: Arrow-backed,
+    built by one ``take`` from the per-connection names)."""
+    per_conn = pa.array(names, pa.large_string())
+    values = per_conn.take(pa.array(lookup)) if len(lookup) else per_conn.slice(0, 0)
+    return pd.Series(pd.array(values, dtype="str"))
+
+
+#: ``command`` categories: every catalogue command, so tables of two captures
+#: concatenate as categoricals; names not in the catalogue follow, sorted
+COMMAND_CATEGORIES = [spec.name for spec in COMMANDS]
+
+
+def _commands(column: pa.ChunkedArray | pa.Array, take: _Reorder) -> pd.Categorical:
+    encoded = pc.dictionary_encode(column)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    if not len(encoded):
+        return pd.Categorical.from_codes([], categories=pd.Index(COMMAND_CATEGORIES, dtype="str"))
+    names = encoded.dictionary.to_pylist()
+    extra = sorted(set(names) - set(COMMAND_CATEGORIES))
+    categories = COMMAND_CATEGORIES + extra
+    position = {name: i for i, name in enumerate(categories)}
+    remap = np.array([position[name] for name in names], np.int64)
+    codes = remap[take.numpy(encoded.indices.to_numpy(zero_copy_only=False))]
+    return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype="str"))
 
 
 def _categorical(column: pa.ChunkedArray | pa.Array) -> pd.Categorical:

@@ -121,8 +121,9 @@ def _command_flags(codes: tuple[np.ndarray, list[str]], names: list[str]) -> np.
 
 
 def build_connections(
-    states: dict[int, ConnState], extra: list[pa.Table] | None = None,
-) -> tuple[list[ConnectionRecord], pa.Table]:
+    states: dict[int, ConnState], extra: list[pa.Table] | None = None, *, sort: bool = True,
+) -> tuple[list[ConnectionRecord], pa.Table] | tuple[list[ConnectionRecord], pa.Table,
+                                                     np.ndarray | None]:
     """One record per decoded connection (roles and channels settled, data linked to main),
     and the messages of them all as one Arrow table sorted by time (MESSAGES_SCHEMA)."""
     decoding = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding"]
@@ -193,7 +194,11 @@ def build_connections(
     # by time; ties (one packet completing several messages) in stream order
     order = np.lexsort((table["end"].to_numpy(), conn, table["frame"].to_numpy(),
                         table["ts_ns"].to_numpy()))
-    if len(order) and np.any(order[1:] < order[:-1]):
+    if not (len(order) and np.any(order[1:] < order[:-1])):
+        order = None
+    if not sort:
+        return records, table, order
+    if order is not None:
         table = table.take(pa.array(order))
     return records, table
 

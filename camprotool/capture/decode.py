@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from camprotool.capture.connections import ConnectionRecord, build_connections
@@ -26,14 +27,30 @@ from camprotool.protocol.dialect import Dialect
 
 @dataclass
 class DecodedCapture:
-    """Everything decoded from one capture, before it becomes dataframes."""
+    """Everything decoded from one capture, before it becomes dataframes.
+
+    ``rows`` are the decoded messages in any order and ``order`` the
+    permutation that sorts them by time (None: already sorted); ``messages``
+    is that table sorted, made on first use. Why not sort at once: reordering
+    every column of a large Arrow table costs more than decoding it, and
+    ``Capture.messages`` reorders the columns it converts anyway.
+    """
 
     source: str
     format: str | None
     packets: int
-    messages: pa.Table  # SCHEMA + conn, direction, ts_ns, frame; sorted by time
+    rows: pa.Table  # SCHEMA + conn, direction, ts_ns, frame
     connections: list[ConnectionRecord]
     problems: list[tuple[int | None, str, str]] = field(default_factory=list)
+    order: np.ndarray | None = None
+
+    @property
+    def messages(self) -> pa.Table:
+        """The rows sorted by time (ties in stream order)."""
+        if self.order is not None:
+            self.rows = self.rows.take(pa.array(self.order))
+            self.order = None
+        return self.rows
 
 
 @contextlib.contextmanager
@@ -89,7 +106,7 @@ def decode_segments(
         last_ts = seg.ts_ns
     reassembler.finish(last_ts)
     sink.flush()
-    records, messages = build_connections(sink.conns)
+    records, messages, order = build_connections(sink.conns, sort=False)
     found = list(problems or [])
     found += [(frame, kind, f"connection {conn}: {detail}")
               for frame, conn, kind, detail in reassembler.problems]
@@ -97,9 +114,10 @@ def decode_segments(
         source=source,
         format=capture_format,
         packets=packets,
-        messages=messages,
+        rows=messages,
         connections=records,
         problems=found,
+        order=order,
     )
 
 
@@ -160,13 +178,13 @@ def _decode_fast(
         renumber(sink, mapping)
         extra = [_with_final_ids(t, mapping) for t in fast.bulk_tables]
         capture.problems.sort(key=lambda p: p.frame)  # the exact path's order: by frame
-        records, messages = build_connections(sink.conns, extra)
+        records, messages, order = build_connections(sink.conns, extra, sort=False)
         problems = _capture_problems(capture)
         problems += [(frame, kind, f"connection {mapping[conn + (1 << 40)]}: {detail}")
                      for frame, conn, kind, detail in fast.reassembler.problems]
         return DecodedCapture(source=capture.name, format=capture.format,
-                              packets=capture.frames, messages=messages,
-                              connections=records, problems=problems)
+                              packets=capture.frames, rows=messages,
+                              connections=records, problems=problems, order=order)
 
 
 def _with_final_ids(table, mapping: dict[int, int]):

@@ -404,7 +404,7 @@ class LiveCapture:
             packets, fmt = stream.frames, stream.format
         records, table = build_connections(states)
         decoded = DecodedCapture(source=f"live:{self.interface}", format=fmt, packets=packets,
-                                 messages=table, connections=records, problems=problems)
+                                 rows=table, connections=records, problems=problems)
         cap = Capture(decoded, reveal_passwords=self.reveal_passwords)
         with self._lock:
             if self._version == version:

@@ -78,6 +78,7 @@ from camprotool.protocol.catalogue import (
 from camprotool.protocol.codec import _NAME_RE, BodyDecoder, Decoder
 from camprotool.protocol.dialect import LINE, Dialect
 from camprotool.protocol.messages import Message
+from camprotool.protocol.packing import pack_ranges
 
 _STATUS_STRUCT = pa.struct([("camera_id", pa.large_string()), ("online", pa.bool_())])
 
@@ -672,16 +673,12 @@ def _take_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                  slots: np.ndarray | None = None, null: np.ndarray | None = None) -> pa.Array:
     """The byte ranges ``[starts, ends)`` of ``data`` (increasing, disjoint), packed.
 
-    One ``take`` of every other value of :func:`_tiles` copies just the
-    ranges. With ``slots`` (range numbers) and ``null`` (a mask) it builds
-    that array instead.
+    With ``slots`` (range numbers) and ``null`` (a mask) it builds that array
+    instead (:func:`camprotool.protocol.packing.pack_ranges`).
     """
     if not len(starts):
         return pa.nulls(0 if slots is None else len(slots), pa.large_binary())
-    tiles = _tiles(data, starts, ends)
-    if slots is None:
-        return tiles.take(pa.array(np.arange(0, len(tiles) + 1, 2, dtype=_I64)))
-    return tiles.take(pa.array(2 * slots, mask=null))
+    return pack_ranges(data, starts, ends, slots, null)
 
 
 @dataclass

@@ -85,7 +85,8 @@ def test_explicit_dialect_decodes_the_same(dialect):
     assert explicit.connections.index.tolist() == [0, 1, 2]
     assert (explicit.messages["conn"] == 1).any()
     ours = explicit.messages[explicit.messages["conn"] != 1].reset_index(drop=True)
-    ours["command"] = ours["command"].cat.remove_unused_categories()
+    # the HTTP connection adds non-commands to the category list
+    ours["command"] = ours["command"].cat.set_categories(auto.messages["command"].cat.categories)
     pd.testing.assert_frame_equal(ours, auto.messages)
     pd.testing.assert_frame_equal(explicit.connections.loc[[0, 2]], auto.connections)
 

@@ -38,7 +38,7 @@ from camprotool.protocol.codec import Decoder
 from camprotool.protocol.detect import _MAX_HITS, _NAMES, SAMPLE_SIZE
 from camprotool.protocol.dialect import Dialect
 
-DECODE, IGNORE, FALLBACK = 0, 1, 2
+DECODE, IGNORE, FALLBACK, DECODE_UTF8 = 0, 1, 2, 3  # DECODE: GBK fallback (ASCII samples)
 
 _NAME_BYTES = [n.encode() for n in _NAMES]
 _NAME_TABLE = np.zeros((len(_NAME_BYTES), max(map(len, _NAME_BYTES))), np.uint8)
@@ -98,26 +98,27 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
     used = np.zeros(len(g_sel), np.int64)
     K.last_newlines(groups.data, g_start, g_stop, used)
     speculative = dialect if dialect is not None else _LINE
-    table, owner, stream_end = _decode_lines(groups.data, g_start, used, speculative)
+    table, owner, stream_end = _decode_lines(groups.data, g_start, used, speculative, groups,
+                                             g_sel, ts, frames)
     tails = _tails(groups.data, g_start, used, g_len, speculative)
     # detection
     totals_arr = np.zeros((int(flows.max()) + 1 if len(flows) else 0, 2), np.int64)
-    verdict: dict[int, int] = {}
-    g_of = {(int(f), int(d)): j for j, (f, d) in enumerate(
-        zip(groups.flow[g_sel].tolist(), groups.direction[g_sel].tolist(), strict=True))}
+    verdict: dict[int, int]
     if dialect is None:
         n = len(capture_order)
         a_flow, a_c2s, a_s2c = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
         k = K.detection_attempts(pkt_flow, pkt_dir, pkt_len, n, a_flow, a_c2s, a_s2c,
                                  totals_arr)
-        good_end = _first_good_end(table, owner, stream_end, len(g_sel))
-        attempts: dict[int, list[tuple[int, int]]] = {}
-        for f, c, s in zip(a_flow[:k].tolist(), a_c2s[:k].tolist(), a_s2c[:k].tolist(),
-                           strict=True):
-            attempts.setdefault(f, []).append((c, s))
-        for f in flows.tolist():
-            verdict[f] = _detect(f, attempts.get(f, ()), totals_arr[f], g_of, g_start,
-                                 groups.data, good_end)
+        good_end = _first_end(table, owner, stream_end, len(g_sel), _clean_rows(table))
+        bad_end = _first_end(table, owner, stream_end, len(g_sel), _invalid_utf8_rows(table))
+        group_of = np.full((len(flows), 2), -1, np.int64)
+        pos = np.searchsorted(flows, groups.flow[g_sel])
+        group_of[pos, groups.direction[g_sel]] = np.arange(len(g_sel))
+        out = np.empty(len(flows), np.int64)
+        K.detect_flows(flows, group_of, np.searchsorted(flows, a_flow[:k]), a_c2s, a_s2c, k,
+                       totals_arr, groups.data, g_start, good_end, bad_end, _NAME_TABLE,
+                       _NAME_LEN, _PREFIX, _LINE.max_frame, _MAX_HITS, SAMPLE_SIZE, out)
+        verdict = dict(zip(flows.tolist(), out.tolist(), strict=True))
     else:
         K.detection_attempts(pkt_flow, pkt_dir, pkt_len, len(capture_order),
                              np.empty(len(capture_order), np.int64),
@@ -126,7 +127,8 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
         verdict = dict.fromkeys(flows.tolist(), DECODE)
     totals = {f: (int(totals_arr[f, 0]), int(totals_arr[f, 1])) for f in flows.tolist()}
     # rows of the decoded flows, tails included, stamped
-    keep_groups = np.array([verdict[int(f)] == DECODE for f in groups.flow[g_sel]], bool)
+    keep_groups = np.array([verdict[int(f)] in (DECODE, DECODE_UTF8)
+                            for f in groups.flow[g_sel]], bool)
     parts = []
     if table.num_rows:
         mask = keep_groups[owner]
@@ -147,26 +149,56 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
     own = np.concatenate([p[1] for p in parts])
     end = np.concatenate([p[2] for p in parts])
     if dialect is None:
-        rows = _reread_as_gbk(rows, own, groups, g_sel, fell_back)
+        ascii_flows = np.array([verdict[int(f)] == DECODE for f in groups.flow[g_sel]], bool)
+        rows = _reread_as_gbk(rows, own, groups, g_sel, fell_back, ascii_flows)
     return Outcome(verdict, _stamped(rows, own, end, groups, g_sel, g_start, ts, frames),
                    fell_back, totals)
 
 
-def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, dialect: Dialect
+def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, dialect: Dialect,
+                  groups: Groups, g_sel: np.ndarray, ts: np.ndarray, frames: np.ndarray,
                   ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """The complete lines of every group, decoded in one pass; owner group and stream end."""
+    """The complete lines of every group, decoded in one pass; owner group and stream end.
+
+    The lines are put in the order ``Capture.messages`` has (time, frame,
+    connection, stream offset) before decoding, so the decoded columns never
+    need reordering: moving bytes is cheaper than reordering typed columns.
+    """
     total = int(used.sum())
     if not total:
         empty = BulkDecoder(dialect).feed(b"")
         return empty, np.zeros(0, np.int64), np.zeros(0, np.int64)
     joined = np.empty(total, np.uint8)
     K.copy_ranges(data, g_start, used, joined)
-    table = BulkDecoder(dialect).feed(joined.tobytes())
     bounds = np.cumsum(used)
-    ends = table["end"].to_numpy()
+    cap = int(np.count_nonzero(joined == 0x0A))
+    starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    n = K.line_frames(joined, dialect.max_frame, starts, ends)
+    starts, ends = starts[:n], ends[:n]
     owner = np.searchsorted(bounds, ends, side="left")
     stream_end = ends - (bounds - used)[owner]
+    pkt = _completing_packet(owner, stream_end, groups, g_sel, g_start)
+    order = np.lexsort((stream_end, groups.flow[g_sel][owner], frames[pkt], ts[pkt]))
+    if np.any(order[1:] < order[:-1]):
+        lens = (ends - starts)[order]
+        dest = np.empty(n, np.int64)
+        dest[order] = np.cumsum(lens) - lens
+        moved = np.empty(int(lens.sum()), np.uint8)
+        K.scatter(joined, starts, ends - starts, dest, moved)
+        joined = moved
+        owner, stream_end = owner[order], stream_end[order]
+    table = BulkDecoder(dialect).feed(joined.tobytes())
+    if table.num_rows != n:  # cannot happen: the decoder frames lines as line_frames does
+        raise AssertionError(f"{table.num_rows} rows from {n} lines")
     return table, owner, stream_end
+
+
+def _completing_packet(own: np.ndarray, end: np.ndarray, groups: Groups, g_sel: np.ndarray,
+                       g_start: np.ndarray) -> np.ndarray:
+    """Window index of the packet that completed each row (``MessageSink._stamp``'s rule)."""
+    gi = g_sel[own]
+    j = np.searchsorted(groups.ends, g_start[own] + end, side="left")
+    return groups.order[np.minimum(j, groups.stop[gi] - 1)]
 
 
 def _tails(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, g_len: np.ndarray,
@@ -182,59 +214,39 @@ def _tails(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, g_len: np.nd
     return out
 
 
-def _first_good_end(table: pa.Table, owner: np.ndarray, stream_end: np.ndarray,
-                    groups: int) -> np.ndarray:
-    """Per group: the end of its first cleanly decoded frame of a known command (or max)."""
+def _clean_rows(table: pa.Table) -> np.ndarray:
+    """Rows the detector counts as clean: a known command, no error."""
+    if not table.num_rows:
+        return np.zeros(0, bool)
+    good = pc.and_(pc.is_null(table["error"]), pc.is_in(table["command"], _KNOWN))
+    return good.to_numpy(zero_copy_only=False)
+
+
+def _invalid_utf8_rows(table: pa.Table) -> np.ndarray:
+    """Rows the detector counts as badly encoded under UTF-8."""
+    if not table.num_rows:
+        return np.zeros(0, bool)
+    bad = pc.fill_null(pc.match_substring(table["error"], "invalid utf-8"), False)
+    return bad.to_numpy(zero_copy_only=False)
+
+
+def _first_end(table: pa.Table, owner: np.ndarray, stream_end: np.ndarray, groups: int,
+               which: np.ndarray) -> np.ndarray:
+    """Per group: the end of its first row among ``which`` (or the int64 maximum)."""
     out = np.full(groups, np.iinfo(np.int64).max, np.int64)
     if table.num_rows:
-        good = pc.and_(pc.is_null(table["error"]), pc.is_in(table["command"], _KNOWN))
-        good = good.to_numpy(zero_copy_only=False)
-        np.minimum.at(out, owner[good], stream_end[good])
+        np.minimum.at(out, owner[which], stream_end[which])
     return out
 
 
-def _detect(f: int, attempts, totals: np.ndarray, g_of: dict, g_start: np.ndarray,
-            data: np.ndarray, good_end: np.ndarray) -> int:
-    """The sink's detection for one flow: DECODE (line, UTF-8 with GBK fallback), IGNORE
-    or FALLBACK (a case only the sink's own detector can settle)."""
-    for c, s in attempts:
-        result = _attempt(f, (c, s), False, g_of, g_start, data, good_end)
-        if result is not None:
-            return result
-        if max(c, s) >= SAMPLE_SIZE:
-            return IGNORE
-    final = (min(int(totals[0]), SAMPLE_SIZE), min(int(totals[1]), SAMPLE_SIZE))
-    result = _attempt(f, final, True, g_of, g_start, data, good_end)
-    return IGNORE if result is None else result
-
-
-def _attempt(f: int, sizes: tuple[int, int], final: bool, g_of: dict, g_start: np.ndarray,
-             data: np.ndarray, good_end: np.ndarray) -> int | None:
-    found = False
-    for d, size in enumerate(sizes):
-        if not size:
-            continue
-        j = g_of.get((f, d))
-        lo = int(g_start[j])
-        if K.first_non_ascii(data, lo, lo + size) >= 0:
-            return FALLBACK  # the encoding trial decides: the sink's detector does it
-        framing = K.detect_framing(data, lo, lo + size, _NAME_TABLE, _NAME_LEN, _PREFIX,
-                                   _LINE.max_frame, _MAX_HITS)
-        if framing in (2, 3):
-            return FALLBACK
-        if framing == 1 and (final or good_end[j] <= size):
-            found = True
-    return DECODE if found else None
-
-
 def _reread_as_gbk(rows: pa.Table, own: np.ndarray, groups: Groups, g_sel: np.ndarray,
-                   fell_back: set[tuple[int, int]]) -> pa.Table:
+                   fell_back: set[tuple[int, int]], eligible: np.ndarray) -> pa.Table:
     """``MessageSink._reread_as_gbk`` for the rows of ASCII-detected flows."""
     errors = rows["error"]
     if errors.null_count == rows.num_rows:
         return rows
     suspects = pc.fill_null(pc.match_substring(errors, "invalid utf-8"), False)
-    idx = np.flatnonzero(suspects.to_numpy(zero_copy_only=False))
+    idx = np.flatnonzero(suspects.to_numpy(zero_copy_only=False) & eligible[own])
     if not len(idx):
         return rows
     gbk = _LINE_GBK
@@ -265,10 +277,7 @@ def _stamped(rows: pa.Table, own: np.ndarray, end: np.ndarray, groups: Groups,
              frames: np.ndarray) -> pa.Table:
     """Rows with flow, direction, and the ts and frame of the packet that completed each."""
     gi = g_sel[own]
-    pos = g_start[own] + end
-    j = np.searchsorted(groups.ends, pos, side="left")
-    j = np.minimum(j, groups.stop[gi] - 1)
-    pkt = groups.order[j]
+    pkt = _completing_packet(own, end, groups, g_sel, g_start)
     rows = rows.set_column(0, "end", pa.array(end, pa.int64()))
     return (rows.append_column("flow", pa.array(groups.flow[gi], pa.int64()))
             .append_column("dir", pa.array(groups.direction[gi].astype(np.int8)))

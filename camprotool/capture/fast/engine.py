@@ -34,8 +34,8 @@ from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
 
 _I64 = np.int64
-#: records per window: bounds the per-packet arrays (~120 bytes a packet)
-WINDOW = 1 << 18
+#: records per window: bounds the per-packet arrays (about 200 bytes a record)
+WINDOW = 1 << 19
 _SLOW_BASE = 1 << 40  # provisional ids of connections the exact reassembler opens
 _DIRS = ("c2s", "s2c")
 
@@ -387,10 +387,13 @@ class FastEngine:
             return None
         flow = w.half[sel] >> 1
         d = pkt_dir[sel].astype(_I64)
-        order = sel[np.lexsort((sel, d, flow))]
+        by_group = np.lexsort((sel, d, flow))
+        order = sel[by_group]
         lens = w.pay_len[order]
         data = np.empty(int(lens.sum()), np.uint8)
-        K.gather(self.buf, order, w.pay_off, w.pay_len, data)
+        dest = np.empty(len(sel), _I64)
+        dest[by_group] = np.cumsum(lens) - lens
+        K.scatter(self.buf, w.pay_off[sel], w.pay_len[sel], dest, data)
         key = (w.half[order] >> 1) * 2 + pkt_dir[order]
         cut = np.flatnonzero(np.diff(key)) + 1
         first = np.concatenate([[0], cut]).astype(_I64)
@@ -433,11 +436,12 @@ class FastEngine:
         info = ConnectionInfo(f, _ip_bytes(fam, int(k[1]), int(k[2])), int(k[3]),
                               _ip_bytes(fam, int(k[4]), int(k[5])), int(k[6]), True, ts, frame)
         auto = self.sink.dialect is None
+        fallback = _LINE_GBK if auto and out.verdict[f] == bulkflows.DECODE else None
         c2s, s2c = out.totals[f]
         self.sink.conns[f] = Settled(
             info, _LINE if auto else self.sink.dialect, close,
-            {"c2s": _SettledDir(c2s, (f, 0) in out.fell_back, _LINE_GBK if auto else None),
-             "s2c": _SettledDir(s2c, (f, 1) in out.fell_back, _LINE_GBK if auto else None)})
+            {"c2s": _SettledDir(c2s, (f, 0) in out.fell_back, fallback),
+             "s2c": _SettledDir(s2c, (f, 1) in out.fell_back, fallback)})
 
     def _fast_data(self, w: _Window, groups: bulkflows.Groups, whole: set[int]) -> None:
         """Flows not settled column-wise: chunks into the sink (chunk by chunk while it

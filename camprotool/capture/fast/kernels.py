@@ -330,6 +330,20 @@ def gather(buf, order, pay_off, pay_len, out):
 
 
 @njit(cache=True, nogil=True)
+def scatter(src, starts, lengths, dest, out):
+    """Copy ``src[starts[k]:starts[k]+lengths[k]]`` to ``out[dest[k]:]`` for every k.
+
+    Reading in source order and writing anywhere is several times faster than
+    the reverse when the source is a large file and the pieces are small.
+    """
+    for k in range(len(starts)):
+        m = lengths[k]
+        d = dest[k]
+        o = starts[k]
+        out[d:d + m] = src[o:o + m]
+
+
+@njit(cache=True, nogil=True)
 def first_non_ascii(data, lo, hi):
     """Offset of the first byte >= 0x80 in ``data[lo:hi]`` (relative to lo), or -1."""
     for i in range(lo, hi):
@@ -490,6 +504,68 @@ def copy_ranges(data, starts, lengths, out):
         at += m
 
 
+# verdicts of detect_flows (bulkflows.DECODE ...)
+V_DECODE, V_IGNORE, V_FALLBACK, V_DECODE_UTF8, V_NONE = 0, 1, 2, 3, -1
+
+
+@njit(cache=True, nogil=True)
+def _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, final, names, name_len, prefix,
+             limit, max_hits):
+    found = False
+    ascii_only = True
+    for d in range(2):
+        size = c if d == 0 else s
+        j = j0 if d == 0 else j1
+        if size == 0:
+            continue
+        lo = g_start[j]
+        if first_non_ascii(data, lo, lo + size) >= 0:
+            ascii_only = False
+            if bad_end[j] <= size:
+                return V_FALLBACK
+        framing = detect_framing(data, lo, lo + size, names, name_len, prefix, limit, max_hits)
+        if framing == 2 or framing == 3:
+            return V_FALLBACK
+        if framing == 1 and (final or good_end[j] <= size):
+            found = True
+    if not found:
+        return V_NONE
+    return V_DECODE if ascii_only else V_DECODE_UTF8
+
+
+@njit(cache=True, nogil=True)
+def detect_flows(flows, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals, data, g_start,
+                 good_end, bad_end, names, name_len, prefix, limit, max_hits, sample, out):
+    """``bulkflows._detect`` for every flow at once (see there).
+
+    ``group_of[k]``: the group of flow ``flows[k]``'s (c2s, s2c) stream (-1: none);
+    ``a_pos``: position in ``flows`` of each attempt's flow, attempts grouped by
+    flow in order.
+    """
+    a = 0
+    for k in range(len(flows)):
+        f = flows[k]
+        j0 = group_of[k, 0]
+        j1 = group_of[k, 1]
+        verdict = V_NONE
+        while a < n_attempts and a_pos[a] < k:
+            a += 1
+        while a < n_attempts and a_pos[a] == k:
+            if verdict == V_NONE:
+                verdict = _attempt(data, g_start, good_end, bad_end, j0, j1, a_c2s[a],
+                                   a_s2c[a], False, names, name_len, prefix, limit, max_hits)
+                if verdict == V_NONE and max(a_c2s[a], a_s2c[a]) >= sample:
+                    verdict = V_IGNORE
+            a += 1
+        if verdict == V_NONE:
+            verdict = _attempt(data, g_start, good_end, bad_end, j0, j1,
+                               min(totals[f, 0], sample), min(totals[f, 1], sample), True,
+                               names, name_len, prefix, limit, max_hits)
+            if verdict == V_NONE:
+                verdict = V_IGNORE
+        out[k] = verdict
+
+
 _warm = False
 
 
@@ -528,4 +604,33 @@ def warm_up() -> None:
     detection_attempts(i64, i64, i64, 0, i64, i64, i64, np.zeros((1, 2), np.int64))
     last_newlines(u8, i64[:0], i64[:0], i64[:0])
     copy_ranges(u8, i64[:0], i64[:0], u8)
+    line_frames(u8, 16, i64, i64)
+    scatter(ro, i64[:0], i64[:0], i64[:0], u8)
+    scatter(u8, i64[:0], i64[:0], i64[:0], u8)
+    detect_flows(i64[:0], np.zeros((0, 2), np.int64), i64, i64, i64, 0,
+                 np.zeros((1, 2), np.int64), u8, i64, i64, i64, names, np.ones(1, np.int64),
+                 u8[:2], 16, 32, 65536, i64)
+    from camprotool.protocol.packing import pack_ranges
+
+    pack_ranges(u8, i64[:0], i64[:0])
+    pack_ranges(u8, i64[:0], i64[:0], i64[:0], np.zeros(0, np.bool_))
     _warm = True
+
+
+@njit(cache=True, nogil=True)
+def line_frames(data, limit, starts, ends):
+    """The frames ``bulk._walk_lines`` finds in ``data`` (which ends with ``\\n``):
+    lines that carry bytes (not just ``\\r``) or are longer than ``limit``.
+    Fills ``starts``/``ends`` (just past the ``\\n``); returns how many."""
+    k = 0
+    start = 0
+    for q in range(len(data)):
+        if data[q] != 0x0A:
+            continue
+        body_end = q - 1 if q > start and data[q - 1] == 0x0D else q
+        if body_end > start or q - start > limit:
+            starts[k] = start
+            ends[k] = q + 1
+            k += 1
+        start = q + 1
+    return k
