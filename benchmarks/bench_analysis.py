@@ -1,6 +1,6 @@
 """Decode a large capture, then build every analysis table: how long each takes.
 
-    .venv/bin/python benchmarks/bench_analysis.py [--messages N] [--repeat R]
+    .venv/bin/python benchmarks/bench_analysis.py [--messages N] [--repeat R] [--reference]
 
 The capture (cached in the temp directory as
 ``camprotool-bench-analysis-N.pcapng``) holds about N protocol messages on many
@@ -13,10 +13,13 @@ and the rule checker has work to do.
 
 Printed: the time to decode (``read_capture`` + ``.messages`` +
 ``.connections``) and the time to build the analysis tables (``sessions``,
-``sync``, ``transfers``, ``status``, ``alarms``, ``violations``) on the
-decoded capture, each table's own share, and the row counts. The analysis is
-timed ``--repeat`` times on fresh ``Capture`` objects sharing the decoded
-data (best run reported), the decode once.
+``sync``, ``transfers``, ``status``, ``alarms``, ``violations``, ``notes``)
+on the decoded capture, each table's own share, and the row counts. The
+analysis is timed ``--repeat`` times on fresh ``Capture`` objects sharing the
+decoded data (best run reported), the decode once. ``--reference`` also times
+the rule check by the session machines alone (``RuleCheck(engine="reference")``,
+what ``violations`` cost before the column-wise engine) and checks that both
+engines give the same ``violations`` and ``notes``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 from camprotool.analysis.capture import Capture, read_capture
+from camprotool.analysis.violations import RuleCheck
 from camprotool.capture.writer import PcapngWriter
 from camprotool.protocol.codec import encode
 
@@ -36,7 +40,7 @@ T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
 S = 1_000 * MS
 SERVER = "10.9.9.9"
-TABLES = ("sessions", "sync", "transfers", "status", "alarms", "violations")
+TABLES = ("sessions", "sync", "transfers", "status", "alarms", "violations", "notes")
 
 
 def make_capture(path: Path, messages: int) -> int:
@@ -120,6 +124,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--reference", action="store_true",
+                        help="also time the session machines' rule check (one run)")
     args = parser.parse_args()
     path = Path(tempfile.gettempdir()) / f"camprotool-bench-analysis-{args.messages}.pcapng"
     if not path.exists():
@@ -153,6 +159,25 @@ def main() -> None:
           f"({analysis_s / decode_s:.1%} of decode; best of {args.repeat})")
     for name in TABLES:
         print(f"  {name:<11} {best[name]:8.3f} s  {rows[name]:>10,} rows")
+    if args.reference:
+        reference(cap, fresh)
+
+
+def reference(cap: Capture, fast: Capture) -> None:
+    """Time the machines' rule check (violations + notes) and compare it with the fast one."""
+    timeout = cap.heartbeat_timeout
+    gaps = {r.conn: r.first_gap_s2c for r in cap.decoded.connections
+            if r.first_gap_s2c is not None}
+
+    def check():
+        c = RuleCheck(cap.decoded.messages, cap.messages, cap.connections, engine="reference",
+                      first_gap_s2c=gaps, heartbeat_timeout_ns=int(timeout * 1e9))
+        return c.violations(), c.notes()
+
+    dt, (violations, notes) = timed(check)
+    same = violations.equals(fast.violations) and notes.equals(fast.notes)
+    print(f"reference rule check (the session machines, one run): {dt:8.2f} s  "
+          f"(violations + notes; {'identical' if same else 'DIFFERENT'} to the fast engine)")
 
 
 if __name__ == "__main__":

@@ -48,8 +48,8 @@ class Prep:
         self.ts = np.asarray(messages["ts"].array.asi8, np.int64)
         self.c2s = _is(messages["direction"], "c2s")
         self.s2c = ~self.c2s
-        self._codes = messages["command"].cat.codes.to_numpy()
-        self._cat = {str(c): i for i, c in enumerate(messages["command"].cat.categories)}
+        self._codes, names = _factorize(messages["command"])
+        self._cat = {name: i for i, name in enumerate(names)}
         self.ok = messages["error"].isna().to_numpy()  # decoded without any error
         self.channel = {name: _is(messages["channel"], name) for name in ("main", "data")}
         # per connection id (ids may have gaps): start, end, channel
@@ -79,11 +79,26 @@ class Prep:
         return self.messages[name].array
 
 
+def _factorize(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and the names they stand for, whatever the column's dtype.
+
+    A category column (any category list, used or not) gives its own codes
+    at no cost; object, ``str`` and Arrow string columns are factorized.
+    """
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes.to_numpy(), [str(c) for c in col.cat.categories]
+    codes, uniques = pd.factorize(col)
+    return codes, [str(u) for u in uniques]
+
+
 def _is(col: pd.Series, value: str) -> np.ndarray:
-    cats = list(col.cat.categories)
-    if value not in cats:
-        return np.zeros(len(col), bool)
-    return col.cat.codes.to_numpy() == cats.index(value)
+    """Mask of the rows equal to ``value`` (category, object or Arrow string column)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = list(col.cat.categories)
+        if value not in cats:
+            return np.zeros(len(col), bool)
+        return col.cat.codes.to_numpy() == cats.index(value)
+    return col.eq(value).to_numpy(dtype=bool, na_value=False)
 
 
 def take(values: pd.api.extensions.ExtensionArray | np.ndarray, pos: np.ndarray,
@@ -556,7 +571,7 @@ def build_alarms(p: Prep, sessions: SessionIndex, status: pd.DataFrame) -> pd.Da
     """Alarm pushes, each with its camera's last known status (``pd.merge_asof``)."""
     m = p.messages
     pos = np.flatnonzero(p.s2c & p.ok & p.cmd("PrushCaramerAlarmInfo"))
-    camera = take(m["camera_id"].array, pos)
+    camera = take(m["camera_id"].array, pos).astype("str")  # status's dtype: merge keys match
     alarms = pd.DataFrame({"message": pos, "camera_id": camera})
     known = status[["message", "camera_id", "online"]]
     if len(alarms) and len(known):

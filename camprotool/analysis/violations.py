@@ -1,11 +1,14 @@
 """``Capture.violations``: the protocol core's session machines run over a whole capture.
 
-Nothing here judges a rule: every row comes from
-:class:`~camprotool.protocol.rules.MainSession` (one per main connection) or
-:class:`~camprotool.protocol.rules.DataSession` (one per data connection),
-fed that connection's messages in order. This module only rebuilds the
-decoded ``Message`` objects from the capture's columns and decides what each
-machine is told about its connection:
+Every row is what :class:`~camprotool.protocol.rules.MainSession` (one per
+main connection) or :class:`~camprotool.protocol.rules.DataSession` (one per
+data connection) finds when fed that connection's messages in order. With
+``engine="reference"`` that is literally how they are found; the default
+``engine="fast"`` computes the same rows column-wise
+(:mod:`camprotool.analysis.fastrules`) and feeds only the connections it does
+not model to the machines, because one Python call per message is too slow
+for a million messages. This module decides what each machine is told about
+its connection, and rebuilds the decoded ``Message`` objects the machines need:
 
 * ``MainSession(start_seen=handshake_seen)``: a connection whose opening was
   not captured began logged in, so it never reports ``before_login``; when
@@ -35,7 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from camprotool.analysis import schema
+from camprotool.analysis import fastrules, schema
+from camprotool.analysis.judging import DATA, MAIN, ConnInfo, Found, Noted
 from camprotool.analysis.masking import SECRET_POSITIONS, mask_params
 from camprotool.protocol.catalogue import COMMANDS, Layout, spec_for
 from camprotool.protocol.messages import (
@@ -123,46 +127,83 @@ def _chunks(conn_sorted: np.ndarray, size: int) -> Iterator[tuple[int, int]]:
         a = b
 
 
+ENGINES = ("fast", "reference")
+
+
 class RuleCheck:
-    """Run the session machines over a capture; ``violations`` and ``notes`` frames."""
+    """Judge a capture by the session rules; ``violations`` and ``notes`` frames.
+
+    ``engine="fast"`` (the default) computes the machines' findings column-wise
+    (:mod:`camprotool.analysis.fastrules`) and feeds only the connections it
+    does not model to the machines; ``engine="reference"`` feeds every
+    connection to the machines, one message at a time. Both give the same
+    frames (tests/analysis/test_fastrules.py): the reference is the definition.
+    """
 
     def __init__(self, table: pa.Table, messages: pd.DataFrame, connections: pd.DataFrame,
                  *, heartbeat_timeout_ns: int | None = DEFAULT_HEARTBEAT_TIMEOUT_NS,
                  reveal_passwords: bool = False,
-                 first_gap_s2c: dict[int, int] | None = None) -> None:
+                 first_gap_s2c: dict[int, int] | None = None, engine: str = "fast") -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
         self.table = table
         self.first_gap_s2c = first_gap_s2c or {}
         self.reveal_passwords = reveal_passwords
         self.messages = messages
         self.connections = connections
         self.heartbeat_timeout_ns = heartbeat_timeout_ns
-        self.found: list[tuple[str, int, str]] = []  # (rule, message, detail)
-        self.noted: list[tuple[int, str]] = []  # (message, detail)
+        self.engine = engine
+        self.found: list[Found] = []  # (message, rank, rule, detail)
+        self.noted: list[Noted] = []  # (message, rank, detail)
         self._run()
+        self.found.sort(key=lambda v: (v[0], v[1]))
+        self.noted.sort(key=lambda v: (v[0], v[1]))
 
+    # -- what each connection's machine is told
     def _announced(self) -> dict[int, bool | None]:
-        """``announced`` per data connection, by the rules' own helper."""
+        """``announced`` per data connection, by the rules' own helper.
+
+        The fast engine asks the helper only about the connections
+        :func:`~camprotool.analysis.fastrules.ports_announced` cannot settle.
+        """
         c = self.connections
         m = self.messages
         ok = ((m["channel"] == "main") & (m["direction"] == "s2c")
-              & (m["command"] == "ReturnDataSocketPort") & m["error"].isna()).to_numpy()
+              & (m["command"] == "ReturnDataSocketPort") & m["error"].isna()).to_numpy(bool)
         pos = np.flatnonzero(ok)
-        client_ip = dict(zip(c["conn"].tolist(), c["client_ip"].tolist(), strict=True))
-        by_ip: dict[str, list[Announcement]] = defaultdict(list)
-        ports = m["port"].array.take(pos)
-        ts = m["ts"].array.asi8[pos]
-        for i, conn, port, t in zip(pos.tolist(), m["conn"].to_numpy()[pos].tolist(),
-                                    ports.tolist(), ts.tolist(), strict=True):
-            by_ip[client_ip[conn]].append(
-                Announcement(None if port is pd.NA else int(port), i, t, conn))
-        data = c[c["channel"] == "data"]
+        ip_of = pd.Series(c["client_ip"].to_numpy(object), index=c["conn"].to_numpy(np.int64))
+        ann_conn = m["conn"].to_numpy(np.int64)[pos]
+        ann_ip = ip_of.reindex(ann_conn).to_numpy(object)
+        ann_port = m["port"].array.take(pos).to_numpy(np.int64, na_value=-1)
+        ann_ts = np.asarray(m["ts"].array.asi8, np.int64)[pos]
+        data = c[(c["channel"] == "data").to_numpy(bool)]
+        ids = data["conn"].to_numpy(np.int64)
+        ports = data["server_port"].tolist()
+        starts = np.asarray(data["start"].array.asi8, np.int64)
+        ips = data["client_ip"].to_numpy(object)
+        if self.engine == "fast":
+            settled = fastrules.ports_announced(
+                ann_ip, ann_conn, ann_port, ann_ts, ips,
+                data["server_port"].to_numpy(np.int64, na_value=-1), starts)
+        else:
+            settled = np.full(len(ids), fastrules.ASK, np.int8)
+        known = data["announced"].notna().to_numpy(bool)
         out: dict[int, bool | None] = {}
-        for conn, ip, port, start, known in zip(
-                data["conn"].tolist(), data["client_ip"].tolist(),
-                data["server_port"].tolist(), data["start"].array.asi8.tolist(),
-                data["announced"].tolist(), strict=True):
-            out[conn] = None if known is pd.NA else data_port_announced(port, start,
-                                                                         by_ip.get(ip, ()))
+        by_ip: dict[str, list[Announcement]] | None = None
+        for k, conn in enumerate(ids.tolist()):
+            if not known[k]:
+                out[conn] = None
+            elif settled[k] != fastrules.ASK:
+                out[conn] = bool(settled[k])
+            else:
+                if by_ip is None:
+                    by_ip = defaultdict(list)
+                    for i, a_conn, port, t, ip in zip(
+                            pos.tolist(), ann_conn.tolist(), ann_port.tolist(),
+                            ann_ts.tolist(), ann_ip.tolist(), strict=True):
+                        by_ip[ip].append(Announcement(None if port < 0 else port, i, t, a_conn))
+                out[conn] = data_port_announced(ports[k], int(starts[k]),
+                                                by_ip.get(ips[k], ()))
         return out
 
     def _login_answer_lost(self) -> set[int]:
@@ -174,49 +215,81 @@ class RuleCheck:
         if not self.first_gap_s2c:
             return set()
         m = self.messages
-        answers = m[(m["direction"] == "s2c") & m["command"].isin(("LoginOk", "LoginError"))]
+        answers = m[((m["direction"] == "s2c")
+                     & m["command"].isin(("LoginOk", "LoginError"))).to_numpy(bool)]
         first_answer = answers.groupby("conn")["stream_offset"].min().to_dict()
         return {conn for conn, gap in self.first_gap_s2c.items()
                 if conn not in first_answer or first_answer[conn] > gap}
 
-    def _sessions(self) -> dict[int, tuple[MainSession | DataSession, bool]]:
+    def _conn_info(self, size: int) -> ConnInfo:
         c = self.connections
-        announced = self._announced()
-        lost_login = self._login_answer_lost()
-        sessions: dict[int, tuple[MainSession | DataSession, bool]] = {}
-        for conn, channel, seen, start, reason, port in zip(
-                c["conn"].tolist(), c["channel"].tolist(), c["handshake_seen"].tolist(),
-                c["start"].array.asi8.tolist(), c["close_reason"].tolist(),
-                c["server_port"].tolist(), strict=True):
-            closed = reason in CLOSED
-            if channel == "main":
-                seen = seen and conn not in lost_login
-                sessions[conn] = (MainSession(start_seen=seen,
-                                              heartbeat_timeout_ns=self.heartbeat_timeout_ns,
-                                              opened_ns=start if seen else None), closed)
-            elif channel == "data":
-                sessions[conn] = (DataSession(announced=announced[conn], start_seen=seen,
-                                              port=port), closed)
-        return sessions
+        ids = c["conn"].to_numpy(np.int64)
+        main = (c["channel"] == "main").to_numpy(bool)
+        data = (c["channel"] == "data").to_numpy(bool)
+        lost = np.isin(ids, np.fromiter(self._login_answer_lost(), np.int64))
+        kind = np.full(size, -1, np.int8)
+        kind[ids[main]] = MAIN
+        kind[ids[data]] = DATA
+        start_seen = np.zeros(size, bool)
+        start_seen[ids] = c["handshake_seen"].to_numpy(bool) & ~(main & lost)
+        opened = np.zeros(size, np.int64)
+        opened[ids] = c["start"].array.asi8
+        announced = np.full(size, -1, np.int8)
+        for conn, known in self._announced().items():
+            if known is not None:
+                announced[conn] = known
+        closed = np.zeros(size, bool)
+        closed[ids] = c["close_reason"].isin(CLOSED).to_numpy(bool)
+        port = dict(zip(ids[data].tolist(), c["server_port"][data].tolist(), strict=True))
+        return ConnInfo(kind, start_seen, opened, announced, closed, port)
 
+    def _machine(self, conn: int, info: ConnInfo) -> MainSession | DataSession:
+        seen = bool(info.start_seen[conn])
+        if info.kind[conn] == MAIN:
+            return MainSession(start_seen=seen, heartbeat_timeout_ns=self.heartbeat_timeout_ns,
+                               opened_ns=int(info.opened_ns[conn]) if seen else None)
+        known = int(info.announced[conn])
+        return DataSession(announced=None if known < 0 else bool(known), start_seen=seen,
+                           port=info.port[conn])
+
+    # -- judging
     def _run(self) -> None:
-        sessions = self._sessions()
         m = self.messages
         conn = m["conn"].to_numpy(np.int64)
-        judged = np.isin(conn, np.fromiter(sessions, np.int64, len(sessions)))
+        ids = self.connections["conn"].to_numpy(np.int64)
+        size = int(max(ids.max(initial=-1), conn.max(initial=-1))) + 1
+        info = self._conn_info(size)
+        judged = info.kind[conn] >= 0
         pos = np.flatnonzero(judged)
         # each connection in capture order (frame, stream offset), not by ts: a clock
         # stepping backwards reorders timestamps, never a TCP stream
         frame = m["frame"].to_numpy(np.int64)
         offset = m["stream_offset"].to_numpy(np.int64)
-        pos = pos[np.lexsort((offset[pos], frame[pos], conn[pos]))]
+        c2s = (m["direction"] == "c2s").to_numpy(bool)
+        ts = np.asarray(m["ts"].array.asi8, np.int64)
+        if self.engine == "reference":
+            pos = pos[np.lexsort((offset[pos], frame[pos], conn[pos]))]
+            self._run_machines(pos, conn, c2s, ts, info, np.flatnonzero(info.kind >= 0))
+            return
+        pos = fastrules.capture_order(pos, conn, frame, offset)
+        judgement = fastrules.judge(pos, self.table, info, c2s=c2s, ts=ts, conn=conn,
+                                    heartbeat_timeout_ns=self.heartbeat_timeout_ns)
+        self.found.extend(judgement.found)
+        self.noted.extend(judgement.noted)
+        left = judgement.machine_conns
+        if len(left):
+            self._run_machines(pos[np.isin(conn[pos], left)], conn, c2s, ts, info, left)
+
+    def _run_machines(self, pos: np.ndarray, conn: np.ndarray, c2s: np.ndarray,
+                      ts: np.ndarray, info: ConnInfo, conns: np.ndarray) -> None:
+        """Feed connections ``conns`` (rows ``pos``, in capture order) to the machines."""
+        sessions = {c: self._machine(c, info) for c in conns.tolist()}
         conn_sorted = conn[pos]
-        c2s = (m["direction"] == "c2s").to_numpy()
-        ts = m["ts"].array.asi8
         columns = ["command", "params", "error", *dict.fromkeys(
             f for spec in COMMANDS for f in spec.field_names)]
         table = self.table.select(columns)
         found, noted = self.found, self.noted
+        rank = len(found) + len(noted)  # a running number: the machines' own order
         for a, b in _chunks(conn_sorted, CHUNK_ROWS):
             rows = pos[a:b]
             msgs = rebuild_messages(table.take(pa.array(rows)))
@@ -226,38 +299,46 @@ class RuleCheck:
             starts = np.flatnonzero(np.r_[True, conn_sorted[a + 1:b] != conn_sorted[a:b - 1]])
             ends = np.r_[starts[1:], b - a]
             for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-                session, closed = sessions.pop(int(conn_sorted[a + s]))
+                key = int(conn_sorted[a + s])
+                session = sessions.pop(key)
                 on = session.on_message
                 for i, d, msg, t in zip(idx[s:e], dirs[s:e], msgs[s:e], times[s:e],
                                         strict=True):
-                    v = on(i, d, msg, t)
-                    if v:
-                        found.extend(v)
-                if closed:
-                    found.extend(session.on_close())
-                noted.extend(session.notes)
-        for session, closed in sessions.values():  # connections without messages
-            if closed:
-                found.extend(session.on_close())
+                    for v in on(i, d, msg, t):
+                        found.append((v.message, rank, v.rule, v.detail))
+                        rank += 1
+                if info.closed[key]:
+                    for v in session.on_close():
+                        found.append((v.message, rank, v.rule, v.detail))
+                        rank += 1
+                for note in session.notes:
+                    noted.append((note.message, rank, note.detail))
+                    rank += 1
+        for key, session in sessions.items():  # connections without messages
+            if info.closed[key]:
+                for v in session.on_close():
+                    found.append((v.message, rank, v.rule, v.detail))
+                    rank += 1
 
     def violations(self) -> pd.DataFrame:
         rules = list(RULES)
         order = {r: i for i, r in enumerate(rules)}
-        rows = sorted(self.found, key=lambda v: v[1])  # stable: the machines' order per message
-        message = np.array([v[1] for v in rows], np.int64)
+        rows = self.found  # sorted by message, each message's in the machines' order
+        message = np.array([v[0] for v in rows], np.int64)
         columns = {
-            "rule": pd.Categorical.from_codes([order[v[0]] for v in rows], categories=rules),
+            "rule": pd.Categorical.from_codes(np.array([order[v[2]] for v in rows], np.int64),
+                                              categories=rules),
             "message": message,
             **self._where(message),
-            "detail": pd.array(self._masked(message, [v[2] for v in rows]), dtype="str"),
+            "detail": pd.array(self._masked(message, [v[3] for v in rows]), dtype="str"),
         }
         return schema.conform(pd.DataFrame(columns), schema.VIOLATIONS)
 
     def notes(self) -> pd.DataFrame:
-        rows = sorted(self.noted, key=lambda v: v[0])
+        rows = self.noted
         message = np.array([v[0] for v in rows], np.int64)
         columns = {"message": message, **self._where(message),
-                   "detail": pd.array(self._masked(message, [v[1] for v in rows]), dtype="str")}
+                   "detail": pd.array(self._masked(message, [v[2] for v in rows]), dtype="str")}
         return schema.conform(pd.DataFrame(columns), schema.NOTES)
 
     def _masked(self, message: np.ndarray, details: list[str]) -> list[str]:

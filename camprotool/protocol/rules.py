@@ -2,12 +2,16 @@
 # Session rules: the main and data connection state machines
 ################################################################
 #
-# Rule 1: every protocol rule of PROTOCOL.md section 5 is judged here and
-# nowhere else. Capture checking, the emulated server (judging what clients
-# send) and our client (judging what servers send) all feed these machines,
-# so a rule is written once. As much as possible is table data
-# (MAIN_TRANSITIONS, DATA_TRANSITIONS); what does not fit a table (counting
-# transfer progress, timing heartbeats) is plain code in this file.
+# Rule 1: every protocol rule of PROTOCOL.md section 5 is defined here.
+# Capture checking, the emulated server (judging what clients send) and our
+# client (judging what servers send) all feed these machines, so a rule is
+# written once. As much as possible is table data (MAIN_TRANSITIONS,
+# DATA_TRANSITIONS); what does not fit a table (counting transfer progress,
+# timing heartbeats) is plain code in this file. One exception, for speed:
+# camprotool.analysis.fastrules computes these machines' findings for a whole
+# capture column-wise. It is held to their exact rows by tests, says every
+# sentence through the text_* functions below, and hands what it does not
+# model back to the machines; a change of rule here needs the same change there.
 #
 # Rule 2: a peer's mistake is a value, never an exception. ``on_message``
 # returns a list of ``Violation``; it raises only when the *caller* misuses
@@ -274,6 +278,126 @@ def _who(direction: str) -> str:
     return "the client" if direction == C2S else "the server"
 
 
+# ------------------------------------------------------------------ sentences
+# Every violation detail and note, written once. The machines below say them one
+# message at a time; camprotool.analysis.fastrules, which judges a whole capture
+# column-wise and must give the machines' exact rows, says them through these too.
+
+
+def text_unknown(command: str, error: str | None) -> str:
+    what = f"undecodable frame ({error})" if error else f"unknown command {command!r}"
+    return f"{what}: not judged by the session rules"
+
+
+def text_malformed(command: str, params: str, field_error: str) -> str:
+    return f"{command} parameters {params[:80]!r}: {field_error}"
+
+
+def text_not_a_param_error(command: str, error: str) -> str:
+    return f"{command} decoded with an error that is not a parameter problem: {error}"
+
+
+def text_too_many_ids(count: int) -> str:
+    return (f"CheckCaramerOnlineStatus names {count} camera ids, more than the "
+            f"{MAX_STATUS_IDS} allowed")
+
+
+def text_before_login(name: str, direction: str, state: str) -> str:
+    return f"{name} from {_who(direction)} before the login succeeded (state {state})"
+
+
+def text_heartbeat_gap(silence_ns: int, since_index: int | None, timeout_ns: int) -> str:
+    since = f"its message {since_index}" if since_index is not None else "the connection opened"
+    return (f"the client was silent for {_seconds(silence_ns)} since {since}, longer than "
+            f"the {_seconds(timeout_ns)} heartbeat timeout")
+
+
+def text_unanswered(answer: str, request: str) -> str:
+    """A note: an answer that finds no request waiting."""
+    return f"{answer} answers no {request}"
+
+
+def text_unannounced(port: object) -> str:
+    where = f"port {port}" if port is not None else "its port"
+    return f"first message of a data connection to {where}, which no ReturnDataSocketPort announced"
+
+
+def text_not_expected(name: str, direction: str, state: str) -> str:
+    return f"{name} from {_who(direction)} not expected in a data connection in state {state}"
+
+
+def text_total_changed(command: str, old: int, new: int) -> str:
+    return f"{command} total changed from {old} to {new}"
+
+
+def text_exceeds_total(command: str, current: int, total: int) -> str:
+    return f"{command} current {current} exceeds total {total}"
+
+
+def text_upload_current(current: int, expected: int, first: bool) -> str:
+    """``first``: no UploadCaramer came before this one."""
+    why = "the first must be 1" if expected == 1 and first else f"the previous was {expected - 1}"
+    return f"UploadCaramer current {current}, expected {expected} ({why})"
+
+
+def text_upload_after_complete(current: int) -> str:
+    return f"UploadCaramer {current} after the transfer was complete"
+
+
+def text_upload_camera(name: str, camera: str, req_camera: str, req_index: int,
+                       req_position: int) -> str:
+    return (f"{name} names camera {camera!r} but answers UploadCaramer {req_camera!r} "
+            f"(message {req_index}, current {req_position})")
+
+
+def text_upload_total(name: str, total: int, req_total: int, req_index: int) -> str:
+    return (f"{name} total {total} differs from total {req_total} of the UploadCaramer it "
+            f"answers (message {req_index})")
+
+
+def text_upload_synced(name: str, synced: int, position: int) -> str:
+    return (f"{name} synced {synced} answers camera {position}: synced should count every "
+            "camera processed (PROTOCOL.md section 4)")
+
+
+def text_download_request(downloaded: int, expected: int, requests: int, answers: int) -> str:
+    """``requests``/``answers``: transfer requests and answers seen before this request."""
+    if not answers and not requests:
+        why = "the first request must ask from 0"
+    elif answers:
+        why = f"it must echo the previous DownloadSucess current {expected}"
+    else:
+        why = f"no camera was received yet, so {expected}"
+    return f"DownLoadCaramer {downloaded}, expected {expected} ({why})"
+
+
+def text_download_past_end(downloaded: int, total: int | None) -> str:
+    return f"DownLoadCaramer {downloaded} asks past the end (all {total} cameras received)"
+
+
+def text_download_current(current: int, expected: int, req_position: int | None,
+                          req_index: int | None) -> str:
+    """``req_*``: the DownLoadCaramer answered, None when none was waiting."""
+    asked = (f"it answers DownLoadCaramer {req_position} (message {req_index})"
+             if req_position is not None else f"the previous current was {expected - 1}")
+    return f"DownloadSucess current {current}, expected {expected} ({asked})"
+
+
+def text_incomplete(kind: str, synced: int, total: int | None, pending: int,
+                    first_pending: int | None) -> str:
+    """``kind``: 'upload' or 'download'; ``first_pending``: the oldest unanswered request."""
+    if total is not None:
+        verb = "uploaded" if kind == "upload" else "downloaded"
+        detail = f"the data connection closed after {synced} of {total} cameras were {verb}"
+    else:
+        detail = "the data connection closed before the total was known"
+    if pending:
+        what = "UploadCaramer" if kind == "upload" else "DownLoadCaramer"
+        detail += (f"; {pending} {what} request(s) unanswered, the first at "
+                   f"message {first_pending}")
+    return detail
+
+
 class _Findings:
     """Violations of one message, at most one per rule, in RULES order."""
 
@@ -313,9 +437,7 @@ class _Session(ABC):
         found = _Findings(index)
         self._step(found, direction, msg, ts_ns)
         if msg.spec is None:
-            what = (f"undecodable frame ({msg.error})" if msg.error
-                    else f"unknown command {msg.command!r}")
-            self.note(index, f"{what}: not judged by the session rules")
+            self.note(index, text_unknown(msg.command, msg.error))
         else:
             _message_rules(found, msg, self)
         self.messages += 1
@@ -335,14 +457,11 @@ def _message_rules(found: _Findings, msg: Message, session: _Session) -> None:
     if msg.error is not None:
         _, field_error = parse_params(msg.spec, msg.params)
         if field_error:
-            found.add("malformed_params", f"{msg.command} parameters {msg.params[:80]!r}: "
-                                          f"{field_error}")
+            found.add("malformed_params", text_malformed(msg.command, msg.params, field_error))
         else:
-            session.note(found.index, f"{msg.command} decoded with an error that is not a "
-                                      f"parameter problem: {msg.error}")
+            session.note(found.index, text_not_a_param_error(msg.command, msg.error))
     if msg.command == "CheckCaramerOnlineStatus" and len(msg.ids or ()) > MAX_STATUS_IDS:
-        found.add("check_too_many_ids", f"CheckCaramerOnlineStatus names {len(msg.ids)} camera "
-                                        f"ids, more than the {MAX_STATUS_IDS} allowed")
+        found.add("check_too_many_ids", text_too_many_ids(len(msg.ids)))
 
 
 # ------------------------------------------------------------------ main connection
@@ -420,9 +539,8 @@ class MainSession(_Session):
             self.state = nxt
             return
         if self.state in _PRE_LOGIN:
-            found.add("before_login", f"{spec.name} from {_who(direction)} before the login "
-                                      f"succeeded (state {self.state})")
-        odd = _oddity(spec, direction, Channel.MAIN)
+            found.add("before_login", text_before_login(spec.name, direction, self.state))
+        odd = text_oddity(spec, direction, Channel.MAIN)
         if odd:  # in logged_in only a misplaced command can miss the table
             self.note(found.index, odd)
 
@@ -430,11 +548,8 @@ class MainSession(_Session):
         last = self.last_client_ns
         timeout = self.heartbeat_timeout_ns
         if last is not None and timeout is not None and ts_ns - last > timeout:
-            since = (f"its message {self._last_client_index}"
-                     if self._last_client_index is not None else "the connection opened")
-            found.add("heartbeat_gap", f"the client was silent for {_seconds(ts_ns - last)} "
-                                       f"since {since}, longer than the "
-                                       f"{_seconds(timeout)} heartbeat timeout")
+            found.add("heartbeat_gap",
+                      text_heartbeat_gap(ts_ns - last, self._last_client_index, timeout))
         self.last_client_ns = ts_ns if last is None else max(last, ts_ns)
         self._last_client_index = found.index
 
@@ -444,7 +559,7 @@ class MainSession(_Session):
 
     def _login_ok(self, index: int, msg: Message, ts_ns: int) -> None:
         if self.state is _M.AWAITING_LOGIN and self.start_seen:
-            self.note(index, "LoginOk answers no Login")
+            self.note(index, text_unanswered("LoginOk", "Login"))
         self.user = self._login_user
         self.server_camera_count = msg.camera_count
 
@@ -459,7 +574,7 @@ class MainSession(_Session):
         if self.pending_port_requests:
             self.pending_port_requests -= 1
         else:
-            self.note(index, "ReturnDataSocketPort answers no CreatDataSocket")
+            self.note(index, text_unanswered("ReturnDataSocketPort", "CreatDataSocket"))
         self.announced_ports.append(Announcement(msg.port, index, ts_ns))
 
     def _check_status(self, index: int, msg: Message, ts_ns: int) -> None:
@@ -469,7 +584,8 @@ class MainSession(_Session):
         if self.pending_status_queries:
             self.pending_status_queries -= 1
         else:
-            self.note(index, "ReturnCaramerOnlineStatus answers no CheckCaramerOnlineStatus")
+            self.note(index, text_unanswered("ReturnCaramerOnlineStatus",
+                                             "CheckCaramerOnlineStatus"))
 
 
 _MAIN_EFFECTS: dict[Key, Callable[[MainSession, int, Message, int], None]] = {
@@ -483,7 +599,7 @@ _MAIN_EFFECTS: dict[Key, Callable[[MainSession, int, Message, int], None]] = {
 }
 
 
-def _oddity(spec: CommandSpec, direction: str, channel: Channel) -> str | None:
+def text_oddity(spec: CommandSpec, direction: str, channel: Channel) -> str | None:
     """Why a known command does not belong here at all, or None if it could."""
     if spec.channel is not channel:
         return f"{spec.name} is a {spec.channel} command, seen on a {channel} connection"
@@ -594,34 +710,22 @@ class DataSession(_Session):
             last_index = self.last_index
         if last_index is None or not self.incomplete:
             return []
-        verb = "uploaded" if self.kind == "upload" else "downloaded"
-        if self.total is not None:
-            detail = (f"the data connection closed after {self.synced} of {self.total} "
-                      f"cameras were {verb}")
-        else:
-            detail = "the data connection closed before the total was known"
-        if self.pending:
-            first = self.pending[0]
-            what = ("UploadCaramer" if self.kind == "upload" else "DownLoadCaramer")
-            detail += (f"; {len(self.pending)} {what} request(s) unanswered, the first at "
-                       f"message {first.index}")
+        first = self.pending[0].index if self.pending else None
+        detail = text_incomplete(self.kind, self.synced, self.total, len(self.pending), first)
         return [Violation("incomplete_sync", last_index, detail)]
 
     # -- engine
     def _step(self, found: _Findings, direction: str, msg: Message, ts_ns: int) -> None:
         if self.messages == 0 and self.announced is False:
-            where = f"port {self.port}" if self.port is not None else "its port"
-            found.add("unannounced_data_port", f"first message of a data connection to {where}, "
-                                               "which no ReturnDataSocketPort announced")
+            found.add("unannounced_data_port", text_unannounced(self.port))
         spec = msg.spec
         if spec is None:
             return
         key = (direction, spec.name)
         nxt = DATA_TRANSITIONS[self.state].get(key)
         if nxt is None:
-            odd = _oddity(spec, direction, Channel.DATA)
-            self.note(found.index, odd or f"{spec.name} from {_who(direction)} not expected in "
-                                          f"a data connection in state {self.state}")
+            odd = text_oddity(spec, direction, Channel.DATA)
+            self.note(found.index, odd or text_not_expected(spec.name, direction, self.state))
             return
         _DATA_HANDLERS[key](self, found, msg)
         self.state = nxt
@@ -636,7 +740,7 @@ class DataSession(_Session):
         if total is None:
             return
         if self.total is not None and total != self.total:
-            found.add(rule, f"{command} total changed from {self.total} to {total}")
+            found.add(rule, text_total_changed(command, self.total, total))
         self.total = total
 
     # -- uploads
@@ -646,16 +750,13 @@ class DataSession(_Session):
         if current is None:
             current = expected  # malformed: assume the expected value
         elif current != expected and (self.start_seen or self._requests):
-            why = ("the first must be 1" if expected == 1 and not self._requests
-                   else f"the previous was {expected - 1}")
             found.add("upload_sequence",
-                      f"UploadCaramer current {current}, expected {expected} ({why})")
+                      text_upload_current(current, expected, first=not self._requests))
         self._check_total(found, "upload_sequence", "UploadCaramer", msg.total)
         if self.total is not None and current > self.total:
-            found.add("upload_sequence",
-                      f"UploadCaramer current {current} exceeds total {self.total}")
+            found.add("upload_sequence", text_exceeds_total("UploadCaramer", current, self.total))
         if self.completed:
-            self.note(found.index, f"UploadCaramer {current} after the transfer was complete")
+            self.note(found.index, text_upload_after_complete(current))
         self.expected_current = current + 1
         self._requests += 1
         self.pending.append(_Request(found.index, msg.camera_id, current, msg.total))
@@ -667,21 +768,17 @@ class DataSession(_Session):
         self._answers += 1
         req = self.pending.popleft() if self.pending else None
         if req is None:
-            self.note(found.index, f"{name} answers no UploadCaramer")
+            self.note(found.index, text_unanswered(name, "UploadCaramer"))
         else:
             if msg.camera_id is not None and req.camera_id is not None \
                     and msg.camera_id != req.camera_id:
-                found.add("upload_sequence",
-                          f"{name} names camera {msg.camera_id!r} but answers UploadCaramer "
-                          f"{req.camera_id!r} (message {req.index}, current {req.position})")
+                found.add("upload_sequence", text_upload_camera(
+                    name, msg.camera_id, req.camera_id, req.index, req.position))
             if msg.total is not None and req.total is not None and msg.total != req.total:
                 found.add("upload_sequence",
-                          f"{name} total {msg.total} differs from total {req.total} of the "
-                          f"UploadCaramer it answers (message {req.index})")
+                          text_upload_total(name, msg.total, req.total, req.index))
             if msg.synced is not None and msg.synced != req.position:
-                self.note(found.index, f"{name} synced {msg.synced} answers camera "
-                                       f"{req.position}: synced should count every camera "
-                                       "processed (PROTOCOL.md section 4)")
+                self.note(found.index, text_upload_synced(name, msg.synced, req.position))
             self.synced = max(self.synced, req.position)
         if msg.synced is not None:
             self.synced = max(self.synced, msg.synced)
@@ -695,16 +792,10 @@ class DataSession(_Session):
         if downloaded is None:  # malformed: assume the expected value
             downloaded = expected if expected is not None else self.synced
         elif expected is not None and downloaded != expected:
-            if not self._answers and not self._requests:
-                why = "the first request must ask from 0"
-            else:
-                why = (f"it must echo the previous DownloadSucess current {expected}"
-                       if self._answers else f"no camera was received yet, so {expected}")
-            found.add("download_sequence", f"DownLoadCaramer {downloaded}, expected {expected} "
-                                           f"({why})")
+            found.add("download_sequence", text_download_request(
+                downloaded, expected, self._requests, self._answers))
         if self.completed:
-            self.note(found.index, f"DownLoadCaramer {downloaded} asks past the end "
-                                   f"(all {self.total} cameras received)")
+            self.note(found.index, text_download_past_end(downloaded, self.total))
         self.expected_downloaded = downloaded  # a repeat of this request is fine
         self._requests += 1
         self.pending.append(_Request(found.index, None, downloaded, None))
@@ -716,18 +807,17 @@ class DataSession(_Session):
         expected = req.position + 1 if req is not None else self.synced + 1
         current = msg.current
         if req is None:
-            self.note(found.index, "DownloadSucess answers no DownLoadCaramer")
+            self.note(found.index, text_unanswered("DownloadSucess", "DownLoadCaramer"))
         if current is None:
             current = expected  # malformed: assume the expected value
         elif current != expected and (req is not None or self.start_seen or self._answers > 1):
-            asked = (f"it answers DownLoadCaramer {req.position} (message {req.index})"
-                     if req is not None else f"the previous current was {expected - 1}")
-            found.add("download_sequence",
-                      f"DownloadSucess current {current}, expected {expected} ({asked})")
+            found.add("download_sequence", text_download_current(
+                current, expected, None if req is None else req.position,
+                None if req is None else req.index))
         self._check_total(found, "download_sequence", "DownloadSucess", msg.total)
         if self.total is not None and current > self.total:
             found.add("download_sequence",
-                      f"DownloadSucess current {current} exceeds total {self.total}")
+                      text_exceeds_total("DownloadSucess", current, self.total))
         self.synced = current
         self.expected_downloaded = current
 
@@ -737,7 +827,7 @@ class DataSession(_Session):
         if self.pending:
             self.pending.clear()
         else:
-            self.note(found.index, "DownloadFail answers no DownLoadCaramer")
+            self.note(found.index, text_unanswered("DownloadFail", "DownLoadCaramer"))
 
 
 _DATA_HANDLERS: dict[Key, Callable[[DataSession, _Findings, Message], None]] = {
