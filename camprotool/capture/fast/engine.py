@@ -306,26 +306,42 @@ class FastEngine:
     def run(self) -> None:
         """Both passes; afterwards ``sink.conns`` has every connection, ids provisional."""
         K.warm_up()
-        # pass one: which flows are in order
+        # pass one: which flows are in order (the reader's problems are collected here)
         state = self._new_flow_state(1024)
         empty_slow = np.zeros(0, np.int8)
-        for w in self._windows(record_problems=False):
-            self._parse(w, packet_problems=False)
+        kept: list[_Window] = []  # a capture of one window is not read twice
+        for w in self._windows(record_problems=True):
+            self._parse(w, packet_problems=True)
             state = self._fit(state, self.nflows)
             self._track(w, state, empty_slow, emit=False)
+            kept.append(w)
+            if len(kept) > 1:
+                kept = [None]  # type: ignore[list-item]
         slow = (state["fstate"][: self.nflows] == K.FLOW_SLOW).astype(np.int8)
         del state
+        cap = self.capture
+        found = (cap.problems, cap.counts, cap.skipped, cap.frames)
         # pass two
         state = self._fit(self._new_flow_state(max(self.nflows, 1)), self.nflows)
         self._state_fa = state["fa"]
         slow = np.concatenate([slow, np.zeros(len(state["fstate"]) - len(slow), np.int8)])
         self._done = np.zeros(len(state["fstate"]), bool)  # closed in the sink (or settled)
         self.bulk_tables: list[pa.Table] = []
-        for w, last in _with_last(self._windows(record_problems=True)):
-            self._parse(w, packet_problems=True)
+        if len(kept) == 1 and kept[0] is not None:
+            windows = iter([(kept[0], True)])
+        else:
+            windows = ((self._parsed(w), last) for w, last in
+                       _with_last(self._windows(record_problems=False)))
+        del kept
+        for w, last in windows:
             pkt_dir = self._track(w, state, slow, emit=True)
             self._deliver(w, state, pkt_dir, last)
+        cap.problems, cap.counts, cap.skipped, cap.frames = found
         self._finish(state)
+
+    def _parsed(self, w: _Window) -> _Window:
+        self._parse(w, packet_problems=False)
+        return w
 
     # ------------------------------------------------------------ pass two
     def _deliver(self, w: _Window, state: dict[str, np.ndarray], pkt_dir: np.ndarray,
