@@ -193,8 +193,9 @@ def _with_final_ids(table, mapping: dict[int, int]):
     import pyarrow as pa
 
     flows = table["flow"].to_numpy()
-    keys = np.fromiter(mapping.keys(), np.int64, len(mapping))
-    values = np.fromiter(mapping.values(), np.int64, len(mapping))
-    order = np.argsort(keys)
-    conn = values[order][np.searchsorted(keys[order], flows)]
+    fast = {k: v for k, v in mapping.items() if k < 1 << 40}  # flow ids: small and dense
+    lookup = np.zeros(max(fast, default=0) + 1, np.int64)
+    lookup[np.fromiter(fast.keys(), np.int64, len(fast))] = np.fromiter(
+        fast.values(), np.int64, len(fast))
+    conn = lookup[flows]
     return table.drop_columns(["flow"]).append_column("conn", pa.array(conn, pa.int64()))

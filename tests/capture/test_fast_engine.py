@@ -113,7 +113,8 @@ def test_fast_equals_exact_on_generated_captures(case):
     writer, dialect, convs, starts, read_dialect = case
     w = writer()
     for k, ((pathology, items, v6, vlan), t) in enumerate(zip(convs, starts, strict=True)):
-        _conversation(w, k, T0 + t * 1000, pathology, items, dialect, v6, vlan)
+        # starts closer than a conversation lasts: messages interleave in time
+        _conversation(w, k, T0 + t, pathology, items, dialect, v6, vlan)
     data = w.getvalue()
     _assert_same(*_both(data, dialect=read_dialect, reveal_passwords=True))
     _assert_same(*_both(data, dialect=read_dialect))

@@ -98,7 +98,7 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
     used = np.zeros(len(g_sel), np.int64)
     K.last_newlines(groups.data, g_start, g_stop, used)
     speculative = dialect if dialect is not None else _LINE
-    table, owner, stream_end = _decode_lines(groups.data, g_start, used, speculative, groups,
+    table, owner, stream_end, pkt = _decode_lines(groups.data, g_start, used, speculative, groups,
                                              g_sel, ts, frames)
     tails = _tails(groups.data, g_start, used, g_len, speculative)
     # detection
@@ -133,31 +133,35 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
     if table.num_rows:
         mask = keep_groups[owner]
         if mask.all():
-            parts.append((table, owner, stream_end))
+            parts.append((table, owner, stream_end, pkt))
         else:
-            parts.append((table.filter(pa.array(mask)), owner[mask], stream_end[mask]))
+            parts.append((table.filter(pa.array(mask)), owner[mask], stream_end[mask],
+                          pkt[mask]))
     for j, tail_table in tails:
         if keep_groups[j] and tail_table.num_rows:
             parts.append((tail_table, np.full(tail_table.num_rows, j, np.int64),
-                          tail_table["end"].to_numpy()))
+                          tail_table["end"].to_numpy(), None))
     fell_back: set[tuple[int, int]] = set()
     if not parts:
-        return Outcome(verdict, _stamped(table.slice(0, 0), np.zeros(0, np.int64),
-                                         np.zeros(0, np.int64), groups, g_sel, g_start, ts,
-                                         frames), fell_back, totals)
+        none = np.zeros(0, np.int64)
+        return Outcome(verdict, _stamped(table.slice(0, 0), none, none, groups, g_sel, none,
+                                         ts, frames), fell_back, totals)
     rows = pa.concat_tables([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     own = np.concatenate([p[1] for p in parts])
     end = np.concatenate([p[2] for p in parts])
+    pkt = np.concatenate([p[3] if p[3] is not None
+                          else _completing_packet(p[1], p[2], groups, g_sel, g_start)
+                          for p in parts])
     if dialect is None:
         ascii_flows = np.array([verdict[int(f)] == DECODE for f in groups.flow[g_sel]], bool)
         rows = _reread_as_gbk(rows, own, groups, g_sel, fell_back, ascii_flows)
-    return Outcome(verdict, _stamped(rows, own, end, groups, g_sel, g_start, ts, frames),
+    return Outcome(verdict, _stamped(rows, own, end, groups, g_sel, pkt, ts, frames),
                    fell_back, totals)
 
 
 def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, dialect: Dialect,
                   groups: Groups, g_sel: np.ndarray, ts: np.ndarray, frames: np.ndarray,
-                  ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+                  ) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]:
     """The complete lines of every group, decoded in one pass; owner group and stream end.
 
     The lines are put in the order ``Capture.messages`` has (time, frame,
@@ -167,7 +171,7 @@ def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, diale
     total = int(used.sum())
     if not total:
         empty = BulkDecoder(dialect).feed(b"")
-        return empty, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return empty, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     joined = np.empty(total, np.uint8)
     K.copy_ranges(data, g_start, used, joined)
     bounds = np.cumsum(used)
@@ -186,11 +190,11 @@ def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, diale
         moved = np.empty(int(lens.sum()), np.uint8)
         K.scatter(joined, starts, ends - starts, dest, moved)
         joined = moved
-        owner, stream_end = owner[order], stream_end[order]
+        owner, stream_end, pkt = owner[order], stream_end[order], pkt[order]
     table = BulkDecoder(dialect).feed(joined.tobytes())
     if table.num_rows != n:  # cannot happen: the decoder frames lines as line_frames does
         raise AssertionError(f"{table.num_rows} rows from {n} lines")
-    return table, owner, stream_end
+    return table, owner, stream_end, pkt
 
 
 def _completing_packet(own: np.ndarray, end: np.ndarray, groups: Groups, g_sel: np.ndarray,
@@ -273,11 +277,11 @@ def _reread_as_gbk(rows: pa.Table, own: np.ndarray, groups: Groups, g_sel: np.nd
 
 
 def _stamped(rows: pa.Table, own: np.ndarray, end: np.ndarray, groups: Groups,
-             g_sel: np.ndarray, g_start: np.ndarray, ts: np.ndarray,
+             g_sel: np.ndarray, pkt: np.ndarray, ts: np.ndarray,
              frames: np.ndarray) -> pa.Table:
-    """Rows with flow, direction, and the ts and frame of the packet that completed each."""
+    """Rows with flow, direction, and the ts and frame of the packet ``pkt`` that completed
+    each."""
     gi = g_sel[own]
-    pkt = _completing_packet(own, end, groups, g_sel, g_start)
     rows = rows.set_column(0, "end", pa.array(end, pa.int64()))
     return (rows.append_column("flow", pa.array(groups.flow[gi], pa.int64()))
             .append_column("dir", pa.array(groups.direction[gi].astype(np.int8)))
