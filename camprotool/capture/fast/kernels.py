@@ -612,8 +612,9 @@ def warm_up() -> None:
                  u8[:2], 16, 32, 65536, i64)
     from camprotool.protocol.packing import pack_ranges
 
-    pack_ranges(u8, i64[:0], i64[:0])
-    pack_ranges(u8, i64[:0], i64[:0], i64[:0], np.zeros(0, np.bool_))
+    for b in (u8, ro):  # Arrow buffers come read-only
+        pack_ranges(b, i64[:0], i64[:0])
+        pack_ranges(b, i64[:0], i64[:0], i64[:0], np.zeros(0, np.bool_))
     _warm = True
 
 
