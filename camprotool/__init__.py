@@ -24,6 +24,7 @@ from camprotool.protocol import (
 
 if TYPE_CHECKING:
     from camprotool.analysis.capture import Capture, read_capture
+    from camprotool.analysis.stream import iter_capture
     from camprotool.capture.live import LiveCapture
     from camprotool.net import (
         AsyncClient,
@@ -44,6 +45,7 @@ _LAZY = {
     "Capture": "camprotool.analysis.capture",
     "LiveCapture": "camprotool.capture.live",
     "read_capture": "camprotool.analysis.capture",
+    "iter_capture": "camprotool.analysis.stream",
     "AsyncClient": "camprotool.net",
     "Client": "camprotool.net",
     "EmulatorServer": "camprotool.net",
@@ -94,6 +96,7 @@ __all__ = [
     "demo_server",
     "encode",
     "from_pyshark",
+    "iter_capture",
     "pyshark_capture",
     "read_capture",
     "replay_client",

@@ -138,6 +138,70 @@ def output_format(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
+class FrameWriter:
+    """Write a table chunk by chunk to csv, json lines or parquet (by extension).
+
+    ``write_frame`` of the concatenated chunks gives the same file content;
+    Parquet gets one row group per chunk under the first chunk's schema
+    (category columns as ``dictionary<int32, string>``, so chunks with other
+    categories still fit), so memory follows the chunk, not the table.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self.format = output_format(path)
+        self.rows = 0
+        self._parquet = None
+        self._schema: pa.Schema | None = None
+        self._file = None
+
+    def write(self, df: pd.DataFrame) -> None:
+        first = self.rows == 0 and self._file is None and self._parquet is None
+        if self.format == "parquet":
+            self._write_parquet(df)
+        else:
+            if self._file is None:
+                self._file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            if self.format == "csv":
+                flatten(df).to_csv(self._file, index=False, header=first)
+            elif len(df):
+                _json_lines(df, self._file)
+        self.rows += len(df)
+
+    def _write_parquet(self, df: pd.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        table = to_arrow(df)
+        if self._schema is None:
+            fields = [pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
+                      if pa.types.is_dictionary(f.type) else f for f in table.schema]
+            self._schema = pa.schema(fields, metadata=table.schema.metadata)
+            self._parquet = pq.ParquetWriter(self.path, self._schema)
+        self._parquet.write_table(table.cast(self._schema))  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        elif self.format == "parquet":  # no chunk came: an empty file of the table's schema
+            raise ValueError("FrameWriter: no chunk written (write an empty frame first)")
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _json_lines(df: pd.DataFrame, out) -> None:
+    data = native(df)
+    if "raw" in data:  # JSON has no bytes
+        data["raw"] = data["raw"].map(lambda v: v.hex(), na_action="ignore")
+    data.to_json(out, orient="records", lines=True, date_format="iso", date_unit="ns",
+                 force_ascii=False)
+
+
 def write_frame(df: pd.DataFrame, path: str | os.PathLike[str]) -> str:
     """Write ``df`` in the format its extension names; returns the format."""
     fmt = output_format(path)

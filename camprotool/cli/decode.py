@@ -84,21 +84,68 @@ def run(args: argparse.Namespace) -> int:
                                                       "max_messages") if getattr(args, n)]
     if live_only:
         raise CliError(f"{live_only[0]} only applies to --live")
-    import pandas as pd
-
-    from camprotool.analysis.export import output_format, write_frame
+    from camprotool.analysis.export import output_format
 
     if args.output:
         output_format(args.output)  # refuse a bad extension before decoding
-    cap = load(args)
-    messages = cap.messages
+    path = args.capture
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such file")
+    chunks = stream(args, path)
     if args.output:
-        fmt = write_frame(messages, args.output)
-        print(f"{len(messages)} messages from {len(cap.connections)} connections written to "
-              f"{args.output} ({fmt})", file=sys.stderr)
-        return 0
-    with pd.option_context("display.max_rows", None, "display.width", 200,
-                           "display.max_colwidth", 60):
-        preview = messages[PREVIEW_COLUMNS].fillna({"error": ""})
-        print(preview.to_string() if len(messages) else "no messages")
+        return _write(chunks, args.output)
+    return _print(chunks)
+
+
+def stream(args: argparse.Namespace, path: str):
+    """The capture's messages chunk by chunk (bounded memory), with a progress bar on a tty."""
+    from camprotool.analysis.stream import iter_capture
+
+    progress = progress_bar(os.path.getsize(path), f"decoding {os.path.basename(path)}")
+    return iter_capture(path, dialect=args.dialect, ports=args.ports,
+                        reveal_passwords=args.reveal_passwords, progress=progress)
+
+
+def _write(chunks, output: str) -> int:
+    from camprotool.analysis.export import FrameWriter
+
+    conns: set[int] = set()
+    with FrameWriter(output) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+            conns.update(chunk["conn"].unique().tolist())
+        if writer.rows == 0 and writer.format == "parquet":
+            writer.write(_empty_messages())
+    print(f"{writer.rows} messages from {len(conns)} connections written to {output} "
+          f"({writer.format})", file=sys.stderr)
+    return 0
+
+
+def _empty_messages():
+    from camprotool.analysis import schema
+
+    return schema.empty_frame(schema.MESSAGES)
+
+
+def _print(chunks) -> int:
+    """Print the messages as they are decoded; a reader that stops early (``| head``) ends
+    the run quietly."""
+    import pandas as pd
+
+    printed = 0
+    try:
+        with pd.option_context("display.max_rows", None, "display.width", 200,
+                               "display.max_colwidth", 60):
+            for chunk in chunks:
+                preview = chunk[PREVIEW_COLUMNS].fillna({"error": ""})
+                preview.index = preview.index + printed
+                text = preview.to_string(header=printed == 0)
+                print(text, flush=True)
+                printed += len(chunk)
+        if not printed:
+            print("no messages")
+    except BrokenPipeError:
+        # the reader is gone: silence the interpreter's own flush of stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return 0

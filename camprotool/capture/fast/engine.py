@@ -305,6 +305,12 @@ class FastEngine:
     # ------------------------------------------------------------ run
     def run(self) -> None:
         """Both passes; afterwards ``sink.conns`` has every connection, ids provisional."""
+        for _ in self.steps():
+            pass
+
+    def steps(self) -> Iterator[bool]:
+        """Both passes, pausing after each window of pass two (True after the last, once
+        every connection is closed): a streaming reader takes the rows decoded so far."""
         K.warm_up()
         # pass one: which flows are in order (the reader's problems are collected here)
         state = self._new_flow_state(1024)
@@ -336,8 +342,11 @@ class FastEngine:
         for w, last in windows:
             pkt_dir = self._track(w, state, slow, emit=True)
             self._deliver(w, state, pkt_dir, last)
+            if not last:
+                yield False
         cap.problems, cap.counts, cap.skipped, cap.frames = found
         self._finish(state)
+        yield True
 
     def _parsed(self, w: _Window) -> _Window:
         self._parse(w, packet_problems=False)

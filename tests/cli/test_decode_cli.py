@@ -1,0 +1,66 @@
+"""``camprotool decode CAPTURE``: streamed output, to a file or to a reader that stops early."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from cli_support import RUN_DEADLINE
+
+from camprotool import read_capture
+from camprotool.capture.writer import PcapWriter
+
+CLI = [sys.executable, "-m", "camprotool", "decode"]
+
+
+def _big(tmp_path, sessions: int = 300) -> str:
+    w = PcapWriter()
+    t0 = 1_700_000_000_000_000_000
+    for k in range(sessions):
+        c = w.tcp(("10.0.1.1", 20000 + k), ("10.0.0.2", 9000), t0 + k * 1000)
+        for j in range(10):
+            c.send("c2s", b"SocketCommand.NormalCommand.Heartbeat|\r\n", t0 + k * 1000 + j)
+        c.close(t0 + k * 1000 + 500)
+    path = tmp_path / "big.pcap"
+    path.write_bytes(w.getvalue())
+    return str(path)
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".csv", ".json"])
+def test_output_files_hold_every_message(tmp_path, ext):
+    cap = _big(tmp_path)
+    out = tmp_path / f"out{ext}"
+    result = subprocess.run([*CLI, cap, "-o", str(out)], capture_output=True, text=True,
+                            timeout=RUN_DEADLINE)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == f"3000 messages from 300 connections written to {out} " \
+        f"({ext.lstrip('.')})"
+    want = read_capture(cap).messages
+    if ext == ".parquet":
+        got = pd.read_parquet(out)
+        assert got["params"].tolist() == want["params"].astype(str).tolist()
+        assert got["conn"].tolist() == want["conn"].tolist()
+    elif ext == ".csv":
+        assert len(pd.read_csv(out)) == 3000
+    else:
+        assert len(pd.read_json(out, lines=True)) == 3000
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path):
+    cap = _big(tmp_path)
+    proc = subprocess.Popen([*CLI, cap], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]
+    assert b"ts" in first and b"command" in first
+    assert proc.wait(timeout=RUN_DEADLINE) == 0
+    assert proc.stderr.read() == b""  # type: ignore[union-attr]
+
+
+def test_printed_rows_are_numbered_across_chunks(tmp_path):
+    cap = _big(tmp_path, sessions=30)
+    result = subprocess.run([*CLI, cap], capture_output=True, text=True, timeout=RUN_DEADLINE)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 301  # header + 300 messages
+    assert lines[-1].split()[0] == "299"
