@@ -177,7 +177,7 @@ def _plain_data_conns(cap: Capture) -> set[int]:
     return out
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(conversations(), st.sampled_from([90.0, 90.0, 30.0, 0.5, None]), st.booleans())
 def test_generated_conversations(conversation, timeout, reveal):
     data, _ = conversation
