@@ -110,6 +110,8 @@ def decode_segments(
     found = list(problems or [])
     found += [(frame, kind, f"connection {conn}: {detail}")
               for frame, conn, kind, detail in reassembler.problems]
+    found += [(frame, kind, f"connection {conn}: {detail}")
+              for frame, conn, kind, detail in sorted(sink.problems)]
     return DecodedCapture(
         source=source,
         format=capture_format,
@@ -182,6 +184,9 @@ def _decode_fast(
         problems = _capture_problems(capture)
         problems += [(frame, kind, f"connection {mapping[conn + (1 << 40)]}: {detail}")
                      for frame, conn, kind, detail in fast.reassembler.problems]
+        problems += [(frame, kind, f"connection {conn}: {detail}")
+                     for frame, conn, kind, detail in
+                     sorted((f, mapping[c], k, d) for f, c, k, d in sink.problems)]
         return DecodedCapture(source=capture.name, format=capture.format,
                               packets=capture.frames, rows=messages,
                               connections=records, problems=problems, order=order)

@@ -28,12 +28,17 @@ import pyarrow.compute as pc
 from camprotool.capture.reassembly import ConnectionInfo
 from camprotool.protocol.bulk import BulkDecoder, feed_many, rows_to_table
 from camprotool.protocol.codec import Decoder
-from camprotool.protocol.detect import SAMPLE_SIZE, detect_connection
+from camprotool.protocol.detect import (
+    DETECT_AT,
+    LONG_SAMPLE,
+    SAMPLE_SIZE,
+    detect_connection,
+    names_a_command,
+)
 from camprotool.protocol.dialect import Dialect
 from camprotool.protocol.messages import Message
 
 ENGINES = ("bulk", "incremental")
-_DETECT_AT = (128, 1024, 8192, SAMPLE_SIZE)
 
 
 @dataclass
@@ -74,6 +79,7 @@ class ConnState:
     close_ts: int | None = None
     close_reason: str | None = None
     last_ts: int = 0
+    last_frame: int = 0  # of the last packet that carried bytes (for problem rows)
     dirs: dict[str, DirectionState] = field(
         default_factory=lambda: {"c2s": DirectionState(), "s2c": DirectionState()}
     )
@@ -108,13 +114,15 @@ class MessageSink:
         self.eager_detect_below = eager_detect_below
         self.rows = 0  # messages decoded and stamped so far
         self.ignored = 0  # closed connections that were not this protocol
+        #: (frame, conn, kind, detail) of connections detection gave up on
+        self.problems: list[tuple[int, int, str, str]] = []
         self.conns: dict[int, ConnState] = {}
         self._dirty: dict[int, DirectionState] = {}
         self._pending = 0
 
     # ------------------------------------------------------------ sink API
     def on_open(self, conn: ConnectionInfo) -> None:
-        state = ConnState(conn, last_ts=conn.first_ts_ns)
+        state = ConnState(conn, last_ts=conn.first_ts_ns, last_frame=conn.first_frame)
         if self.ports and conn.a_port not in self.ports and conn.b_port not in self.ports:
             state.status = "ignored"
         elif self.dialect is not None:
@@ -124,16 +132,17 @@ class MessageSink:
     def on_data(self, conn_id: int, direction: str, data: bytes, ts_ns: int, frame: int) -> None:
         state = self.conns[conn_id]
         state.last_ts = ts_ns
+        state.last_frame = frame
         d = state.dirs[direction]
         d.bytes += len(data)
         if state.status == "decoding":
             self._data(d, data, ts_ns, frame)
         elif state.status == "detecting":
             state.events.append(("data", direction, data, ts_ns, frame))
-            if len(d.sample) < SAMPLE_SIZE:
+            if len(d.sample) < LONG_SAMPLE:
                 before = len(d.sample)
-                d.sample += data[: SAMPLE_SIZE - before]
-                if any(before < k <= len(d.sample) for k in _DETECT_AT) or (
+                d.sample += data[: LONG_SAMPLE - before]
+                if any(before < k <= len(d.sample) for k in DETECT_AT) or (
                         len(d.sample) < self.eager_detect_below):
                     self._try_detect(state, final=False)
 
@@ -148,6 +157,7 @@ class MessageSink:
         """
         state = self.conns[conn_id]
         state.last_ts = int(ts_ns[-1])
+        state.last_frame = int(frames[-1])
         d = state.dirs[direction]
         d.bytes += len(data)
         if state.status != "decoding" or isinstance(d.decoder, Decoder):
@@ -256,9 +266,23 @@ class MessageSink:
                     self._data(d, value, ts_ns, frame)
                 else:
                     self._gap(d, value, ts_ns, frame)
-        elif max(len(c2s), len(s2c)) >= SAMPLE_SIZE:
-            state.status = "ignored"  # enough bytes seen: not this protocol
-            state.events.clear()
+        else:
+            longest = max(len(c2s), len(s2c))
+            named = longest >= SAMPLE_SIZE and (names_a_command(c2s) or names_a_command(s2c))
+            if longest >= LONG_SAMPLE or (longest >= SAMPLE_SIZE and not named):
+                state.status = "ignored"  # enough bytes seen: not this protocol
+                state.events.clear()
+                if named:
+                    self._gave_up(state, f"{longest} bytes name commands but no dialect "
+                                  "frames them")
+            elif final and (names_a_command(c2s) or names_a_command(s2c)):
+                self._gave_up(state, f"closed after {longest} bytes that name commands but "
+                              "frame in no dialect")
+
+    def _gave_up(self, state: ConnState, why: str) -> None:
+        """Detection gave up on a connection that may be ours: say so (``problems``)."""
+        self.problems.append((state.last_frame, state.info.conn_id, "dialect_not_found",
+                              f"{why}; decode it with read_capture(dialect=...)"))
 
     def _start(self, state: ConnState, dialect: Dialect) -> None:
         state.dialect = dialect

@@ -25,7 +25,13 @@ from camprotool.protocol.catalogue import COMMANDS
 from camprotool.protocol.codec import Decoder
 from camprotool.protocol.dialect import DEFAULT_MAX_FRAME, Dialect
 
+#: a stream is judged on its first SAMPLE_SIZE bytes; one that holds a command name
+#: by then may be ours with a long first frame, and is judged on up to
+#: LONG_SAMPLE bytes (the default max_frame) before the reader gives up
 SAMPLE_SIZE = 65536
+LONG_SAMPLE = 1 << 20
+#: where readers try detection as a direction's sample grows
+DETECT_AT = (128, 1024, 8192, SAMPLE_SIZE, 4 * SAMPLE_SIZE, LONG_SAMPLE)
 _MAX_HITS = 32
 _NAMES = sorted({c.name for c in COMMANDS}, key=len, reverse=True)
 _SHORT = b"|".join(re.escape(n.encode()) for n in _NAMES)
@@ -58,7 +64,7 @@ def _line_vote(sample: bytes, pos: int, limit: int) -> bool:
 
 def detect_framing(sample: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> str | None:
     """``line``, ``lp32le``, ``lp32be``, or None when no command name is framed plausibly."""
-    sample = bytes(sample[:SAMPLE_SIZE])
+    sample = bytes(sample[:LONG_SAMPLE])
     votes = {"line": 0, "lp32le": 0, "lp32be": 0}
     for i, hit in enumerate(_HIT_RE.finditer(sample)):
         if i >= _MAX_HITS:
@@ -83,6 +89,11 @@ def _clean_in(sample: bytes, dialect: Dialect) -> tuple[int, int]:
     return good, bad
 
 
+def names_a_command(sample: bytes) -> bool:
+    """Does the sample hold a command name as the detector looks for them?"""
+    return _HIT_RE.search(bytes(sample[:LONG_SAMPLE])) is not None
+
+
 def detect(sample: bytes, max_frame: int = DEFAULT_MAX_FRAME, *, final: bool = False,
            **dialect_options) -> Dialect | None:
     """The dialect of a stream from its first bytes (either direction), or None.
@@ -91,7 +102,7 @@ def detect(sample: bytes, max_frame: int = DEFAULT_MAX_FRAME, *, final: bool = F
     mid-frame; a plausibly framed command name without one complete frame is
     enough only when ``final`` (the stream has nothing more to show).
     """
-    sample = bytes(sample[:SAMPLE_SIZE])
+    sample = bytes(sample[:LONG_SAMPLE])
     framing = detect_framing(sample, max_frame)
     if framing is None:
         return None
@@ -128,4 +139,5 @@ def detect_connection(*samples: bytes, max_frame: int = DEFAULT_MAX_FRAME, final
     return Dialect(framing, encoding, max_frame=max_frame, **dialect_options)
 
 
-__all__ = ["SAMPLE_SIZE", "detect", "detect_connection", "detect_framing"]
+__all__ = ["DETECT_AT", "LONG_SAMPLE", "SAMPLE_SIZE", "detect", "detect_connection",
+           "detect_framing", "names_a_command"]

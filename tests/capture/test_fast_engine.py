@@ -133,3 +133,36 @@ def test_fast_is_the_default_and_small_windows_change_nothing(monkeypatch):
     _assert_same(read_capture(data, engine="bulk"), read_capture(data))
     _assert_same(whole, read_capture(data))
     assert len(whole.messages) == 18
+
+
+@pytest.mark.parametrize("engine", ["fast", "bulk", "incremental"])
+def test_a_first_line_longer_than_the_sample_is_still_detected(engine):
+    """Detection keeps looking past 64 KiB when the sample names a command."""
+    w = PcapWriter()
+    c = w.tcp(("10.0.0.1", 40000), ("10.0.0.2", 9000), T0)
+    long_login = frame("Login", "demo|" + "x" * 100_000)
+    c.send("c2s", long_login + frame("Heartbeat"), T0 + 1000)
+    c.send("s2c", frame("LoginOk", LOGIN_OK), T0 + 2000)
+    c.close(T0 + 3000)
+    data = w.getvalue()
+    auto = read_capture(data, engine=engine)
+    named = read_capture(data, dialect="line", engine=engine)
+    assert auto.messages["command"].astype(str).tolist() == ["Login", "Heartbeat", "LoginOk"]
+    pd.testing.assert_frame_equal(auto.messages, named.messages)
+    assert auto.problems.empty
+
+
+@pytest.mark.parametrize("engine", ["fast", "bulk"])
+def test_detection_that_gives_up_on_named_commands_is_a_problem(engine):
+    """Bytes that name commands but frame in no dialect: no rows, one problem row."""
+    w = PcapWriter()
+    c = w.tcp(("10.0.0.1", 40000), ("10.0.0.2", 9000), T0)
+    c.send("c2s", b"Login|" + b"y" * 1_100_000, T0 + 1000, segment_size=60_000)
+    c.close(T0 + 2000)
+    other = w.tcp(("10.0.0.1", 40001), ("10.0.0.2", 80), T0 + 10)
+    other.send("c2s", b"GET / HTTP/1.1\r\n" + b"z" * 70_000, T0 + 20)
+    other.close(T0 + 30)
+    cap = read_capture(w.getvalue(), engine=engine)
+    assert cap.messages.empty
+    assert cap.problems["kind"].tolist() == ["dialect_not_found"]
+    assert cap.problems["detail"].iloc[0].startswith("connection 0: ")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
-from camprotool.protocol.detect import _MAX_HITS, detect_framing
+from camprotool.protocol.detect import _MAX_HITS, DETECT_AT, LONG_SAMPLE, detect_framing
 from camprotool.protocol.dialect import DEFAULT_MAX_FRAME
 
 _PIECES = [b"SocketCommand.", b"SocketCommand \t.", b"SocketCommand", b"Login", b"LoginOk",
@@ -28,7 +28,7 @@ def test_detect_framing_equals_the_regex_detector(pieces, limit, pad):
     assert {0: None, 1: "line", 2: "lp32le", 3: "lp32be"}[got] == detect_framing(sample, limit)
 
 
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1), st.integers(1, 70_000)),
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1), st.integers(1, 400_000)),
                 max_size=40))
 def test_detection_attempts_are_the_sinks_threshold_crossings(packets):
     packets.sort(key=lambda p: p[0])  # grouped by flow, capture order kept
@@ -45,9 +45,9 @@ def test_detection_attempts_are_the_sinks_threshold_crossings(packets):
         before = (c, s)[d]
         c, s = (c + size, s) if d == 0 else (c, s + size)
         sums[f] = (c, s)
-        after = min(before + size, 65536)
-        if before < 65536 and any(before < t <= after for t in (128, 1024, 8192, 65536)):
-            want.append((f, min(c, 65536), min(s, 65536)))
+        after = min(before + size, LONG_SAMPLE)
+        if before < LONG_SAMPLE and any(before < t <= after for t in DETECT_AT):
+            want.append((f, min(c, LONG_SAMPLE), min(s, LONG_SAMPLE)))
     got = list(zip(*(o[:k].tolist() for o in out), strict=True))
     assert got == want
     for f, (c, s) in sums.items():

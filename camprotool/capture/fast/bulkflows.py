@@ -35,7 +35,7 @@ from camprotool.capture.fast import kernels as K
 from camprotool.protocol.bulk import BulkDecoder, rows_to_table
 from camprotool.protocol.catalogue import BY_NAME
 from camprotool.protocol.codec import Decoder
-from camprotool.protocol.detect import _MAX_HITS, _NAMES, SAMPLE_SIZE
+from camprotool.protocol.detect import _MAX_HITS, _NAMES
 from camprotool.protocol.dialect import Dialect
 
 DECODE, IGNORE, FALLBACK, DECODE_UTF8 = 0, 1, 2, 3  # DECODE: GBK fallback (ASCII samples)
@@ -117,7 +117,7 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
         out = np.empty(len(flows), np.int64)
         K.detect_flows(flows, group_of, np.searchsorted(flows, a_flow[:k]), a_c2s, a_s2c, k,
                        totals_arr, groups.data, g_start, good_end, bad_end, _NAME_TABLE,
-                       _NAME_LEN, _PREFIX, _LINE.max_frame, _MAX_HITS, SAMPLE_SIZE, out)
+                       _NAME_LEN, _PREFIX, _LINE.max_frame, _MAX_HITS, out)
         verdict = dict(zip(flows.tolist(), out.tolist(), strict=True))
     else:
         K.detection_attempts(pkt_flow, pkt_dir, pkt_len, len(capture_order),

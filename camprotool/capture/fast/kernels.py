@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from camprotool.protocol.detect import DETECT_AT as _DETECT_AT
+
 # packet status after parse_packets
 PKT_TCP = 0  # parsed here: a TCP segment
 PKT_PYTHON = 1  # decode with packets.decode_tcp (other link layers, options, damage)
@@ -33,9 +35,10 @@ CLOSE_NONE, CLOSE_FIN, CLOSE_RST = 0, 1, 2
 
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _MASK32 = 0xFFFFFFFF
-# per-direction thresholds at which the sink tries dialect detection
-# (streams._DETECT_AT; detect.SAMPLE_SIZE is the last one)
-DETECT_AT = np.array([128, 1024, 8192, 65536], dtype=np.int64)
+# per-direction thresholds at which the sink tries dialect detection (detect.DETECT_AT)
+DETECT_AT = np.array(_DETECT_AT, dtype=np.int64)
+SAMPLE = _DETECT_AT[3]  # detect.SAMPLE_SIZE: past it, only samples naming commands go on
+LONG = _DETECT_AT[-1]  # detect.LONG_SAMPLE: the most any sample holds
 
 
 @njit(cache=True, nogil=True)
@@ -375,7 +378,13 @@ def _lp_vote(s, lo, hi, pos, big, limit):
 
 @njit(cache=True, nogil=True)
 def detect_framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
-    """``detect.detect_framing`` of ``s[lo:hi]``: 0 none, 1 line, 2 lp32le, 3 lp32be.
+    """``detect.detect_framing`` of ``s[lo:hi]``: 0 none, 1 line, 2 lp32le, 3 lp32be."""
+    return _framing(s, lo, hi, names, name_len, prefix, limit, max_hits)[0]
+
+
+@njit(cache=True, nogil=True)
+def _framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
+    """(framing code as ``detect_framing``, number of command-name hits).
 
     The hits are those of ``detect._HIT_RE`` (``SocketCommand\\s*\\.`` or a
     command name followed by ``|`` or ``\\r?\\n``), found left to right without
@@ -442,13 +451,13 @@ def detect_framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
         best, votes = 2, v_le
     if v_be > votes:
         best, votes = 3, v_be
-    return best if votes else 0
+    return (best if votes else 0), hits
 
 
 @njit(cache=True, nogil=True)
 def detection_attempts(flow, pdir, plen, n, out_flow, out_c2s, out_s2c, totals):
     """Where the sink tries detection: each packet that takes a direction's sample past
-    128, 1024, 8192 or 65536 bytes, with both samples' lengths then (capped at 64 KiB).
+    one of DETECT_AT, with both samples' lengths then (capped at LONG).
 
     Packets are given grouped by flow, each flow's in capture order; ``totals``
     gets each flow's final (c2s, s2c) stream lengths. Returns the attempt count.
@@ -466,15 +475,15 @@ def detection_attempts(flow, pdir, plen, n, out_flow, out_c2s, out_s2c, totals):
                 c = after
             else:
                 s = after
-            if before < 65536:
+            if before < LONG:
                 crossed = False
                 for t in DETECT_AT:
-                    if before < t <= min(after, 65536):
+                    if before < t <= min(after, LONG):
                         crossed = True
                 if crossed:
                     out_flow[k] = f
-                    out_c2s[k] = min(c, 65536)
-                    out_s2c[k] = min(s, 65536)
+                    out_c2s[k] = min(c, LONG)
+                    out_s2c[k] = min(s, LONG)
                     k += 1
             i += 1
         totals[f, 0] = c
@@ -534,13 +543,26 @@ def _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, final, names, name_
 
 
 @njit(cache=True, nogil=True)
+def _named(data, g_start, j0, j1, c, s, names, name_len, prefix, limit):
+    """Does either sample hold a command name (``detect.names_a_command``)?"""
+    for d in range(2):
+        size = c if d == 0 else s
+        j = j0 if d == 0 else j1
+        if size and _framing(data, g_start[j], g_start[j] + size, names, name_len, prefix,
+                             limit, 1)[1]:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
 def detect_flows(flows, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals, data, g_start,
-                 good_end, bad_end, names, name_len, prefix, limit, max_hits, sample, out):
-    """``bulkflows._detect`` for every flow at once (see there).
+                 good_end, bad_end, names, name_len, prefix, limit, max_hits, out):
+    """``MessageSink``'s detection for every flow at once (see ``bulkflows``).
 
     ``group_of[k]``: the group of flow ``flows[k]``'s (c2s, s2c) stream (-1: none);
     ``a_pos``: position in ``flows`` of each attempt's flow, attempts grouped by
-    flow in order.
+    flow in order. A flow detection gives up on while its samples name commands
+    is left to the sink (V_FALLBACK), which reports it.
     """
     a = 0
     for k in range(len(flows)):
@@ -552,17 +574,25 @@ def detect_flows(flows, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals, data,
             a += 1
         while a < n_attempts and a_pos[a] == k:
             if verdict == V_NONE:
-                verdict = _attempt(data, g_start, good_end, bad_end, j0, j1, a_c2s[a],
-                                   a_s2c[a], False, names, name_len, prefix, limit, max_hits)
-                if verdict == V_NONE and max(a_c2s[a], a_s2c[a]) >= sample:
-                    verdict = V_IGNORE
+                c, s = a_c2s[a], a_s2c[a]
+                verdict = _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, False,
+                                   names, name_len, prefix, limit, max_hits)
+                longest = max(c, s)
+                if verdict == V_NONE and longest >= SAMPLE:
+                    named = _named(data, g_start, j0, j1, c, s, names, name_len, prefix,
+                                   limit)
+                    if named and longest >= LONG:
+                        verdict = V_FALLBACK
+                    elif not named:
+                        verdict = V_IGNORE
             a += 1
         if verdict == V_NONE:
-            verdict = _attempt(data, g_start, good_end, bad_end, j0, j1,
-                               min(totals[f, 0], sample), min(totals[f, 1], sample), True,
+            c, s = min(totals[f, 0], LONG), min(totals[f, 1], LONG)
+            verdict = _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, True,
                                names, name_len, prefix, limit, max_hits)
             if verdict == V_NONE:
-                verdict = V_IGNORE
+                named = _named(data, g_start, j0, j1, c, s, names, name_len, prefix, limit)
+                verdict = V_FALLBACK if named else V_IGNORE
         out[k] = verdict
 
 
@@ -609,7 +639,7 @@ def warm_up() -> None:
     scatter(u8, i64[:0], i64[:0], i64[:0], u8)
     detect_flows(i64[:0], np.zeros((0, 2), np.int64), i64, i64, i64, 0,
                  np.zeros((1, 2), np.int64), u8, i64, i64, i64, names, np.ones(1, np.int64),
-                 u8[:2], 16, 32, 65536, i64)
+                 u8[:2], 16, 32, i64)
     from camprotool.protocol.packing import pack_ranges
 
     for b in (u8, ro):  # Arrow buffers come read-only
