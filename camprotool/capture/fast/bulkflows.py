@@ -172,8 +172,11 @@ def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, diale
     if not total:
         empty = BulkDecoder(dialect).feed(b"")
         return empty, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    joined = np.empty(total, np.uint8)
-    K.copy_ranges(data, g_start, used, joined)
+    if len(g_start) == len(groups.flow) and total == len(data):  # every byte, in order
+        joined = data
+    else:
+        joined = np.empty(total, np.uint8)
+        K.copy_ranges(data, g_start, used, joined)
     bounds = np.cumsum(used)
     cap = int(np.count_nonzero(joined == 0x0A))
     starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
@@ -191,7 +194,10 @@ def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, diale
         K.scatter(joined, starts, ends - starts, dest, moved)
         joined = moved
         owner, stream_end, pkt = owner[order], stream_end[order], pkt[order]
-    table = BulkDecoder(dialect).feed(joined.tobytes())
+    text = joined.tobytes()
+    del joined  # held twice at most: the decoder's input and its columns
+    table = BulkDecoder(dialect).feed(text)
+    del text
     if table.num_rows != n:  # cannot happen: the decoder frames lines as line_frames does
         raise AssertionError(f"{table.num_rows} rows from {n} lines")
     return table, owner, stream_end, pkt

@@ -19,6 +19,8 @@ as the reassembler alone would number them.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -423,8 +425,22 @@ class FastEngine:
         cut = np.flatnonzero(np.diff(key)) + 1
         first = np.concatenate([[0], cut]).astype(_I64)
         stop = np.concatenate([cut, [len(order)]]).astype(_I64)
+        self._release(w)
         return bulkflows.Groups(data, order, np.cumsum(lens), key[first] >> 1, key[first] & 1,
                                 first, stop)
+
+    def _release(self, w: _Window) -> None:
+        """The window's payloads are copied out: let the kernel drop the file's pages we
+        read (they stay in the page cache), so resident memory follows the window."""
+        mm = self.capture._mmap
+        if mm is None or not w.n or not hasattr(mm, "madvise"):
+            return
+        page = mmap.PAGESIZE
+        lo = (int(w.rec_off[0]) // page) * page
+        hi = (int(w.rec_off[-1] + w.cap_len[-1]) // page) * page
+        if hi > lo:
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def _whole_flows(self, w: _Window, state: dict[str, np.ndarray], groups: bulkflows.Groups,
                      whole: np.ndarray, pkt_dir: np.ndarray, last: bool) -> None:
