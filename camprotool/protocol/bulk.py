@@ -114,18 +114,21 @@ _MAX_DIGITS = 18  # any 18-digit number fits int64; longer ones take the referen
 _SPEC_INDEX = {spec.name: i for i, spec in enumerate(COMMANDS)}
 _PIPE, _SEMICOLON, _COLON = ord("|"), ord(";"), ord(":")
 _I64 = np.int64
+_kernels: Any = None
 
 
-def _word(text: bytes) -> int:
-    """Bytes as the little-endian integer an unaligned NumPy word read gives."""
-    return int.from_bytes(text, "little")
+def _k() -> Any:
+    """:mod:`camprotool.protocol.bulk_kernels`, imported on first use (it imports numba)."""
+    global _kernels
+    if _kernels is None:
+        from camprotool.protocol import bulk_kernels
+
+        _kernels = bulk_kernels
+    return _kernels
 
 
-_TRUE, _NULL, _FALSE = _word(b"true"), _word(b"null"), _word(b"false")
-_LOWER = 0x2020202020  # the lower-case bit of 5 ASCII letters
-_ZEROS = _word(b"00000000")
-_HIGH_NIBBLES = 0xF0F0F0F0F0F0F0F0
-_SIXES = 0x0606060606060606
+def _i64(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, _I64)
 
 
 class BulkDecoder:
@@ -263,20 +266,18 @@ class BulkDecoder:
         Returns the indices of the bodies left for the reference path.
         """
         name_ends = bodies.name_ends()
-        codes = self._name_codes(bodies.pack(bodies.starts, name_ends), asm)
+        codes = self._name_codes(bodies, name_ends, asm)
         codes[bodies.bad] = _REFERENCE
         # Every parameter string, packed in row order: fields are read from it,
         # and the params and text columns are cut from it.
         params = bodies.pack(np.minimum(name_ends + 1, bodies.ends), bodies.ends)
         offsets = np.frombuffer(params.buffers()[1], _I64, len(params) + 1)
-        text = _Text(_buffer_bytes(params.buffers()[2], int(offsets[-1])))
+        text = _k().readonly(_buffer_bytes(params.buffers()[2], int(offsets[-1])))
         if self.dialect.encoding == "utf-8":
             codes[_invalid_utf8(params)] = _REFERENCE
-        asm.source = text.data
-        pipe_rank = np.searchsorted(text.find(_PIPE), offsets)  # pipes before each string
+        asm.source = text
         for code, which in _groups(codes):
-            group = _Group(offsets[which], offsets[which + 1], pipe_rank[which],
-                           pipe_rank[which + 1] - pipe_rank[which])
+            group = _Group(_i64(offsets[which]), _i64(offsets[which + 1]))
             parsed = _parse_group(COMMANDS[code], group, text)
             parsed.store(asm, rows[which])
             if not parsed.ok.all():
@@ -290,20 +291,24 @@ class BulkDecoder:
             asm.add_text("params", rows[accepted], offsets[accepted], offsets[accepted + 1])
         return np.flatnonzero(codes == _REFERENCE)
 
-    def _name_codes(self, names: pa.Array, asm: _Assembler) -> np.ndarray:
+    def _name_codes(self, bodies: _Bodies, name_ends: np.ndarray, asm: _Assembler) -> np.ndarray:
         """Each name's COMMANDS index, ``_REFERENCE``, or for an unknown command
         ``_UNKNOWN - its code in asm``; looked up once per distinct name."""
-        names = names.dictionary_encode()
+        kernels = _k()
+        data, starts, ends = kernels.readonly(bodies.data), _i64(bodies.starts), _i64(name_ends)
+        ids = np.empty(len(starts), _I64)
+        firsts = np.empty(len(starts), _I64)
+        distinct = kernels.distinct_ranges(data, starts, ends, ids, firsts)
         codes = []
-        for raw in names.dictionary.to_pylist():
-            spec, command = self._lookup(raw)
+        for i in firsts[:distinct].tolist():
+            spec, command = self._lookup(data[starts[i] : ends[i]].tobytes())
             if spec is not None:
                 codes.append(_SPEC_INDEX[spec.name])
             elif command is not None:
                 codes.append(_UNKNOWN - asm.command_code(command))
             else:
                 codes.append(_REFERENCE)
-        return np.array(codes, dtype=_I64)[names.indices.to_numpy(zero_copy_only=False)]
+        return np.array(codes, dtype=_I64)[ids]
 
     def _lookup(self, raw: bytes) -> tuple[CommandSpec | None, str | None]:
         """(spec, command column value) for a name; (None, None) means reference path."""
@@ -403,21 +408,17 @@ class _Batch:
 
 def _walk_lines(buf: bytes, start: int, limit: int) -> tuple[_Frames, int]:
     """Every complete line from ``start``; returns the frames and where the tail begins."""
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(arr[start:] == 10) + start
-    if not len(nl):
+    kernels = _k()
+    arr = kernels.readonly(np.frombuffer(buf, dtype=np.uint8))
+    count = kernels.count_byte(arr, start, 10)  # newlines: at most that many frames
+    if not count:
         return _Frames.empty(), start
-    ends = nl + 1
-    starts = np.empty_like(ends)
-    starts[0] = start
-    starts[1:] = ends[:-1]
-    has_cr = (nl > starts) & (arr[np.maximum(nl - 1, 0)] == 13)
-    body_ends = nl - has_cr
-    long = nl - starts > limit
-    keep = (body_ends > starts) | long  # empty lines carry nothing
-    if not keep.all():
-        starts, body_ends, ends, long = starts[keep], body_ends[keep], ends[keep], long[keep]
-    return _Frames(starts, starts, body_ends, ends, long), int(nl[-1]) + 1
+    starts, body_ends, ends = (np.empty(count, _I64) for _ in range(3))
+    long = np.empty(count, bool)
+    found, used = kernels.line_frames(arr, start, limit, starts, body_ends, ends, long)
+    if found < count:  # empty lines carry nothing
+        starts, body_ends, ends, long = (a[:found] for a in (starts, body_ends, ends, long))
+    return _Frames(starts, starts, body_ends, ends, long), used
 
 
 class _LpWalker:
@@ -498,70 +499,29 @@ def _stepped(starts: list[int], buf: bytes, unpack_from: Any) -> tuple[np.ndarra
 # ------------------------------------------------------------------ text
 
 
-class _Text:
-    """Packed UTF-8 parameter strings, and where their separators are (found once each)."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-        n = len(data)
-        self._u64 = np.ndarray((n - 7,), "<u8", buffer=data, strides=(1,)) if n >= 8 else None
-        self._found: dict[int, np.ndarray] = {}
-
-    def find(self, byte: int) -> np.ndarray:
-        """Positions of every ``byte``."""
-        found = self._found.get(byte)
-        if found is None:
-            found = self._found[byte] = np.flatnonzero(self.data == byte)
-        return found
-
-    def read8(self, at: np.ndarray) -> np.ndarray:
-        """The 8 bytes from each position as a little-endian uint64 (zeros past the end)."""
-        n = len(self.data)
-        if self._u64 is not None:
-            words = self._u64[np.minimum(at, n - 8)]
-            tail = np.flatnonzero(at > n - 8)
-        else:
-            words, tail = np.zeros(len(at), np.uint64), np.arange(len(at))
-        if len(tail):
-            chars = np.zeros((len(tail), 8), np.uint8)
-            for j in range(8):
-                pos = at[tail] + j
-                inside = pos < n
-                chars[inside, j] = self.data[pos[inside]]
-            words[tail] = chars.view("<u8")[:, 0]
-        return words
-
-
 @dataclass
 class _Bodies:
     """Frame bodies as UTF-8: ``data[starts[i]:ends[i]]``; ``bad`` ones failed to decode.
 
-    ``order`` lists the bodies by position in ``data`` when that is not row
-    order (GBK: transcoded bodies are appended after the others).
+    (GBK: transcoded bodies are appended after the others in ``data``.)
     """
 
     data: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
     bad: np.ndarray
-    order: np.ndarray | None = None
 
     def name_ends(self) -> np.ndarray:
         """Where each body's name ends: at its first ``|``, else at its end."""
-        pipes = np.flatnonzero(self.data == _PIPE)
-        if not len(pipes):
-            return self.ends.copy()
-        first = np.searchsorted(pipes, self.starts)
-        pipe = pipes[np.minimum(first, len(pipes) - 1)]
-        return np.where((first < len(pipes)) & (pipe < self.ends), pipe, self.ends)
+        kernels = _k()
+        out = np.empty(len(self.starts), _I64)
+        kernels.first_byte(kernels.readonly(self.data), _i64(self.starts), _i64(self.ends), _PIPE,
+                           out)
+        return out
 
     def pack(self, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
         """Sub-ranges of the bodies (one per body), packed in row order."""
-        if self.order is None:
-            return _take_ranges(self.data, starts, ends)
-        slots = np.empty(len(self.order), _I64)
-        slots[self.order] = np.arange(len(self.order))
-        return _take_ranges(self.data, starts[self.order], ends[self.order], slots)
+        return _take_ranges(self.data, starts, ends)
 
 
 def _utf8_bodies(buf: bytes, starts: np.ndarray, ends: np.ndarray, encoding: str) -> _Bodies:
@@ -590,9 +550,6 @@ def _utf8_bodies(buf: bytes, starts: np.ndarray, ends: np.ndarray, encoding: str
         bodies.starts[moved] = len(data) + blob_starts
         bodies.ends[moved] = len(data) + blob_ends
         bodies.data = np.concatenate([data, np.frombuffer(blob, np.uint8)])
-        rest = np.ones(len(starts), bool)
-        rest[moved] = False
-        bodies.order = np.concatenate([np.flatnonzero(rest), moved])
     return bodies
 
 
@@ -669,16 +626,12 @@ def _tiles(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
     )
 
 
-def _take_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                 slots: np.ndarray | None = None, null: np.ndarray | None = None) -> pa.Array:
-    """The byte ranges ``[starts, ends)`` of ``data`` (increasing, disjoint), packed.
-
-    With ``slots`` (range numbers) and ``null`` (a mask) it builds that array
-    instead (:func:`camprotool.protocol.packing.pack_ranges`).
-    """
+def _take_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The byte ranges ``[starts, ends)`` of ``data`` packed, null where ``starts`` is
+    negative (:func:`camprotool.protocol.packing.pack_ranges`)."""
     if not len(starts):
-        return pa.nulls(0 if slots is None else len(slots), pa.large_binary())
-    return pack_ranges(data, starts, ends, slots, null)
+        return pa.nulls(0, pa.large_binary())
+    return pack_ranges(data, starts, ends)
 
 
 @dataclass
@@ -687,8 +640,6 @@ class _Group:
 
     starts: np.ndarray
     ends: np.ndarray
-    first_pipe: np.ndarray  # index into the text's pipe positions
-    pipes: np.ndarray  # how many
 
 
 # ------------------------------------------------------------------ fields
@@ -703,7 +654,7 @@ class _Parsed:
     numbers: list[tuple[str, np.ndarray, np.ndarray | None]] = field(default_factory=list)
     lists: list[tuple[str, _ListPart]] = field(default_factory=list)
 
-    def add(self, f: Field, text: _Text, starts: np.ndarray, ends: np.ndarray) -> None:
+    def add(self, f: Field, text: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
         """Parse field ``f`` from ``[starts, ends)``; rows it rejects are no longer ok."""
         kind = f.kind
         if kind is Kind.COUNT:
@@ -736,17 +687,16 @@ class _Parsed:
             asm.lists[name].append(part.keep(ok, rows))
 
 
-def _parse_group(spec: CommandSpec, g: _Group, text: _Text) -> _Parsed:
+def _parse_group(spec: CommandSpec, g: _Group, text: np.ndarray) -> _Parsed:
     parsed = _Parsed(np.ones(len(g.starts), bool))
     layout = spec.layout
     if layout is Layout.PIPE:
         for f, (a, b) in zip(spec.fields, _pipe_fields(spec, g, text, parsed), strict=True):
             parsed.add(f, text, a, b)
     elif layout is Layout.COLON_PAIR:
-        colons = text.find(_COLON)
-        at = np.searchsorted(colons, g.starts)
-        colon = colons[np.minimum(at, len(colons) - 1)] if len(colons) else g.ends
-        parsed.ok &= (at < len(colons)) & (colon < g.ends)
+        colon = np.empty(len(g.starts), _I64)
+        _k().first_byte(text, g.starts, g.ends, _COLON, colon)
+        parsed.ok &= colon < g.ends
         first, second = spec.fields
         parsed.add(first, text, g.starts, colon)
         parsed.add(second, text, np.minimum(colon + 1, g.ends), g.ends)
@@ -757,128 +707,61 @@ def _parse_group(spec: CommandSpec, g: _Group, text: _Text) -> _Parsed:
     return parsed
 
 
-def _pipe_fields(spec: CommandSpec, g: _Group, text: _Text,
+def _pipe_fields(spec: CommandSpec, g: _Group, text: np.ndarray,
                  parsed: _Parsed) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each field's bounds; a ``reason`` takes the surplus fields (and their pipes)."""
     n = len(spec.fields)
     if n <= 1:
         return [(g.starts, g.ends)] * n  # a lone field takes the whole string
     reason = spec.field_names.index("reason") if "reason" in spec.field_names else n
-    surplus = g.pipes - (n - 1)
-    parsed.ok &= surplus == 0 if reason == n else surplus >= 0
-    pipes = text.find(_PIPE)
-    if not parsed.ok.any():
-        return [(g.starts, g.starts)] * n
-    surplus = np.where(parsed.ok, surplus, 0)
-    last = len(pipes) - 1
-
-    def pipe(j: int, shift: np.ndarray | int) -> np.ndarray:
-        return pipes[np.minimum(g.first_pipe + j + shift, last)]  # junk for rows not ok
-
-    bounds = []
-    for j in range(n):
-        start = g.starts if j == 0 else pipe(j - 1, surplus if j > reason else 0) + 1
-        end = g.ends if j == n - 1 else pipe(j, surplus if j >= reason else 0)
-        bounds.append((start, end))
-    return bounds
+    bounds = np.empty((2 * n, len(g.starts)), _I64)
+    ok = np.empty(len(g.starts), bool)
+    _k().pipe_fields(text, g.starts, g.ends, n, reason, bounds, ok)
+    parsed.ok &= ok
+    return [(bounds[2 * j], bounds[2 * j + 1]) for j in range(n)]
 
 
-def _parse_ids(g: _Group, text: _Text, parsed: _Parsed) -> None:
+def _parse_ids(g: _Group, text: np.ndarray, parsed: _Parsed) -> None:
     """``a;b;;c;`` -> the non-empty ids; none at all is an error."""
-    owner, starts, ends, _ = _split(text.find(_SEMICOLON), g.starts, g.ends)
-    keep = ends > starts
-    owner, starts, ends = owner[keep], starts[keep], ends[keep]
-    counts = np.bincount(owner, minlength=len(g.starts))
+    kernels, m = _k(), len(g.starts)
+    counts = np.empty(m, _I64)
+    room = kernels.separators(text, g.starts, g.ends, _SEMICOLON, counts) + m
+    owner, starts, ends = (np.empty(room, _I64) for _ in range(3))
+    k = kernels.id_items(text, g.starts, g.ends, counts, owner, starts, ends)
     parsed.ok &= counts > 0
-    parsed.lists.append(("ids", _ListPart(np.arange(len(counts)), counts, owner, starts, ends)))
+    parsed.lists.append(("ids", _ListPart(np.arange(m), counts, owner[:k], starts[:k], ends[:k])))
 
 
-def _parse_status_list(g: _Group, text: _Text, parsed: _Parsed) -> None:
+def _parse_status_list(g: _Group, text: np.ndarray, parsed: _Parsed) -> None:
     """``id;status|id;status[|]``: each item exactly one ``;``, the status true/false/null."""
-    owner, starts, ends, last = _split(text.find(_PIPE), g.starts, g.ends)
-    keep = ~(last & (ends == starts))  # a trailing separator
-    owner, starts, ends = owner[keep], starts[keep], ends[keep]
-    counts = np.bincount(owner, minlength=len(g.starts))
-    semis = text.find(_SEMICOLON)
-    at = np.searchsorted(semis, starts)
-    one = np.searchsorted(semis, ends) - at == 1
-    semi = semis[np.minimum(at, len(semis) - 1)] if len(semis) else starts
-    online, valid, ok = _statuses(text, np.minimum(semi + 1, ends), ends)
-    bad = np.bincount(owner[~(one & ok)], minlength=len(counts))
-    parsed.ok &= (counts > 0) & (bad == 0)
-    part = _ListPart(np.arange(len(counts)), counts, owner, starts, semi, online, valid)
+    kernels, m = _k(), len(g.starts)
+    counts = np.empty(m, _I64)
+    room = kernels.separators(text, g.starts, g.ends, _PIPE, counts) + m
+    owner, starts, semis = (np.empty(room, _I64) for _ in range(3))
+    online, valid = np.empty(room, bool), np.empty(room, bool)
+    bad = np.empty(m, bool)
+    k = kernels.status_items(text, g.starts, g.ends, counts, bad, owner, starts, semis,
+                             online, valid)
+    parsed.ok &= (counts > 0) & ~bad
+    part = _ListPart(np.arange(m), counts, owner[:k], starts[:k], semis[:k], online[:k],
+                     valid[:k])
     parsed.lists.append(("statuses", part))
 
 
-def _split(seps: np.ndarray, starts: np.ndarray,
-           ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split each ``[starts, ends)`` at the separator positions ``seps``.
-
-    Returns each piece's owner (index into starts), bounds, and whether it is
-    its owner's last piece.
-    """
-    first = np.searchsorted(seps, starts)
-    pieces = np.searchsorted(seps, ends) - first + 1
-    owner = np.repeat(np.arange(len(starts)), pieces)
-    nth = np.arange(len(owner)) - (np.cumsum(pieces) - pieces)[owner]
-    is_first, is_last = nth == 0, nth == pieces[owner] - 1
-    if not len(seps):
-        return owner, starts[owner], ends[owner], is_last
-    sep = first[owner] + nth
-    top = len(seps) - 1
-    piece_starts = np.where(is_first, starts[owner], seps[np.maximum(sep - 1, 0)] + 1)
-    piece_ends = np.where(is_last, ends[owner], seps[np.minimum(sep, top)])
-    return owner, piece_starts, piece_ends, is_last
+def _counts(text: np.ndarray, starts: np.ndarray,
+            ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1 to 18 ASCII digits -> int64 (``parse_count`` also takes 19 digits: reference path)."""
+    values, ok = np.empty(len(starts), _I64), np.empty(len(starts), bool)
+    _k().parse_counts(text, _i64(starts), _i64(ends), _MAX_DIGITS, values, ok)
+    return values, ok
 
 
-def _counts(text: _Text, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """1 to 18 ASCII digits -> int64 (``parse_count`` also takes 19 digits: reference path).
-
-    Up to 8 digits are converted at a time inside a uint64 (SWAR): the first,
-    possibly shorter, chunk, then whole chunks of 8.
-    """
-    lengths = ends - starts
-    ok = (lengths >= 1) & (lengths <= _MAX_DIGITS)
-    clipped = np.minimum(np.maximum(lengths, 1), _MAX_DIGITS)
-    chunks = (clipped + 7) // 8
-    lead = clipped - 8 * (chunks - 1)
-    values, good = _eight_digits(text.read8(starts), lead)
-    for i in (1, 2):
-        more = np.flatnonzero(chunks > i)
-        if not len(more):
-            break
-        at = starts[more] + lead[more] + 8 * (i - 1)
-        chunk, chunk_ok = _eight_digits(text.read8(at), np.full(len(more), 8))
-        values[more] = values[more] * 100_000_000 + chunk
-        good[more] &= chunk_ok
-    return values, ok & good
-
-
-def _eight_digits(words: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``count`` (1-8) bytes of each word as a decimal number, and whether all are
-    ASCII digits: left-pad to 8 digits with '0', then combine digit pairs, pairs of
-    pairs... in parallel inside the word."""
-    count = count.astype(np.uint64)
-    pad = (8 - count) * 8
-    words = (words << pad) | np.where(count < 8, _ZEROS >> np.minimum(count * 8, 56), 0)
-    ok = ((words & _HIGH_NIBBLES) == _ZEROS) & (((words + _SIXES) & _HIGH_NIBBLES) == _ZEROS)
-    x = words - _ZEROS
-    x = (x * 10 + (x >> 8)) & 0x00FF00FF00FF00FF
-    x = (x * 100 + (x >> 16)) & 0x0000FFFF0000FFFF
-    x = (x * 10000 + (x >> 32)) & 0xFFFFFFFF
-    return x.astype(_I64), ok
-
-
-def _statuses(text: _Text,
+def _statuses(text: np.ndarray,
               starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """true / false / null in any letter case -> (value, valid, ok), comparing the bytes."""
-    lengths = ends - starts
-    word = text.read8(starts) | _LOWER
-    four = word & 0xFFFFFFFF
-    true = (lengths == 4) & (four == _TRUE)
-    null = (lengths == 4) & (four == _NULL)
-    false = (lengths == 5) & ((word & 0xFFFFFFFFFF) == _FALSE)
-    return true, true | false, true | false | null
+    online, valid, ok = (np.empty(len(starts), bool) for _ in range(3))
+    _k().parse_statuses(text, _i64(starts), _i64(ends), online, valid, ok)
+    return online, valid, ok
 
 
 @dataclass
@@ -895,6 +778,9 @@ class _ListPart:
 
     def keep(self, ok: np.ndarray, rows: np.ndarray) -> _ListPart:
         """Only the ``ok`` rows, numbered by ``rows``."""
+        if ok.all():
+            return _ListPart(rows, self.counts, self.item_owner, self.starts, self.ends,
+                             self.online, self.valid)
         items = ok[self.item_owner]
         renumber = np.cumsum(ok) - 1
         return _ListPart(
@@ -1019,18 +905,15 @@ class _Assembler:
         parts = self.texts.get(name)
         if not parts:
             return pa.nulls(self.n, type_)
-        rows, starts, ends = _by_row(parts, self.n)
-        appended = starts > len(self.source)
-        if len(rows) == self.n and not appended.any():
-            column = _take_ranges(source, starts, ends)
+        if len(parts) == 1 and len(parts[0][0]) == self.n:  # every row, in order
+            _, starts, ends = parts[0]
         else:
-            # Ranges must increase along the tiling: fast ones first, appended ones after.
-            order = np.concatenate([np.flatnonzero(~appended), np.flatnonzero(appended)])
-            slots = np.zeros(self.n, _I64)
-            slots[rows[order]] = np.arange(len(rows))
-            null = np.ones(self.n, bool)
-            null[rows] = False
-            column = _take_ranges(source, starts[order], ends[order], slots, null)
+            starts = np.full(self.n, -1, _I64)  # null
+            ends = np.zeros(self.n, _I64)
+            for rows, s, e in parts:
+                starts[rows] = s
+                ends[rows] = e
+        column = _take_ranges(source, starts, ends)
         return column if type_ == pa.large_binary() else column.view(type_)
 
     def _number_column(self, name: str, type_: pa.DataType,
@@ -1071,14 +954,15 @@ class _Assembler:
         if len(parts) > 1:  # items must follow row order
             owners = np.concatenate([np.repeat(p.owners, p.counts) for p in parts])
             order = np.argsort(owners, kind="stable")
+            starts, ends, online, known = (
+                None if getattr(parts[0], f) is None
+                else np.concatenate([getattr(p, f) for p in parts])[order]
+                for f in ("starts", "ends", "online", "valid"))
         else:
-            order = slice(None)
-        starts = np.concatenate([p.starts for p in parts])[order]
-        ends = np.concatenate([p.ends for p in parts])[order]
+            starts, ends, online, known = (parts[0].starts, parts[0].ends, parts[0].online,
+                                           parts[0].valid)
         items = _take_ranges(self.source, starts, ends).view(pa.large_string())
         if type_.value_type != pa.large_string():
-            online = np.concatenate([p.online for p in parts])[order]
-            known = np.concatenate([p.valid for p in parts])[order]
             items = pa.StructArray.from_arrays(
                 [items, pa.array(online, pa.bool_(), mask=~known)], fields=list(_STATUS_STRUCT)
             )
@@ -1086,20 +970,6 @@ class _Assembler:
         np.cumsum(counts, out=offsets[1:])
         return pa.LargeListArray.from_arrays(pa.array(offsets), items, type=type_,
                                              mask=pa.array(~valid))
-
-
-def _by_row(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-            n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merge (rows, starts, ends) parts into row order."""
-    if len(parts) == 1:
-        return parts[0]
-    starts = np.full(n, -1, _I64)
-    ends = np.zeros(n, _I64)
-    for rows, s, e in parts:
-        starts[rows] = s
-        ends[rows] = e
-    rows = np.flatnonzero(starts >= 0)
-    return rows, starts[rows], ends[rows]
 
 
 _EMPTY = SCHEMA.empty_table()

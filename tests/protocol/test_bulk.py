@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -396,3 +397,244 @@ def test_feed_many_equals_one_feed_per_stream(case):
         got = feed_many([(dec, s[step]) for dec, s in zip(many, streams, strict=True)])
         assert [t.to_pylist() for t in got] == [t.to_pylist() for t in expected]
     assert [d.finish().to_pylist() for d in many] == [d.finish().to_pylist() for d in one]
+
+
+# ------------------------------------------------------------------ compiled kernels
+#
+# Each kernel of camprotool.protocol.bulk_kernels against a plain Python reading of
+# its contract, on bytes rich in the separators it looks for, with ranges that end
+# at the very end of the buffer (where 8-byte reads must fall back to bytes).
+
+_SEPARATED = st.binary(max_size=90).flatmap(
+    lambda noise: st.lists(st.sampled_from([b"|", b";", b":", b"\n", b"\r", b"\r\n", b"a",
+                                            b"TRUE", b"null", b"false", b"12", b"", noise]),
+                           max_size=40).map(b"".join))
+
+
+@st.composite
+def _ranges(draw, max_ranges: int = 12):
+    """(data, starts, ends): ranges of data, some empty, some reaching its end."""
+    data = draw(_SEPARATED)
+    n = len(data)
+    pairs = [sorted(draw(st.tuples(st.integers(0, n), st.integers(0, n))))
+             for _ in range(draw(st.integers(0, max_ranges)))]
+    if n and draw(st.booleans()):
+        pairs.append((draw(st.integers(0, n)), n))
+    starts = np.array([a for a, _ in pairs], np.int64)
+    ends = np.array([b for _, b in pairs], np.int64)
+    return data, starts, ends
+
+
+def _kernels():
+    from camprotool.protocol import bulk_kernels
+
+    bulk_kernels.warm_up()
+    return bulk_kernels
+
+
+def _view(data: bytes):
+    return _kernels().readonly(np.frombuffer(data, np.uint8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SEPARATED, st.integers(0, 8), st.integers(1, 12))
+def test_kernel_line_frames(data, start, limit):
+    k = _kernels()
+    start = min(start, len(data))
+    count = k.count_byte(_view(data), start, 10)
+    assert count == data.count(b"\n", start)
+    starts, body_ends, ends = (np.zeros(count, np.int64) for _ in range(3))
+    long = np.zeros(count, bool)
+    found, used = k.line_frames(_view(data), start, limit, starts, body_ends, ends, long)
+    expected, line = [], start
+    while (nl := data.find(b"\n", line)) >= 0:
+        body_end = nl - 1 if nl > line and data[nl - 1] == 13 else nl
+        if body_end > line or nl - line > limit:
+            expected.append((line, body_end, nl + 1, nl - line > limit))
+        line = nl + 1
+    assert used == line
+    got = list(zip(starts[:found].tolist(), body_ends[:found].tolist(), ends[:found].tolist(),
+                   long[:found].tolist(), strict=True))
+    assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ranges(), st.sampled_from(b"|;:\n"))
+def test_kernel_first_byte(case, byte):
+    data, starts, ends = case
+    out = np.zeros(len(starts), np.int64)
+    _kernels().first_byte(_view(data), starts, ends, byte, out)
+    for s, e, got in zip(starts.tolist(), ends.tolist(), out.tolist(), strict=True):
+        found = data.find(bytes([byte]), s, e)
+        assert got == (e if found < 0 else found)
+
+
+_NAMES = [b"", b"a", b"b", b"Login", b"Logon", b"x" * 8, b"x" * 9, b"y" * 300, b"y" * 299 + b"z",
+          b"Vendor.Cmd1", b"Vendor.Cmd2"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_NAMES), max_size=3000)
+       | st.lists(st.binary(max_size=20), max_size=3000))
+def test_kernel_distinct_ranges(strings):
+    data = b"".join(strings)
+    sizes = np.array([len(s) for s in strings], np.int64)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    ids, firsts = np.zeros(len(strings), np.int64), np.zeros(len(strings), np.int64)
+    count = _kernels().distinct_ranges(_view(data), starts, ends, ids, firsts)
+    numbering = {s: j for j, s in enumerate(dict.fromkeys(strings))}  # first appearance order
+    assert count == len(numbering)
+    assert ids.tolist() == [numbering[s] for s in strings]
+    assert firsts[:count].tolist() == [strings.index(s) for s in numbering]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ranges(), st.integers(2, 5), st.data())
+def test_kernel_pipe_fields(case, fields, draw):
+    data, starts, ends = case
+    reason = draw.draw(st.integers(0, fields))  # == fields: no reason field
+    bounds = np.zeros((2 * fields, len(starts)), np.int64)
+    ok = np.zeros(len(starts), bool)
+    _kernels().pipe_fields(_view(data), starts, ends, fields, reason, bounds, ok)
+    for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        parts = data[s:e].split(b"|")
+        surplus = len(parts) - fields
+        good = surplus == 0 if reason == fields else surplus >= 0
+        assert ok[i] == good
+        if not good:
+            continue
+        if reason < fields:
+            cut = reason + surplus + 1
+            parts = [*parts[:reason], b"|".join(parts[reason:cut]), *parts[cut:]]
+        got = [data[bounds[2 * j, i] : bounds[2 * j + 1, i]] for j in range(fields)]
+        assert got == parts
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ranges())
+def test_kernel_counts_and_statuses(case):
+    data, starts, ends = case
+    k, m = _kernels(), len(starts)
+    values, ok = np.zeros(m, np.int64), np.zeros(m, bool)
+    k.parse_counts(_view(data), starts, ends, 18, values, ok)
+    online, valid, known = np.zeros(m, bool), np.zeros(m, bool), np.zeros(m, bool)
+    k.parse_statuses(_view(data), starts, ends, online, valid, known)
+    for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        text = data[s:e]
+        digits = 1 <= len(text) <= 18 and all(48 <= c <= 57 for c in text)
+        assert ok[i] == digits
+        assert values[i] == (int(text) if digits else 0)
+        status = {b"true": True, b"false": False, b"null": None}.get(
+            bytes(c | 0x20 for c in text), "bad")
+        assert known[i] == (status != "bad")
+        assert (online[i], valid[i]) == (status is True, status in (True, False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ranges())
+def test_kernel_list_items(case):
+    data, starts, ends = case
+    k, m = _kernels(), len(starts)
+    view = _view(data)
+    counts = np.zeros(m, np.int64)
+    room = k.separators(view, starts, ends, ord(";"), counts) + m
+    assert counts.tolist() == [data.count(b";", s, e) for s, e in zip(starts, ends, strict=True)]
+    owner, item_starts, item_ends = (np.zeros(room, np.int64) for _ in range(3))
+    found = k.id_items(view, starts, ends, counts, owner, item_starts, item_ends)
+    expected = [(i, p) for i, (s, e) in enumerate(zip(starts, ends, strict=True))
+                for p in data[s:e].split(b";") if p]
+    got = [(o, data[a:b]) for o, a, b in zip(owner[:found], item_starts[:found],
+                                             item_ends[:found], strict=True)]
+    assert got == expected
+    assert counts.tolist() == [sum(o == i for o, _ in expected) for i in range(m)]
+
+    room = k.separators(view, starts, ends, ord("|"), counts) + m
+    owner, item_starts, semis = (np.zeros(room, np.int64) for _ in range(3))
+    online, valid, bad = np.zeros(room, bool), np.zeros(room, bool), np.zeros(m, bool)
+    found = k.status_items(view, starts, ends, counts, bad, owner, item_starts, semis,
+                           online, valid)
+    expected, wrong = [], [False] * m
+    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        pieces = data[s:e].split(b"|")
+        if pieces[-1] == b"":
+            pieces.pop()  # a trailing separator
+        for piece in pieces:
+            status = None
+            if piece.count(b";") == 1:
+                status = {b"true": True, b"false": False, b"null": None}.get(
+                    bytes(c | 0x20 for c in piece.split(b";")[1]), "bad")
+            wrong[i] |= piece.count(b";") != 1 or status == "bad"
+            if piece.count(b";") == 1 and status != "bad":
+                expected.append((i, piece.split(b";")[0], status is True, status is not None))
+            else:
+                expected.append((i, None, None, None))
+    got = [(o, data[a:b], on, va) for o, a, b, on, va in zip(
+        owner[:found], item_starts[:found], semis[:found], online[:found], valid[:found],
+        strict=True)]
+    assert len(got) == len(expected)
+    for g, x in zip(got, expected, strict=True):
+        assert g[0] == x[0]
+        if x[1] is not None:
+            assert g == x
+    assert bad.tolist() == wrong
+    assert counts.tolist() == [sum(x[0] == i for x in expected) for i in range(m)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ranges(max_ranges=40), st.data())
+def test_pack_ranges(case, draw):
+    from camprotool.protocol.packing import pack_ranges
+
+    data, starts, ends = case
+    null = np.array(draw.draw(st.lists(st.booleans(), min_size=len(starts),
+                                       max_size=len(starts))), bool)
+    starts = np.where(null, -1, starts)
+    expected = [None if s < 0 else data[s:e] for s, e in zip(starts, ends, strict=True)]
+    for writable in (False, True):
+        buf = np.frombuffer(data, np.uint8)
+        assert pack_ranges(buf.copy() if writable else buf, starts, ends).to_pylist() == expected
+    slots = np.array(draw.draw(st.lists(st.integers(0, max(len(starts) - 1, 0)),
+                                        max_size=10 if len(starts) else 0)), np.int64)
+    some_null = np.array([draw.draw(st.booleans()) for _ in slots], bool)
+    got = pack_ranges(np.frombuffer(data, np.uint8), np.maximum(starts, 0), ends, slots, some_null)
+    assert got.to_pylist() == [None if z else data[max(starts[s], 0) : ends[s]]
+                               for s, z in zip(slots, some_null, strict=True)]
+
+
+_WARM_CHECK = """
+import sys
+from camprotool.capture.fast.kernels import warm_up
+from camprotool.protocol import bulk_kernels
+from camprotool.protocol.bulk import BulkDecoder, feed_many
+
+warm_up()
+kernels = {n: f for n, f in vars(bulk_kernels).items()
+           if hasattr(f, "signatures") and not n.startswith("_")}  # helpers are inlined
+before = {n: list(f.signatures) for n, f in kernels.items()}
+for dialect, data in eval(sys.stdin.read()):
+    BulkDecoder(dialect).decode(data)
+    dec = BulkDecoder(dialect)
+    for i in range(0, len(data), 97):
+        dec.feed(data[i : i + 97])
+    feed_many([(BulkDecoder(dialect), data), (BulkDecoder(dialect), data[:50])])
+new = {n: f.signatures[len(before[n]):] for n, f in kernels.items()
+       if list(f.signatures) != before[n]}
+assert all(before.values()), [n for n, s in before.items() if not s]
+assert not new, new
+"""
+
+
+def test_kernels_are_loaded_by_warm_up():
+    """The capture engine's warm_up loads every kernel signature the decoder uses: none is
+    compiled while a capture is read (a fresh process, so other tests cannot load them)."""
+    import subprocess
+    import sys
+
+    streams = []
+    for dialect in DIALECTS:
+        d = Dialect.parse(dialect)
+        bodies = [b.encode(d.encoding) for b in EDGE_BODIES if gbk_ok(b) or d.encoding == "utf-8"]
+        streams.append((dialect, b"".join(_frame(b, d) for b in bodies)))
+    subprocess.run([sys.executable, "-c", _WARM_CHECK], input=repr(streams), text=True,
+                   check=True, timeout=300)

@@ -645,6 +645,9 @@ def warm_up() -> None:
     for b in (u8, ro):  # Arrow buffers come read-only
         pack_ranges(b, i64[:0], i64[:0])
         pack_ranges(b, i64[:0], i64[:0], i64[:0], np.zeros(0, np.bool_))
+    from camprotool.protocol import bulk_kernels
+
+    bulk_kernels.warm_up()  # the bulk decoder's kernels
     _warm = True
 
 

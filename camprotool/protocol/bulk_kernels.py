@@ -1,0 +1,502 @@
+"""Compiled loops of the bulk decoder (:mod:`camprotool.protocol.bulk`).
+
+Why compiled: on a capture's streams the NumPy passes spent more time
+allocating and re-reading position arrays than reading the bytes (finding
+every separator of the whole text once per separator byte, splitting with
+``searchsorted``/``repeat``, packing each name only to hash it). Each kernel
+here is one plain loop over the bytes of the ranges it is given, reading 8
+bytes at a time where it searches (an unaligned little-endian load and the
+exact "which bytes are zero" bit trick), so short fields cost a few
+nanoseconds each.
+
+Every kernel computes exactly what the NumPy code it replaced computed; the
+hypothesis tests of ``tests/protocol/test_bulk.py`` compare the decoder with
+the reference one, and those of this module each kernel with a plain Python
+reading of its contract.
+
+Conventions: byte arrays are 1-D, C-contiguous ``uint8`` and passed
+read-only (:func:`readonly`), index arrays C-contiguous ``int64``, flags
+``bool``, so each kernel has one signature, loaded by :func:`warm_up` before
+the first capture is read. This module imports numba: the bulk decoder
+imports it on first use only (the client and server never do).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+@intrinsic
+def _load8(typingctx, data, at):
+    """``data[at:at + 8]`` as a little-endian uint64, unaligned (needs ``at + 8 <= len``)."""
+    if not (isinstance(data, types.Array) and data.ndim == 1 and data.layout == "C"
+            and data.dtype == types.uint8 and isinstance(at, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [index]), ir.IntType(64).as_pointer())
+        word = builder.load(ptr, align=1)
+        if _BIG_ENDIAN:
+            word = builder.bswap(word)
+        return word
+
+    return types.uint64(data, at), codegen
+
+
+@intrinsic
+def _store8(typingctx, data, at, word):
+    """Write ``word`` little-endian at ``data[at:at + 8]``, unaligned (needs ``at + 8 <= len``)."""
+    if not (isinstance(data, types.Array) and data.ndim == 1 and data.layout == "C"
+            and data.dtype == types.uint8 and data.mutable and isinstance(at, types.Integer)
+            and word == types.uint64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [index]), ir.IntType(64).as_pointer())
+        value = builder.bswap(args[2]) if _BIG_ENDIAN else args[2]
+        builder.store(value, ptr, align=1)
+        return context.get_dummy_value()
+
+    return types.none(data, at, word), codegen
+
+
+@intrinsic
+def _ctz(typingctx, word):
+    """Trailing zero bits of a non-zero uint64."""
+    if word != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, [i64, ir.IntType(1)]), "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+
+    return types.uint64(word), codegen
+
+
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_BYTES = np.uint64(0x0101010101010101)
+_ZERO = np.uint64(0)
+_ONE = np.uint64(1)
+_THREE = np.uint64(3)
+_LOWER4, _LOWER5 = np.uint64(0x20202020), np.uint64(0x2020202020)
+_TRUE, _NULL, _FALSE = (np.uint64(int.from_bytes(w, "little")) for w in (b"true", b"null",
+                                                                          b"false"))
+_LF, _CR, _PIPE, _SEMI, _COLON = 10, 13, 124, 59, 58
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _zero_bytes(x):
+    """The high bit of every byte of ``x`` that is zero, and no other bit (exact: no
+    carry crosses bytes)."""
+    return ~(((x & _LOW7) + _LOW7) | x | _LOW7)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _find(data, at, end, byte):
+    """The first position of ``byte`` in ``data[at:end]``, else ``end``."""
+    n = len(data)
+    pattern = np.uint64(byte) * _BYTES
+    while at + 8 <= n and at < end:
+        hits = _zero_bytes(_load8(data, at) ^ pattern)
+        if hits != _ZERO:
+            q = at + np.int64(_ctz(hits) >> _THREE)
+            return q if q < end else end
+        at += 8
+    while at < end:
+        if data[at] == byte:
+            return at
+        at += 1
+    return end
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count(data, at, end, byte):
+    """How many ``byte`` in ``data[at:end]``."""
+    c = 0
+    part = data[at:end]  # indices from 0: no negative-index check, so LLVM vectorises
+    for j in range(len(part)):
+        c += part[j] == byte
+    return c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _word(data, at, end):
+    """The bytes ``data[at:min(at + 8, end)]`` as a little-endian uint64, zero-padded."""
+    size = end - at
+    if at + 8 <= len(data):
+        word = _load8(data, at)
+        if size < 8:
+            word &= (_ONE << np.uint64(8 * size)) - _ONE
+        return word
+    word = _ZERO
+    for j in range(min(size, 8)):
+        word |= np.uint64(data[at + j]) << np.uint64(8 * j)
+    return word
+
+
+# ------------------------------------------------------------------ framing
+
+
+@njit(cache=True, nogil=True)
+def count_byte(data, start, byte):
+    """How many ``byte`` in ``data[start:]``."""
+    return _count(data, start, len(data), byte)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _line(data, line, q, limit, k, starts, body_ends, ends, long):
+    body_end = q - 1 if q > line and data[q - 1] == _CR else q
+    over = q - line > limit
+    if body_end > line or over:  # empty lines carry nothing
+        starts[k] = line
+        body_ends[k] = body_end
+        ends[k] = q + 1
+        long[k] = over
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def line_frames(data, start, limit, starts, body_ends, ends, long):
+    """The frames of every complete line of ``data`` from ``start``: body bounds (without
+    the ``\\r`` before the ``\\n``), end (past the ``\\n``) and whether the line is longer
+    than ``limit``; empty lines are skipped. Returns (frames, where the tail begins)."""
+    n = len(data)
+    k = 0
+    line = start
+    at = start
+    pattern = np.uint64(_LF) * _BYTES
+    while at + 8 <= n:
+        hits = _zero_bytes(_load8(data, at) ^ pattern)
+        while hits != _ZERO:
+            q = at + np.int64(_ctz(hits) >> _THREE)
+            k = _line(data, line, q, limit, k, starts, body_ends, ends, long)
+            line = q + 1
+            hits &= hits - _ONE
+        at += 8
+    for q in range(at, n):
+        if data[q] == _LF:
+            k = _line(data, line, q, limit, k, starts, body_ends, ends, long)
+            line = q + 1
+    return k, line
+
+
+@njit(cache=True, nogil=True)
+def first_byte(data, starts, ends, byte, out):
+    """``out[i]``: the first ``byte`` in ``data[starts[i]:ends[i]]``, else ``ends[i]``."""
+    for i in range(len(starts)):
+        out[i] = _find(data, starts[i], ends[i], byte)
+
+
+# ------------------------------------------------------------------ names
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _hash(data, at, end):
+    h = np.uint64(end - at) * np.uint64(0x9E3779B97F4A7C15)
+    while at < end:
+        h = (h ^ _word(data, at, end)) * np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(32)
+        at += 8
+    return h
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _same(data, a, b, size):
+    for j in range(0, size, 8):
+        if _word(data, a + j, a + size) != _word(data, b + j, b + size):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def distinct_ranges(data, starts, ends, ids, firsts):
+    """Number the distinct byte strings ``data[starts[i]:ends[i]]`` in order of first
+    appearance: ``ids[i]`` is the string's number, ``firsts[j]`` the first range with
+    number ``j``. Returns how many there are.
+
+    Each string is first compared with the last distinct one of its length (a
+    stream's names mostly differ in length), then looked up in an
+    open-addressing hash table; every hit is confirmed byte by byte.
+    """
+    size = 1024
+    table = np.full(size, -1, np.int64)
+    recent = np.full(256, -1, np.int64)  # by length: the last string of that length
+    hashes = np.empty(len(starts), np.uint64)
+    count = 0
+    for i in range(len(starts)):
+        s, e = starts[i], ends[i]
+        length = e - s
+        if length < 256:
+            j = recent[length]
+            if j >= 0 and _same(data, starts[firsts[j]], s, length):
+                ids[i] = j
+                continue
+        h = _hash(data, s, e)
+        slot = np.int64(h & np.uint64(size - 1))
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = j = count
+                hashes[count] = h
+                firsts[count] = i
+                count += 1
+                break
+            f = firsts[j]
+            if hashes[j] == h and ends[f] - starts[f] == length and _same(data, starts[f], s,
+                                                                          length):
+                break
+            slot = (slot + 1) & (size - 1)
+        ids[i] = j
+        if length < 256:
+            recent[length] = j
+        if 2 * count > size:  # grow: reinsert every string by its hash
+            size *= 4
+            table = np.full(size, -1, np.int64)
+            for j in range(count):
+                slot = np.int64(hashes[j] & np.uint64(size - 1))
+                while table[slot] >= 0:
+                    slot = (slot + 1) & (size - 1)
+                table[slot] = j
+    return count
+
+
+# ------------------------------------------------------------------ fields
+
+
+@njit(cache=True, nogil=True)
+def pipe_fields(text, starts, ends, fields, reason, bounds, ok):
+    """Split each ``text[starts[i]:ends[i]]`` into ``fields`` (>= 2) fields at ``|``.
+
+    Exactly ``fields - 1`` pipes are needed, or with a reason field (index
+    ``reason``; ``fields`` when there is none) at least as many: the reason
+    takes the surplus ones. Field ``j`` is ``[bounds[2j, i], bounds[2j+1, i])``
+    (empty at the string's start when the row is not ``ok``).
+    """
+    top = 0
+    for i in range(len(starts)):
+        top = max(top, ends[i] - starts[i])
+    pipes = np.empty(top, np.int64)
+    for i in range(len(starts)):
+        s, e = starts[i], ends[i]
+        c = 0
+        at = _find(text, s, e, _PIPE)
+        while at < e:
+            pipes[c] = at
+            c += 1
+            at = _find(text, at + 1, e, _PIPE)
+        surplus = c - (fields - 1)
+        good = surplus == 0 if reason == fields else surplus >= 0
+        ok[i] = good
+        if not good:
+            for j in range(2 * fields):
+                bounds[j, i] = s
+            continue
+        for j in range(fields):
+            bounds[2 * j, i] = s if j == 0 else pipes[j - 1 + (surplus if j > reason else 0)] + 1
+            bounds[2 * j + 1, i] = e if j == fields - 1 else pipes[
+                j + (surplus if j >= reason else 0)]
+
+
+@njit(cache=True, nogil=True)
+def parse_counts(text, starts, ends, limit, values, ok):
+    """1 to ``limit`` (<= 18) ASCII digits -> ``values[i]`` (0 where not ``ok``)."""
+    for i in range(len(starts)):
+        s, e = starts[i], ends[i]
+        good = 1 <= e - s <= limit
+        value = 0
+        if good:
+            for j in range(s, e):
+                d = np.int64(text[j]) - 48
+                if d < 0 or d > 9:
+                    good = False
+                    break
+                value = value * 10 + d
+        values[i] = value if good else 0
+        ok[i] = good
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _status(text, s, e):
+    """true / false / null in any letter case: 1 / 0 / 2, else -1 (the bytes with the
+    lower-case bit set, compared)."""
+    if e - s == 4:
+        word = _word(text, s, e) | _LOWER4
+        if word == _TRUE:
+            return 1
+        if word == _NULL:
+            return 2
+    elif e - s == 5 and (_word(text, s, e) | _LOWER5) == _FALSE:
+        return 0
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def parse_statuses(text, starts, ends, online, valid, ok):
+    """true / false / null (any letter case) -> online, valid (not null), ok."""
+    for i in range(len(starts)):
+        code = _status(text, starts[i], ends[i])
+        online[i] = code == 1
+        valid[i] = code == 0 or code == 1
+        ok[i] = code >= 0
+
+
+@njit(cache=True, nogil=True)
+def separators(text, starts, ends, byte, counts):
+    """``counts[i]``: how many ``byte`` in ``text[starts[i]:ends[i]]``; returns the sum."""
+    total = 0
+    for i in range(len(starts)):
+        c = _count(text, starts[i], ends[i], byte)
+        counts[i] = c
+        total += c
+    return total
+
+
+@njit(cache=True, nogil=True)
+def id_items(text, starts, ends, counts, owner, item_starts, item_ends):
+    """The non-empty pieces of each string split at ``;``: their owner (string index) and
+    bounds; ``counts[i]`` pieces of string ``i``. Returns the number of pieces (the
+    item arrays must hold every piece, empty ones included)."""
+    k = 0
+    for i in range(len(starts)):
+        s, e = starts[i], ends[i]
+        before = k
+        while True:
+            q = _find(text, s, e, _SEMI)
+            if q > s:
+                owner[k] = i
+                item_starts[k] = s
+                item_ends[k] = q
+                k += 1
+            if q >= e:
+                break
+            s = q + 1
+        counts[i] = k - before
+    return k
+
+
+@njit(cache=True, nogil=True)
+def status_items(text, starts, ends, counts, bad, owner, item_starts, item_semis, online, valid):
+    """The items ``id;status`` of each string split at ``|`` (a last empty piece is a
+    trailing separator, not an item): owner, id bounds, status; ``counts[i]`` items of
+    string ``i``, ``bad[i]`` whether one has not exactly one ``;`` or a status other
+    than true/false/null. Returns the number of items."""
+    k = 0
+    for i in range(len(starts)):
+        s, e = starts[i], ends[i]
+        before = k
+        wrong = False
+        while True:
+            q = _find(text, s, e, _PIPE)
+            if q < e or q > s:  # not the empty last piece
+                semi = _find(text, s, q, _SEMI)
+                code = -1
+                if semi < q and _find(text, semi + 1, q, _SEMI) == q:
+                    code = _status(text, semi + 1, q)
+                wrong |= code < 0
+                owner[k] = i
+                item_starts[k] = s
+                item_semis[k] = semi
+                online[k] = code == 1
+                valid[k] = code == 0 or code == 1
+                k += 1
+            if q >= e:
+                break
+            s = q + 1
+        counts[i] = k - before
+        bad[i] = wrong
+    return k
+
+
+# ------------------------------------------------------------------ packing
+
+
+@njit(cache=True, nogil=True)
+def range_offsets(starts, ends, offsets):
+    """``offsets``: where each range's bytes go when packed (a negative start is a null,
+    with no bytes); returns how many nulls."""
+    at = 0
+    nulls = 0
+    offsets[0] = 0
+    for k in range(len(starts)):
+        if starts[k] >= 0:
+            at += ends[k] - starts[k]
+        else:
+            nulls += 1
+        offsets[k + 1] = at
+    return nulls
+
+
+@njit(cache=True, nogil=True)
+def copy_ranges(data, starts, offsets, out):
+    """Range ``k`` of ``data`` (from ``starts[k]``, unless negative) to
+    ``out[offsets[k]:offsets[k + 1]]``, 32 then 8 bytes at a time.
+
+    ``out`` needs 32 bytes of slack after ``offsets[-1]``: a value's last words
+    may spill past its end, where the next value (written after it) or the
+    slack is.
+    """
+    n = len(data)
+    for k in range(len(starts)):
+        src = starts[k]
+        dst = offsets[k]
+        size = offsets[k + 1] - dst
+        j = 0
+        while j + 8 < size and src + j + 32 <= n:
+            a, b = _load8(data, src + j), _load8(data, src + j + 8)
+            c, d = _load8(data, src + j + 16), _load8(data, src + j + 24)
+            _store8(out, dst + j, a)
+            _store8(out, dst + j + 8, b)
+            _store8(out, dst + j + 16, c)
+            _store8(out, dst + j + 24, d)
+            j += 32
+        while j < size and src + j + 8 <= n:
+            _store8(out, dst + j, _load8(data, src + j))
+            j += 8
+        while j < size:
+            out[dst + j] = data[src + j]
+            j += 1
+
+
+# ------------------------------------------------------------------ loading
+
+
+def readonly(data: np.ndarray) -> np.ndarray:
+    """``data`` (uint8) as a read-only view: the one signature the kernels are compiled for."""
+    if data.flags.writeable:
+        data = data.view()
+        data.flags.writeable = False
+    return data
+
+
+def warm_up() -> None:
+    """Load every kernel with the argument types the bulk decoder gives it."""
+    text = readonly(np.zeros(16, np.uint8))
+    i64 = np.zeros(1, np.int64)
+    flags = np.zeros(1, np.bool_)
+    count_byte(text, 0, _LF)
+    line_frames(text, 0, 16, i64, i64, i64, flags)
+    first_byte(text, i64, i64, _PIPE, i64)
+    distinct_ranges(text, i64, i64, i64, i64)
+    pipe_fields(text, i64, i64, 2, 2, np.zeros((4, 1), np.int64), flags)
+    parse_counts(text, i64, i64, 18, i64, flags)
+    parse_statuses(text, i64, i64, flags, flags, flags)
+    separators(text, i64, i64, _SEMI, i64)
+    id_items(text, i64, i64, i64, i64, i64, i64)
+    status_items(text, i64, i64, i64, flags, i64, i64, i64, flags, flags)
+    range_offsets(i64, i64, np.zeros(2, np.int64))
+    copy_ranges(text, i64, np.zeros(2, np.int64), np.zeros(32, np.uint8))
