@@ -137,10 +137,12 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
         else:
             parts.append((table.filter(pa.array(mask)), owner[mask], stream_end[mask],
                           pkt[mask]))
-    for j, tail_table in tails:
-        if keep_groups[j] and tail_table.num_rows:
-            parts.append((tail_table, np.full(tail_table.num_rows, j, np.int64),
-                          tail_table["end"].to_numpy(), None))
+    tail_table, tail_owner = tails
+    if tail_table.num_rows:
+        mine = keep_groups[tail_owner]
+        if not mine.all():
+            tail_table, tail_owner = tail_table.filter(pa.array(mine)), tail_owner[mine]
+        parts.append((tail_table, tail_owner, tail_table["end"].to_numpy(), None))
     fell_back: set[tuple[int, int]] = set()
     if not parts:
         none = np.zeros(0, np.int64)
@@ -212,16 +214,21 @@ def _completing_packet(own: np.ndarray, end: np.ndarray, groups: Groups, g_sel: 
 
 
 def _tails(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, g_len: np.ndarray,
-           dialect: Dialect) -> list[tuple[int, pa.Table]]:
-    """Bytes after a stream's last newline: the incremental decoder reports them at close."""
-    out = []
+           dialect: Dialect) -> tuple[pa.Table, np.ndarray]:
+    """Bytes after a stream's last newline: the incremental decoder reports them at close.
+
+    One decoder per tail (its state is the whole point), one table for them all;
+    also each row's group.
+    """
+    rows, owner = [], []
     for j in np.flatnonzero(used < g_len).tolist():
         lo, hi = int(g_start[j] + used[j]), int(g_start[j] + g_len[j])
         dec = Decoder(dialect)
         dec._base = int(used[j])
-        rows = dec.feed_with_ends(data[lo:hi].tobytes()) + dec.finish_with_ends()
-        out.append((j, rows_to_table(rows)))
-    return out
+        found = dec.feed_with_ends(data[lo:hi].tobytes()) + dec.finish_with_ends()
+        rows += found
+        owner += [j] * len(found)
+    return rows_to_table(rows), np.asarray(owner, np.int64)
 
 
 def _clean_rows(table: pa.Table) -> np.ndarray:
