@@ -98,7 +98,9 @@ class _Reorder:
             values = array.fill_null(False).to_numpy(zero_copy_only=False)
             return pd.Series(pd.arrays.BooleanArray(values.astype(bool), ~valid))
         values = array.fill_null(0).to_numpy()
-        return pd.Series(pd.array(values, dtype="Int64")).where(valid, pd.NA).astype(dtype)
+        if dtype == "UInt16":
+            return pd.Series(pd.arrays.IntegerArray(values.astype(np.uint16), ~valid))
+        return pd.Series(pd.arrays.IntegerArray(values.astype(np.int64, copy=False), ~valid))
 
 
 def _endpoints(names: list[str], lookup: np.ndarray) -> pd.Series:

@@ -347,6 +347,16 @@ def scatter(src, starts, lengths, dest, out):
 
 
 @njit(cache=True, nogil=True)
+def count_byte(data, byte):
+    """How many times ``byte`` occurs in ``data``."""
+    k = 0
+    for q in range(len(data)):
+        if data[q] == byte:
+            k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
 def first_non_ascii(data, lo, hi):
     """Offset of the first byte >= 0x80 in ``data[lo:hi]`` (relative to lo), or -1."""
     for i in range(lo, hi):
@@ -629,6 +639,7 @@ def warm_up() -> None:
     gather(ro, i64[:0], i64, i64, u8)
     gather(u8, i64[:0], i64, i64, u8)  # bytes given in memory
     first_non_ascii(u8, 0, 0)
+    count_byte(u8, 10)
     names = np.zeros((1, 2), np.uint8)
     detect_framing(u8, 0, 0, names, np.ones(1, np.int64), u8[:2], 16, 32)
     detection_attempts(i64, i64, i64, 0, i64, i64, i64, np.zeros((1, 2), np.int64))
