@@ -192,15 +192,29 @@ def build_connections(
     if empty:
         records = [r for r in records if r.conn not in empty or r.channel != "unknown"]
     # by time; ties (one packet completing several messages) in stream order
-    order = np.lexsort((table["end"].to_numpy(), conn, table["frame"].to_numpy(),
-                        table["ts_ns"].to_numpy()))
-    if not (len(order) and np.any(order[1:] < order[:-1])):
-        order = None
+    keys = (table["end"].to_numpy(), conn, table["frame"].to_numpy(), table["ts_ns"].to_numpy())
+    order = None if _is_sorted(keys) else np.lexsort(keys)
     if not sort:
         return records, table, order
     if order is not None:
         table = table.take(pa.array(order))
     return records, table
+
+
+def _is_sorted(keys: tuple[np.ndarray, ...]) -> bool:
+    """Are the rows already in ``np.lexsort(keys)`` order (last key first)?
+
+    The fast engine decodes in that order, so this usually saves the sort.
+    """
+    if len(keys[0]) < 2:
+        return True
+    tied = np.ones(len(keys[0]) - 1, bool)  # rows equal on the keys checked so far
+    for key in reversed(keys):
+        step = np.diff(key)
+        if np.any(tied & (step < 0)):
+            return False
+        tied &= step == 0
+    return True
 
 
 def _dialect_name(state: ConnState) -> str | None:

@@ -187,11 +187,12 @@ class FastEngine:
         K.parse_packets(self.buf, w.linktype, w.rec_off, w.cap_len, n, w.status, src, dst,
                         w.sport, w.dport, w.seq, w.ack, w.flags, w.pay_off, w.pay_len,
                         w.missing)
-        w.fam = np.full(n, 4, np.uint64)
+        # IPv4 (family 0) in the low words; pages of the zero arrays stay unwritten
+        w.fam = np.zeros(n, np.uint64)
         w.s_hi = np.zeros(n, np.uint64)
         w.d_hi = np.zeros(n, np.uint64)
-        w.s_lo = src.astype(np.uint64)
-        w.d_lo = dst.astype(np.uint64)
+        w.s_lo = src.view(np.uint64)
+        w.d_lo = dst.view(np.uint64)
         tcp = w.status == K.PKT_TCP
         w.python = {}
         frames = w.frame_no
@@ -221,7 +222,7 @@ class FastEngine:
             v = int.from_bytes(ip, "big")
             hi_arr[i] = v >> 64
             lo_arr[i] = v & 0xFFFFFFFFFFFFFFFF
-        w.fam[i] = 4 if len(seg.src_ip) == 4 else 6
+        w.fam[i] = 0 if len(seg.src_ip) == 4 else 6
         w.sport[i], w.dport[i] = seg.src_port, seg.dst_port
         w.seq[i], w.ack[i], w.flags[i] = seg.seq, seg.ack, seg.flags
         w.missing[i] = seg.missing
@@ -236,18 +237,13 @@ class FastEngine:
         return arr.ctypes.data - self._base_addr
 
     def _halves(self, w: _Window, idx: np.ndarray) -> None:
-        out = np.empty(len(idx), _I64)
-        args = [a[idx] for a in (w.fam, w.s_hi, w.s_lo, w.sport.astype(np.uint64), w.d_hi,
-                                 w.d_lo, w.dport.astype(np.uint64))]
         done = 0
         while done < len(idx):
-            part = [a[done:] for a in args]
-            self.nflows, k = K.lookup_halves(self.table, self.keys, *part, len(part[0]),
-                                             out[done:], self.nflows)
-            done += k
+            self.nflows, done = K.lookup_halves(
+                self.table, self.keys, w.fam, w.s_hi, w.s_lo, w.sport, w.d_hi, w.d_lo, w.dport,
+                idx, done, w.half, self.nflows)
             if done < len(idx):
                 self._grow()
-        w.half[idx] = out
 
     def _grow(self) -> None:
         keys = np.zeros((self.keys.shape[0] * 2, 7), np.uint64)
@@ -591,7 +587,7 @@ def _with_last(items: Iterator[_Window]) -> Iterator[tuple[_Window, bool]]:
 
 
 def _ip_bytes(fam: int, hi: int, lo: int) -> bytes:
-    if fam == 4:
+    if fam == 0:
         return lo.to_bytes(4, "big")
     return ((hi << 64) | lo).to_bytes(16, "big")
 

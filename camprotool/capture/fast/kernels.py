@@ -139,18 +139,21 @@ def _hash(fam, s_hi, s_lo, sp, d_hi, d_lo, dp):
 
 
 @njit(cache=True, nogil=True)
-def lookup_halves(table, keys, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, n, out, nflows):
+def lookup_halves(table, keys, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, idx, start, half,
+                  nflows):
     """Find (or add) the half-connection of each packet's 4-tuple as the sender sees it.
 
     ``table``: open addressing over half ids (-1 empty), capacity a power of two.
     ``keys[h]``: (fam, s_hi, s_lo, sp, d_hi, d_lo, dp) of half ``h``; a new
     4-tuple adds two halves: ``2*f`` (as first seen) and ``2*f+1`` (reversed).
-    Returns (flows now, packets done); stops early when the table is half full
-    or ``keys`` is full, so the caller can grow them and call again.
+    Packets ``idx[start:]`` are looked up; ``half[i]`` gets packet ``i``'s half.
+    Returns (flows now, position in ``idx`` reached); stops early when the table
+    is a quarter full or ``keys`` is full, so the caller can grow them and go on.
     """
     mask = np.uint64(len(table) - 1)
     cap_halves = keys.shape[0]
-    for i in range(n):
+    for q in range(start, len(idx)):
+        i = idx[q]
         h = _hash(fam[i], s_hi[i], s_lo[i], sp[i], d_hi[i], d_lo[i], dp[i])
         slot = h & mask
         found = -1
@@ -166,7 +169,7 @@ def lookup_halves(table, keys, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, n, out, nflo
             slot = (slot + np.uint64(1)) & mask
         if found < 0:
             if 4 * (nflows + 1) > len(table) or 2 * nflows + 2 > cap_halves:
-                return nflows, i
+                return nflows, q
             a = 2 * nflows
             keys[a, 0] = fam[i]
             keys[a, 1] = s_hi[i]
@@ -190,8 +193,8 @@ def lookup_halves(table, keys, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, n, out, nflo
             table[slot2] = a + 1
             nflows += 1
             found = a
-        out[i] = found
-    return nflows, n
+        half[i] = found
+    return nflows, len(idx)
 
 
 @njit(cache=True, nogil=True)
@@ -630,7 +633,7 @@ def warm_up() -> None:
                       i64, i64, i64, i64)
     table = np.full(4, -1, np.int64)
     keys = np.zeros((2, 7), np.uint64)
-    lookup_halves(table, keys, u64, u64, u64, u64, u64, u64, u64, 0, i64, 0)
+    lookup_halves(table, keys, u64, u64, u64, i64, u64, u64, i64, i64[:0], 0, i64, 0)
     rehash(table, keys, 0)
     i8 = np.zeros(1, np.int8)
     track_flows(i64, i64, i64, i64, i64, i64, i64, 0, i8, i64, i8, i64, i8, i64, i8, i64, i64,
