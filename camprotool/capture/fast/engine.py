@@ -410,7 +410,7 @@ class FastEngine:
             return None
         flow = w.half[sel] >> 1
         d = pkt_dir[sel].astype(_I64)
-        by_group = np.lexsort((sel, d, flow))
+        by_group = np.argsort(flow * 2 + d, kind="stable")  # sel is in capture order
         order = sel[by_group]
         lens = w.pay_len[order]
         data = np.empty(int(lens.sum()), np.uint8)
