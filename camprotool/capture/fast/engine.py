@@ -80,6 +80,41 @@ class _Window:
     python: dict[int, TcpSegment | None] | None = None
 
 
+#: a flow still open at the end of a window is deferred to the next one (and settled
+#: column-wise when it closes) while it has at most this many payload packets; longer
+#: ones go to the sink, so what is carried stays small
+CARRY_PACKETS = 64
+
+
+@dataclass
+class _Packets:
+    """Payload packets of in-order flows, in capture order: where their bytes are in the
+    file, when and which frame, direction (0 c2s) and flow."""
+
+    pay_off: np.ndarray
+    pay_len: np.ndarray
+    ts: np.ndarray
+    frame: np.ndarray
+    dir: np.ndarray
+    flow: np.ndarray
+
+    def _take(self, keep: np.ndarray) -> _Packets:
+        return _Packets(self.pay_off[keep], self.pay_len[keep], self.ts[keep],
+                        self.frame[keep], self.dir[keep], self.flow[keep])
+
+    def only(self, flows: np.ndarray) -> _Packets:
+        return self._take(np.isin(self.flow, flows))
+
+    def drop(self, flows: np.ndarray) -> _Packets:
+        return self._take(~np.isin(self.flow, flows)) if len(flows) else self
+
+    def then(self, later: _Packets) -> _Packets:
+        return _Packets(*(np.concatenate([a, b]) for a, b in zip(
+            (self.pay_off, self.pay_len, self.ts, self.frame, self.dir, self.flow),
+            (later.pay_off, later.pay_len, later.ts, later.frame, later.dir, later.flow),
+            strict=True)))
+
+
 def _empty(n: int, dtype=_I64) -> np.ndarray:
     return np.zeros(n, dtype)
 
@@ -330,6 +365,9 @@ class FastEngine:
         self._state_fa = state["fa"]
         slow = np.concatenate([slow, np.zeros(len(state["fstate"]) - len(slow), np.int8)])
         self._done = np.zeros(len(state["fstate"]), bool)  # closed in the sink (or settled)
+        self._open_at: dict[int, tuple[int, int]] = {}
+        self._carry: _Packets | None = None  # packets of deferred flows
+        self._deferred = np.zeros(0, _I64)
         self.bulk_tables: list[pa.Table] = []
         if len(kept) == 1 and kept[0] is not None:
             windows = iter([(kept[0], True)])
@@ -364,29 +402,39 @@ class FastEngine:
         is_slow[tcp] = fstate[w.half[tcp] >> 1] == K.FLOW_SLOW
         fast = fstate[self._opened] != K.FLOW_SLOW
         opened, at = self._opened[fast], self._opened_at[fast]
-        pkt_end = _empty(w.n)
-        K.stream_offsets(w.half, pkt_dir, w.pay_len, w.n, state["fa"], state["hpos"], pkt_end)
-        groups = self._gather(w, pkt_dir)
-        # Flows whose whole life is in this window (opened here, closed here or at the end
-        # of the capture) and carry data are settled column-wise; the others open in the sink.
-        ends_here = (fstate[opened] == K.FLOW_CLOSED) | (last & (fstate[opened] == K.FLOW_OPEN))
-        whole = opened[ends_here]
-        if groups is not None and len(whole) and self._bulk_ok():
-            whole = np.intersect1d(whole, groups.flow)
-        else:
-            whole = opened[:0]
-        whole_set = set(whole.tolist())
-        self._open_at = {}
         for f, i in zip(opened.tolist(), at.tolist(), strict=True):
             self.first_frame[f] = int(frames[i])
             self._open_at[f] = (int(w.ts[i]), int(frames[i]))
-            if f not in whole_set:
+        sel = np.flatnonzero(pkt_dir >= 0)
+        packets = _Packets(w.pay_off[sel], w.pay_len[sel], w.ts[sel], frames[sel],
+                           pkt_dir[sel].astype(_I64), w.half[sel] >> 1)
+        if self._carry is not None:  # flows deferred from earlier windows come first
+            packets = self._carry.then(packets)
+        # Flows not yet in the sink (opened here, or deferred) whose whole life is known
+        # now (closed here, or the capture ends) are settled column-wise; a short one
+        # still open is deferred to the next window; the others open in the sink.
+        fresh = np.union1d(opened, self._deferred)
+        state_now = fstate[fresh]
+        ends_here = (state_now == K.FLOW_CLOSED) | (last & (state_now == K.FLOW_OPEN))
+        counts = np.bincount(packets.flow, minlength=len(fstate))[fresh] if len(packets.flow) \
+            else np.zeros(len(fresh), _I64)
+        defer = ~ends_here & (counts <= CARRY_PACKETS) & (state_now == K.FLOW_OPEN) \
+            & self._bulk_ok()
+        self._deferred = fresh[defer]
+        self._carry = packets.only(self._deferred) if len(self._deferred) else None
+        whole = fresh[ends_here] if self._bulk_ok() else fresh[:0]
+        whole = np.intersect1d(whole, packets.flow)  # flows with bytes
+        settle = set(whole.tolist())
+        skip = settle | set(self._deferred.tolist())
+        for f in fresh[~defer].tolist():
+            if f not in settle:
                 self._open_fast(f)
+        groups = self._gather(w, packets.drop(self._deferred))
         if groups is not None:
             if len(whole):
-                self._whole_flows(w, state, groups, whole, pkt_dir, last)
-            self._fast_data(w, groups, whole_set)
-        self._closes(state)
+                self._whole_flows(state, groups, whole, packets, last)
+            self._fast_data(packets, groups, skip)
+        self._closes(state, skip=self._deferred)
         for i in np.flatnonzero(is_slow).tolist():
             self.reassembler.add(self._segment(w, i, frames))
 
@@ -403,27 +451,24 @@ class FastEngine:
         ts, frame = self._open_at[f]
         self.sink.on_open(ConnectionInfo(f, a_ip, int(k[3]), b_ip, int(k[6]), True, ts, frame))
 
-    def _gather(self, w: _Window, pkt_dir: np.ndarray) -> bulkflows.Groups | None:
-        """The window's delivered payloads, copied per (flow, direction) in capture order."""
-        sel = np.flatnonzero(pkt_dir >= 0)
-        if not len(sel):
+    def _gather(self, w: _Window, p: _Packets) -> bulkflows.Groups | None:
+        """The payloads of packets ``p``, copied per (flow, direction) in capture order."""
+        if not len(p.flow):
+            self._release(w)
             return None
-        flow = w.half[sel] >> 1
-        d = pkt_dir[sel].astype(_I64)
-        by_group = np.argsort(flow * 2 + d, kind="stable")  # sel is in capture order
-        order = sel[by_group]
-        lens = w.pay_len[order]
+        by_group = np.argsort(p.flow * 2 + p.dir, kind="stable")  # p is in capture order
+        lens = p.pay_len[by_group]
         data = np.empty(int(lens.sum()), np.uint8)
-        dest = np.empty(len(sel), _I64)
+        dest = np.empty(len(by_group), _I64)
         dest[by_group] = np.cumsum(lens) - lens
-        K.scatter(self.buf, w.pay_off[sel], w.pay_len[sel], dest, data)
-        key = (w.half[order] >> 1) * 2 + pkt_dir[order]
+        K.scatter(self.buf, p.pay_off, p.pay_len, dest, data)
+        key = p.flow[by_group] * 2 + p.dir[by_group]
         cut = np.flatnonzero(np.diff(key)) + 1
         first = np.concatenate([[0], cut]).astype(_I64)
-        stop = np.concatenate([cut, [len(order)]]).astype(_I64)
+        stop = np.concatenate([cut, [len(by_group)]]).astype(_I64)
         self._release(w)
-        return bulkflows.Groups(data, order, np.cumsum(lens), key[first] >> 1, key[first] & 1,
-                                first, stop)
+        return bulkflows.Groups(data, by_group, np.cumsum(lens), key[first] >> 1,
+                                key[first] & 1, first, stop)
 
     def _release(self, w: _Window) -> None:
         """The window's payloads are copied out: let the kernel drop the file's pages we
@@ -438,16 +483,12 @@ class FastEngine:
             with contextlib.suppress(OSError, ValueError):
                 mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
-    def _whole_flows(self, w: _Window, state: dict[str, np.ndarray], groups: bulkflows.Groups,
-                     whole: np.ndarray, pkt_dir: np.ndarray, last: bool) -> None:
-        sel = np.flatnonzero(pkt_dir >= 0)
-        flow = w.half[sel] >> 1
-        mine = np.isin(flow, whole)
-        sel, flow = sel[mine], flow[mine]
-        by_flow = np.lexsort((sel, flow))
-        sel, flow = sel[by_flow], flow[by_flow]
-        out = bulkflows.decide(groups, whole, sel, flow, pkt_dir[sel].astype(_I64),
-                               w.pay_len[sel], self.sink.dialect, w.ts, w.frame_no)
+    def _whole_flows(self, state: dict[str, np.ndarray], groups: bulkflows.Groups,
+                     whole: np.ndarray, p: _Packets, last: bool) -> None:
+        sel = np.flatnonzero(np.isin(p.flow, whole))
+        sel = sel[np.argsort(p.flow[sel], kind="stable")]  # by flow, capture order kept
+        out = bulkflows.decide(groups, whole, sel, p.flow[sel], p.dir[sel], p.pay_len[sel],
+                               self.sink.dialect, p.ts, p.frame)
         reasons = {K.CLOSE_FIN: "fin", K.CLOSE_RST: "rst"}
         for f, verdict in out.verdict.items():
             if verdict == bulkflows.FALLBACK:
@@ -480,13 +521,13 @@ class FastEngine:
             {"c2s": _SettledDir(c2s, (f, 0) in out.fell_back, fallback),
              "s2c": _SettledDir(s2c, (f, 1) in out.fell_back, fallback)})
 
-    def _fast_data(self, w: _Window, groups: bulkflows.Groups, whole: set[int]) -> None:
+    def _fast_data(self, p: _Packets, groups: bulkflows.Groups, whole: set[int]) -> None:
         """Flows not settled column-wise: chunks into the sink (chunk by chunk while it
         detects, in bulk once it decodes)."""
         ends, order = groups.ends, groups.order
         lens = np.diff(np.concatenate([[0], ends]))
         raw = None
-        frames = w.frame_no
+        frames = p.frame
         conns = self.sink.conns
         g, ng = 0, len(groups.flow)
         while g < ng:
@@ -505,9 +546,9 @@ class FastEngine:
             if raw is None:
                 raw = groups.data.tobytes()
             if st.status == "detecting":
-                spans = self._detecting(f, spans, order, ends, lens, raw, w.ts, frames)
+                spans = self._detecting(f, spans, order, ends, lens, raw, p.ts, frames)
             for lo, hi, dname in spans:
-                self._bulk(f, lo, hi, dname, order, ends, lens, raw, w.ts, frames)
+                self._bulk(f, lo, hi, dname, order, ends, lens, raw, p.ts, frames)
 
     def _bulk(self, f, lo, hi, dname, order, ends, lens, raw, ts, frames) -> None:
         if lo >= hi:
@@ -542,10 +583,12 @@ class FastEngine:
                          int(ts[i]), int(frames[i]))
         return [(pos[x], hi, dname) for x, (_, hi, dname) in enumerate(spans)]
 
-    def _closes(self, state: dict[str, np.ndarray]) -> None:
+    def _closes(self, state: dict[str, np.ndarray], skip: np.ndarray) -> None:
         """Fast flows closed in this window (by FIN or RST) close in the sink now."""
         done = self._done
-        now = np.flatnonzero((state["fstate"][: len(done)] == K.FLOW_CLOSED) & ~done)
+        closed = (state["fstate"][: len(done)] == K.FLOW_CLOSED) & ~done
+        closed[skip] = False
+        now = np.flatnonzero(closed)
         if not len(now):
             return
         done[now] = True
