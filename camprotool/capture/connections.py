@@ -38,7 +38,7 @@ _MAIN_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.MAIN]
 _DATA_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.DATA]
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionRecord:
     """One row of ``Capture.connections``."""
 
@@ -93,6 +93,8 @@ def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = 
         tables.append(t.drop_columns(["conn", "dir"]))
     for conn_id, state in states:
         for code, d in enumerate(state.dirs.values()):
+            if not d.tables:
+                continue
             for t in d.tables:
                 tables.append(t)
                 conns.append(np.full(t.num_rows, conn_id, np.int64))

@@ -448,7 +448,7 @@ class FastEngine:
         fam = int(k[0])
         a_ip = _ip_bytes(fam, int(k[1]), int(k[2]))
         b_ip = _ip_bytes(fam, int(k[4]), int(k[5]))
-        ts, frame = self._open_at[f]
+        ts, frame = self._open_at.pop(f)
         self.sink.on_open(ConnectionInfo(f, a_ip, int(k[3]), b_ip, int(k[6]), True, ts, frame))
 
     def _gather(self, w: _Window, p: _Packets) -> bulkflows.Groups | None:
@@ -510,7 +510,7 @@ class FastEngine:
         """The sink's record of a connection settled column-wise (its rows are elsewhere)."""
         k = self.keys[int(self._state_fa[f])]
         fam = int(k[0])
-        ts, frame = self._open_at[f]
+        ts, frame = self._open_at.pop(f)
         info = ConnectionInfo(f, _ip_bytes(fam, int(k[1]), int(k[2])), int(k[3]),
                               _ip_bytes(fam, int(k[4]), int(k[5])), int(k[6]), True, ts, frame)
         auto = self.sink.dialect is None
@@ -651,7 +651,7 @@ class _SettledDir:
         self.bytes = nbytes
         self.fell_back = fell_back
         self.fallback = fallback
-        self.tables: list = []
+        self.tables: list | tuple = ()  # its rows are in the engine's bulk tables
 
 
 class Settled:
