@@ -133,8 +133,13 @@ def read_capture(
     ``dialect``: ``"auto"`` (found per connection by content, on any port) or
     a dialect such as ``"lp32le:gbk"``. ``ports``: only connections with an
     end on one of these ports. Passwords are masked as ``***`` unless
-    ``reveal_passwords``. ``engine="incremental"`` decodes chunk by chunk as a
-    live capture does (same result, slower). ``heartbeat_timeout``: seconds of
+    ``reveal_passwords``. ``engine="fast"`` (default) parses packets in
+    compiled loops and decodes in-order flows column-wise; ``"bulk"`` sends
+    every packet through the exact reassembler and ``"incremental"`` decodes
+    chunk by chunk as a live capture does (same tables, slower;
+    ``docs/capture-engine.md``). Memory: about 400 bytes a message once
+    decoded, plus the connections; for captures larger than memory use
+    :func:`camprotool.iter_capture`. ``heartbeat_timeout``: seconds of
     client silence on a main connection that ``violations`` reports as
     ``heartbeat_gap`` (PROTOCOL.md: three 30 s intervals; None: not checked).
     """

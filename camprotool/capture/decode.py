@@ -53,6 +53,11 @@ class DecodedCapture:
         return self.rows
 
 
+#: ``fast`` (compiled packet loops, in-order flows column-wise), ``bulk`` (every packet
+#: through the exact reassembler), ``incremental`` (as a live capture decodes)
+ENGINES = ("fast", "bulk", "incremental")
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector: decoding makes many objects and no cycles,
@@ -139,6 +144,8 @@ def decode_file(
     with the bulk decoder. ``"incremental"`` decodes chunk by chunk, as a live
     capture does. All three give the same tables.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if engine == "fast":
         with gc_paused():
             return _decode_fast(path, dialect=dialect, ports=ports, progress=progress)
