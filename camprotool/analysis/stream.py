@@ -45,13 +45,16 @@ def iter_capture(
     *,
     chunk_size: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
+    problems: list[tuple[int | None, str, str]] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield ``Capture.messages``-shaped dataframes of at most ``chunk_size`` rows.
 
     Same arguments and columns as :func:`camprotool.read_capture`; see the
     module docstring for how chunks are ordered. Each chunk has its own
     RangeIndex; ``pd.concat(iter_capture(p), ignore_index=True)`` holds the
-    same messages as ``read_capture(p).messages``.
+    same messages as ``read_capture(p).messages``. ``problems``: a list that
+    gets ``read_capture(p).problems``' rows as (frame, kind, detail) once the
+    last chunk is out.
     """
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size: {chunk_size!r} is not a positive number of messages")
@@ -69,10 +72,24 @@ def iter_capture(
                     return
                 sink.flush()
                 frame = _take_rows(engine, sink, ids, reveal_passwords)
+            if last and problems is not None:
+                problems += _problems(capture, engine, sink, ids.settle())
             for start in range(0, len(frame), chunk_size):
                 yield frame.iloc[start:start + chunk_size].reset_index(drop=True)
             if last:
                 return
+
+
+def _problems(capture, engine: FastEngine, sink: MessageSink,
+              final: dict[int, int]) -> list[tuple[int | None, str, str]]:
+    """What ``decode_file`` reports, for a streamed capture."""
+    found = [(p.frame, p.kind, p.detail) for p in sorted(capture.problems,
+                                                          key=lambda p: p.frame)]
+    found += [(frame, kind, f"connection {final[conn + (1 << 40)]}: {detail}")
+              for frame, conn, kind, detail in engine.reassembler.problems]
+    found += [(frame, kind, f"connection {conn}: {detail}") for frame, conn, kind, detail in
+              sorted((f, final[c], k, d) for f, c, k, d in sink.problems)]
+    return found
 
 
 class _Ids:

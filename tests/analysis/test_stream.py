@@ -56,3 +56,18 @@ def test_windows_smaller_than_connections(monkeypatch):
 def test_bad_chunk_size_is_refused():
     with pytest.raises(ValueError, match="chunk_size"):
         next(iter_capture("captures/sample.pcap", chunk_size=0))
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob("captures/*.pcap*")))
+def test_problems_are_read_captures(path, tmp_path):
+    from pathlib import Path
+
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(Path(path).read_bytes()[:3000])
+    for source in (path, str(cut)):
+        found: list = []
+        list(iter_capture(source, problems=found))
+        want = read_capture(source).problems
+        assert [(int(f), k, d) for f, k, d in found] == [
+            (int(f), k, d) for f, k, d in want[["frame", "kind", "detail"]].itertuples(
+                index=False, name=None)]
