@@ -354,7 +354,10 @@ class FastEngine:
             state = self._fit(state, self.nflows)
             self._track(w, state, empty_slow, emit=False)
             kept.append(w)
-            if len(kept) > 1:
+            if len(kept) > 1:  # more than one window: pass two reads the file again
+                for seen in kept:
+                    if seen is not None:
+                        self._release(seen)
                 kept = [None]  # type: ignore[list-item]
         slow = (state["fstate"][: self.nflows] == K.FLOW_SLOW).astype(np.int8)
         del state
