@@ -32,8 +32,8 @@ from camprotool.capture.readers import open_capture
 from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
 
-#: records per window of the streaming reader: about 13 MB of packet columns
-STREAM_WINDOW = 1 << 16
+#: records per window of the streaming reader: about 26 MB of packet columns
+STREAM_WINDOW = 1 << 17
 DEFAULT_CHUNK = 100_000
 
 
