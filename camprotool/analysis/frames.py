@@ -65,6 +65,13 @@ def messages_frame(
     return schema.conform(df, schema.MESSAGES)
 
 
+def _one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One array, without a copy when there is one chunk (``combine_chunks`` copies)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 class _Reorder:
     """Apply one row order to columns of several kinds."""
 
@@ -79,7 +86,7 @@ class _Reorder:
         return values if self.order is None else values[self.order]
 
     def arrow(self, column: pa.ChunkedArray | pa.Array) -> pa.Array:
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        array = _one_chunk(column)
         if self.indices is None or array.null_count == len(array):
             return array if self.indices is None else pa.nulls(len(array), array.type)
         return array.take(self.indices)

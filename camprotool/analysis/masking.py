@@ -55,17 +55,21 @@ def mask_params(command: str, params: str) -> str:
 def _masked_fields(commands: pa.Array, params: pa.Array) -> pa.Array:
     """:func:`mask_params` of each row, column-wise for rows with the right field count."""
     n = len(params)
-    want = np.zeros(n, np.int64)  # fields the command has (0: no secret)
-    names = commands.to_numpy(zero_copy_only=False)
-    for command, count in _FIELD_COUNTS.items():
-        want[names == command] = count
+    encoded = pc.dictionary_encode(commands)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    distinct = encoded.dictionary.to_pylist()
+    # fields the command has (0: no secret), looked up once per distinct name
+    want = np.array([*(_FIELD_COUNTS.get(c, 0) for c in distinct), 0], np.int64)[codes] \
+        if n else np.zeros(0, np.int64)
+    names = np.array([*distinct, None], dtype=object)
     parts = pc.split_pattern(pc.fill_null(params, ""), "|")
     counts = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
     well = (want > 0) & (counts == want) & params.is_valid().to_numpy(zero_copy_only=False)
     offsets = parts.offsets.to_numpy()
     hide = np.zeros(len(parts.values), bool)
-    for command, positions in SECRET_POSITIONS.items():
-        mine = np.flatnonzero(well & (names == command))
+    for code, command in enumerate(distinct):
+        positions = SECRET_POSITIONS.get(command, ())
+        mine = np.flatnonzero(well & (codes == code)) if positions else ()
         for i in positions:
             hide[offsets[mine] + i] = True
     values = pc.replace_with_mask(parts.values, pa.array(hide),
@@ -75,8 +79,9 @@ def _masked_fields(commands: pa.Array, params: pa.Array) -> pa.Array:
     out = pc.if_else(pa.array(well), joined, params)
     odd = np.flatnonzero(~well & (want > 0) & params.is_valid().to_numpy(zero_copy_only=False))
     if len(odd):  # wrong field count: mask_params words it
-        fixed = [mask_params(c, p) for c, p in zip(names[odd], params.take(pa.array(odd))
-                                                   .to_pylist(), strict=True)]
+        fixed = [mask_params(c, p) for c, p in zip(names[codes[odd]],
+                                                   params.take(pa.array(odd)).to_pylist(),
+                                                   strict=True)]
         mask = np.zeros(n, bool)
         mask[odd] = True
         out = pc.replace_with_mask(out, pa.array(mask), pa.array(fixed, params.type))
@@ -84,7 +89,10 @@ def _masked_fields(commands: pa.Array, params: pa.Array) -> pa.Array:
 
 
 def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    """One array, without a copy when there is one chunk (``combine_chunks`` copies)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def mask_table(table: pa.Table) -> pa.Table:
