@@ -105,7 +105,9 @@ def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = 
             pa.field("frame", pa.int64()))
         return stamped.empty_table(), np.zeros(0, np.int64), np.zeros(0, np.int8)
     # One chunk per column: kernels over thousands of small chunks cost per chunk.
-    merged = pa.concat_tables(tables).combine_chunks()
+    merged = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    if any(c.num_chunks > 1 for c in merged.columns):
+        merged = merged.combine_chunks()  # it copies: only when there is something to join
     return merged, np.concatenate(conns), np.concatenate(dirs)
 
 
