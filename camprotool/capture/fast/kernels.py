@@ -409,7 +409,15 @@ def _framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
     hits = 0
     p = lo
     plen = len(prefix)
+    starts = np.zeros(256, np.bool_)  # bytes a hit can start with
+    for k in range(len(name_len)):
+        starts[names[k, 0]] = True
+    if plen:
+        starts[prefix[0]] = True
     while p < hi and hits < max_hits:
+        if not starts[s[p]]:
+            p += 1
+            continue
         end = -1
         if p + plen <= hi:
             ok = True
