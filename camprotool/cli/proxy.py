@@ -2,18 +2,19 @@
 
 The first line on stdout is ``proxying HOST:PORT -> UPSTREAM`` (the real port
 when ``--listen`` asked for port 0). Messages are logged to stderr as they
-pass; ``--record`` writes them to pcapng, flushed on Ctrl-C/SIGTERM.
+pass; ``--record`` writes them to pcapng as they pass (within about a
+second, so ``kill -9`` loses at most that), flushed on Ctrl-C, SIGTERM and
+SIGHUP.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Any
 
 from camprotool.cli import CliError
-from camprotool.cli.serve import setup_logging, wait_for_interrupt
+from camprotool.cli.serve import say, setup_logging, wait_for_interrupt
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -69,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         proxy.stop()
         if args.record:
-            print(f"recorded to {args.record}", file=sys.stderr)
+            say(f"recorded to {args.record}")
     return 0

@@ -19,7 +19,7 @@ import unicodedata
 from typing import Any
 
 from camprotool.cli import CliError
-from camprotool.cli.serve import setup_logging, wait_for_interrupt
+from camprotool.cli.serve import say, setup_logging, stop_signals_interrupt, wait_for_interrupt
 
 WIDTHS = {"request": 30, "recorded": 36, "live": 36}
 
@@ -115,9 +115,10 @@ def replay(args: argparse.Namespace, speed: float, timeout: float,
     if target[1] == 0:
         raise CliError(f"bad address {args.to!r}: the port must not be 0")
     try:
-        result = replay_client(args.capture, target, dialect=args.dialect, speed=speed,
-                               conns=conns, timeout=timeout, record=args.record,
-                               reveal_passwords=args.reveal_passwords)
+        with stop_signals_interrupt():  # a killed playback still closes its recording
+            result = replay_client(args.capture, target, dialect=args.dialect, speed=speed,
+                                   conns=conns, timeout=timeout, record=args.record,
+                                   reveal_passwords=args.reveal_passwords)
     except NetError as exc:
         raise CliError(str(exc)) from None
     print(f"replayed {args.capture} -> {format_endpoint(target)} "
@@ -156,9 +157,9 @@ def serve(args: argparse.Namespace, speed: float, conns: list[int] | None) -> in
         server.stop()
         missed = len(server.unanswered)
         if missed:
-            print(f"{missed} request(s) had no recorded answer", file=sys.stderr)
+            say(f"{missed} request(s) had no recorded answer")
         if args.record:
-            print(f"recorded to {args.record}", file=sys.stderr)
+            say(f"recorded to {args.record}")
     return 0
 
 

@@ -3,17 +3,21 @@
 The first line on stdout is always ``listening on HOST:PORT data ports A-B``
 (with the real ports when ``--port 0`` / ``--data-ports auto`` asked the
 system to pick), so scripts and tests can read where to connect. Log lines go
-to stderr. Ctrl-C or SIGTERM stops cleanly and flushes ``--record``.
+to stderr. Ctrl-C, SIGTERM or SIGHUP (a dropped SSH session) stops cleanly
+and flushes ``--record``; the recording is also written as it happens (within
+about a second), so even ``kill -9`` leaves a readable file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from camprotool.cli import CliError
@@ -90,21 +94,46 @@ def setup_logging(verbose: int, quiet: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+#: Signals that stop a long-running verb cleanly (besides Ctrl-C): SIGTERM, and
+#: SIGHUP, what a terminal or SSH session that goes away sends.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
 def wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM (both stop cleanly)."""
+    """Block until Ctrl-C, SIGTERM or SIGHUP (all stop cleanly)."""
     done = threading.Event()
 
     def on_term(signum: int, frame: Any) -> None:
         done.set()
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.signal(sig, on_term) for sig in STOP_SIGNALS}
     try:
         while not done.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Inside: SIGTERM and SIGHUP raise ``KeyboardInterrupt``, as Ctrl-C does, so a
+    one-shot verb that is killed still runs its ``finally`` (and flushes its recording)."""
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def say(text: str) -> None:
+    """A last line to stderr, which may be gone (SIGHUP: the terminal closed)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,5 +168,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
         if args.record:
-            print(f"recorded to {args.record}", file=sys.stderr)
+            say(f"recorded to {args.record}")
     return 0

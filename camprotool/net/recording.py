@@ -13,13 +13,26 @@ Every byte a component sends or receives passes through one
 
 A sent message is logged by decoding the bytes that were written, so the log
 shows exactly what went on the wire, never what we meant to send.
+
+Recordings are durable: the pcapng blocks are kept in memory for at most
+``flush_interval`` seconds (0.5 by default; sooner once 256 KiB are pending)
+and then written to the file whole, by a small background thread, so the
+file is a valid capture at every moment (``read_capture`` and tshark read it
+while it grows) and a process killed with ``kill -9`` leaves every packet up
+to the last flush. Closing the log (every stop path of the server, proxy,
+client and replay) flushes the rest; so does interpreter exit for a log
+nobody closed.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGES = 200_000
+#: Seconds a recorded packet may wait in memory before it is written to the file.
+DEFAULT_FLUSH_INTERVAL = 0.5
+#: Pending bytes that are written at once, without waiting for the interval.
+FLUSH_BYTES = 256 * 1024
 
 
 class RecordingUnavailable(NetError, RuntimeError):
@@ -51,8 +68,74 @@ class LoggedMessage(NamedTuple):
     message: Message
 
 
+class DurableFile:
+    """The file a recording's ``PcapngWriter`` writes to: whole blocks, written out by flush.
+
+    The writer hands over one whole pcapng block per ``write``; they wait in
+    memory until :meth:`flush` writes them with ``os.write`` (a path: the file
+    is opened unbuffered) or ``write`` + ``flush`` (a file object the caller
+    gave). So what the file holds is always a run of complete blocks (bar a
+    flush in progress), never a block cut by a userspace buffer.
+    """
+
+    def __init__(self, target: str | os.PathLike[str] | IO[bytes]) -> None:
+        self._fd: int | None = None
+        self._fh: IO[bytes] | None = None
+        if isinstance(target, str | os.PathLike):
+            self._fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            self.name = os.fspath(target)
+        else:
+            self._fh = target
+            self.name = str(getattr(target, "name", "<file>"))
+        self._pending = bytearray()
+        self.closed = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def write(self, data: bytes) -> int:
+        if self.closed:
+            raise ValueError("write to a closed recording")
+        self._pending += data
+        return len(data)
+
+    def flush(self) -> None:
+        """Write every pending block to the file (the OS has them once this returns)."""
+        if not self._pending or self.closed:
+            return
+        view = memoryview(self._pending)
+        try:
+            if self._fd is not None:
+                done = 0
+                while done < len(view):
+                    done += os.write(self._fd, view[done:])
+            else:
+                assert self._fh is not None
+                self._fh.write(view)
+                self._fh.flush()
+        finally:
+            view.release()
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Flush, then close the file if we opened it (a caller's file object stays open)."""
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self.closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+
+
 def open_pcapng(record: str | Path | IO[bytes] | None) -> Any:
-    """A ``PcapngWriter`` for ``record``, or None when not recording."""
+    """A ``PcapngWriter`` for ``record`` writing to a :class:`DurableFile`, or None.
+
+    The file header is written at once, so the file is a valid (empty)
+    capture from the start.
+    """
     if record is None:
         return None
     try:
@@ -62,9 +145,28 @@ def open_pcapng(record: str | Path | IO[bytes] | None) -> Any:
             f"cannot record to pcapng: the capture writer is not available ({exc})"
         ) from None
     try:
-        return PcapngWriter(record)
+        out = DurableFile(record)
     except OSError as exc:
         raise OSError(f"cannot record to {record}: {exc.strerror or exc}") from None
+    writer = PcapngWriter(out)
+    try:
+        out.flush()
+    except OSError as exc:
+        out.close()
+        raise OSError(f"cannot record to {record}: {exc.strerror or exc}") from None
+    writer.durable = out
+    return writer
+
+
+#: Every log with an open recording, flushed at interpreter exit if nobody closed it.
+_OPEN_LOGS: weakref.WeakSet[MessageLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_logs() -> None:
+    for log_ in list(_OPEN_LOGS):
+        with contextlib.suppress(Exception):  # exiting anyway: flush the others
+            log_.flush()
 
 
 class Conversation:
@@ -123,11 +225,16 @@ class MessageLog:
 
     ``reveal_passwords`` is the default for :meth:`dataframe`; listeners
     (``on_message``) are called on the component's loop thread for each row.
+    ``flush_interval`` is how long (seconds) a recorded packet may stay in
+    memory before it reaches the file.
     """
 
     def __init__(self, dialect: Dialect | str = "line", *, record: Any = None,
                  reveal_passwords: bool = False,
-                 max_messages: int | None = DEFAULT_MAX_MESSAGES) -> None:
+                 max_messages: int | None = DEFAULT_MAX_MESSAGES,
+                 flush_interval: float = DEFAULT_FLUSH_INTERVAL) -> None:
+        if not flush_interval > 0:
+            raise ValueError(f"flush_interval must be > 0, got {flush_interval}")
         self.dialect = Dialect.parse(dialect)
         self.reveal_passwords = reveal_passwords
         self._rows: deque[LoggedMessage] = deque(maxlen=max_messages)
@@ -136,6 +243,14 @@ class MessageLog:
         self._listeners: list[Callable[[LoggedMessage], None]] = []
         self._writer = open_pcapng(record)
         self.record = record
+        self.flush_interval = flush_interval
+        self._flusher: threading.Thread | None = None
+        self._stop_flusher = threading.Event()
+        if self._writer is not None:
+            _OPEN_LOGS.add(self)
+            self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
+                                             name="camprotool-recording-flush")
+            self._flusher.start()
 
     # -- connections
     def open(self, channel: str, client: tuple, server: tuple,
@@ -195,6 +310,9 @@ class MessageLog:
         with self._lock:
             try:
                 conv.send(direction, data, ts_ns)
+                writer = self._writer
+                if writer is not None and writer.durable.pending >= FLUSH_BYTES:
+                    writer.durable.flush()
             except (OSError, ValueError) as exc:
                 log.warning("pcapng: write failed: %s", exc)
 
@@ -205,9 +323,33 @@ class MessageLog:
             except (OSError, ValueError) as exc:
                 log.warning("pcapng: close failed: %s", exc)
 
+    def flush(self) -> None:
+        """Write what is recorded so far to the file (no-op when not recording)."""
+        with self._lock:
+            writer = self._writer
+            if writer is None:
+                return
+            try:
+                writer.durable.flush()
+            except (OSError, ValueError) as exc:
+                log.warning("pcapng: flush failed: %s", exc)
+
+    def _flush_loop(self) -> None:
+        # Event.wait, not sleep: close() ends this thread at once.
+        while not self._stop_flusher.wait(self.flush_interval):
+            self.flush()
+
     def close(self) -> None:
         """Flush and close the pcapng file (conversations still open are ended first)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            with self._lock:
-                writer.close()
+        self._stop_flusher.set()
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join()
+        with self._lock:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                _OPEN_LOGS.discard(self)
+                try:
+                    writer.close()  # flushes the DurableFile it was given
+                finally:
+                    writer.durable.close()

@@ -140,3 +140,65 @@ def _closed_port() -> int:
 def test_bad_input_is_one_line(args: list[str], pattern: str) -> None:
     args = [a.replace("PORT", str(_closed_port())) for a in args]
     one_line_error(cli(*args), pattern)
+
+
+# ---------------------------------------------------------------- durable recordings
+def _commands_now(path: Path) -> list[str]:
+    import camprotool
+
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    return camprotool.read_capture(path, dialect="auto").messages.command.tolist()
+
+
+def _wait_recorded(path: Path, want: list[str], deadline: float = 60.0) -> None:
+    """Poll the growing file until it starts with ``want`` (a guard deadline, not a guess)."""
+    import time
+
+    end = time.monotonic() + deadline
+    while (got := _commands_now(path))[:len(want)] != want:
+        assert time.monotonic() < end, f"{path} holds {got}, want {want}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["kill", "hup"])
+def test_server_playback_record_survives_kill_and_hangup(recording: str, tmp_path: Path,
+                                                         how: str) -> None:
+    import signal
+
+    out = tmp_path / "served.pcapng"
+    with background("replay", recording, "--serve", "--listen", "127.0.0.1:0", "--speed", "0",
+                    "--record", str(out)) as (proc, line):
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+        with Client("127.0.0.1", port, heartbeat_interval=None, timeout=30) as c:
+            assert c.login("demo", "demo").camera_count == 3
+            _wait_recorded(out, ["Login", "LoginOk"])
+            if how == "kill":
+                proc.kill()
+                proc.wait(60)
+            else:
+                proc.send_signal(signal.SIGHUP)
+                assert proc.wait(60) == 0
+    assert _commands_now(out) == ["Login", "LoginOk"]
+
+
+def test_client_playback_record_is_flushed_when_terminated(recording: str, server: str,
+                                                           tmp_path: Path) -> None:
+    """SIGTERM in the middle of a (slowed-down) playback: the live exchanges so far are
+    in the file, and the process stops as after Ctrl-C."""
+    import signal
+
+    out = tmp_path / "replayed.pcapng"
+    proc = subprocess.Popen([sys.executable, "-m", "camprotool", "replay", recording, "--to",
+                             server, "--speed", "0.0001", "--record", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            stdin=subprocess.DEVNULL)
+    try:
+        _wait_recorded(out, ["Login", "LoginOk"])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+    assert _commands_now(out)[:2] == ["Login", "LoginOk"]

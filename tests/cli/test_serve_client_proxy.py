@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_support import ROOT, RUN_DEADLINE, TEST_TIMEOUT, background, interrupt
+from cli_support import (
+    ROOT,
+    RUN_DEADLINE,
+    STOP_DEADLINE,
+    TEST_TIMEOUT,
+    background,
+    interrupt,
+)
 
 pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
 
@@ -119,3 +126,138 @@ def test_port_in_use_is_one_line() -> None:
 ])
 def test_bad_input_is_one_line(args: list[str], pattern: str) -> None:
     one_line_error(cli(*args, stdin=""), pattern)
+
+
+# ---------------------------------------------------------------- durable recordings
+#: What a client session (log in as demo, download its three cameras) puts on the wire.
+SESSION = ["Login", "LoginOk", "CreatDataSocket", "ReturnDataSocketPort",
+           *["DownLoadCaramer", "DownloadSucess"] * 3]
+#: How long to wait for the session to reach the file: the recording is flushed
+#: every half second, so this is only a guard against a hang on a loaded machine.
+FLUSH_DEADLINE = 60.0
+
+
+def read_now(path: Path):
+    """``read_capture`` of ``path`` as it is now (the file may be growing)."""
+    import camprotool
+
+    return camprotool.read_capture(path, dialect="auto")
+
+
+def recorded_commands(path: Path) -> list[str]:
+    """The commands ``read_capture`` reads from ``path`` now."""
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    return read_now(path).messages.command.tolist()
+
+
+def close_reasons(path: Path) -> list[str]:
+    return read_now(path).connections.close_reason.tolist()
+
+
+def wait_recorded(path: Path, want: list[str], deadline: float = FLUSH_DEADLINE) -> list[str]:
+    """Poll ``path`` until it holds ``want`` in order (the process keeps running)."""
+    import time
+
+    end = time.monotonic() + deadline
+    while True:
+        got = recorded_commands(path)
+        if got == want:
+            return got
+        assert time.monotonic() < end, f"{path} holds {got} after {deadline} s, want {want}"
+        time.sleep(0.1)
+
+
+def session(address: str) -> object:
+    """A client that logged in as demo and downloaded its cameras, left connected."""
+    from camprotool.net import Client
+
+    host, port = address.rsplit(":", 1)
+    client = Client(host, int(port), heartbeat_interval=None, timeout=30)
+    client.login("demo", "demo")
+    assert len(client.download()) == 3
+    return client
+
+
+def serve_address(line: str) -> str:
+    match = re.fullmatch(r"listening on (127\.0\.0\.1:\d+) data ports \S+", line)
+    assert match, line
+    return match.group(1)
+
+
+@pytest.mark.parametrize("how", ["kill", "hup", "term"])
+def test_serve_record_survives_every_stop(tmp_path: Path, how: str) -> None:
+    """``kill -9`` in the middle of a session leaves every exchange flushed before it;
+    SIGHUP (a dropped SSH session) and SIGTERM stop cleanly with a complete file."""
+    import signal
+
+    record = tmp_path / "serve.pcapng"
+    with background("serve", "--port", "0", "-q", "--record", str(record)) as (server, line):
+        client = session(serve_address(line))
+        try:
+            wait_recorded(record, SESSION)  # while the server runs: a reader mid-run
+            if how == "kill":
+                server.kill()
+                server.wait(STOP_DEADLINE)
+            else:
+                server.send_signal(signal.SIGHUP if how == "hup" else signal.SIGTERM)
+                assert server.wait(STOP_DEADLINE) == 0
+                assert "recorded to" in server.stderr.read().decode()
+        finally:
+            client.close()
+    assert recorded_commands(record) == SESSION
+    reasons = close_reasons(record)  # main connection, data connection
+    if how == "kill":  # the main connection was open: the file just ends
+        assert reasons[0] == "end_of_capture"
+    else:  # a clean stop closes every connection in the file too
+        assert "end_of_capture" not in reasons, reasons
+
+
+@pytest.mark.parametrize("how", ["kill", "hup"])
+def test_proxy_record_survives_kill_and_hangup(tmp_path: Path, how: str) -> None:
+    import signal
+
+    record = tmp_path / "proxy.pcapng"
+    with background("serve", "--port", "0", "-q") as (server, line):
+        upstream = serve_address(line)
+        with background("proxy", "--listen", "127.0.0.1:0", "--upstream", upstream, "-q",
+                        "--record", str(record)) as (proxy, pline):
+            match = re.fullmatch(rf"proxying (127\.0\.0\.1:\d+) -> {upstream}", pline)
+            assert match, pline
+            client = session(match.group(1))
+            try:
+                wait_recorded(record, SESSION)
+                if how == "kill":
+                    proxy.kill()
+                    proxy.wait(STOP_DEADLINE)
+                else:
+                    proxy.send_signal(signal.SIGHUP)
+                    assert proxy.wait(STOP_DEADLINE) == 0
+            finally:
+                client.close()
+        assert interrupt(server) == 0
+    assert recorded_commands(record) == SESSION
+    if how == "hup":
+        assert "end_of_capture" not in close_reasons(record)
+
+
+def test_a_growing_recording_reads_in_tshark(tmp_path: Path) -> None:
+    import shutil
+
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark is not installed")
+    record = tmp_path / "serve.pcapng"
+    with background("serve", "--port", "0", "-q", "--record", str(record)) as (server, line):
+        client = session(serve_address(line))
+        try:
+            wait_recorded(record, SESSION)
+            result = subprocess.run([tshark, "-r", str(record), "-T", "fields", "-e",
+                                     "tcp.len"], capture_output=True, text=True,
+                                    timeout=RUN_DEADLINE)
+            assert result.returncode == 0, result.stderr
+            assert sum(int(n) for n in result.stdout.split()) > 0
+            assert server.poll() is None  # read while the server still runs
+        finally:
+            client.close()
+        assert interrupt(server) == 0
