@@ -53,8 +53,8 @@ def iter_capture(
     module docstring for how chunks are ordered. Each chunk has its own
     RangeIndex; ``pd.concat(iter_capture(p), ignore_index=True)`` holds the
     same messages as ``read_capture(p).messages``. ``problems``: a list that
-    gets ``read_capture(p).problems``' rows as (frame, kind, detail) once the
-    last chunk is out.
+    gets what the reader found (``read_capture(p).decoded.problems``: frame,
+    kind, detail) once the last chunk is out.
     """
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size: {chunk_size!r} is not a positive number of messages")
