@@ -432,7 +432,8 @@ class FastEngine:
         for f in fresh[~defer].tolist():
             if f not in settle:
                 self._open_fast(f)
-        groups = self._gather(w, packets.drop(self._deferred))
+        packets = packets.drop(self._deferred)  # groups index these packets
+        groups = self._gather(w, packets)
         if groups is not None:
             if len(whole):
                 self._whole_flows(state, groups, whole, packets, last)
