@@ -107,7 +107,7 @@ def captures(draw):
     return writer, dialect, convs, starts, draw(st.sampled_from(["auto", dialect]))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(captures(), st.sampled_from([None, 4, 9]))
 def test_fast_equals_exact_on_generated_captures(case, window):
     """Also in windows of a few records: flows deferred, settled later or handed on."""
