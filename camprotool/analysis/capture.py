@@ -9,7 +9,8 @@ from functools import cached_property
 import pandas as pd
 
 from camprotool.analysis import tables
-from camprotool.analysis.frames import connections_frame, messages_frame, problems_frame
+from camprotool.analysis.frames import connections_frame, messages_frame
+from camprotool.analysis.problems import build_problems
 from camprotool.analysis.violations import RuleCheck
 from camprotool.capture.decode import DecodedCapture, decode_file
 from camprotool.protocol.dialect import Dialect
@@ -47,7 +48,10 @@ class Capture:
 
     @cached_property
     def problems(self) -> pd.DataFrame:
-        return problems_frame(self.decoded.problems)
+        """One row per loss or oddity, by frame: what the reader, the reassembler and
+        detection recorded, plus lost bytes, mid-stream starts and connections whose
+        every frame failed to decode (``camprotool.analysis.problems``)."""
+        return build_problems(self.decoded.problems, self.connections, self.messages)
 
     # -- analysis tables (camprotool.analysis.tables / .violations; docs/analysis.md)
     @cached_property

@@ -82,7 +82,10 @@ CONNECTIONS: dict[str, str] = {
     "lost_s2c": "int64",
 }
 
-PROBLEMS: dict[str, str] = {"frame": "Int64", "kind": "category", "detail": "str"}
+#: ``Capture.problems``: one row per loss or oddity (``camprotool.analysis.problems``);
+#: ``conn`` and ``direction`` are missing for problems of the file or of a whole connection.
+PROBLEMS: dict[str, str] = {"frame": "Int64", "kind": "category", "conn": "Int64",
+                            "direction": "category", "detail": "str"}
 
 # ------------------------------------------------------------- analysis tables
 # (camprotool.analysis.tables and .violations; docs/analysis.md says what each column means)

@@ -91,19 +91,63 @@ def run(args: argparse.Namespace) -> int:
     path = args.capture
     if not os.path.exists(path):
         raise CliError(f"{path}: no such file")
-    chunks = stream(args, path)
-    if args.output:
-        return _write(chunks, args.output)
-    return _print(chunks)
+    found: list = []
+    watch = _Watch()
+    chunks = watch.chunks(stream(args, path, problems=found))
+    code = _write(chunks, args.output) if args.output else _print(chunks)
+    if watch.done:  # problems are known once the stream ends (not after `| head`)
+        warn_problems(watch.problems(found, args.dialect))
+    return code
 
 
-def stream(args: argparse.Namespace, path: str):
-    """The capture's messages chunk by chunk (bounded memory), with a progress bar on a tty."""
+def stream(args: argparse.Namespace, path: str, *, problems: list | None = None):
+    """The capture's messages chunk by chunk (bounded memory), with a progress bar on a tty.
+    ``problems``: a list that gets the decoder's problem rows once the last chunk is out."""
     from camprotool.analysis.stream import iter_capture
 
     progress = progress_bar(os.path.getsize(path), f"decoding {os.path.basename(path)}")
     return iter_capture(path, dialect=args.dialect, ports=args.ports,
-                        reveal_passwords=args.reveal_passwords, progress=progress)
+                        reveal_passwords=args.reveal_passwords, progress=progress,
+                        problems=problems)
+
+
+def warn_problems(problems) -> int:
+    """One ``warning: KIND: COUNT (first at frame F): DETAIL`` line per kind on stderr."""
+    from camprotool.analysis.problems import print_warnings
+
+    return print_warnings(problems, sys.stderr)
+
+
+class _Watch:
+    """Passes the chunks through, keeping what the problem rows need from them
+    (a :class:`~camprotool.analysis.problems.MessageDigest`: per connection, not per
+    message) and whether the stream was read to its end."""
+
+    def __init__(self) -> None:
+        from camprotool.analysis.problems import MessageDigest
+
+        self.digest = MessageDigest()
+        self.done = False
+
+    def chunks(self, chunks):
+        for chunk in chunks:
+            self.digest.add(chunk)
+            yield chunk
+        self.done = True
+
+    def problems(self, found: list, dialect: str):
+        """The decoder's rows, plus what the digest alone can tell: a connection whose
+        every frame failed with the dialect given on the command line. Lost bytes and
+        mid-stream starts need the connections table, which the stream does not give."""
+        import pandas as pd
+
+        from camprotool.analysis.problems import build_problems
+
+        per = self.digest.per_conn
+        conns = pd.DataFrame({"conn": per.index.to_numpy(), "handshake_seen": True,
+                              "lost_c2s": 0, "lost_s2c": 0,
+                              "dialect": None if dialect in (None, "auto") else dialect})
+        return build_problems(found, conns, self.digest)
 
 
 def _write(chunks, output: str) -> int:

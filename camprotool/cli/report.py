@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from camprotool.cli import CliError
-from camprotool.cli.decode import add_decode_options, load
+from camprotool.cli.decode import add_decode_options, load, warn_problems
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     zone = resolve_tz(args.tz)  # a bad zone fails before the capture is decoded
     cap = load(args)
     index = write_report(cap, out, tz=zone)
+    warn_problems(cap.problems)
     print(f"report of {len(cap.messages)} messages from {len(cap.connections)} connections "
           f"written to {out}", file=sys.stderr)
     print(index)

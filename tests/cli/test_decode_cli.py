@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -64,3 +65,41 @@ def test_printed_rows_are_numbered_across_chunks(tmp_path):
     lines = result.stdout.splitlines()
     assert len(lines) == 301  # header + 300 messages
     assert lines[-1].split()[0] == "299"
+
+
+# ------------------------------------------------------------------ problem warnings
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "captures" / "sample.pcapng"
+
+
+def test_a_truncated_capture_warns_on_stderr(tmp_path):
+    cut = tmp_path / "t.pcapng"
+    cut.write_bytes(SAMPLE.read_bytes()[:3000])  # head -c 3000
+    for extra in ([], ["-o", str(tmp_path / "out.csv")]):
+        result = subprocess.run([*CLI, str(cut), *extra], capture_output=True, text=True,
+                                timeout=RUN_DEADLINE)
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines()
+                    if line.startswith("warning: ")]
+        assert warnings == ["warning: truncated_file: 1 (first at frame 22): file ends inside "
+                            "a block (type 0x6) at byte 2916: 84 of 148 bytes present."]
+        assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_dialect_gets_a_hint(tmp_path):
+    result = subprocess.run([*CLI, str(SAMPLE), "--dialect", "lp32le"], capture_output=True,
+                            text=True, timeout=RUN_DEADLINE)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("warning: dialect_failed: 2 (first at frame 24): connection 1: "
+                           "every frame failed to decode as lp32le; try dialect='auto'")
+    # the same hint read_capture gives
+    assert read_capture(SAMPLE, dialect="lp32le").problems["detail"].iloc[0] in line
+
+
+def test_a_clean_capture_prints_no_warning():
+    result = subprocess.run([*CLI, str(SAMPLE)], capture_output=True, text=True,
+                            timeout=RUN_DEADLINE)
+    assert result.returncode == 0 and result.stderr == ""
+

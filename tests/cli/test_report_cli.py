@@ -93,3 +93,20 @@ def test_help():
     assert proc.returncode == 0
     for option in ("-o DIR", "--tz ZONE", "--dialect", "--ports", "--reveal-passwords"):
         assert option in proc.stdout
+
+
+def test_problems_are_warned_on_stderr(tmp_path):
+    proc = cli(str(ROOT / "captures" / "failed_sync.pcapng"), "-o", str(tmp_path / "out"),
+               "--tz", "UTC")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == ("warning: lost_bytes: 1 (first at frame 20): connection 0: 15 bytes "
+                        "lost server→client (s2c); frame 20 is the first after the loss")
+    assert lines[1].startswith("report of 19 messages from 3 connections written to ")
+    assert proc.stdout.strip() == str(tmp_path / "out" / "index.html")
+
+
+def test_a_clean_capture_warns_nothing(tmp_path):
+    proc = cli(str(SAMPLE), "-o", str(tmp_path / "out"), "--tz", "UTC")
+    assert proc.returncode == 0, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("warning")]
