@@ -33,7 +33,7 @@ from camprotool.analysis import plots
 from camprotool.analysis.capture import Capture, read_capture
 from camprotool.analysis.export import write_frame
 
-__all__ = ["TABLES", "write_report"]
+__all__ = ["TABLES", "VIEWS", "camera_counts", "failures_by_reason", "findings", "write_report"]
 
 #: The tables written to ``tables/``, in this order.
 TABLES = ["messages", "connections", "sessions", "sync", "transfers", "status", "alarms",
@@ -76,6 +76,11 @@ table.summary th { text-align:left; font-weight:600; padding:3px 24px 3px 0;
                    vertical-align:top; color:var(--muted); }
 table.summary td { padding:3px 0; }
 .alert { color:var(--bad); font-weight:600; }
+.findings { margin:0 0 14px; padding:10px 14px 10px 30px; border-left:4px solid var(--bad);
+            background:#fdf3f2; border-radius:4px; }
+.findings.clean { border-left-color:var(--ok); background:#f1f8f2; list-style:none;
+                  padding-left:14px; }
+.findings li { margin:3px 0; } .findings strong { color:var(--bad); }
 figure { margin:14px 0 6px; } figure img { max-width:100%; height:auto;
          border:1px solid var(--line); border-radius:4px; background:#fff; }
 figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
@@ -135,6 +140,7 @@ def _is_numeric(col: pd.Series) -> bool:
 
 
 TEXT_COLUMNS = {"params", "detail", "reason", "error", "message_text"}
+MAX_CELL = 160  # characters of a text cell shown; the full value is its tooltip and in the file
 
 
 def html_table(df: pd.DataFrame, zone: dt.tzinfo, *, name: str = "", max_rows: int = MAX_ROWS,
@@ -165,10 +171,13 @@ def html_table(df: pd.DataFrame, zone: dt.tzinfo, *, name: str = "", max_rows: i
                 out.append('<td class="na"></td>')
                 continue
             cls = "num" if numeric[c] else ("text" if c in TEXT_COLUMNS else "")
-            if c in ("outcome", "status"):
+            if c in ("outcome", "status", "close_reason"):
                 cls = {"ok": "good", "complete": "good", "error": "bad", "failed": "bad",
-                       "no_answer": "bad", "cut_short": "bad"}.get(v, cls)
+                       "no_answer": "bad", "cut_short": "bad", "rst": "bad"}.get(v, cls)
             attr = f' class="{cls}"' if cls else ""
+            if len(v) > MAX_CELL:
+                attr += f' title="{e(v)}"'
+                v = v[: MAX_CELL - 1] + "…"
             out.append(f"<td{attr}>{e(v)}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
@@ -203,11 +212,194 @@ def _counts(series: pd.Series) -> str:
     return ", ".join(f"{n} {k}" for k, n in counts.items()) if len(counts) else ""
 
 
+#: The columns each table shows on the page, so it fits a screen; the files in
+#: tables/ hold every column. Tables not named here show all of theirs.
+VIEWS = {
+    "sessions": ["session", "conn", "client", "server", "user", "outcome", "reason",
+                 "camera_count", "data_conns", "start", "duration", "heartbeats",
+                 "heartbeat_max_gap"],
+    "transfers": ["conn", "kind", "status", "close_reason", "total", "completed", "ok", "failed",
+                  "no_answer", "session", "data_client", "start", "duration",
+                  "cameras_per_s"],
+    "sync": ["ts", "frame", "conn", "kind", "camera_id", "current", "total", "outcome",
+             "reason"],
+    "status": ["ts", "camera_id", "online", "previous", "source", "time_in_previous", "conn"],
+    "connections": ["conn", "channel", "client", "server", "dialect", "handshake_seen",
+                    "start", "duration", "close_reason", "messages", "bytes_c2s", "bytes_s2c",
+                    "lost_c2s", "lost_s2c", "main_conn"],
+    "violations": ["rule", "frame", "ts", "conn", "direction", "command", "params", "detail",
+                   "message"],
+    "problems": ["frame", "kind", "conn", "direction", "detail"],
+    "failures": ["kind", "outcome", "reason", "steps", "cameras", "first_frame"],
+}
+_WAY = {"c2s": "client→server", "s2c": "server→client"}
+
+
+def _frames_of(cap: Capture, labels: pd.Series) -> pd.array:
+    """The ``frame`` of the messages with these index labels (missing stays missing)."""
+    pos = pd.array(labels, dtype="Int64").to_numpy(dtype=np.int64, na_value=-1)
+    frames = cap.messages["frame"].to_numpy(np.int64)
+    out = pd.array(np.where(pos >= 0, frames[np.maximum(pos, 0)] if len(frames) else 0, 0),
+                   dtype="Int64")
+    out[pos < 0] = pd.NA
+    return out
+
+
+def violations_view(cap: Capture) -> pd.DataFrame:
+    """``cap.violations`` with the frame, direction and parameters of the message that
+    broke each rule."""
+    v = cap.violations
+    m = cap.messages
+    at = v["message"].to_numpy(np.int64)
+    return v.assign(frame=m["frame"].to_numpy()[at] if len(v) else [],
+                    direction=m["direction"].to_numpy()[at] if len(v) else [],
+                    params=m["params"].to_numpy()[at] if len(v) else [])
+
+
+def sync_view(cap: Capture, steps: pd.DataFrame) -> pd.DataFrame:
+    """Sync steps with the frame of their answer (of their request when unanswered)."""
+    return steps.assign(frame=_frames_of(cap, steps["answer"].fillna(steps["request"])))
+
+
+def failures_by_reason(cap: Capture) -> pd.DataFrame:
+    """Refused and unanswered sync steps, counted by kind, outcome and reason."""
+    sync = sync_view(cap, cap.sync)
+    bad = sync[sync["outcome"].astype(str) != "ok"]
+    if not len(bad):
+        return pd.DataFrame(columns=VIEWS["failures"])
+    outcome = bad["outcome"].astype(str).map({"failed": "refused", "no_answer": "no answer"})
+    reason = bad["reason"].astype(object).where(bad["reason"].notna(), "")
+    keys = pd.DataFrame({"kind": bad["kind"].astype(str).to_numpy(),
+                         "outcome": outcome.to_numpy(), "reason": reason.to_numpy(),
+                         "camera": bad["camera_id"].astype(object).to_numpy(),
+                         "frame": bad["frame"].to_numpy(dtype=np.float64, na_value=np.nan)})
+    rows = []
+    for (kind, out, why), g in keys.groupby(["kind", "outcome", "reason"], sort=False):
+        cams = [str(c) for c in g["camera"] if isinstance(c, str)]
+        shown = ", ".join(cams[:8]) + (f" (+{len(cams) - 8} more)" if len(cams) > 8 else "")
+        first = g["frame"].min()
+        rows.append((kind, out, why, len(g), shown,
+                     None if np.isnan(first) else int(first)))
+    df = pd.DataFrame(rows, columns=VIEWS["failures"])
+    df["first_frame"] = df["first_frame"].astype("Int64")
+    return df.sort_values("steps", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def camera_counts(cap: Capture) -> dict[str, dict[str, int]]:
+    """Per sync kind: cameras the server accepted (``ok``: bound or downloaded), refused
+    (``refused``), and failed: ``unanswered`` steps plus the cameras a transfer cut short
+    never reached (``never_reached``)."""
+    sync, t = cap.sync, cap.transfers
+    out = {}
+    for kind in ("upload", "download"):
+        steps = sync[sync["kind"].astype(str) == kind]
+        mine = t[t["kind"].astype(str) == kind]
+        if not len(steps) and not len(mine):
+            continue
+        outcome = steps["outcome"].astype(str)
+        cut = mine[mine["status"].astype(str) == "cut_short"]
+        seen = cut["ok"] + cut["failed"] + cut["no_answer"]
+        never = (cut["total"] - seen).clip(lower=0).fillna(0)
+        out[kind] = {"ok": int((outcome == "ok").sum()),
+                     "refused": int((outcome == "failed").sum()),
+                     "unanswered": int((outcome == "no_answer").sum()),
+                     "never_reached": int(never.sum())}
+    return out
+
+
+def _camera_text(kind: str, c: dict[str, int]) -> str:
+    ok = "bound" if kind == "upload" else "downloaded"
+    failed = c["unanswered"] + c["never_reached"]
+    why = []
+    if c["unanswered"]:
+        why.append(f"{c['unanswered']:,} unanswered")
+    if c["never_reached"]:
+        why.append(f"{c['never_reached']:,} never reached: transfer cut short")
+    return (f"{c['ok']:,} {ok}, {c['refused']:,} refused by the server, {failed:,} failed"
+            + (f" ({'; '.join(why)})" if why else ""))
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
+
+
+def findings(cap: Capture) -> list[str]:
+    """What went wrong, most telling first, as escaped HTML list items (empty: nothing)."""
+    e = html.escape
+    items: list[str] = []
+    p = cap.problems
+    kinds = p["kind"].astype(str)
+    for kind in dict.fromkeys(kinds.tolist()):
+        rows = p[kinds == kind]
+        frames = rows["frame"].dropna()
+        at = f" (first at frame {int(frames.iloc[0])})" if len(frames) else ""
+        if kind == "lost_bytes":
+            sizes = rows["detail"].str.extract(r": ([\d,]+) bytes? lost")[0]
+            total = int(sizes.str.replace(",", "").astype(float).sum())
+            head = f"{_plural(total, 'byte')} lost"
+        else:
+            head = f"{_plural(len(rows), 'problem')} {kind}"
+        details = "; ".join(rows["detail"].astype(str).head(3))
+        more = f"; and {len(rows) - 3:,} more" if len(rows) > 3 else ""
+        items.append(f'<strong>{e(head)}</strong>{e(at)}: {e(details + more)} '
+                     '(<a href="#problems">capture problems</a>)')
+    failures = failures_by_reason(cap)
+    for kind, c in camera_counts(cap).items():
+        refused = failures[(failures["kind"] == kind) & (failures["outcome"] == "refused")]
+        if c["refused"]:
+            why = "; ".join(f"{r.reason or 'no reason given'}: {r.cameras}"
+                            for r in refused.itertuples())
+            noun = "camera" if kind == "upload" else "download step"
+            items.append(f"<strong>{e(_plural(c['refused'], noun))} refused</strong> by the server "
+                         f"({e(kind)}): {e(why)}")
+        if c["unanswered"]:
+            steps = _plural(c["unanswered"], kind + " step")
+            items.append(f"<strong>{e(steps)} unanswered</strong>")
+    t = cap.transfers
+    for row in t[t["status"].astype(str) == "cut_short"].itertuples():
+        total = "?" if pd.isna(row.total) else f"{int(row.total):,}"
+        closed = "" if pd.isna(row.close_reason) else f", closed by {row.close_reason}"
+        items.append(f"<strong>{e(str(row.kind))} on connection {row.conn} cut short"
+                     f"</strong> after {row.completed:,} of {total} cameras{e(closed)}")
+    v = cap.violations
+    if len(v):
+        by_rule = ", ".join(f"{rule} ({n})" for rule, n in
+                            v["rule"].astype(str).value_counts(sort=False).items())
+        items.append(f"<strong>{e(_plural(len(v), 'protocol violation'))}</strong>: {e(by_rule)} "
+                     '(<a href="#violations">each with its message and frame</a>)')
+    s = cap.sessions
+    refused = s[s["outcome"].astype(str) == "error"]
+    if len(refused):
+        why = _counts(refused["reason"].fillna("no reason given"))
+        items.append(f"<strong>{e(_plural(len(refused), 'login'))} refused</strong>: {e(why)}")
+    errors = int(cap.messages["error"].notna().sum())
+    if errors:
+        items.append(f"<strong>{e(_plural(errors, 'message'))}</strong> not fully decoded "
+                     '(<a href="#errors">decoding errors</a>)')
+    return items
+
+
 def _summary(cap: Capture, zone: dt.tzinfo, fmt_time) -> list[tuple[str, str, bool]]:
     """(label, escaped HTML, alert) rows of the summary."""
     e = html.escape
     m, conns = cap.messages, cap.connections
     rows: list[tuple[str, str, bool]] = []
+    p = cap.problems
+    by_kind = _counts(p["kind"]) if len(p) else ""
+    rows.append(("capture problems", e(f"{len(p):,}" + (f" ({by_kind})" if by_kind else "")),
+                 len(p) > 0))
+    v = cap.violations
+    by_rule = _counts(v["rule"]) if len(v) else ""
+    rows.append(("protocol violations", e(f"{len(v):,}" + (f" ({by_rule})" if by_rule else "")),
+                 len(v) > 0))
+    counts = camera_counts(cap)
+    for kind, c in counts.items():
+        rows.append((f"cameras ({kind})", e(_camera_text(kind, c)),
+                     c["refused"] + c["unanswered"] + c["never_reached"] > 0))
+    sync_failed = int((cap.sync["outcome"].astype(str) != "ok").sum())
+    rows.append(("refused or unanswered sync steps", f"{sync_failed:,}", sync_failed > 0))
+    errors = int(m["error"].notna().sum()) if len(m) else 0
+    rows.append(("messages with decoding errors", f"{errors:,}", errors > 0))
     source = cap.source
     rows.append(("capture file", f"<code>{e(source)}</code>", False))
     if source != "<memory>" and os.path.exists(source):
@@ -227,14 +419,6 @@ def _summary(cap: Capture, zone: dt.tzinfo, fmt_time) -> list[tuple[str, str, bo
         rows.append(("time span", e(f"{t0} → {t1} ({span})"), False))
     rows.append(("time zone", e(f"{plots.zone_name(zone)} (files in tables/ are in UTC)"),
                  False))
-    errors = int(m["error"].notna().sum()) if len(m) else 0
-    rows.append(("messages with decoding errors", f"{errors:,}", errors > 0))
-    rows.append(("capture problems (reader/reassembly)", f"{len(cap.problems):,}",
-                 len(cap.problems) > 0))
-    v = cap.violations
-    by_rule = _counts(v["rule"]) if len(v) else ""
-    rows.append(("protocol violations", e(f"{len(v):,}" + (f" ({by_rule})" if by_rule else "")),
-                 len(v) > 0))
     s = cap.sessions
     rows.append(("login sessions", e(f"{len(s):,}" + (f" ({_counts(s['outcome'])})"
                                                        if len(s) else "")), False))
@@ -245,9 +429,8 @@ def _summary(cap: Capture, zone: dt.tzinfo, fmt_time) -> list[tuple[str, str, bo
     rows.append(("transfers", e(f"{len(t):,}" + (f" ({_counts(t['status'])})" if len(t)
                                                   else "")), False))
     if len(t):
-        rows.append(("cameras synced", f"{int(t['completed'].sum()):,}", False))
-    sync_failed = int((cap.sync["outcome"].astype(str) == "failed").sum())
-    rows.append(("failed sync steps", f"{sync_failed:,}", sync_failed > 0))
+        rows.append(("transfers closed by", e(_counts(t["close_reason"].dropna())),
+                     bool((t["close_reason"].astype(str) == "rst").any())))
     st = cap.status
     rows.append(("camera status changes", f"{int(st['changed'].sum()):,} "
                  f"({st['camera_id'].nunique():,} cameras observed)", False))
@@ -256,6 +439,15 @@ def _summary(cap: Capture, zone: dt.tzinfo, fmt_time) -> list[tuple[str, str, bo
     rows.append(("passwords", "revealed (read with reveal_passwords)" if cap.reveal_passwords
                  else "masked as ***", cap.reveal_passwords))
     return rows
+
+
+def _findings_html(cap: Capture) -> str:
+    items = findings(cap)
+    if not items:
+        return ('<ul class="findings clean"><li>Nothing went wrong: no capture problems, no '
+                "refused or failed camera, no protocol violation, no decoding error.</li></ul>")
+    return ('<h3>What went wrong</h3><ul class="findings">'
+            + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
 
 
 def _section(ident: str, title: str, body: str, count: int | None = None) -> str:
@@ -302,6 +494,7 @@ def write_report(cap: Capture | str | os.PathLike[str], out_dir: str | os.PathLi
     e = html.escape
 
     def table(name: str, df: pd.DataFrame | None = None, **kw) -> str:
+        kw.setdefault("columns", VIEWS.get(name))
         return html_table(getattr(cap, name) if df is None else df, zone, name=name,
                           max_rows=max_rows, **kw)
 
@@ -309,13 +502,22 @@ def write_report(cap: Capture | str | os.PathLike[str], out_dir: str | os.PathLi
         f'<tr><th>{e(label)}</th><td{" class=alert" if alert else ""}>{value}</td></tr>'
         for label, value, alert in _summary(cap, zone, fmt_time))
     sections = [_section("summary", "Summary",
-                         f'<table class="summary">{summary_rows}</table>'
+                         _findings_html(cap)
+                         + f'<table class="summary">{summary_rows}</table>'
                          + _figure(plots.message_rate(cap.messages, "auto", zone),
                                    "Message rate by command",
                                    "Messages per interval, stacked by command."))]
 
+    p = cap.problems
+    body = (f'<p class="note">What the reader and the reassembler could not use: lost bytes, '
+            f"connections begun before the capture, cut packets, a cut file... Open a frame in "
+            f"Wireshark with <code>wireshark -r {e(os.path.basename(cap.source))} -g FRAME"
+            "</code>.</p>" + table("problems")) if len(p) else \
+        '<p class="empty">None: every byte of every connection was captured and read.</p>'
+    sections.append(_section("problems", "Capture problems", body, len(p)))
+
     v = cap.violations
-    body = table("violations") if len(v) else \
+    body = table("violations", violations_view(cap)) if len(v) else \
         '<p class="empty">No breach of the PROTOCOL.md section 5 rules.</p>'
     if len(cap.notes):
         body += "<h3>Notes</h3><p class=\"note\">Oddities no rule covers.</p>" + table("notes")
@@ -345,7 +547,10 @@ def write_report(cap: Capture | str | os.PathLike[str], out_dir: str | os.PathLi
         "Cameras synced over time per data connection; red crosses are failed steps.")
     failed = cap.sync[cap.sync["outcome"].astype(str) != "ok"]
     if len(failed):
-        body += "<h3>Failed or unanswered sync steps</h3>" + table("sync", failed)
+        body += ("<h3>Failures by reason</h3>"
+                 + html_table(failures_by_reason(cap), zone, max_rows=max_rows)
+                 + "<h3>Failed or unanswered sync steps</h3>"
+                 + table("sync", sync_view(cap, failed)))
     sections.append(_section("transfers", "Transfers", body, len(t)))
 
     a = cap.alarms
@@ -366,26 +571,20 @@ def write_report(cap: Capture | str | os.PathLike[str], out_dir: str | os.PathLi
                              len(cap.connections)))
 
     bad = cap.messages[cap.messages["error"].notna()]
-    if len(bad) or len(cap.problems):
-        body = ""
-        if len(bad):
-            body += "<h3>Messages with decoding errors</h3>" + table(
-                "messages", bad, columns=["ts", "conn", "channel", "direction", "command",
-                                          "params", "error", "frame"])
-        if len(cap.problems):
-            body += "<h3>Capture problems</h3>" + table("problems")
-        sections.append(_section("errors", "Decoding errors", body, len(bad) +
-                                 len(cap.problems)))
+    if len(bad):
+        body = table("messages", bad, columns=["ts", "frame", "conn", "channel", "direction",
+                                               "command", "params", "error"])
+        sections.append(_section("errors", "Decoding errors", body, len(bad)))
 
     sections.append(_section("files", "Tables as files",
                              '<p class="note">Every table in full, times in UTC, next to this '
                              "page.</p>" + _files_table(written)))
 
     nav = "".join(f'<a href="#{ident}">{e(label)}</a>' for ident, label in [
-        ("summary", "Summary"), ("violations", "Violations"), ("sessions", "Sessions"),
-        ("transfers", "Transfers"), ("alarms", "Alarms"), ("status", "Camera status"),
-        ("connections", "Connections"), *([("errors", "Errors")] if len(bad) or
-                                          len(cap.problems) else []), ("files", "Files")])
+        ("summary", "Summary"), ("problems", "Problems"), ("violations", "Violations"),
+        ("sessions", "Sessions"), ("transfers", "Transfers"), ("alarms", "Alarms"),
+        ("status", "Camera status"), ("connections", "Connections"),
+        *([("errors", "Errors")] if len(bad) else []), ("files", "Files")])
     name = os.path.basename(cap.source)
     now = dt.datetime.now(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
     page = (

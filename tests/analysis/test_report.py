@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from camprotool import encode, read_capture
-from camprotool.analysis.report import TABLES, write_report
+from camprotool.analysis.report import TABLES, VIEWS, write_report
 from camprotool.capture.writer import PcapngWriter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,9 @@ class Page(HTMLParser):
         self._table: dict | None = None
         self._row: list[str] | None = None
         self._cell: list[str] | None = None
+        self.findings: list[str] = []
+        self._finding: list[str] | None = None
+        self._in_findings = False
         self.feed(text)
         self.close()
 
@@ -62,6 +65,10 @@ class Page(HTMLParser):
             self._row = []
         elif tag in ("td", "th") and self._row is not None:
             self._cell = []
+        elif tag == "ul" and "findings" in (a.get("class") or ""):
+            self._in_findings = True
+        elif tag == "li" and self._in_findings:
+            self._finding = []
 
     def handle_endtag(self, tag):
         if tag in ("td", "th") and self._cell is not None:
@@ -77,9 +84,16 @@ class Page(HTMLParser):
             self._table = None
         elif tag == "section":
             self._section = None
+        elif tag == "li" and self._finding is not None:
+            self.findings.append("".join(self._finding))
+            self._finding = None
+        elif tag == "ul":
+            self._in_findings = False
 
     def handle_data(self, data):
         self.text.append(data)
+        if self._finding is not None:
+            self._finding.append(data)
         if self._cell is not None:
             self._cell.append(data)
         if self._section is not None:
@@ -87,6 +101,11 @@ class Page(HTMLParser):
 
     def section_text(self, ident: str) -> str:
         return "".join(self.sections[ident]["text"])
+
+
+def findings_of(page: Page) -> list[str]:
+    """The items of the summary's "what went wrong" list, as text."""
+    return page.findings
 
 
 def decode_png(src: str) -> bytes:
@@ -128,9 +147,15 @@ def test_summary(sample_report):
     for expected in ("captures/sample.pcapng", "packets", "42", "connections",
                      "2 (1 main, 1 data)", "messages", "30", "time span",
                      "2025-11-28 17:00:00.005 → 2025-11-28 17:01:37.326",
-                     "Asia/Shanghai", "protocol violations", "failed sync steps",
+                     "Asia/Shanghai", "protocol violations", "refused or unanswered sync steps",
                      "messages with decoding errors", "masked as ***"):
         assert expected in text, expected
+    # a refused camera is not a synced one: 4 bound, 2 refused (not "6 synced")
+    assert "cameras (upload)4 bound, 2 refused by the server, 0 failed" in text
+    assert "capture problems0" in text
+    (found,) = [li for li in findings_of(page)]
+    assert found == ("2 cameras refused by the server (upload): ID和密码不匹配: CAM00003; "
+                     "该摄像头绑定账号已满: DEMO0001")
 
 
 def test_tables(sample_report):
@@ -139,9 +164,12 @@ def test_tables(sample_report):
     for ident, name in [("sessions", "sessions"), ("transfers", "transfers"),
                         ("alarms", "alarms"), ("connections", "connections")]:
         table = page.sections[ident]["tables"][0]
-        expected = [c for c in getattr(cap, name).columns if c != "raw"]
+        expected = VIEWS.get(name, [c for c in getattr(cap, name).columns if c != "raw"])
         assert table["header"] == expected, ident
+        assert set(expected) <= set(getattr(cap, name).columns), ident
         assert len(table["rows"]) == len(getattr(cap, name)), ident
+    transfers = page.sections["transfers"]["tables"][0]["header"]
+    assert transfers.index("close_reason") == transfers.index("status") + 1  # side by side
     sessions = page.sections["sessions"]["tables"][0]
     row = dict(zip(sessions["header"], sessions["rows"][0], strict=True))
     assert row["user"] == "demo" and row["outcome"] == "ok" and row["data_conns"] == "1"
@@ -151,8 +179,14 @@ def test_tables(sample_report):
         ["motion", "video_loss", "io_alarm", "motion"]
     # the failed upload steps, with their Chinese reasons
     failed = page.sections["transfers"]["tables"][1]
-    reasons = [r[failed["header"].index("reason")] for r in failed["rows"]]
+    assert failed["header"] == ["kind", "outcome", "reason", "steps", "cameras", "first_frame"]
+    assert failed["rows"] == [["upload", "refused", "ID和密码不匹配", "1", "CAM00003", "18"],
+                              ["upload", "refused", "该摄像头绑定账号已满", "1", "DEMO0001", "21"]]
+    steps = page.sections["transfers"]["tables"][2]
+    reasons = [r[steps["header"].index("reason")] for r in steps["rows"]]
     assert reasons == ["ID和密码不匹配", "该摄像头绑定账号已满"]
+    assert [r[steps["header"].index("frame")] for r in steps["rows"]] == ["18", "21"]
+    assert "None" in page.section_text("problems")
     assert "No breach" in page.section_text("violations")
 
 
@@ -188,6 +222,91 @@ def test_every_table_as_csv_and_parquet(sample_report):
     assert str(messages["ts"].dtype) == "datetime64[ns, UTC]"  # files stay in UTC
     assert messages["ts"].iloc[0] == pd.Timestamp("2025-11-28 09:00:00.005", tz="UTC")
     assert messages["params"].iloc[0] == "demo|***"
+
+
+# ------------------------------------------------------------------ what went wrong
+
+
+@pytest.fixture(scope="module")
+def failed_sync_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("failed_sync")
+    cap = read_capture(ROOT / "captures" / "failed_sync.pcapng")
+    index = write_report(cap, out, tz="UTC")
+    return cap, index, Page(index.read_text(encoding="utf-8"))
+
+
+def test_failed_sync_leads_with_what_went_wrong(failed_sync_report):
+    _, _, page = failed_sync_report
+    assert page.findings == [
+        "15 bytes lost (first at frame 20): connection 0: 15 bytes lost server→client (s2c); "
+        "frame 20 is the first after the loss (capture problems)",
+        "1 camera refused by the server (upload): ID和密码不匹配: CAM00012",
+        "upload on connection 1 cut short after 3 of 5 cameras, closed by rst",
+        "5 protocol violations: upload_sequence (1), incomplete_sync (1), heartbeat_gap (1), "
+        "check_too_many_ids (1), unannounced_data_port (1) (each with its message and frame)",
+        "2 messages not fully decoded (decoding errors)",
+    ]
+    text = page.section_text("summary")
+    assert text.index("What went wrong") < text.index("15 bytes lost") < text.index(
+        "capture file")
+    assert "capture problems1 (1 lost_bytes)" in text
+    assert "cameras (upload)3 bound, 1 refused by the server, 2 failed (2 never reached: " \
+        "transfer cut short)" in text
+    assert "transfers closed by1 rst, 1 fin" in text
+
+
+def test_failed_sync_problems_and_violations_name_their_frames(failed_sync_report):
+    cap, index, page = failed_sync_report
+    (problems,) = page.sections["problems"]["tables"]
+    assert problems["header"] == ["frame", "kind", "conn", "direction", "detail"]
+    assert problems["rows"] == [["20", "lost_bytes", "0", "s2c", "connection 0: 15 bytes "
+                                 "lost server→client (s2c); frame 20 is the first after the "
+                                 "loss"]]
+    assert "wireshark -r failed_sync.pcapng -g FRAME" in page.section_text("problems")
+    (v,) = page.sections["violations"]["tables"][:1]
+    assert v["header"] == VIEWS["violations"]
+    got = [(r[0], int(r[1]), r[5]) for r in v["rows"]]
+    m = cap.messages
+    want = [(str(rule), int(m.loc[msg, "frame"]), str(m.loc[msg, "command"]))
+            for rule, msg in zip(cap.violations["rule"], cap.violations["message"],
+                                 strict=True)]
+    assert got == want and len(got) == 5
+    # the 22 ids of check_too_many_ids: cut on the page, whole in the tooltip and the file
+    params = v["rows"][[r[0] for r in v["rows"]].index("check_too_many_ids")][6]
+    assert params.endswith("…") and len(params) == 160
+    full = m.loc[cap.violations["message"][cap.violations["rule"] == "check_too_many_ids"]
+                 .iloc[0], "params"]
+    assert f'title="{full}"' in index.read_text(encoding="utf-8")
+
+
+def test_tables_fit_a_screen(failed_sync_report, sample_report):
+    for _, page in (failed_sync_report[1:], sample_report):
+        for ident, section in page.sections.items():
+            for table in section["tables"]:
+                if ident != "files":
+                    assert len(table["header"]) <= 15, (ident, table["header"])
+                for row in table["rows"]:
+                    assert all(len(cell) <= 160 for cell in row), (ident, row)
+
+
+def test_a_clean_capture_says_nothing_went_wrong(tmp_path):
+    w = PcapngWriter()
+    c = w.tcp(("10.0.0.1", 50000), ("10.0.0.2", 9000), T0)
+    c.send("c2s", encode("Login", "demo|demo"), T0 + MS)
+    c.send("s2c", encode("LoginOk", "3|2025-11-27 18:02:11|10.0.0.1"), T0 + 2 * MS)
+    c.close(T0 + 3 * MS)
+    index = write_report(read_capture(w.getvalue()), tmp_path, tz="UTC")
+    page = Page(index.read_text(encoding="utf-8"))
+    assert page.findings == ["Nothing went wrong: no capture problems, no refused or failed "
+                             "camera, no protocol violation, no decoding error."]
+
+
+def test_a_wrong_dialect_leads_the_report(tmp_path):
+    cap = read_capture(SAMPLE, dialect="lp32le")
+    page = Page(write_report(cap, tmp_path, tz="UTC").read_text(encoding="utf-8"))
+    assert page.findings[0].startswith("2 problems dialect_failed (first at frame 24): "
+                                       "connection 1: every frame failed to decode as lp32le; "
+                                       "try dialect='auto'")
 
 
 # ------------------------------------------------------------------ a capture with problems
