@@ -75,6 +75,7 @@ bench: $(STAMP_BENCH) sysdeps
 	$(BIN)/python benchmarks/bench_readers.py --tshark
 	$(BIN)/python benchmarks/bench_capture.py
 	$(BIN)/python benchmarks/bench_analysis.py
+	$(BIN)/python benchmarks/bench_speed.py --skip-slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $(DEMO_OUT)
