@@ -20,6 +20,7 @@ Decisions, in order of evidence:
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_right
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from camprotool.capture.packets import format_endpoint
 from camprotool.capture.streams import ConnState
 from camprotool.protocol.bulk import SCHEMA
 from camprotool.protocol.catalogue import COMMANDS, Channel, Direction
+from camprotool.protocol.dialect import Dialect
 
 _CLIENT_COMMANDS = [c.name for c in COMMANDS if c.direction is Direction.C2S]
 _SERVER_COMMANDS = [c.name for c in COMMANDS if c.direction is not Direction.C2S]
@@ -226,7 +228,12 @@ def _dialect_name(state: ConnState) -> str | None:
     if state.dialect is None:
         return None
     fell_back = [d.fallback for d in state.dirs.values() if d.fell_back]
-    return str(fell_back[0]) if fell_back else str(state.dialect)
+    return _dialect_text(fell_back[0] if fell_back else state.dialect)
+
+
+@functools.lru_cache(maxsize=64)
+def _dialect_text(dialect: Dialect) -> str:
+    return str(dialect)  # a few microseconds each: thousands of connections share a handful
 
 
 def _announcements(records: list[ConnectionRecord], table: pa.Table
