@@ -110,3 +110,12 @@ def test_a_clean_capture_warns_nothing(tmp_path):
     proc = cli(str(SAMPLE), "-o", str(tmp_path / "out"), "--tz", "UTC")
     assert proc.returncode == 0, proc.stderr
     assert not [line for line in proc.stderr.splitlines() if line.startswith("warning")]
+
+
+def test_a_wrong_dialect_warns_once_with_its_hint(tmp_path):
+    proc = cli(str(SAMPLE), "-o", str(tmp_path / "out"), "--tz", "UTC", "--dialect", "lp32le")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2, proc.stderr  # no matplotlib warning about an empty legend
+    assert lines[0].startswith("warning: dialect_failed: 2 (first at frame 24): connection 1: "
+                               "every frame failed to decode as lp32le; try dialect='auto'")
