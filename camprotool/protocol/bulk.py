@@ -410,12 +410,19 @@ def _walk_lines(buf: bytes, start: int, limit: int) -> tuple[_Frames, int]:
     """Every complete line from ``start``; returns the frames and where the tail begins."""
     kernels = _k()
     arr = kernels.readonly(np.frombuffer(buf, dtype=np.uint8))
-    count = kernels.count_byte(arr, start, 10)  # newlines: at most that many frames
+    newline = np.empty((len(arr) - start) // 32 + 64, _I64)  # room for lines of 32 bytes
+    count, at = kernels.newlines(arr, start, newline)
+    while at < len(arr):  # shorter lines: more room
+        more = np.empty(2 * len(newline), _I64)
+        more[:count] = newline[:count]
+        found, at = kernels.newlines(arr, at, more[count:])
+        newline, count = more, count + found
     if not count:
         return _Frames.empty(), start
     starts, body_ends, ends = (np.empty(count, _I64) for _ in range(3))
     long = np.empty(count, bool)
-    found, used = kernels.line_frames(arr, start, limit, starts, body_ends, ends, long)
+    found, used = kernels.line_frames(arr, start, limit, newline[:count], starts, body_ends,
+                                      ends, long)
     if found < count:  # empty lines carry nothing
         starts, body_ends, ends, long = (a[:found] for a in (starts, body_ends, ends, long))
     return _Frames(starts, starts, body_ends, ends, long), used
@@ -815,6 +822,7 @@ class _Assembler:
         self.lists: dict[str, list[_ListPart]] = defaultdict(list)
         self._messages: list[tuple[np.ndarray, list[Message]]] = []
         self.ready: dict[str, pa.Array] = {}  # columns complete as they are
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     def command_code(self, name: str) -> int:
         code = self._command_index.get(name)
@@ -908,8 +916,10 @@ class _Assembler:
         if len(parts) == 1 and len(parts[0][0]) == self.n:  # every row, in order
             _, starts, ends = parts[0]
         else:
-            starts = np.full(self.n, -1, _I64)  # null
-            ends = np.zeros(self.n, _I64)
+            if self._bounds is None:  # one pair for every column: packing copies them
+                self._bounds = np.empty(self.n, _I64), np.empty(self.n, _I64)
+            starts, ends = self._bounds
+            starts.fill(-1)  # null
             for rows, s, e in parts:
                 starts[rows] = s
                 ends[rows] = e

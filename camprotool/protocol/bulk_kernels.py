@@ -96,6 +96,7 @@ _LOWER4, _LOWER5 = np.uint64(0x20202020), np.uint64(0x2020202020)
 _TRUE, _NULL, _FALSE = (np.uint64(int.from_bytes(w, "little")) for w in (b"true", b"null",
                                                                           b"false"))
 _LF, _CR, _PIPE, _SEMI, _COLON = 10, 13, 124, 59, 58
+_MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xFF51AFD7ED558CCD)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -152,46 +153,50 @@ def _word(data, at, end):
 
 
 @njit(cache=True, nogil=True)
-def count_byte(data, start, byte):
-    """How many ``byte`` in ``data[start:]``."""
-    return _count(data, start, len(data), byte)
+def newlines(data, at, out):
+    """Positions of the ``\n`` in ``data[at:]``, into ``out`` until fewer than 64 places
+    are left in it. Returns (how many, where the search stopped: ``len(data)`` when
+    it is complete)."""
+    n = len(data)
+    k = 0
+    room = len(out) - 64
+    while at + 64 <= n and k <= room:
+        block = data[at : at + 64]
+        hits = _ZERO  # bit j: block[j] is a newline (LLVM compares the 64 bytes at once)
+        for j in range(64):
+            hits |= np.uint64(block[j] == _LF) << np.uint64(j)
+        while hits != _ZERO:
+            out[k] = at + np.int64(_ctz(hits))
+            k += 1
+            hits &= hits - _ONE
+        at += 64
+    if k <= room:
+        for q in range(at, n):
+            if data[q] == _LF:
+                out[k] = q
+                k += 1
+        at = n
+    return k, at
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _line(data, line, q, limit, k, starts, body_ends, ends, long):
-    body_end = q - 1 if q > line and data[q - 1] == _CR else q
-    over = q - line > limit
-    if body_end > line or over:  # empty lines carry nothing
+@njit(cache=True, nogil=True)
+def line_frames(data, start, limit, newline, starts, body_ends, ends, long):
+    """The frames of the lines ending at the ``newline`` positions (the line before
+    the first starts at ``start``): body bounds (without the ``\r`` before the
+    ``\n``), end (past the ``\n``) and whether the line is longer than ``limit``;
+    empty lines are skipped. Returns (frames, where the next line begins)."""
+    k = 0
+    line = start
+    for i in range(len(newline)):
+        q = newline[i]
+        body_end = q - 1 if q > line and data[q - 1] == _CR else q
+        over = q - line > limit
         starts[k] = line
         body_ends[k] = body_end
         ends[k] = q + 1
         long[k] = over
-        k += 1
-    return k
-
-
-@njit(cache=True, nogil=True)
-def line_frames(data, start, limit, starts, body_ends, ends, long):
-    """The frames of every complete line of ``data`` from ``start``: body bounds (without
-    the ``\\r`` before the ``\\n``), end (past the ``\\n``) and whether the line is longer
-    than ``limit``; empty lines are skipped. Returns (frames, where the tail begins)."""
-    n = len(data)
-    k = 0
-    line = start
-    at = start
-    pattern = np.uint64(_LF) * _BYTES
-    while at + 8 <= n:
-        hits = _zero_bytes(_load8(data, at) ^ pattern)
-        while hits != _ZERO:
-            q = at + np.int64(_ctz(hits) >> _THREE)
-            k = _line(data, line, q, limit, k, starts, body_ends, ends, long)
-            line = q + 1
-            hits &= hits - _ONE
-        at += 8
-    for q in range(at, n):
-        if data[q] == _LF:
-            k = _line(data, line, q, limit, k, starts, body_ends, ends, long)
-            line = q + 1
+        k += (body_end > line) | over  # empty lines carry nothing
+        line = q + 1
     return k, line
 
 
@@ -207,20 +212,26 @@ def first_byte(data, starts, ends, byte, out):
 
 @njit(cache=True, nogil=True, inline="always")
 def _hash(data, at, end):
-    h = np.uint64(end - at) * np.uint64(0x9E3779B97F4A7C15)
-    while at < end:
-        h = (h ^ _word(data, at, end)) * np.uint64(0xFF51AFD7ED558CCD)
+    h = np.uint64(end - at) * _MIX1
+    while at + 8 <= end:
+        h = (h ^ _load8(data, at)) * _MIX2
         h ^= h >> np.uint64(32)
         at += 8
+    if at < end:
+        h = (h ^ _word(data, at, end)) * _MIX2
+        h ^= h >> np.uint64(32)
     return h
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _same(data, a, b, size):
-    for j in range(0, size, 8):
-        if _word(data, a + j, a + size) != _word(data, b + j, b + size):
+    """``data[a:a + size] == data[b:b + size]``."""
+    j = 0
+    while j + 8 <= size:
+        if _load8(data, a + j) != _load8(data, b + j):
             return False
-    return True
+        j += 8
+    return j == size or _word(data, a + j, a + size) == _word(data, b + j, b + size)
 
 
 @njit(cache=True, nogil=True)
@@ -229,23 +240,26 @@ def distinct_ranges(data, starts, ends, ids, firsts):
     appearance: ``ids[i]`` is the string's number, ``firsts[j]`` the first range with
     number ``j``. Returns how many there are.
 
-    Each string is first compared with the last distinct one of its length (a
-    stream's names mostly differ in length), then looked up in an
-    open-addressing hash table; every hit is confirmed byte by byte.
+    Each string is first compared with the last one seen of the same length and
+    last 8 bytes (a small direct-mapped cache: a stream has few distinct names),
+    then looked up in an open-addressing hash table; every hit is confirmed
+    byte by byte.
     """
     size = 1024
     table = np.full(size, -1, np.int64)
-    recent = np.full(256, -1, np.int64)  # by length: the last string of that length
+    recent = np.full(1024, -1, np.int64)
     hashes = np.empty(len(starts), np.uint64)
     count = 0
     for i in range(len(starts)):
         s, e = starts[i], ends[i]
         length = e - s
-        if length < 256:
-            j = recent[length]
-            if j >= 0 and _same(data, starts[firsts[j]], s, length):
-                ids[i] = j
-                continue
+        key = np.int64(((_word(data, max(s, e - 8), e) ^ np.uint64(length)) * _MIX2)
+                       >> np.uint64(54))
+        j = recent[key]
+        if j >= 0 and ends[firsts[j]] - starts[firsts[j]] == length and _same(
+                data, starts[firsts[j]], s, length):
+            ids[i] = j
+            continue
         h = _hash(data, s, e)
         slot = np.int64(h & np.uint64(size - 1))
         while True:
@@ -262,8 +276,7 @@ def distinct_ranges(data, starts, ends, ids, firsts):
                 break
             slot = (slot + 1) & (size - 1)
         ids[i] = j
-        if length < 256:
-            recent[length] = j
+        recent[key] = j
         if 2 * count > size:  # grow: reinsert every string by its hash
             size *= 4
             table = np.full(size, -1, np.int64)
@@ -488,8 +501,8 @@ def warm_up() -> None:
     text = readonly(np.zeros(16, np.uint8))
     i64 = np.zeros(1, np.int64)
     flags = np.zeros(1, np.bool_)
-    count_byte(text, 0, _LF)
-    line_frames(text, 0, 16, i64, i64, i64, flags)
+    newlines(text, 0, np.zeros(65, np.int64))
+    line_frames(text, 0, 16, i64, i64, i64, i64, flags)
     first_byte(text, i64, i64, _PIPE, i64)
     distinct_ranges(text, i64, i64, i64, i64)
     pipe_fields(text, i64, i64, 2, 2, np.zeros((4, 1), np.int64), flags)

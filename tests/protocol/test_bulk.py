@@ -437,15 +437,23 @@ def _view(data: bytes):
 
 
 @settings(max_examples=300, deadline=None)
-@given(_SEPARATED, st.integers(0, 8), st.integers(1, 12))
-def test_kernel_line_frames(data, start, limit):
+@given(_SEPARATED, st.integers(0, 8), st.integers(1, 12), st.integers(0, 80))
+def test_kernel_line_frames(data, start, limit, room):
     k = _kernels()
     start = min(start, len(data))
-    count = k.count_byte(_view(data), start, 10)
-    assert count == data.count(b"\n", start)
+    newline, count, at = np.zeros(0, np.int64), 0, start
+    while True:  # resumed each time ``out`` is nearly full
+        out = np.zeros(64 + room, np.int64)
+        found, at = k.newlines(_view(data), at, out)
+        newline = np.concatenate([newline, out[:found]])
+        count += found
+        if at == len(data):
+            break
+    assert newline.tolist() == [i for i in range(start, len(data)) if data[i] == 10]
     starts, body_ends, ends = (np.zeros(count, np.int64) for _ in range(3))
     long = np.zeros(count, bool)
-    found, used = k.line_frames(_view(data), start, limit, starts, body_ends, ends, long)
+    found, used = k.line_frames(_view(data), start, limit, newline, starts, body_ends, ends,
+                                long)
     expected, line = [], start
     while (nl := data.find(b"\n", line)) >= 0:
         body_end = nl - 1 if nl > line and data[nl - 1] == 13 else nl
@@ -456,6 +464,12 @@ def test_kernel_line_frames(data, start, limit):
     got = list(zip(starts[:found].tolist(), body_ends[:found].tolist(), ends[:found].tolist(),
                    long[:found].tolist(), strict=True))
     assert got == expected
+
+
+@pytest.mark.parametrize("dialect", ["line", "line:gbk"])
+def test_many_short_lines(dialect):
+    """Lines far shorter than the framing's first guess of their number (it grows)."""
+    _agree(dialect, b"\n" * 5000 + b"Heartbeat\n\r\n" * 3000 + b"\r\n" * 7000 + b"Login|a|b")
 
 
 @settings(max_examples=300, deadline=None)
