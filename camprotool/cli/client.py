@@ -5,17 +5,26 @@ printed as it happens, so the conversation is visible; commands print a
 short summary after it. Typed commands come from stdin: a terminal gets a
 prompt, a pipe (``printf 'status DEMO0001\\nquit\\n' | camprotool client ...``)
 is read line by line and the exit status is 1 if any command failed.
+
+The password for ``--user`` comes from ``--password-file`` (its first line),
+else ``--password``, else the ``CAMPROTOOL_PASSWORD`` environment variable,
+else a prompt on the terminal. ``--password`` still works for old scripts,
+but any user of the machine can read it in ``ps``, so it prints a warning.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import threading
 from typing import Any
 
 from camprotool.cli import CliError
+
+#: The environment variable a password for ``--user`` is read from.
+PASSWORD_ENV = "CAMPROTOOL_PASSWORD"
 
 HELP = """\
 commands:
@@ -45,7 +54,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("address", metavar="HOST:PORT", help="the server's main port")
     p.add_argument("--user", help="log in as this account at start")
-    p.add_argument("--password", help="its password (asked for when --user is given without it)")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="read the password for --user from the first line of FILE")
+    p.add_argument("--password",
+                   help=f"the password on the command line: visible to others in ps, prefer "
+                        f"--password-file or ${PASSWORD_ENV} (else it is asked for)")
     p.add_argument("--dialect", default="line", help="wire dialect (line)")
     p.add_argument("--heartbeat", default="30", metavar="S",
                    help="heartbeat interval in seconds (30; 0 = none)")
@@ -197,6 +210,30 @@ def _status_word(status: bool | None) -> str:
     return {True: "online", False: "offline", None: "unknown"}[status]
 
 
+def read_password(args: argparse.Namespace, interactive: bool) -> str:
+    """The password for ``--user``: file, environment, command line (warned) or prompt."""
+    if args.password_file is not None:
+        try:
+            with open(args.password_file, encoding="utf-8") as fh:
+                return fh.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise CliError(f"--password-file: cannot read {args.password_file}: "
+                           f"{exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise CliError(f"--password-file: {args.password_file} is not UTF-8 text") from None
+    if args.password is not None:
+        print(f"warning: --password is visible to other users (ps); use --password-file or "
+              f"{PASSWORD_ENV}", file=sys.stderr)
+        return args.password
+    env = os.environ.get(PASSWORD_ENV)
+    if env is not None:
+        return env
+    if not interactive:
+        raise CliError(f"a password is needed for --user when stdin is not a terminal: "
+                       f"--password-file FILE or {PASSWORD_ENV}")
+    return getpass.getpass(f"password for {args.user}: ")
+
+
 def run(args: argparse.Namespace) -> int:
     from camprotool.cli.serve import positive_arg
     from camprotool.net import Client, LoginFailed, NetError
@@ -209,11 +246,9 @@ def run(args: argparse.Namespace) -> int:
     if port == 0:
         raise CliError(f"bad address {args.address!r}: port 0 cannot be connected to")
     interactive = sys.stdin.isatty()
-    password = args.password
-    if args.user and password is None:
-        if not interactive:
-            raise CliError("--password is needed when stdin is not a terminal")
-        password = getpass.getpass(f"password for {args.user}: ")
+    password = None
+    if args.user:
+        password = read_password(args, interactive)
     try:
         client = Client(host, port, dialect=args.dialect, timeout=timeout,
                         heartbeat_interval=heartbeat or None, record=args.record,

@@ -50,7 +50,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", default="0", help="random seed for --simulate (0)")
     p.add_argument("--max-connections", default="1000", metavar="N",
                    help="connections served at once (1000)")
-    p.add_argument("--record", metavar="FILE", help="record every connection to a pcapng file")
+    p.add_argument("--max-before-login", default="10", metavar="N",
+                   help="messages other than Login (heartbeats, unknown commands...) a main "
+                        "connection may send before it logs in; one more closes it (10)")
+    p.add_argument("--record", metavar="FILE",
+                   help="record every connection to a pcapng file (written as it happens)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log more (-v: every connection, -vv: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
@@ -146,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     simulate = None if args.simulate is None else positive_arg("--simulate", args.simulate)
     seed = int_arg("--seed", args.seed)
     max_connections = int_arg("--max-connections", args.max_connections, 1)
+    max_before_login = int_arg("--max-before-login", args.max_before_login)
     data_ports = args.data_ports
     if data_ports is None:
         data_ports = "auto" if port == 0 else "9001-9020"
@@ -155,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
             args.host, port, data_ports, scenario=args.scenario, db=args.db,
             dialect=args.dialect, heartbeat_timeout=heartbeat_timeout,
             data_port_timeout=data_port_timeout, simulate=simulate, seed=seed,
-            max_connections=max_connections, record=args.record,
+            max_connections=max_connections, max_before_login=max_before_login,
+            record=args.record,
         )
         server.start()
     except NetError as exc:

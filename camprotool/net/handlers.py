@@ -23,10 +23,23 @@ Main connection (PROTOCOL.md sections 2-3, plus our decisions):
   answered. Unknown and misplaced commands are logged and ignored.
 * Frames that cannot be read at all (garbage, oversize, bad encoding) count
   as bad frames; the third one closes the connection.
+* Before login, every message other than ``Login`` (heartbeats, unknown
+  commands, misplaced ones, requests refused for want of a login) counts
+  against ``max_before_login`` (10); one more closes the connection with a
+  log line (a peer that never logs in must not hold a connection, or the
+  server's attention, by chattering).
+
+Every request that is answered is answered with something the dialect can
+carry: an answer that cannot be encoded as asked (an id holding a separator,
+text the encoding cannot write) is sent again with the offending camera id
+left empty and separators, line breaks and unwritable characters taken out of
+the other texts, never dropped in silence.
 
 Data connection: ``UploadCaramer`` binds one camera per message (the binding
 is committed before the answer is sent); ``synced`` counts every camera
-processed on this connection, failed ones included. ``DownLoadCaramer(n)``
+processed on this connection, failed ones included. An id holding a
+separator (``|``, ``;``, ``:``) or a line break is malformed: ``UploadFail``
+with an empty id and the ``bad_params`` reason. ``DownLoadCaramer(n)``
 returns camera ``n+1`` of the account's list, snapshotted at ``n == 0`` so
 concurrent uploads cannot shift positions mid-transfer.
 """
@@ -35,12 +48,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from camprotool.net.store import BindOutcome
 from camprotool.net.stream import MessageStream
 from camprotool.protocol import LocalProtocolError, Message
-from camprotool.protocol.catalogue import Channel, Direction
+from camprotool.protocol.catalogue import BY_NAME, Channel, Direction, Kind
 
 if TYPE_CHECKING:
     from camprotool.net.models import Camera
@@ -64,6 +78,38 @@ REASONS = {
 
 BAD_FRAME_LIMIT = 3
 
+#: What an echoed camera id or a reason must not hold: the field separators and
+#: line breaks (which the ``line`` dialect cannot carry).
+UNSAFE_CHARS = "|;:\r\n"
+_DROP_UNSAFE = str.maketrans("", "", UNSAFE_CHARS)
+
+
+def has_unsafe(text: str) -> bool:
+    return any(c in text for c in UNSAFE_CHARS)
+
+
+def safe_params(command: str, params: str | Mapping[str, Any], encoding: str
+                ) -> str | dict[str, Any]:
+    """``params`` made encodable: a camera id that cannot be echoed becomes empty,
+    other texts lose separators, line breaks and what ``encoding`` cannot write."""
+
+    def writable(text: str) -> str:
+        return text.encode(encoding, "replace").decode(encoding)
+
+    if isinstance(params, str):  # a list answer: keep its structure, drop line breaks
+        return writable(params.replace("\r", "").replace("\n", ""))
+    spec = BY_NAME.get(command)
+    ids = {f.name for f in spec.fields if f.kind is Kind.CAMERA_ID} if spec else set()
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, str):
+            if name in ids:
+                value = "" if has_unsafe(value) or writable(value) != value else value
+            else:
+                value = writable(value.translate(_DROP_UNSAFE))
+        out[name] = value
+    return out
+
 
 def _is_bad_frame(msg: Message) -> bool:
     """A frame no command could be read from (as opposed to a command with bad fields)."""
@@ -85,8 +131,14 @@ class _Handler:
             await asyncio.sleep(cfg.reply_delay)
         try:
             self.stream.send(command, params)
+            return
         except LocalProtocolError as exc:  # e.g. an id we cannot echo in this dialect
-            log.warning("%r: cannot answer %s: %s", self.stream, command, exc)
+            log.warning("%r: cannot answer %s as asked (%s): answering without the "
+                        "offending text", self.stream, command, exc)
+        try:
+            self.stream.send(command, safe_params(command, params, self.stream.dialect.encoding))
+        except LocalProtocolError as exc:  # cannot happen with our texts; never silent
+            log.error("%r: cannot answer %s at all: %s", self.stream, command, exc)
 
     def _tolerate_bad_frame(self, msg: Message) -> bool:
         """Count an unreadable frame; False once the peer sent too many."""
@@ -105,20 +157,35 @@ class MainSession(_Handler):
         self.user: str | None = None
         self.failures = 0
         self.bad_frames = 0
+        self.before_login = 0  # messages other than Login while not logged in
 
     def __repr__(self) -> str:
         return f"{self.stream!r} user={self.user}"
 
+    def _over_budget(self, name: str) -> bool:
+        """Count a message other than Login before login; True once over the budget."""
+        limit = self.server.config.max_before_login
+        if self.user is not None or limit is None:
+            return False
+        self.before_login += 1
+        if self.before_login <= limit:
+            return False
+        self.server.stats["closed_before_login"] += 1
+        log.warning("%r: %d messages before logging in (%s the last; limit %d): closing",
+                    self.stream, self.before_login, name, limit)
+        return True
 
     async def handle(self, msg: Message) -> bool:
         """Act on one message; False closes the connection."""
         if _is_bad_frame(msg):
             return self._tolerate_bad_frame(msg)
         spec = msg.spec
+        name = spec.name if spec is not None else msg.command
+        if name != "Login" and self._over_budget(name):
+            return False
         if spec is None:
             log.info("%r: unknown command %r ignored", self.stream, msg.command)
             return True
-        name = spec.name
         if name == "Heartbeat":
             return True
         if name == "Login":
@@ -235,9 +302,11 @@ class DataSession(_Handler):
         cid, pw = msg.camera_id, msg.camera_password  # type: ignore[attr-defined]
         total = msg.total if msg.total is not None else 0  # type: ignore[attr-defined]
         self.synced += 1
-        if msg.error or cid is None or pw is None:
-            log.info("%r: malformed UploadCaramer (%s)", self.stream, msg.error)
-            await self.reply("UploadFail", {"camera_id": (cid or "").replace("|", ""),
+        if msg.error or cid is None or pw is None or has_unsafe(cid):
+            log.info("%r: malformed UploadCaramer (%s)", self.stream,
+                     msg.error or f"camera id {cid!r} holds a separator")
+            await self.reply("UploadFail", {"camera_id": "" if cid is None or has_unsafe(cid)
+                                            else cid,
                                             "reason": REASONS["bad_params"],
                                             "synced": self.synced, "total": total})
             return

@@ -61,6 +61,7 @@ class ServerConfig:
     data_idle_timeout: float = 30.0
     max_connections: int = 1000
     max_login_failures: int = 5
+    max_before_login: int | None = 10
     max_status_ids: int | None = 20
     require_login: bool = True
     reply_delay: float = 0.0
@@ -102,6 +103,10 @@ class EmulatorServer(ListeningService):
     ``max_connections``, ``max_frame``, ``max_login_failures``, ``max_status_ids``
         limits (1000 connections, 64 KiB frames, 5 failed logins per
         connection, 20 ids answered per status query).
+    ``max_before_login``
+        messages other than ``Login`` (heartbeats, unknown commands, requests
+        refused for want of a login) a main connection may send before it
+        logs in (10); one more closes it. ``None``: no limit.
     ``require_login``
         refuse ``CreatDataSocket``/status queries before ``LoginOk`` (True).
     ``simulate``, ``seed``
@@ -132,6 +137,7 @@ class EmulatorServer(ListeningService):
         max_connections: int = 1000,
         max_frame: int = DEFAULT_MAX_FRAME,
         max_login_failures: int = 5,
+        max_before_login: int | None = 10,
         max_status_ids: int | None = 20,
         require_login: bool = True,
         reply_delay: float = 0.0,
@@ -149,6 +155,8 @@ class EmulatorServer(ListeningService):
                             ("data_idle_timeout", data_idle_timeout)):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
+        if max_before_login is not None and max_before_login < 0:
+            raise ValueError(f"max_before_login must be >= 0 or None, got {max_before_login}")
         if simulate is not None and not (simulate > 0 and math.isfinite(simulate)):
             raise ValueError(f"simulate must be a rate > 0 events per second, got {simulate}")
         parsed_ports = parse_data_ports(data_ports)
@@ -159,7 +167,8 @@ class EmulatorServer(ListeningService):
             dialect=Dialect.parse(base, max_frame=max_frame),
             heartbeat_timeout=heartbeat_timeout, data_port_timeout=data_port_timeout,
             data_idle_timeout=data_idle_timeout, max_connections=max_connections,
-            max_login_failures=max_login_failures, max_status_ids=max_status_ids,
+            max_login_failures=max_login_failures, max_before_login=max_before_login,
+            max_status_ids=max_status_ids,
             require_login=require_login, reply_delay=reply_delay,
             hash_workers=max(1, hash_workers), simulate=simulate, seed=seed,
         )

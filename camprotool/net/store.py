@@ -38,6 +38,12 @@ from camprotool.net.scenario import Scenario, load_scenario
 SCRYPT_N = 1 << 14  # ~40 ms per hash on a laptop core, 16 MiB of memory
 SCRYPT_R = 8
 SCRYPT_P = 1
+#: The hash of new passwords: scrypt of the length-prefixed UTF-8 password.
+#: Plain ``scrypt`` (the first form, still verified) pads the key with zeros
+#: (PBKDF2-HMAC), so ``demo`` and ``demo\x00`` hashed alike; a password
+#: checked against a hash of that form is rehashed in the new one.
+KDF = "scrypt-lp"
+LEGACY_KDF = "scrypt"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 _SCHEMA = """
@@ -209,13 +215,17 @@ class Store:
         self.close()
 
     # ---------------------------------------------------------- hashing
-    def _hash(self, password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-        return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+    def _hash(self, password: str, salt: bytes, n: int, r: int, p: int,
+              kdf: str = KDF) -> bytes:
+        key = password.encode("utf-8", "surrogatepass")
+        if kdf != LEGACY_KDF:  # the length makes keys that differ only by NULs differ
+            key = len(key).to_bytes(4, "big") + key
+        return hashlib.scrypt(key, salt=salt, n=n, r=r, p=p,
                               maxmem=132 * n * r * p + (1 << 20), dklen=32)
 
     def _new_hash(self, password: str) -> tuple[bytes, bytes, str]:
         salt = os.urandom(16)
-        kdf = f"scrypt:{self.scrypt_n}:{SCRYPT_R}:{SCRYPT_P}"
+        kdf = f"{KDF}:{self.scrypt_n}:{SCRYPT_R}:{SCRYPT_P}"
         return salt, self._hash(password, salt, self.scrypt_n, SCRYPT_R, SCRYPT_P), kdf
 
     # ---------------------------------------------------------- loading
@@ -266,14 +276,30 @@ class Store:
 
     # ---------------------------------------------------------- accounts
     def check_password(self, user: str, password: str) -> bool:
-        """Constant-work check: unknown users cost one hash too."""
+        """Constant-work check: unknown users and refused passwords cost one hash too.
+
+        A password holding NUL is refused (no account has one: the protocol's
+        text cannot carry it usefully, and it is how zero-padding collisions
+        are made). A right password stored in the legacy form is rehashed.
+        """
         rows = self._query("SELECT salt, pw_hash, kdf FROM accounts WHERE user = ?", (user,))
-        if not rows:
+        if not rows or "\x00" in password:
             self._hash(password, self._dummy_salt, self.scrypt_n, SCRYPT_R, SCRYPT_P)
             return False
         salt, stored, kdf = rows[0]
-        _, n, r, p = kdf.split(":")
-        return hmac.compare_digest(self._hash(password, salt, int(n), int(r), int(p)), stored)
+        name, n, r, p = kdf.split(":")
+        ok = hmac.compare_digest(self._hash(password, salt, int(n), int(r), int(p), name),
+                                 stored)
+        if ok and name == LEGACY_KDF:
+            self._upgrade(user, password, kdf)
+        return ok
+
+    def _upgrade(self, user: str, password: str, old_kdf: str) -> None:
+        """Store ``password`` in the current form (unless another thread just did)."""
+        salt, h, kdf = self._new_hash(password)
+        with self._transaction() as db:
+            db.execute("UPDATE accounts SET salt = ?, pw_hash = ?, kdf = ? "
+                       "WHERE user = ? AND kdf = ?", (salt, h, kdf, user, old_kdf))
 
     def login(self, user: str, password: str, ip: str, when: str | None = None) -> LoginInfo | None:
         """Check the password; on success return the previous login and record this one."""

@@ -17,15 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from camprotool.protocol.catalogue import COMMANDS, FIELD_NAMES, Kind, Layout
-from camprotool.protocol.messages import Message
+from camprotool.protocol.catalogue import COMMANDS, FIELD_NAMES, Kind
+from camprotool.protocol.messages import MASK, Message, masked_params
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from camprotool.net.recording import LoggedMessage
 
-MASK = "***"
 BASE_COLUMNS = ("ts", "conn", "channel", "direction", "client", "server", "command", "params",
                 "error")
 #: Columns of ``Capture.messages`` that only a capture has (packet number, ...).
@@ -33,20 +32,8 @@ _CAPTURE_ONLY = ("frame", "stream_offset", "raw")
 
 
 def mask_params(msg: Message) -> str:
-    """``params`` with every secret field's text replaced by ``***``."""
-    spec = msg.spec
-    if spec is None or spec.layout is not Layout.PIPE:
-        return msg.params
-    secret = [i for i, f in enumerate(spec.fields) if f.kind is Kind.SECRET]
-    if not secret:
-        return msg.params
-    parts = msg.params.split("|")
-    if len(parts) == len(spec.fields):
-        for i in secret:
-            parts[i] = MASK
-        return "|".join(parts)
-    # Malformed: we cannot tell where the password is, so hide all but the first field.
-    return parts[0] + "|" + MASK if len(parts) > 1 else MASK
+    """``params`` with every secret field's text replaced by ``***`` (as ``repr`` shows it)."""
+    return masked_params(msg)
 
 
 def messages_frame(rows: Sequence[LoggedMessage], *, reveal_passwords: bool = False

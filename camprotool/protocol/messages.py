@@ -8,20 +8,64 @@ mistake is a value here, never an exception.
 >>> m = MESSAGE_TYPES["Login"](command="Login", params="demo|demo", user="demo", password="demo")
 >>> m.user
 'demo'
+>>> m
+Login(command='Login', params='demo|***', error=None, user='demo', password='***')
+
+``repr`` masks the secret fields (``Kind.SECRET``: account and camera
+passwords), in the typed field and in ``params``, so a message printed in a
+notebook, a log or a traceback does not show a password; the attributes keep
+the real values.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 from camprotool.protocol.catalogue import COMMANDS, CommandSpec, Kind, Layout
 from camprotool.protocol.fields import parse_params
 
+MASK = "***"
 
-@dataclass(frozen=True, slots=True)
+
+def masked_params(msg: Message) -> str:
+    """``params`` with every secret field's text replaced by ``***``."""
+    spec = msg.spec
+    if spec is None or spec.layout is not Layout.PIPE:
+        return msg.params
+    secret = [i for i, f in enumerate(spec.fields) if f.kind is Kind.SECRET]
+    if not secret:
+        return msg.params
+    parts = msg.params.split("|")
+    if len(parts) == len(spec.fields):
+        for i in secret:
+            parts[i] = MASK
+        return "|".join(parts)
+    # Malformed: we cannot tell where the password is, so hide all but the first field.
+    return parts[0] + "|" + MASK if len(parts) > 1 else MASK
+
+
+def _repr(self: Message) -> str:
+    spec = self.spec
+    secret = {f.name for f in spec.fields if f.kind is Kind.SECRET} if spec else set()
+    shown = []
+    for f in fields(self):
+        if not f.repr:
+            continue
+        value = getattr(self, f.name)
+        if f.name == "params":
+            value = masked_params(self)
+        elif f.name in secret and value is not None:
+            value = MASK
+        shown.append(f"{f.name}={value!r}")
+    return f"{type(self).__name__}({', '.join(shown)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Message:
-    """A decoded frame. ``command`` is the short name, or the raw name if unknown."""
+    """A decoded frame. ``command`` is the short name, or the raw name if unknown.
+
+    ``repr`` masks secret fields (see the module's doc)."""
 
     command: str
     params: str = ""
@@ -41,8 +85,10 @@ class Message:
             return {}
         return {name: getattr(self, name) for name in self.spec.field_names}
 
+    __repr__ = _repr
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class UnknownMessage(Message):
     """A command nobody knows: not an error, its raw name and parameters are kept."""
 
@@ -77,6 +123,7 @@ def _make_type(spec: CommandSpec) -> type[Message]:
         bases=(Message,),
         frozen=True,
         slots=True,
+        repr=False,
         namespace={"__doc__": f"{spec.full_name}: {spec.doc}", "SPEC": spec,
                    "__post_init__": _post_init},
     )

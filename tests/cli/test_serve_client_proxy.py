@@ -21,16 +21,21 @@ from cli_support import (
 pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    import os
+
     return subprocess.run([sys.executable, "-m", "camprotool", *args], input=stdin,
-                          capture_output=True, text=True, timeout=RUN_DEADLINE, cwd=ROOT)
+                          capture_output=True, text=True, timeout=RUN_DEADLINE, cwd=ROOT,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_help() -> None:
     for verb, options in (("serve", ["--port", "--data-ports", "--scenario", "--db",
                                      "--dialect", "--heartbeat-timeout", "--simulate",
-                                     "--record"]),
-                          ("client", ["--user", "--password", "HOST:PORT", "status"]),
+                                     "--record", "--max-before-login"]),
+                          ("client", ["--user", "--password", "--password-file",
+                                      "CAMPROTOOL_PASSWORD", "HOST:PORT", "status"]),
                           ("proxy", ["--listen", "--upstream", "--record"])):
         result = cli(verb, "--help")
         assert result.returncode == 0
@@ -69,6 +74,34 @@ def test_client_reports_failures_in_its_exit_status() -> None:
         assert "unknown command 'bogus'" in result.stderr
         assert "CAM00001 bound" in result.stdout
         assert interrupt(server) == 0
+
+
+def test_client_password_without_ps(tmp_path: Path) -> None:
+    """The password from a file or the environment (nothing in ``ps``); ``--password``
+    still works but warns."""
+    secret = tmp_path / "pw"
+    secret.write_text("demo\n")
+    with background("serve", "--port", "0", "-q", "--data-ports", "auto:1") as (server, line):
+        address = re.search(r"127\.0\.0\.1:\d+", line).group(0)
+        runs = {
+            "file": cli("client", address, "--user", "demo", "--password-file", str(secret),
+                        stdin="quit\n"),
+            "env": cli("client", address, "--user", "demo", stdin="quit\n",
+                       env={"CAMPROTOOL_PASSWORD": "demo"}),
+            "argv": cli("client", address, "--user", "demo", "--password", "demo",
+                        stdin="quit\n"),
+            "wrong env": cli("client", address, "--user", "demo", stdin="quit\n",
+                             env={"CAMPROTOOL_PASSWORD": "nope"}),
+        }
+        assert interrupt(server) == 0
+    for how in ("file", "env", "argv"):
+        result = runs[how]
+        assert result.returncode == 0, (how, result.stderr)
+        assert "logged in as demo" in result.stdout, how
+        warned = "warning: --password is visible to other users" in result.stderr
+        assert warned == (how == "argv"), (how, result.stderr)
+    assert runs["wrong env"].returncode == 2
+    assert "Login refused" in runs["wrong env"].stderr
 
 
 def test_proxy_between_client_and_server(tmp_path: Path) -> None:
@@ -120,7 +153,9 @@ def test_port_in_use_is_one_line() -> None:
     (["client", "127.0.0.1:1"], "connection refused"),
     (["client", "127.0.0.1:1", "--timeout", "soon"], "--timeout: .soon. is not"),
     (["client", "localhost"], "bad address 'localhost'"),
-    (["client", "127.0.0.1:1", "--user", "x"], "--password is needed"),
+    (["client", "127.0.0.1:1", "--user", "x"], "a password is needed .*--password-file"),
+    (["client", "127.0.0.1:1", "--user", "x", "--password-file", "/nonexistent/pw"],
+     "--password-file: cannot read /nonexistent/pw"),
     (["proxy", "--listen", "127.0.0.1:0", "--upstream", "nowhere"], "bad address 'nowhere'"),
     (["proxy", "--listen", "x:y", "--upstream", "127.0.0.1:1"], "bad address 'x:y'"),
 ])

@@ -29,7 +29,7 @@ def test_passwords_are_salted_scrypt_hashes(store: Store) -> None:
     assert len(rows) == 3
     for user, _salt, pw_hash, kdf in rows:
         assert user.encode() not in pw_hash and len(pw_hash) == 32
-        assert kdf == "scrypt:1024:8:1"
+        assert kdf == "scrypt-lp:1024:8:1"
     assert len({salt for _, salt, _, _ in rows}) == 3
     assert store.check_password("demo", "demo")
     assert not store.check_password("demo", "Demo")
