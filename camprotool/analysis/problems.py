@@ -94,13 +94,33 @@ class MessageDigest:
     """
 
     def __init__(self) -> None:
-        self.per_conn = pd.DataFrame(
+        # per-chunk aggregates wait in _parts and are merged when they outgrow the total
+        # (each add costs its chunk, not every connection seen so far)
+        self._parts: list[pd.DataFrame] = []
+        self._part_rows = 0
+        self._per_conn = pd.DataFrame(
             {"first": pd.Series(dtype="int64"), "last": pd.Series(dtype="int64"),
              "rows": pd.Series(dtype="int64"), "errors": pd.Series(dtype="int64"),
              "loss_errors": pd.Series(dtype="int64")})
         self.first_error: dict[int, str] = {}  # conn -> its first error text
         #: (conn, direction, "after" | "cut") -> (stream offset, frame)
         self.marks: dict[tuple[int, str, str], tuple[int, int]] = {}
+
+    @property
+    def per_conn(self) -> pd.DataFrame:
+        """Per connection id: ``first``, ``last`` (frames), ``rows``, ``errors``,
+        ``loss_errors``."""
+        if self._parts:
+            self._consolidate()
+        return self._per_conn
+
+    def _consolidate(self) -> None:
+        both = pd.concat([self._per_conn, *self._parts])
+        self._parts, self._part_rows = [], 0
+        g = both.groupby(level=0)
+        self._per_conn = pd.DataFrame({"first": g["first"].min(), "last": g["last"].max(),
+                                       "rows": g["rows"].sum(), "errors": g["errors"].sum(),
+                                       "loss_errors": g["loss_errors"].sum()})
 
     @classmethod
     def of(cls, messages: pd.DataFrame) -> MessageDigest:
@@ -127,11 +147,10 @@ class MessageDigest:
         part = pd.DataFrame({"first": g["frame"].min(), "last": g["frame"].max(),
                              "rows": g.size(), "errors": g["errors"].sum(),
                              "loss_errors": g["loss_errors"].sum()})
-        both = pd.concat([self.per_conn, part])
-        g = both.groupby(level=0)
-        self.per_conn = pd.DataFrame({"first": g["first"].min(), "last": g["last"].max(),
-                                      "rows": g["rows"].sum(), "errors": g["errors"].sum(),
-                                      "loss_errors": g["loss_errors"].sum()})
+        self._parts.append(part)
+        self._part_rows += len(part)
+        if self._part_rows > 2 * len(self._per_conn) + 100_000:
+            self._consolidate()
         if not len(bad):
             return
         ordered = bad.assign(text=text).sort_values(["stream_offset", "frame"])
@@ -159,8 +178,15 @@ def derived_rows(connections: pd.DataFrame,
         return []
     digest = messages if isinstance(messages, MessageDigest) else MessageDigest.of(messages)
     per = digest.per_conn
+    # only the connections with something to say go through the Python loop below
+    ids = connections["conn"].to_numpy(np.int64)
+    stats = per.reindex(ids)
+    all_errors = ((stats["rows"] > 0) & (stats["errors"] == stats["rows"])
+                  & (stats["loss_errors"] < stats["rows"])).to_numpy(dtype=bool, na_value=False)
+    odd = ((connections["lost_c2s"].to_numpy() != 0) | (connections["lost_s2c"].to_numpy() != 0)
+           | ~connections["handshake_seen"].to_numpy(dtype=bool) | all_errors)
     rows: list[Row] = []
-    for rec in connections.itertuples(index=False):
+    for rec in connections[odd].itertuples(index=False):
         c = int(rec.conn)
         known = c in per.index
         for direction in ("c2s", "s2c"):
