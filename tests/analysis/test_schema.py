@@ -177,6 +177,6 @@ def test_problems_frame_dtypes():
     c.send("c2s", encode("Heartbeat"), T0 + 100)
     cap = read_capture(w.getvalue()[:-5])
     p = cap.problems
-    assert list(p.columns) == ["frame", "kind", "detail"]
-    assert [str(t) for t in p.dtypes] == ["Int64", "category", "str"]
+    assert list(p.columns) == ["frame", "kind", "conn", "direction", "detail"]
+    assert [str(t) for t in p.dtypes] == ["Int64", "category", "Int64", "category", "str"]
     assert p["kind"].tolist() == ["truncated_file"]
