@@ -333,13 +333,12 @@ class BulkDecoder:
 
 
 def _groups(codes: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(code, indices) for every COMMANDS index in ``codes``: one stable sort."""
-    known = np.flatnonzero(codes >= 0)
-    order = known[np.argsort(codes[known].astype(np.int8), kind="stable")]  # a radix sort
-    counts = np.bincount(codes[known], minlength=len(COMMANDS))
-    bounds = np.concatenate([[0], np.cumsum(counts)])
+    """(code, indices) for every COMMANDS index in ``codes``: one counting sort."""
+    bounds = np.empty(len(COMMANDS) + 1, _I64)
+    order = np.empty(len(codes), _I64)
+    _k().group_by_code(_i64(codes), bounds, order)
     return [(code, order[bounds[code] : bounds[code + 1]])
-            for code in np.flatnonzero(counts).tolist()]
+            for code in np.flatnonzero(np.diff(bounds)).tolist()]
 
 
 # ------------------------------------------------------------------ framing

@@ -288,6 +288,26 @@ def distinct_ranges(data, starts, ends, ids, firsts):
     return count
 
 
+@njit(cache=True, nogil=True)
+def group_by_code(codes, bounds, order):
+    """Stable counting sort of the indices whose code is in ``0..len(bounds) - 2``: the
+    indices of code ``c`` are ``order[bounds[c]:bounds[c + 1]]``, in index order (other
+    codes are left out)."""
+    bounds[:] = 0
+    for i in range(len(codes)):
+        c = codes[i]
+        if 0 <= c < len(bounds) - 1:
+            bounds[c + 1] += 1
+    for c in range(1, len(bounds)):
+        bounds[c] += bounds[c - 1]
+    at = bounds[:-1].copy()
+    for i in range(len(codes)):
+        c = codes[i]
+        if 0 <= c < len(bounds) - 1:
+            order[at[c]] = i
+            at[c] += 1
+
+
 # ------------------------------------------------------------------ fields
 
 
@@ -304,14 +324,22 @@ def pipe_fields(text, starts, ends, fields, reason, bounds, ok):
     for i in range(len(starts)):
         top = max(top, ends[i] - starts[i])
     pipes = np.empty(top, np.int64)
+    n = len(text)
+    pattern = np.uint64(_PIPE) * _BYTES
     for i in range(len(starts)):
         s, e = starts[i], ends[i]
         c = 0
-        at = _find(text, s, e, _PIPE)
-        while at < e:
-            pipes[c] = at
-            c += 1
-            at = _find(text, at + 1, e, _PIPE)
+        at = s
+        while at < e:  # every pipe of the string, 8 bytes at a time
+            word = _load8(text, at) if at + 8 <= n else _word(text, at, e)
+            hits = _zero_bytes(word ^ pattern)
+            if e - at < 8:  # not the bytes past the string
+                hits &= (_ONE << np.uint64(8 * (e - at))) - _ONE
+            while hits != _ZERO:
+                pipes[c] = at + np.int64(_ctz(hits) >> _THREE)
+                c += 1
+                hits &= hits - _ONE
+            at += 8
         surplus = c - (fields - 1)
         good = surplus == 0 if reason == fields else surplus >= 0
         ok[i] = good
@@ -505,6 +533,7 @@ def warm_up() -> None:
     line_frames(text, 0, 16, i64, i64, i64, i64, flags)
     first_byte(text, i64, i64, _PIPE, i64)
     distinct_ranges(text, i64, i64, i64, i64)
+    group_by_code(i64, np.zeros(2, np.int64), i64)
     pipe_fields(text, i64, i64, 2, 2, np.zeros((4, 1), np.int64), flags)
     parse_counts(text, i64, i64, 18, i64, flags)
     parse_statuses(text, i64, i64, flags, flags, flags)

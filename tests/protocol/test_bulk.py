@@ -504,6 +504,17 @@ def test_kernel_distinct_ranges(strings):
 
 
 @settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-5, 20), max_size=200), st.integers(0, 16))
+def test_kernel_group_by_code(codes, groups):
+    bounds, order = np.zeros(groups + 1, np.int64), np.zeros(len(codes), np.int64)
+    _kernels().group_by_code(np.array(codes, np.int64), bounds, order)
+    for c in range(groups):
+        assert order[bounds[c] : bounds[c + 1]].tolist() == [
+            i for i, code in enumerate(codes) if code == c]
+    assert bounds[0] == 0
+
+
+@settings(max_examples=300, deadline=None)
 @given(_ranges(), st.integers(2, 5), st.data())
 def test_kernel_pipe_fields(case, fields, draw):
     data, starts, ends = case
