@@ -1,9 +1,11 @@
 """Bulk decoder: a whole reassembled stream -> Arrow columns, without a Python object per message.
 
-Capture decoding spends its time here, so the common case runs as NumPy and
-Arrow kernels over the raw bytes, with no Python code per message:
+Capture decoding spends its time here, so the common case runs as compiled
+loops (:mod:`camprotool.protocol.bulk_kernels`, numba, imported on first use),
+NumPy and Arrow kernels over the raw bytes, with no Python code per message:
 
-1. Framing. ``line``: one comparison finds every newline. ``lp*``: the length
+1. Framing. ``line``: a compiled pass collects every newline (64 bytes
+   compared at a time), a second turns them into frames. ``lp*``: the length
    walk is sequential by nature, so :class:`_LpWalker` guesses every frame
    start at once (positions whose 4-byte length is plausible and that another
    plausible frame ends at) and the walk then follows runs of guesses that
@@ -18,20 +20,23 @@ Arrow kernels over the raw bytes, with no Python code per message:
    bodies read the same as UTF-8, the others are transcoded together (joined
    by NUL, which cannot be the second byte of a GBK character) and appended
    as UTF-8.
-3. Names. ``|`` positions and ``searchsorted`` give each body's first pipe;
-   the names are packed, dictionary-encoded by Arrow and looked up once per
-   distinct name (spaces around dots, vendor commands and the dialect's
-   heartbeat name resolve exactly as the reference decoder resolves them).
+3. Names. A compiled loop finds each body's first pipe (8 bytes at a time)
+   and numbers the distinct names (a hash table, every hit confirmed byte by
+   byte); each distinct name is looked up once (spaces around dots, vendor
+   commands and the dialect's heartbeat name resolve exactly as the
+   reference decoder resolves them).
 4. Fields. The parameter strings are packed once, in row order: that buffer
-   is the ``params`` column, and every field is a byte range of it, found
-   per command from separator positions (``|``, ``:``, ``;``). Counts and
-   ports are parsed from up to 18 digits, 8 at a time inside a uint64
-   (SWAR); statuses are compared as 4/5 bytes with the lower-case bit set.
+   is the ``params`` column, and every field is a byte range of it. Rows are
+   grouped by command (a counting sort) and one kernel per layout reads each
+   row's string once: the pipes of a ``|`` layout, the first ``:``, the
+   ``;``-separated ids, the ``id;status|...`` items. Counts and ports take 1
+   to 18 ASCII digits; statuses are compared as 4/5 bytes with the
+   lower-case bit set.
 5. Columns are built once each, in row order (:class:`_Assembler`): numbers
-   by scattering into preallocated arrays, text by one Arrow ``take`` over a
-   zero-copy "tiling" of the source bytes (a binary array whose values are
-   the wanted ranges and the gaps between them); no table is built per
-   command, reordered or padded with null columns.
+   by scattering into preallocated arrays, text by one compiled copy of the
+   wanted ranges (:func:`camprotool.protocol.packing.pack_ranges`, whole
+   words at a time); no table is built per command, reordered or padded
+   with null columns.
 
 Everything irregular takes the reference path: a body the fast path does not
 accept exactly (a wrong field count, a bad number, a 19-digit count, a bad
@@ -45,13 +50,9 @@ fast path only accepts what the reference accepts, with the same values, so
 both decoders agree exactly (``tests/protocol/test_bulk.py`` checks it on
 corrupt, gapped, chunked streams in every dialect).
 
-Where the time goes (``benchmarks/bench_codec.py``, 1M messages, CPU time on
-one core of an AMD EPYC): ~0.35 s for ``line``, ~0.42 s for ``lp*``, ~0.45 s
-for GBK. Roughly: framing 25 ms (``line``) or 95 ms (``lp*``: the candidate
-scan); name split, grouping and separator search 115 ms; packing names and
-parameters 20-30 ms; the name dictionary 16 ms; field parsing 80 ms;
-building the columns 75 ms; GBK transcoding 50-60 ms. The reference path
-costs some microseconds per row it takes.
+Where the time goes: see the "Protocol codec" section of ``docs/benchmarks.md``
+(``benchmarks/bench_codec.py``: 1M messages, 0.2-0.4 s of CPU per dialect).
+The reference path costs some microseconds per row it takes.
 """
 
 from __future__ import annotations
