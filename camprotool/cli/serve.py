@@ -50,6 +50,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", default="0", help="random seed for --simulate (0)")
     p.add_argument("--max-connections", default="1000", metavar="N",
                    help="connections served at once (1000)")
+    p.add_argument("--max-per-address", default="100", metavar="N",
+                   help="connections open at once from one IP address (100)")
+    p.add_argument("--login-timeout", default="20", metavar="S",
+                   help="close a main connection not logged in within S seconds (20)")
     p.add_argument("--max-before-login", default="10", metavar="N",
                    help="messages other than Login (heartbeats, unknown commands...) a main "
                         "connection may send before it logs in; one more closes it (10)")
@@ -151,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     seed = int_arg("--seed", args.seed)
     max_connections = int_arg("--max-connections", args.max_connections, 1)
     max_before_login = int_arg("--max-before-login", args.max_before_login)
+    max_per_address = int_arg("--max-per-address", args.max_per_address, 1)
+    login_timeout = positive_arg("--login-timeout", args.login_timeout)
     data_ports = args.data_ports
     if data_ports is None:
         data_ports = "auto" if port == 0 else "9001-9020"
@@ -161,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             dialect=args.dialect, heartbeat_timeout=heartbeat_timeout,
             data_port_timeout=data_port_timeout, simulate=simulate, seed=seed,
             max_connections=max_connections, max_before_login=max_before_login,
+            max_per_address=max_per_address, login_timeout=login_timeout,
             record=args.record,
         )
         server.start()

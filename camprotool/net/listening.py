@@ -11,7 +11,8 @@ subclass keeps only what is its own:
 * ``_bind()``: which ports to open (default: the main port on ``listen``);
 * ``_started()``: what to say (and start) once listening;
 * ``_connection_refused``/``_connection_failed``: how to log a connection
-  over ``max_connections`` and a handler's exception.
+  over ``max_connections`` (or over ``max_per_address`` from one address)
+  and a handler's exception.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class ListeningService(BackgroundService):
     listen: tuple[str, int]
     dialect: Dialect
     max_connections: int
+    #: Connections open at once from one IP address (None: only the global cap).
+    #: Below ``max_connections``, it keeps one address from taking every slot.
+    max_per_address: int | None = None
 
     def __init__(self, record: str | Path | IO[bytes] | None = None,
                  reveal_passwords: bool = False) -> None:
@@ -67,6 +71,7 @@ class ListeningService(BackgroundService):
         self._listeners: set[asyncio.Server] = set()  # one-shot data ports
         self._tasks: set[asyncio.Task] = set()
         self._active = 0
+        self._per_address: dict[str, int] = {}
 
     # ------------------------------------------------------------ what each service provides
     @abstractmethod
@@ -82,8 +87,10 @@ class ListeningService(BackgroundService):
     def _connection_failed(self, writer: asyncio.StreamWriter, exc: Exception) -> None:
         """Log (and count) a handler's exception; the connection is aborted afterwards."""
 
-    def _connection_refused(self, writer: asyncio.StreamWriter) -> None:
-        """A connection over ``max_connections``, about to be aborted (default: silently)."""
+    def _connection_refused(self, writer: asyncio.StreamWriter, per_address: bool = False
+                            ) -> None:
+        """A connection over ``max_connections`` (``per_address``: over
+        ``max_per_address``), about to be aborted (default: silently)."""
 
     async def _bind(self) -> None:
         """Open the listening ports (via :meth:`_listen`); default: the main port."""
@@ -184,10 +191,18 @@ class ListeningService(BackgroundService):
                 self._connection_refused(writer)
                 abort_writer(writer)
                 return
+            peer = writer.get_extra_info("peername")
+            host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            limit = self.max_per_address
+            if limit is not None and self._per_address.get(host, 0) >= limit:
+                self._connection_refused(writer, per_address=True)
+                abort_writer(writer)
+                return
             task = asyncio.current_task()
             assert task is not None
             self._tasks.add(task)
             self._active += 1
+            self._per_address[host] = self._per_address.get(host, 0) + 1
             try:
                 await handler(reader, writer)
             except asyncio.CancelledError:
@@ -200,6 +215,9 @@ class ListeningService(BackgroundService):
                 abort_writer(writer)
             finally:
                 self._active -= 1
+                left = self._per_address.pop(host, 1) - 1
+                if left > 0:
+                    self._per_address[host] = left
                 self._tasks.discard(task)
 
         return run

@@ -109,7 +109,8 @@ class Proxy(ListeningService):
     def _started(self) -> None:
         log.info("proxy %s -> %s", format_endpoint(self.address), format_endpoint(self.upstream))
 
-    def _connection_refused(self, writer: asyncio.StreamWriter) -> None:
+    def _connection_refused(self, writer: asyncio.StreamWriter, per_address: bool = False
+                            ) -> None:
         log.warning("connection limit reached: refusing %s",
                     format_endpoint(writer.get_extra_info("peername")))
 

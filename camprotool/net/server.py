@@ -60,6 +60,8 @@ class ServerConfig:
     data_port_timeout: float = 10.0
     data_idle_timeout: float = 30.0
     max_connections: int = 1000
+    max_per_address: int | None = 100
+    login_timeout: float | None = 20.0
     max_login_failures: int = 5
     max_before_login: int | None = 10
     max_status_ids: int | None = 20
@@ -103,6 +105,14 @@ class EmulatorServer(ListeningService):
     ``max_connections``, ``max_frame``, ``max_login_failures``, ``max_status_ids``
         limits (1000 connections, 64 KiB frames, 5 failed logins per
         connection, 20 ids answered per status query).
+    ``max_per_address``
+        connections open at once from one IP address (100; ``None``: no
+        limit). Kept below ``max_connections`` so one address (1,000 idle
+        sockets) cannot take every slot: other addresses still get in.
+    ``login_timeout``
+        seconds a main connection has to log in (20); then it is closed, so
+        idle or trickling sockets cannot hold slots. ``None``: no deadline.
+        Not applied with ``require_login=False``.
     ``max_before_login``
         messages other than ``Login`` (heartbeats, unknown commands, requests
         refused for want of a login) a main connection may send before it
@@ -135,6 +145,8 @@ class EmulatorServer(ListeningService):
         data_port_timeout: float = 10.0,
         data_idle_timeout: float = 30.0,
         max_connections: int = 1000,
+        max_per_address: int | None = 100,
+        login_timeout: float | None = 20.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         max_login_failures: int = 5,
         max_before_login: int | None = 10,
@@ -155,6 +167,10 @@ class EmulatorServer(ListeningService):
                             ("data_idle_timeout", data_idle_timeout)):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
+        if login_timeout is not None and not (login_timeout > 0 and math.isfinite(login_timeout)):
+            raise ValueError(f"login_timeout must be > 0 seconds or None, got {login_timeout}")
+        if max_per_address is not None and max_per_address < 1:
+            raise ValueError(f"max_per_address must be >= 1 or None, got {max_per_address}")
         if max_before_login is not None and max_before_login < 0:
             raise ValueError(f"max_before_login must be >= 0 or None, got {max_before_login}")
         if simulate is not None and not (simulate > 0 and math.isfinite(simulate)):
@@ -167,6 +183,7 @@ class EmulatorServer(ListeningService):
             dialect=Dialect.parse(base, max_frame=max_frame),
             heartbeat_timeout=heartbeat_timeout, data_port_timeout=data_port_timeout,
             data_idle_timeout=data_idle_timeout, max_connections=max_connections,
+            max_per_address=max_per_address, login_timeout=login_timeout,
             max_login_failures=max_login_failures, max_before_login=max_before_login,
             max_status_ids=max_status_ids,
             require_login=require_login, reply_delay=reply_delay,
@@ -206,6 +223,10 @@ class EmulatorServer(ListeningService):
     @property
     def max_connections(self) -> int:
         return self.config.max_connections
+
+    @property
+    def max_per_address(self) -> int | None:  # type: ignore[override]
+        return self.config.max_per_address
 
     def __repr__(self) -> str:
         state = (f"listening on {format_endpoint(self.address)}" if self.running
@@ -328,10 +349,23 @@ class EmulatorServer(ListeningService):
             log.info("data port %d: nobody connected in time, back in the pool", port)
 
     # ------------------------------------------------------------ connections
-    def _connection_refused(self, writer: asyncio.StreamWriter) -> None:
+    def _connection_refused(self, writer: asyncio.StreamWriter, per_address: bool = False
+                            ) -> None:
+        peer = format_endpoint(writer.get_extra_info("peername"))
+        if per_address:
+            self.stats["refused_per_address"] += 1
+            log.warning("per-address limit (%d connections) reached: refusing %s",
+                        self.max_per_address, peer)
+            return
         self.stats["refused_limit"] += 1
-        log.warning("connection limit (%d) reached: refusing %s", self.max_connections,
-                    format_endpoint(writer.get_extra_info("peername")))
+        log.warning("connection limit (%d) reached: refusing %s", self.max_connections, peer)
+
+    def _login_deadline(self, session: MainSession) -> None:
+        if session.user is None:
+            self.stats["login_timeouts"] += 1
+            log.warning("%r: not logged in within %g s: closing", session.stream,
+                        self.config.login_timeout)
+            session.stream.abort()
 
     def _connection_failed(self, writer: asyncio.StreamWriter, exc: Exception) -> None:
         if isinstance(exc, PEER_GONE):
@@ -348,10 +382,17 @@ class EmulatorServer(ListeningService):
         session = MainSession(self, stream)
         self._mains.add(session)
         log.debug("%r: connected", stream)
+        cfg = self.config
+        deadline = None
+        if cfg.login_timeout is not None and cfg.require_login:
+            deadline = asyncio.get_running_loop().call_later(cfg.login_timeout,
+                                                             self._login_deadline, session)
         try:
             await self._pump(stream, session.handle, self.config.heartbeat_timeout,
                              "no heartbeat")
         finally:
+            if deadline is not None:
+                deadline.cancel()
             self._mains.discard(session)
             await stream.close()
             log.debug("%r: closed", stream)

@@ -33,7 +33,8 @@ def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None
 def test_help() -> None:
     for verb, options in (("serve", ["--port", "--data-ports", "--scenario", "--db",
                                      "--dialect", "--heartbeat-timeout", "--simulate",
-                                     "--record", "--max-before-login"]),
+                                     "--record", "--max-before-login", "--max-per-address",
+                                     "--login-timeout"]),
                           ("client", ["--user", "--password", "--password-file",
                                       "CAMPROTOOL_PASSWORD", "HOST:PORT", "status"]),
                           ("proxy", ["--listen", "--upstream", "--record"])):
@@ -104,6 +105,22 @@ def test_client_password_without_ps(tmp_path: Path) -> None:
     assert "Login refused" in runs["wrong env"].stderr
 
 
+def test_serve_lockout_options_reach_the_server() -> None:
+    from cli_support import read_until
+
+    from camprotool.net.testing import RawConnection, refused
+
+    with background("serve", "--port", "0", "--data-ports", "auto:1", "--login-timeout", "3",
+                    "--max-per-address", "2") as (server, line):
+        host, port = serve_address(line).rsplit(":", 1)
+        with RawConnection((host, int(port))) as first, RawConnection((host, int(port))):
+            assert refused((host, int(port)), timeout=30)  # over --max-per-address
+            assert first.closed_by_peer(60)  # --login-timeout
+            seen = read_until(server, "not logged in within 3 s: closing")
+            assert "per-address limit (2 connections) reached" in seen
+        assert interrupt(server) == 0
+
+
 def test_proxy_between_client_and_server(tmp_path: Path) -> None:
     record = tmp_path / "proxy.pcapng"
     with background("serve", "--port", "0", "-q") as (server, line):
@@ -150,6 +167,9 @@ def test_port_in_use_is_one_line() -> None:
     (["serve", "--host", "no.such.host.invalid", "--port", "0"], "cannot resolve host"),
     (["serve", "--port", "70000"], "--port: .70000. is not a port"),
     (["serve", "--simulate", "-1"], "--simulate: .-1. must be greater than 0"),
+    (["serve", "--max-per-address", "0"], "--max-per-address: .0. must be at least 1"),
+    (["serve", "--login-timeout", "soon"], "--login-timeout: .soon. is not a number"),
+    (["serve", "--max-before-login", "-2"], "--max-before-login: .-2. must be at least 0"),
     (["client", "127.0.0.1:1"], "connection refused"),
     (["client", "127.0.0.1:1", "--timeout", "soon"], "--timeout: .soon. is not"),
     (["client", "localhost"], "bad address 'localhost'"),
