@@ -319,7 +319,8 @@ def test_snaplen_cut_packet_is_a_gap(writer_cls):
         ("", "c2s", "", f"frame cut by {cut} lost bytes (46 bytes of it seen)", 200),
         ("Heartbeat", "c2s", "", None, 300),
     ]
-    assert problems(cap) == [(5, "snaplen")]
+    # the reader's snaplen row, and the lost bytes it caused (cap.problems, issue 13)
+    assert problems(cap) == [(5, "snaplen"), (5, "lost_bytes")]
     assert cap.connections.loc[0, "lost_c2s"] == cut
 
 
