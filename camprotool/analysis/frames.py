@@ -16,12 +16,6 @@ from camprotool.protocol.catalogue import COMMANDS, FIELD_NAMES
 
 CHANNELS = ["main", "data", "unknown"]  # the same categories in every table
 
-_TYPES = {
-    pa.int64(): pd.Int64Dtype(),
-    pa.bool_(): pd.BooleanDtype(),
-}
-
-
 def messages_frame(
     table: pa.Table, connections: list[ConnectionRecord], *, reveal_passwords: bool = False,
     order: np.ndarray | None = None,
@@ -136,16 +130,6 @@ def _commands(column: pa.ChunkedArray | pa.Array, take: _Reorder) -> pd.Categori
     remap = np.array([position[name] for name in names], np.int64)
     codes = remap[take.numpy(encoded.indices.to_numpy(zero_copy_only=False))]
     return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype="str"))
-
-
-def _categorical(column: pa.ChunkedArray | pa.Array) -> pd.Categorical:
-    encoded = pc.dictionary_encode(column)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    return pd.Categorical.from_codes(
-        encoded.indices.to_numpy(zero_copy_only=False),
-        categories=encoded.dictionary.to_pylist(),
-    ) if len(encoded) else pd.Categorical([])
 
 
 def _ip(packed: bytes) -> str:

@@ -26,7 +26,12 @@ import pandas as pd
 
 from camprotool.analysis.frames import messages_frame
 from camprotool.capture.connections import build_connections
-from camprotool.capture.decode import _normalise_ports, _with_final_ids, gc_paused
+from camprotool.capture.decode import (
+    _normalise_ports,
+    _with_final_ids,
+    fast_problems,
+    gc_paused,
+)
 from camprotool.capture.fast.engine import FastEngine
 from camprotool.capture.readers import open_capture
 from camprotool.capture.streams import MessageSink
@@ -73,23 +78,11 @@ def iter_capture(
                 sink.flush()
                 frame = _take_rows(engine, sink, ids, reveal_passwords)
             if last and problems is not None:
-                problems += _problems(capture, engine, sink, ids.settle())
+                problems += fast_problems(capture, engine, sink, ids.settle())
             for start in range(0, len(frame), chunk_size):
                 yield frame.iloc[start:start + chunk_size].reset_index(drop=True)
             if last:
                 return
-
-
-def _problems(capture, engine: FastEngine, sink: MessageSink,
-              final: dict[int, int]) -> list[tuple[int | None, str, str]]:
-    """What ``decode_file`` reports, for a streamed capture."""
-    found = [(p.frame, p.kind, p.detail) for p in sorted(capture.problems,
-                                                          key=lambda p: p.frame)]
-    found += [(frame, kind, f"connection {final[conn + (1 << 40)]}: {detail}")
-              for frame, conn, kind, detail in engine.reassembler.problems]
-    found += [(frame, kind, f"connection {conn}: {detail}") for frame, conn, kind, detail in
-              sorted((f, final[c], k, d) for f, c, k, d in sink.problems)]
-    return found
 
 
 class _Ids:

@@ -186,26 +186,34 @@ def _decode_fast(
         mapping = final_ids(fast.first_frame)
         renumber(sink, mapping)
         extra = [_with_final_ids(t, mapping) for t in fast.bulk_tables]
-        capture.problems.sort(key=lambda p: p.frame)  # the exact path's order: by frame
         records, messages, order = build_connections(sink.conns, extra, sort=False)
-        problems = _capture_problems(capture)
-        problems += [(frame, kind, f"connection {mapping[conn + (1 << 40)]}: {detail}")
-                     for frame, conn, kind, detail in fast.reassembler.problems]
-        problems += [(frame, kind, f"connection {conn}: {detail}")
-                     for frame, conn, kind, detail in
-                     sorted((f, mapping[c], k, d) for f, c, k, d in sink.problems)]
+        problems = fast_problems(capture, fast, sink, mapping)
         return DecodedCapture(source=capture.name, format=capture.format,
                               packets=capture.frames, rows=messages,
                               connections=records, problems=problems, order=order)
 
 
-def _with_final_ids(table, mapping: dict[int, int]):
+def fast_problems(capture: CaptureFile, fast, sink: MessageSink,
+                  mapping: dict[int, int]) -> list[tuple[int | None, str, str]]:
+    """The problems of a capture read by the fast engine, worded and ordered as the exact
+    path words them: the reader's by frame, the reassembler's, then the sink's."""
+    from camprotool.capture.fast.engine import SLOW_BASE
+
+    found = [(p.frame, p.kind, p.detail) for p in sorted(capture.problems,
+                                                          key=lambda p: p.frame)]
+    found += [(frame, kind, f"connection {mapping[conn + SLOW_BASE]}: {detail}")
+              for frame, conn, kind, detail in fast.reassembler.problems]
+    found += [(frame, kind, f"connection {conn}: {detail}") for frame, conn, kind, detail in
+              sorted((f, mapping[c], k, d) for f, c, k, d in sink.problems)]
+    return found
+
+
+def _with_final_ids(table: pa.Table, mapping: dict[int, int]) -> pa.Table:
     """A fast-engine table (``flow`` = provisional id) with ``conn`` = final id."""
-    import numpy as np
-    import pyarrow as pa
+    from camprotool.capture.fast.engine import SLOW_BASE
 
     flows = table["flow"].to_numpy()
-    fast = {k: v for k, v in mapping.items() if k < 1 << 40}  # flow ids: small and dense
+    fast = {k: v for k, v in mapping.items() if k < SLOW_BASE}  # flow ids: small and dense
     lookup = np.zeros(max(fast, default=0) + 1, np.int64)
     lookup[np.fromiter(fast.keys(), np.int64, len(fast))] = np.fromiter(
         fast.values(), np.int64, len(fast))

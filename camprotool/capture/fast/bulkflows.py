@@ -38,7 +38,9 @@ from camprotool.protocol.codec import Decoder
 from camprotool.protocol.detect import _MAX_HITS, _NAMES
 from camprotool.protocol.dialect import Dialect
 
-DECODE, IGNORE, FALLBACK, DECODE_UTF8 = 0, 1, 2, 3  # DECODE: GBK fallback (ASCII samples)
+# verdicts (kernels.detect_flows): DECODE as line UTF-8 with the GBK fallback (ASCII
+# samples), DECODE_UTF8 without it, IGNORE (not ours), FALLBACK (the sink decides)
+DECODE, IGNORE, FALLBACK, DECODE_UTF8 = K.V_DECODE, K.V_IGNORE, K.V_FALLBACK, K.V_DECODE_UTF8
 
 _NAME_BYTES = [n.encode() for n in _NAMES]
 _NAME_TABLE = np.zeros((len(_NAME_BYTES), max(map(len, _NAME_BYTES))), np.uint8)

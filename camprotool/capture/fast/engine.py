@@ -38,7 +38,7 @@ from camprotool.protocol.dialect import Dialect
 _I64 = np.int64
 #: records per window: bounds the per-packet arrays (about 200 bytes a record)
 WINDOW = 1 << 19
-_SLOW_BASE = 1 << 40  # provisional ids of connections the exact reassembler opens
+SLOW_BASE = 1 << 40  # provisional ids of connections the exact reassembler opens
 _DIRS = ("c2s", "s2c")
 
 
@@ -134,9 +134,7 @@ class FastEngine:
         self.table = np.full(1 << 12, -1, _I64)
         self.keys = np.zeros((1 << 11, 7), np.uint64)
         self.nflows = 0
-        self.segments = 0  # TCP segments seen
         self.last_ts: int | None = None
-        self.last_frame = 0
         self.reassembler = Reassembler(_SlowSink(self))
         self.first_frame: dict[int, int] = {}  # provisional conn id -> first frame
 
@@ -295,7 +293,7 @@ class FastEngine:
             "hfin": _empty(2 * size, np.int8), "hisn": _empty(2 * size),
             "fclose": _empty(size, np.int8), "fclose_ts": _empty(size),
             "fclose_frame": _empty(size), "ffirst": np.full(size, -1, _I64),
-            "hpos": _empty(2 * size),
+            "opened": _empty(size, np.bool_),
         }
 
     @staticmethod
@@ -317,22 +315,15 @@ class FastEngine:
     def _track(self, w: _Window, state: dict[str, np.ndarray], slow_known: np.ndarray,
                emit: bool) -> np.ndarray:
         pkt_dir = np.full(w.n, -1, np.int8) if emit else np.zeros(0, np.int8)
-        ffirst_before = state["ffirst"].copy() if emit else None
         K.track_flows(w.half, w.flags, w.seq, w.pay_len, w.missing, w.ts,
                       w.frame_no, w.n, state["fstate"], state["fa"],
                       state["hbase"], state["hnxt"], state["hfin"], state["hisn"],
                       state["fclose"], state["fclose_ts"], state["fclose_frame"],
                       state["ffirst"], slow_known, pkt_dir, emit)
-        if emit:
-            # ffirst is a window index: keep the frame of each flow's first packet instead
-            new = (state["ffirst"] >= 0) & (ffirst_before < 0)
-            frames = w.frame_no
-            self._opened = np.flatnonzero(new)
-            self._opened_at = state["ffirst"][new].copy()
-            state["ffirst"][new] = frames[state["ffirst"][new]] + (1 << 50)
-        else:
-            new = (state["ffirst"] >= 0) & (state["ffirst"] < (1 << 50))
-            state["ffirst"][new] += 1 << 50
+        if emit:  # flows first seen in this window, and the window index of that packet
+            new = np.flatnonzero((state["ffirst"] >= 0) & ~state["opened"])
+            state["opened"][new] = True
+            self._opened, self._opened_at = new, state["ffirst"][new]
         return pkt_dir
 
     # ------------------------------------------------------------ run
@@ -397,9 +388,8 @@ class FastEngine:
         frames = w.frame_no
         tcp = np.flatnonzero(w.half >= 0)
         if len(tcp):
-            self.segments += len(tcp)
             i = int(tcp[-1])
-            self.last_ts, self.last_frame = int(w.ts[i]), int(frames[i])
+            self.last_ts = int(w.ts[i])
         fstate = state["fstate"]
         is_slow = np.zeros(w.n, bool)
         is_slow[tcp] = fstate[w.half[tcp] >> 1] == K.FLOW_SLOW
@@ -613,7 +603,7 @@ class FastEngine:
     def _finish(self, state: dict[str, np.ndarray]) -> None:
         """End of capture: every open connection closes, as Reassembler.finish does."""
         ts = self.last_ts if self.last_ts is not None else 0
-        still = [f for f in sorted(self.sink.conns) if f < _SLOW_BASE and not self._done[f]
+        still = [f for f in sorted(self.sink.conns) if f < SLOW_BASE and not self._done[f]
                  and state["fstate"][f] == K.FLOW_OPEN]
         for f in still:
             self.sink.on_close(f, ts, "end_of_capture")
@@ -696,21 +686,20 @@ class _SlowSink:
     def __init__(self, engine: FastEngine) -> None:
         self.engine = engine
         self.sink = engine.sink
-        self.next_id = _SLOW_BASE
 
     def on_open(self, conn: ConnectionInfo) -> None:
-        conn = replace(conn, conn_id=conn.conn_id + _SLOW_BASE)
+        conn = replace(conn, conn_id=conn.conn_id + SLOW_BASE)
         self.engine.first_frame[conn.conn_id] = conn.first_frame
         self.sink.on_open(conn)
 
     def on_data(self, conn_id, direction, data, ts_ns, frame) -> None:
-        self.sink.on_data(conn_id + _SLOW_BASE, direction, data, ts_ns, frame)
+        self.sink.on_data(conn_id + SLOW_BASE, direction, data, ts_ns, frame)
 
     def on_gap(self, conn_id, direction, nbytes, ts_ns, frame) -> None:
-        self.sink.on_gap(conn_id + _SLOW_BASE, direction, nbytes, ts_ns, frame)
+        self.sink.on_gap(conn_id + SLOW_BASE, direction, nbytes, ts_ns, frame)
 
     def on_close(self, conn_id, ts_ns, reason) -> None:
-        self.sink.on_close(conn_id + _SLOW_BASE, ts_ns, reason)
+        self.sink.on_close(conn_id + SLOW_BASE, ts_ns, reason)
 
 
 def final_ids(first_frame: dict[int, int]) -> dict[int, int]:

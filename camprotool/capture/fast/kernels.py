@@ -311,31 +311,6 @@ def track_flows(half, flags, seq, pay_len, missing, ts, frame, n, fstate, fa, hb
 
 
 @njit(cache=True, nogil=True)
-def stream_offsets(half, pkt_dir, pay_len, n, fa, hpos, pkt_end):
-    """Per delivered packet: the stream offset after it (64-bit, past any 2**32 wrap)."""
-    for i in range(n):
-        d = pkt_dir[i]
-        if d < 0:
-            continue
-        k = 2 * (half[i] >> 1) + d
-        hpos[k] += pay_len[i]
-        pkt_end[i] = hpos[k]
-
-
-@njit(cache=True, nogil=True)
-def gather(buf, order, pay_off, pay_len, out):
-    """Copy the payloads of packets ``order`` one after the other into ``out``."""
-    at = 0
-    for j in range(len(order)):
-        i = order[j]
-        o = pay_off[i]
-        m = pay_len[i]
-        out[at:at + m] = buf[o:o + m]
-        at += m
-    return at
-
-
-@njit(cache=True, nogil=True)
 def scatter(src, starts, lengths, dest, out):
     """Copy ``src[starts[k]:starts[k]+lengths[k]]`` to ``out[dest[k]:]`` for every k.
 
@@ -646,9 +621,6 @@ def warm_up() -> None:
     i8 = np.zeros(1, np.int8)
     track_flows(i64, i64, i64, i64, i64, i64, i64, 0, i8, i64, i8, i64, i8, i64, i8, i64, i64,
                 i64, i8, i8, True)
-    stream_offsets(i64, i8, i64, 0, i64, i64, i64)
-    gather(ro, i64[:0], i64, i64, u8)
-    gather(u8, i64[:0], i64, i64, u8)  # bytes given in memory
     first_non_ascii(u8, 0, 0)
     count_byte(u8, 10)
     names = np.zeros((1, 2), np.uint8)
