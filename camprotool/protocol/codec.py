@@ -176,7 +176,8 @@ class BodyDecoder:
         if not _NAME_RE.fullmatch(name):
             bad = f"not a command name: {name[:40]!r}"
             error = f"{error}; {bad}" if error else bad
-            return build_message(None, name, params, raw, error)
+            # no command could be read: the error quotes the text, raw keeps the bytes
+            return build_message(None, "", params, raw, error)
         return build_message(None, normalize_name(name), params, raw, error)
 
 
@@ -291,6 +292,14 @@ class Decoder:
         size = len(self._buf) + self._overflow
         return end, error_message(bytes(self._buf), f"{why} ({size} bytes of it seen)")
 
+    def _tail(self, body: bytes, msg: Message) -> Message:
+        """The rest of a frame cut by lost bytes: an error row that names no command
+        (its first word is not a command name), the whole text in ``params``."""
+        note = "follows lost bytes: probably the tail of a cut frame"
+        error = f"{msg.error}; {note}" if msg.error else note
+        text = body.decode(self.dialect.encoding, "replace")
+        return build_message(None, "", text, msg.raw, error)
+
     def _frames_line(self, out: list[tuple[int, Message]]) -> None:
         buf = self._buf
         limit = self.dialect.max_frame
@@ -316,9 +325,10 @@ class Decoder:
                                         f"line of {size} bytes exceeds the {limit}-byte limit")
                     out.append((self._base + end, msg))
                 elif body_end > start:
-                    msg = decode(bytes(buf[start:body_end]), bytes(buf[start:end]))
+                    body = bytes(buf[start:body_end])
+                    msg = decode(body, bytes(buf[start:end]))
                     if self._after_gap and msg.spec is None:
-                        msg = _flag_tail(msg, self._after_gap)
+                        msg = self._tail(body, msg)
                     out.append((self._base + end, msg))
             self._after_gap = 0
             start = end
@@ -401,12 +411,6 @@ class Decoder:
                 return cand
             pos = cand + 1
         return None
-
-
-def _flag_tail(msg: Message, lost: int) -> Message:
-    note = "follows lost bytes: probably the tail of a cut frame"
-    error = f"{msg.error}; {note}" if msg.error else note
-    return build_message(None, msg.command, msg.params, msg.raw, error)
 
 
 class _Resync:

@@ -158,13 +158,13 @@ def test_capture_starting_mid_connection_line(writer):
     c.send("s2c", frame("ReturnCaramerOnlineStatus", "CAM1;true|CAM2;null"), T0 + 400)
     c.close(T0 + 500)
     cap = read(writer.getvalue())
-    # The cut frame's text could hold a password: masked unless revealed.
-    assert read(writer.getvalue(), reveal_passwords=True).messages["params"][0] == LOGIN_OK
-    # So could its "command name" (masked since the cut-Login leak fix).
-    assert read(writer.getvalue(), reveal_passwords=True).messages["command"][0] == (
-        "tCommand.LoginCommand.LoginOk")
+    # The cut frame's text could hold a password: masked unless revealed. It is an
+    # error row that names no command; its whole text is in params, its bytes in raw.
+    revealed = read(writer.getvalue(), reveal_passwords=True).messages.loc[0]
+    assert (revealed.command, revealed.params, revealed.raw) == (
+        "", "tCommand.LoginCommand.LoginOk|" + LOGIN_OK, OK[5:])
     assert rows(cap) == [
-        ("***", "s2c", "***", TAIL_NOTE, 100),
+        ("", "s2c", "***", TAIL_NOTE, 100),
         ("PrushCaramerOnlineStatus", "s2c", "CAM1:true", None, 150),
         ("Heartbeat", "c2s", "", None, 200),
         ("CheckCaramerOnlineStatus", "c2s", "CAM1;CAM2", None, 300),
@@ -232,7 +232,7 @@ def test_lost_bytes_line(writer):
         ("Login", "c2s", "demo|***", None, 100),
         ("", "c2s", "", "frame cut by 15 lost bytes (10 bytes of it seen)", 200),
         # the bytes behind the hole keep the time they were captured
-        ("***", "c2s", "***", TAIL_NOTE, 300),  # the name of a cut tail is masked too
+        ("", "c2s", "***", TAIL_NOTE, 300),  # a cut tail names no command, its text masked
         ("Heartbeat", "c2s", "", None, 300),
         ("LoginOk", "s2c", LOGIN_OK, None, 500),
         ("Heartbeat", "c2s", "", None, 600),

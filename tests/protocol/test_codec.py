@@ -445,7 +445,8 @@ def test_garbage_command_names_are_errors(dialect, name):
     [msg] = decode_all(wire, dialect)
     assert type(msg) is UnknownMessage
     assert msg.error.startswith("not a command name")
-    assert (msg.params, msg.raw) == ("x", wire)
+    # an error row never invents a command: the text is in the error and raw
+    assert (msg.command, msg.params, msg.raw) == ("", "x", wire)
 
 
 def _cut_case(dialect, data):
@@ -523,6 +524,8 @@ def test_line_flags_an_unknown_line_right_after_lost_bytes():
     assert dec.gap(7) == []
     [msg] = dec.feed(b"ommand.Whatever|x\r\n")
     assert msg.error == "follows lost bytes: probably the tail of a cut frame"
+    # the tail names no command: its whole text is in params, its bytes in raw
+    assert (msg.command, msg.params, msg.raw) == ("", "ommand.Whatever|x", b"ommand.Whatever|x\r\n")
     [msg] = dec.feed(b"Vendor.Whatever|x\r\n")
     assert msg.error is None
 
