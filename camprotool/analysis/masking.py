@@ -5,7 +5,7 @@ replaces their typed values with ``***`` and the same text inside ``params``
 (by field position); the raw frame bytes of such messages are dropped. When
 the field count is wrong nobody can tell where a password is (it may itself
 contain ``|``), so everything after the first field becomes one ``***``, as
-:func:`camprotool.net.table.mask_params` does for live sessions.
+:func:`camprotool.protocol.masking.mask_params` (the one rule) says.
 
 A frame whose command could not be read (cut by lost bytes, garbage) may
 hold a password anywhere: its ``params`` and ``command`` become ``***``, the
@@ -19,37 +19,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from camprotool.protocol.catalogue import BY_NAME, COMMANDS, SECRET_FIELDS, Kind, Layout
+from camprotool.protocol.catalogue import BY_NAME, SECRET_FIELDS
 
-MASK = "***"
+# The one masking rule and its tables live in the sans-I/O core (a message's repr
+# needs them); this module applies the rule column-wise to whole captures.
+from camprotool.protocol.masking import FIELD_COUNTS as _FIELD_COUNTS
+from camprotool.protocol.masking import MASK, SECRET_POSITIONS, mask_params
 
-#: command -> positions (in the |-split parameter string) of its secret fields
-SECRET_POSITIONS: dict[str, tuple[int, ...]] = {
-    spec.name: tuple(i for i, f in enumerate(spec.fields) if f.kind is Kind.SECRET)
-    for spec in COMMANDS
-    if spec.layout is Layout.PIPE and any(f.kind is Kind.SECRET for f in spec.fields)
-}
-#: command -> number of fields, for the commands in SECRET_POSITIONS
-_FIELD_COUNTS: dict[str, int] = {
-    spec.name: len(spec.fields) for spec in COMMANDS if spec.name in SECRET_POSITIONS
-}
-
+__all__ = ["MASK", "SECRET_POSITIONS", "mask_params", "mask_table"]
 
 #: the quoted name in the codec's "not a command name: 'xyz'" error
 _QUOTED_NAME = r"""not a command name: (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
-
-
-def mask_params(command: str, params: str) -> str:
-    """``params`` with the secret fields of ``command`` replaced by ``***``."""
-    positions = SECRET_POSITIONS.get(command)
-    if not positions:
-        return params
-    parts = params.split("|")
-    if len(parts) != _FIELD_COUNTS[command]:
-        return parts[0] + "|" + MASK if len(parts) > 1 else MASK
-    for i in positions:
-        parts[i] = MASK
-    return "|".join(parts)
 
 
 def _masked_fields(commands: pa.Array, params: pa.Array) -> pa.Array:

@@ -24,6 +24,7 @@ A command's parameter string has one of four *layouts*:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -83,6 +84,17 @@ class CommandSpec:
     layout: Layout
     fields: tuple[Field, ...]
     doc: str
+    #: a request's possible answers, in the order the source lists them (empty:
+    #: not a request, or one nobody answers, like the heartbeat)
+    answers: tuple[str, ...] = ()
+    #: a repeat of this request before its answer is a retry: the one answer that
+    #: comes serves every copy waiting (a DownLoadCaramer echoes the last answer, so
+    #: it cannot be pipelined); otherwise each answer takes the oldest request waiting
+    retries: bool = False
+
+    @property
+    def is_request(self) -> bool:
+        return bool(self.answers)
 
     @property
     def full_name(self) -> str:
@@ -111,7 +123,8 @@ HEARTBEAT = "Heartbeat"
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(1, "LoginCommand", "Login", Direction.C2S, Channel.MAIN, Layout.PIPE,
-                (USER, PASSWORD), "Log in to the account."),
+                (USER, PASSWORD), "Log in to the account.",
+                answers=("LoginOk", "LoginError")),
     CommandSpec(2, "LoginCommand", "LoginOk", Direction.S2C, Channel.MAIN, Layout.PIPE,
                 (_f("camera_count", Kind.COUNT, "cameras bound to the account on the server"),
                  _f("last_login_time", Kind.TEXT, "previous login time, as the server writes it"),
@@ -121,13 +134,15 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(3, "LoginCommand", "LoginError", Direction.S2C, Channel.MAIN, Layout.PIPE,
                 (REASON,), "Login refused, usually 用户名或者密码错误! (wrong user or password)."),
     CommandSpec(4, "NormalCommand", "CreatDataSocket", Direction.C2S, Channel.MAIN, Layout.PIPE,
-                (USER, PASSWORD), "Ask for a data connection."),
+                (USER, PASSWORD), "Ask for a data connection.",
+                answers=("ReturnDataSocketPort", "LoginError")),
     CommandSpec(5, "NormalCommand", "ReturnDataSocketPort", Direction.S2C, Channel.MAIN,
                 Layout.PIPE, (_f("port", Kind.PORT, "data port; empty when none is free"),),
                 "The data port to connect to, or empty when the server has no free port."),
     CommandSpec(6, "CaramCommand", "UploadCaramer", Direction.C2S, Channel.DATA, Layout.PIPE,
                 (CAMERA_ID, CAMERA_PASSWORD, CURRENT, TOTAL),
-                "Upload one camera; current starts at 1."),
+                "Upload one camera; current starts at 1.",
+                answers=("UploadSucess", "UploadFail")),
     CommandSpec(7, "CaramCommand", "UploadSucess", Direction.S2C, Channel.DATA, Layout.PIPE,
                 (CAMERA_ID, ONLINE, SYNCED, TOTAL),
                 "Camera bound; when synced == total the client may close."),
@@ -136,7 +151,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "Camera not bound: id/password mismatch, or bound to the maximum of accounts."),
     CommandSpec(9, "CaramCommand", "DownLoadCaramer", Direction.C2S, Channel.DATA, Layout.PIPE,
                 (_f("downloaded", Kind.COUNT, "cameras downloaded so far (first request: 0)"),),
-                "Ask for the next camera of the account."),
+                "Ask for the next camera of the account.",
+                answers=("DownloadSucess", "DownloadFail"), retries=True),
     CommandSpec(10, "CaramCommand", "DownloadSucess", Direction.S2C, Channel.DATA, Layout.PIPE,
                 (CAMERA_ID, CAMERA_PASSWORD, ONLINE, CURRENT, TOTAL),
                 "One camera of the account; the client echoes current until current == total."),
@@ -144,7 +160,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 (REASON,), "Download refused, usually: no camera bound to this account."),
     CommandSpec(12, "CaramCommand", "CheckCaramerOnlineStatus", Direction.C2S, Channel.MAIN,
                 Layout.IDS, (_f("ids", Kind.CAMERA_ID, "camera ids joined with ;, at most 20"),),
-                "Query the online status of up to 20 cameras."),
+                "Query the online status of up to 20 cameras.",
+                answers=("ReturnCaramerOnlineStatus", "LoginError")),
     CommandSpec(13, "CaramCommand", "ReturnCaramerOnlineStatus", Direction.S2C, Channel.MAIN,
                 Layout.STATUS_LIST,
                 (_f("statuses", Kind.STATUS, "id;status pairs joined with |"),),
@@ -186,13 +203,82 @@ def spec_for(name: str, heartbeat_name: str | None = None) -> CommandSpec | None
     ``heartbeat_name`` is the dialect's name for the heartbeat (full or short);
     both it and our default name resolve to the heartbeat spec.
     """
+    return _lookup(BY_NAME, name, heartbeat_name)
+
+
+def _lookup(by_name: dict[str, CommandSpec], name: str,
+            heartbeat_name: str | None) -> CommandSpec | None:
     name = normalize_name(name)
     short = name.rpartition(".")[2]
-    spec = BY_NAME.get(short)
+    spec = by_name.get(short)
     if spec is not None and (name == short or name == spec.full_name):
         return spec
     if heartbeat_name is not None:
         wanted = normalize_name(heartbeat_name)
         if name == wanted or name == wanted.rpartition(".")[2]:
-            return BY_NAME[HEARTBEAT]
+            return by_name[HEARTBEAT]
     return None
+
+
+class Catalogue:
+    """A set of commands and which answers which: what a conversation is checked against.
+
+    :data:`CATALOGUE` is the protocol's (the table above). A deployment or a
+    test with a command of its own builds a bigger one with :meth:`extended`
+    and hands it to the conversation layer (client, emulator, proxy): the
+    request/answer pairing, the state rules and the emulator's dispatch all
+    read it from here, so a new request/answer command is one entry.
+
+    Answers arrive in request order on a connection; ``answers`` of each
+    request spec say which commands may answer it (``LoginError`` also
+    answers ``CreatDataSocket`` and ``CheckCaramerOnlineStatus`` sent before
+    a login: the protocol has no other refusal on the main connection).
+    """
+
+    def __init__(self, commands: Iterable[CommandSpec]) -> None:
+        self.commands: tuple[CommandSpec, ...] = tuple(commands)
+        self.by_name: dict[str, CommandSpec] = {}
+        for spec in self.commands:
+            if spec.name in self.by_name:
+                raise ValueError(f"command {spec.name} is in the catalogue twice")
+            self.by_name[spec.name] = spec
+        if HEARTBEAT not in self.by_name:
+            raise ValueError(f"a catalogue needs the {HEARTBEAT} command")
+        answered_by: dict[str, list[str]] = {}
+        for spec in self.commands:
+            for answer in spec.answers:
+                other = self.by_name.get(answer)
+                if other is None or other.direction is not Direction.S2C \
+                        or spec.direction is not Direction.C2S:
+                    raise ValueError(f"{spec.name} (a client request) must be answered by "
+                                     f"server commands of the catalogue, not {answer!r}")
+                answered_by.setdefault(answer, []).append(spec.name)
+        #: request -> the commands that answer it
+        self.answers: dict[str, tuple[str, ...]] = {
+            s.name: s.answers for s in self.commands if s.answers}
+        #: answer -> the requests it may answer
+        self.answered_by: dict[str, tuple[str, ...]] = {
+            k: tuple(v) for k, v in answered_by.items()}
+
+    def extended(self, *specs: CommandSpec) -> Catalogue:
+        """This catalogue plus ``specs`` (a new request and its answers, say)."""
+        return Catalogue((*self.commands, *specs))
+
+    def spec_for(self, name: str, heartbeat_name: str | None = None) -> CommandSpec | None:
+        """:func:`spec_for` in this catalogue."""
+        return _lookup(self.by_name, name, heartbeat_name)
+
+    def is_answer(self, name: str) -> bool:
+        return name in self.answered_by
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.by_name
+
+    def __repr__(self) -> str:
+        return f"<Catalogue of {len(self.commands)} commands>"
+
+
+#: The protocol's catalogue (PROTOCOL.md section 2, with our heartbeat).
+CATALOGUE = Catalogue(COMMANDS)
+#: request -> the commands that answer it, for the protocol's catalogue
+ANSWERS: dict[str, tuple[str, ...]] = CATALOGUE.answers

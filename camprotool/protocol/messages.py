@@ -24,25 +24,15 @@ from typing import Any
 
 from camprotool.protocol.catalogue import COMMANDS, CommandSpec, Kind, Layout
 from camprotool.protocol.fields import parse_params
-
-MASK = "***"
+from camprotool.protocol.masking import MASK, mask_params
 
 
 def masked_params(msg: Message) -> str:
-    """``params`` with every secret field's text replaced by ``***``."""
-    spec = msg.spec
-    if spec is None or spec.layout is not Layout.PIPE:
+    """``params`` with every secret field's text replaced by ``***`` (the one masking
+    rule, :func:`camprotool.protocol.masking.mask_params`)."""
+    if msg.spec is None:
         return msg.params
-    secret = [i for i, f in enumerate(spec.fields) if f.kind is Kind.SECRET]
-    if not secret:
-        return msg.params
-    parts = msg.params.split("|")
-    if len(parts) == len(spec.fields):
-        for i in secret:
-            parts[i] = MASK
-        return "|".join(parts)
-    # Malformed: we cannot tell where the password is, so hide all but the first field.
-    return parts[0] + "|" + MASK if len(parts) > 1 else MASK
+    return mask_params(msg.command, msg.params, msg.spec)
 
 
 def _repr(self: Message) -> str:
@@ -133,6 +123,20 @@ def _make_type(spec: CommandSpec) -> type[Message]:
 
 MESSAGE_TYPES: dict[str, type[Message]] = {spec.name: _make_type(spec) for spec in COMMANDS}
 globals().update(MESSAGE_TYPES)
+#: types made for commands of an extended catalogue (see ``Catalogue.extended``)
+_EXTRA_TYPES: dict[CommandSpec, type[Message]] = {}
+
+
+def message_type(spec: CommandSpec) -> type[Message]:
+    """The message class of ``spec``: the catalogue's, or one made once for a spec
+    of an extended catalogue (a command a deployment or a test adds)."""
+    cls = MESSAGE_TYPES.get(spec.name)
+    if cls is not None and cls.SPEC is spec:  # type: ignore[attr-defined]
+        return cls
+    cls = _EXTRA_TYPES.get(spec)
+    if cls is None:
+        cls = _EXTRA_TYPES[spec] = _make_type(spec)
+    return cls
 
 
 def build_message(
@@ -148,7 +152,7 @@ def build_message(
     values, field_error = parse_params(spec, params)
     if field_error:
         error = f"{error}; {field_error}" if error else field_error
-    msg = MESSAGE_TYPES[spec.name](command=spec.name, params=params, error=error, raw=raw,
+    msg = message_type(spec)(command=spec.name, params=params, error=error, raw=raw,
                                    **values)
     object.__setattr__(msg, "spec", spec)
     return msg
