@@ -29,7 +29,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import camprotool
-from camprotool.analysis import plots
+from camprotool.analysis import plots, tables
 from camprotool.analysis.capture import Capture, read_capture
 from camprotool.analysis.export import write_frame
 
@@ -288,25 +288,10 @@ def failures_by_reason(cap: Capture) -> pd.DataFrame:
 
 
 def camera_counts(cap: Capture) -> dict[str, dict[str, int]]:
-    """Per sync kind: cameras the server accepted (``ok``: bound or downloaded), refused
-    (``refused``), and failed: ``unanswered`` steps plus the cameras a transfer cut short
-    never reached (``never_reached``)."""
-    sync, t = cap.sync, cap.transfers
-    out = {}
-    for kind in ("upload", "download"):
-        steps = sync[sync["kind"].astype(str) == kind]
-        mine = t[t["kind"].astype(str) == kind]
-        if not len(steps) and not len(mine):
-            continue
-        outcome = steps["outcome"].astype(str)
-        cut = mine[mine["status"].astype(str) == "cut_short"]
-        seen = cut["ok"] + cut["failed"] + cut["no_answer"]
-        never = (cut["total"] - seen).clip(lower=0).fillna(0)
-        out[kind] = {"ok": int((outcome == "ok").sum()),
-                     "refused": int((outcome == "failed").sum()),
-                     "unanswered": int((outcome == "no_answer").sum()),
-                     "never_reached": int(never.sum())}
-    return out
+    """Per sync kind: cameras ``ok`` (bound or downloaded), ``refused``, and failed:
+    ``unanswered`` steps plus the cameras a transfer cut short ``never_reached``
+    (:func:`camprotool.analysis.tables.camera_counts`)."""
+    return tables.camera_counts(cap.sync, cap.transfers)
 
 
 def _camera_text(kind: str, c: dict[str, int]) -> str:

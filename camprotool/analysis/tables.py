@@ -594,9 +594,42 @@ def build_alarms(p: Prep, sessions: SessionIndex, status: pd.DataFrame) -> pd.Da
     return _frame(columns, schema.ALARMS)
 
 
+def camera_counts(sync: pd.DataFrame, transfers: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per sync kind, what became of the cameras: ``ok`` (bound or downloaded),
+    ``refused`` by the server, ``unanswered`` steps, and ``never_reached``: the
+    cameras a transfer cut short never got to (its total minus the steps seen).
+
+    ``transfers.completed`` counts a refused upload too (it is PROTOCOL.md's
+    ``synced`` position), so it cannot say how many cameras were bound.
+    """
+    out = {}
+    for kind in KINDS:
+        steps = sync[sync["kind"].astype(str) == kind]
+        mine = transfers[transfers["kind"].astype(str) == kind]
+        if not len(steps) and not len(mine):
+            continue
+        outcome = steps["outcome"].astype(str)
+        cut = mine[mine["status"].astype(str) == "cut_short"]
+        seen = cut["ok"] + cut["failed"] + cut["no_answer"]
+        never = (cut["total"] - seen).clip(lower=0).fillna(0)
+        out[kind] = {"ok": int((outcome == "ok").sum()),
+                     "refused": int((outcome == "failed").sum()),
+                     "unanswered": int((outcome == "no_answer").sum()),
+                     "never_reached": int(never.sum())}
+    return out
+
+
 def summary(cap) -> dict[str, object]:
-    """A few headline numbers of a capture, from its tables."""
+    """A few headline numbers of a capture, from its tables.
+
+    ``cameras``: per sync kind, cameras ``bound`` (upload) or ``downloaded``,
+    ``refused`` by the server, and ``failed`` (unanswered, or never reached
+    because the transfer was cut short): see :func:`camera_counts`.
+    """
     m, s, t = cap.messages, cap.sessions, cap.transfers
+    cameras = {kind: {"bound" if kind == "upload" else "downloaded": c["ok"],
+                      "refused": c["refused"], "failed": c["unanswered"] + c["never_reached"]}
+               for kind, c in camera_counts(cap.sync, t).items()}
     return {
         "messages": len(m),
         "connections": len(cap.connections),
@@ -606,7 +639,7 @@ def summary(cap) -> dict[str, object]:
         "logins": s["outcome"].value_counts().reindex(OUTCOMES, fill_value=0).to_dict(),
         "users": sorted(s["user"].dropna().unique().tolist()),
         "transfers": t["status"].value_counts().reindex(STATUSES, fill_value=0).to_dict(),
-        "cameras_synced": int(t["completed"].sum()),
+        "cameras": cameras,
         "status_changes": int(cap.status["changed"].sum()),
         "alarms": len(cap.alarms),
         "violations": cap.violations["rule"].value_counts().loc[lambda c: c > 0].to_dict(),

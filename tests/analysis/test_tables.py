@@ -408,6 +408,18 @@ def test_samples():
     summary = down.summary()
     assert summary["logins"] == {"ok": 2, "error": 1, "no_answer": 0, "before_capture": 0}
     assert summary["violations"] == {}
+    assert summary["cameras"] == {"download": {"downloaded": 1, "refused": 1, "failed": 0}}
+
+
+def test_summary_counts_bound_refused_and_failed_cameras_apart():
+    """``completed`` counts a refused upload too: the summary never calls it synced."""
+    cap = read_capture("captures/sample.pcapng")
+    assert cap.transfers["completed"].tolist() == [6]
+    assert cap.summary()["cameras"] == {"upload": {"bound": 4, "refused": 2, "failed": 0}}
+    # a transfer cut short after 3 of 5 cameras: the 2 it never reached failed
+    cut = read_capture("captures/failed_sync.pcapng")
+    assert cut.summary()["cameras"] == {"upload": {"bound": 3, "refused": 1, "failed": 2}}
+    assert "cameras_synced" not in cut.summary()
 
 
 def test_tables_stay_utc_whatever_the_local_zone(monkeypatch):
