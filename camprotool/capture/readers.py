@@ -99,9 +99,8 @@ class CaptureFile(RecordReader):
                         raise CaptureFormatError(f"{self.name}: empty file, not a capture")
                     self._mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             except FileNotFoundError as exc:
-                raise FileNotFoundError(
-                    exc.errno, f"capture file not found: {self.name}", self.name
-                ) from None
+                # the path once, as OSError words it: [Errno 2] capture file not found: 'x'
+                raise FileNotFoundError(exc.errno, "capture file not found", self.name) from None
             except IsADirectoryError as exc:
                 raise CaptureFormatError(f"{self.name}: is a directory, not a capture") from exc
             self._view = memoryview(self._mmap)
