@@ -51,6 +51,11 @@ def same_host(a: str, b: str) -> bool:
     return _canonical(a) == _canonical(b)
 
 
+def canonical_host(host: str) -> str:
+    """One spelling per host (``::ffff:1.2.3.4`` -> ``1.2.3.4``): a key for per-host counters."""
+    return _canonical(host)
+
+
 def _canonical(host: str) -> str:
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])

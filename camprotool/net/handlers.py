@@ -212,14 +212,15 @@ class MainSession(_Handler):
 
     async def _login(self, msg: Message) -> bool:
         user, password = msg.user, msg.password  # type: ignore[attr-defined]
-        info = None
-        if not msg.error and user:
-            info = await self.server.login(user, password or "", self.stream.peer_host)
+        info, locked = None, False
+        if not msg.error and user:  # the brake (net/brake.py) may delay or refuse the check
+            info, locked = await self.server.brake.login(self.server.login, user,
+                                                         password or "", self.stream.peer_host)
         if info is None:
             self.failures += 1
             self.server.stats["logins_failed"] += 1
             limit = self.server.config.max_login_failures
-            last = limit and self.failures >= limit
+            last = locked or (limit and self.failures >= limit)
             log.info("%r: login %r refused (%d in a row)", self.stream, user, self.failures)
             await self.reply("LoginError",
                              {"reason": REASONS["too_many_failures" if last else "login"]})

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from camprotool.net.addresses import format_endpoint
+from camprotool.net.brake import BrakeConfig, LoginBrake
 from camprotool.net.handlers import DataSession, MainSession
 from camprotool.net.listening import PEER_GONE, ListeningService
 from camprotool.net.ports import DataPortPool, parse_data_ports
@@ -119,6 +120,10 @@ class EmulatorServer(ListeningService):
         logs in (10); one more closes it. ``None``: no limit.
     ``require_login``
         refuse ``CreatDataSocket``/status queries before ``LoginOk`` (True).
+    ``brake``
+        the brute-force brake on failed logins, per address and per account
+        (:mod:`camprotool.net.brake`): ``True`` its defaults, a
+        :class:`~camprotool.net.brake.BrakeConfig`, or ``False`` for none.
     ``simulate``, ``seed``
         random status flips and alarms, ``simulate`` events per second,
         reproducible with ``seed``.
@@ -159,6 +164,7 @@ class EmulatorServer(ListeningService):
         record: str | Path | IO[bytes] | None = None,
         reveal_passwords: bool = False,
         scrypt_n: int | None = None,
+        brake: LoginBrake | BrakeConfig | bool = True,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port {port} is outside 0-65535")
@@ -200,6 +206,7 @@ class EmulatorServer(ListeningService):
             store.load(load_scenario(scenario))
         self.store = store
         self.stats: Counter[str] = Counter()
+        self.brake = LoginBrake.from_option(brake)
         self.data_ports: list[int] = []
         self._pool: DataPortPool | None = None
         self._mains: set[MainSession] = set()
