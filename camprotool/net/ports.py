@@ -1,24 +1,42 @@
 """The data-port pool: which port is free, promised to whom, or in use.
 
 The source says a data connection needs no authentication: the server knows
-who it is for only because it handed the port out. So a port is *reserved*
-for the IP address of the main connection that asked, for one connection,
-for a limited time (``data_port_timeout``, default 10 s). A connection from
-another address, to a port nobody reserved, or a second connection while the
-first is running is reset at once. When the reservation expires unused or its
-connection closes, the port goes back to the pool. Free ports are handed out
-least-recently-used first, so a latecomer to an expired port is refused
-rather than let into someone else's transfer.
+who it is for only because it handed the port out. That is all the protocol
+allows, so the pool makes the most of it. A reservation is
+
+* **single-use**: the first connection from the announced address consumes
+  it; a second connection to the port while the first runs is refused;
+* **short-lived**: it expires unused after ``data_port_timeout`` (10 s);
+* **address-bound**: a connection from another IP address is refused and
+  leaves the reservation for its owner;
+* **drawn at random** (from the operating system's randomness) among the
+  least recently used half of the free ports, so a peer cannot predict the
+  next port from the last one, and a latecomer to a port that just expired
+  or closed is refused rather than let into someone else's transfer.
+
+A connection to a port nobody reserved (before the announcement, or after
+the reservation was used or expired) is refused too. Every refusal is logged
+with its reason and counted in :attr:`DataPortPool.refusals`.
+
+What no server of this protocol can do is tell two programs on the same
+address apart: a process on the client's host (or behind its NAT) that
+connects to the announced port before the real client takes the transfer.
+docs/security.md says so; ``Capture.violations`` flags the traces it leaves
+(rule ``data_port_hijack``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import logging
+import random
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from camprotool.net.addresses import same_host
+
+log = logging.getLogger("camprotool.net.server")
 
 DEFAULT_DATA_PORT_COUNT = 20
 
@@ -35,35 +53,57 @@ class Reservation:
 class DataPortPool:
     """Pure bookkeeping; the server owns the listeners and the clock."""
 
-    def __init__(self, ports: Iterable[int]) -> None:
+    def __init__(self, ports: Iterable[int], rng: random.Random | None = None) -> None:
         self.ports = tuple(ports)
-        self._free: deque[int] = deque(self.ports)
+        self._free: deque[int] = deque(self.ports)  # least recently used first
         self._reserved: dict[int, Reservation] = {}
         self._busy: dict[int, Reservation] = {}
+        self._rng = rng if rng is not None else random.SystemRandom()
+        #: refused connections by reason: ``unreserved``, ``wrong_address``, ``in_use``
+        self.refusals: Counter[str] = Counter()
 
     @property
     def free(self) -> int:
         return len(self._free)
 
     def reserve(self, host: str, user: str, main_conn: int) -> Reservation | None:
-        """Take the least recently used free port, or None when all are taken."""
+        """A random port among the least recently used half of the free ones, or None."""
         if not self._free:
             return None
-        port = self._free.popleft()
+        pick = self._rng.randrange((len(self._free) + 1) // 2)
+        port = self._free[pick]
+        del self._free[pick]
         res = Reservation(port, host, user, main_conn)
         self._reserved[port] = res
         return res
 
     def claim(self, port: int, peer_host: str) -> Reservation | None:
-        """A connection arrived on ``port`` from ``peer_host``: its reservation, or None."""
+        """A connection arrived on ``port`` from ``peer_host``: its reservation, or None
+        (refused: the reason is logged and counted)."""
         res = self._reserved.get(port)
         if res is None or not same_host(res.host, peer_host):
+            self._refused(port, peer_host, res)
             return None
         del self._reserved[port]
         if res.timer is not None:
             res.timer.cancel()
         self._busy[port] = res
         return res
+
+    def _refused(self, port: int, peer_host: str, reserved: Reservation | None) -> None:
+        busy = self._busy.get(port)
+        if reserved is not None:
+            reason, why = "wrong_address", (f"reserved for {reserved.user} from "
+                                            f"{reserved.host}, not {peer_host}")
+        elif busy is not None:
+            reason, why = "in_use", (f"already in use by the data connection of {busy.user} "
+                                     f"(main conn {busy.main_conn}, from {busy.host}): a "
+                                     f"second connection to one announcement")
+        else:
+            reason, why = "unreserved", "not handed out (no announcement, or it was used "\
+                "or expired)"
+        self.refusals[reason] += 1
+        log.warning("data port %d: connection from %s refused: %s", port, peer_host, why)
 
     def expire(self, port: int) -> bool:
         """The reservation timed out unused: the port is free again."""

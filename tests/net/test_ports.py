@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from camprotool.net.addresses import format_endpoint, parse_endpoint
@@ -26,17 +28,34 @@ def test_describe_ports() -> None:
     assert describe_ports([]) == "none"
 
 
-def test_pool_reserves_least_recently_used_and_checks_the_address() -> None:
+def test_pool_reservations_are_single_use_and_bound_to_the_address() -> None:
     pool = DataPortPool([1, 2])
     a = pool.reserve("127.0.0.1", "demo", 0)
     b = pool.reserve("127.0.0.1", "demo", 0)
-    assert (a.port, b.port) == (1, 2) and pool.reserve("127.0.0.1", "demo", 0) is None
-    assert pool.claim(1, "127.0.0.2") is None  # wrong address: still reserved
-    assert pool.claim(1, "::ffff:127.0.0.1") is not None  # same host, mapped form
-    assert pool.claim(1, "127.0.0.1") is None  # once only
-    assert pool.expire(2) and pool.free == 1
-    pool.release(1)
-    assert [pool.reserve("h", "u", 0).port for _ in range(2)] == [2, 1]
+    assert {a.port, b.port} == {1, 2} and pool.reserve("127.0.0.1", "demo", 0) is None
+    assert pool.claim(a.port, "127.0.0.2") is None  # wrong address: still reserved
+    assert pool.claim(a.port, "::ffff:127.0.0.1") is not None  # same host, mapped form
+    assert pool.claim(a.port, "127.0.0.1") is None  # once only
+    assert pool.expire(b.port) and pool.free == 1
+    assert pool.claim(b.port, "127.0.0.1") is None  # expired: refused
+    pool.release(a.port)
+    assert pool.claim(a.port, "127.0.0.1") is None  # used up: refused
+    assert pool.refusals == {"wrong_address": 1, "in_use": 1, "unreserved": 2}
+
+
+def test_ports_are_drawn_at_random_from_the_least_recently_used_half() -> None:
+    ports = range(9001, 9021)
+    draws = []
+    for seed in range(200):
+        pool = DataPortPool(ports, rng=random.Random(seed))
+        draws.append(pool.reserve("h", "u", 0).port)
+    assert set(draws) == set(range(9001, 9011))  # the LRU half, every port of it
+    pool = DataPortPool(ports)  # system randomness by default
+    for _ in range(20):
+        res = pool.reserve("h", "u", 0)
+        pool.claim(res.port, "h")
+        pool.release(res.port)  # just used: goes to the back, not drawn next time
+        assert res.port not in list(pool._free)[: pool.free // 2]
 
 
 def test_endpoints() -> None:
