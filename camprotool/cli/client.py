@@ -1,10 +1,18 @@
 """``camprotool client``: talk to a server interactively, or from a script on stdin.
 
 Every message sent (``->``) and received (``<-``), pushes included, is
-printed as it happens, so the conversation is visible; commands print a
-short summary after it. Typed commands come from stdin: a terminal gets a
-prompt, a pipe (``printf 'status DEMO0001\\nquit\\n' | camprotool client ...``)
-is read line by line and the exit status is 1 if any command failed.
+printed as it happens with the local time it was sent or received, so the
+conversation is visible; commands print a short summary after it. Typed
+commands come from stdin: a terminal gets a prompt (``camprotool>``), a pipe
+(``printf 'status DEMO0001\\nquit\\n' | camprotool client ...``) is read line
+by line and the exit status is 1 if any command failed.
+
+Pushes and heartbeats arrive on the client's own thread, often while a
+command is half typed: on a terminal the line is cleared, the message
+printed, and the prompt redrawn with what was typed so far (readline keeps
+the buffer). Ctrl-C at the prompt, or anywhere when reading a pipe, leaves
+with exit status 130 as a shell expects; on a terminal, Ctrl-C during a
+command only stops waiting for that command's answer.
 
 The password for ``--user`` comes from ``--password-file`` (its first line),
 else ``--password``, else the ``CAMPROTOOL_PASSWORD`` environment variable,
@@ -15,6 +23,8 @@ but any user of the machine can read it in ``ps``, so it prints a warning.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import getpass
 import os
 import sys
@@ -73,18 +83,60 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-class Shell:
-    """The command loop; printing is serialised because pushes arrive on another thread."""
+PROMPT = "camprotool> "
+#: carriage return + erase to the end of the line (VT100, every terminal emulator)
+_CLEAR_LINE = "\r\x1b[K"
 
-    def __init__(self, client: Any, args: argparse.Namespace) -> None:
+
+def _typed_so_far() -> str:
+    """What readline holds of the line being typed ('' without readline)."""
+    readline = sys.modules.get("readline")
+    return readline.get_line_buffer() if readline is not None else ""
+
+
+def clock(ts_ns: int) -> str:
+    """``HH:MM:SS.mmm`` in local time: when a message was sent or received."""
+    t = datetime.datetime.fromtimestamp(ts_ns / 1e9)
+    return t.strftime("%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+class Shell:
+    """The command loop; printing is serialised because pushes arrive on another thread.
+
+    ``prompt``: shown by :meth:`read_line`; when not empty and stdout is a
+    terminal, a line printed while the prompt waits clears it first and
+    redraws it after, with the text typed so far.
+    """
+
+    def __init__(self, client: Any, args: argparse.Namespace, prompt: str = "") -> None:
         self.client = client
         self.args = args
+        self.prompt = prompt
         self.local: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._at_prompt = False
+        self._redraw = bool(prompt) and sys.stdout.isatty()
 
     def say(self, text: str, err: bool = False) -> None:
         with self._lock:
-            print(text, file=sys.stderr if err else sys.stdout, flush=True)
+            if self._at_prompt and self._redraw:
+                sys.stdout.write(_CLEAR_LINE)
+                sys.stdout.flush()
+                print(text, file=sys.stderr if err else sys.stdout, flush=True)
+                sys.stdout.write(self.prompt + _typed_so_far())
+                sys.stdout.flush()
+            else:
+                print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+    def read_line(self) -> str:
+        """The next command line (``EOFError`` at the end, ``KeyboardInterrupt`` on Ctrl-C)."""
+        with self._lock:
+            self._at_prompt = True
+        try:
+            return input(self.prompt)
+        finally:
+            with self._lock:
+                self._at_prompt = False
 
     def show_message(self, row: Any) -> None:
         from camprotool.net.table import mask_params
@@ -97,7 +149,7 @@ class Shell:
         arrow = "->" if row.direction == "c2s" else "<-"
         tag = "" if row.channel == "main" else f"[{row.channel}] "
         note = f"  ({msg.error})" if msg.error else ""
-        self.say(f"{arrow} {tag}{msg.command} {params}{note}".rstrip())
+        self.say(f"{clock(row.ts_ns)} {arrow} {tag}{msg.command} {params}{note}".rstrip())
 
     # ------------------------------------------------------------ commands
     def execute(self, line: str) -> bool | None:
@@ -117,7 +169,9 @@ class Shell:
         try:
             handler(line.split(None, 2)[1:] if verb == "raw" else words[1:])
         except KeyboardInterrupt:
-            self.say("interrupted", err=True)
+            if not self.prompt:
+                raise  # a script: Ctrl-C stops it (exit status 130)
+            self.say("interrupted (Ctrl-C at the prompt leaves)", err=True)
             return False
         except (NetError, OSError, ValueError, TimeoutError) as exc:
             self.say(f"error: {exc}", err=True)
@@ -255,7 +309,10 @@ def run(args: argparse.Namespace) -> int:
                         reveal_passwords=args.reveal_passwords)
     except NetError as exc:
         raise CliError(str(exc)) from None
-    shell = Shell(client, args)
+    if interactive:
+        with contextlib.suppress(ImportError):  # not on every platform
+            import readline  # noqa: F401  (input() then keeps the typed line for a redraw)
+    shell = Shell(client, args, PROMPT if interactive else "")
     client.log.on_message(shell.show_message)
     failed = False
     try:
@@ -273,12 +330,12 @@ def run(args: argparse.Namespace) -> int:
                 shell.say(f"error: {exc}", err=True)
         while True:
             try:
-                line = input("camprotool> " if interactive else "")
+                line = shell.read_line()
             except EOFError:
                 break
             except KeyboardInterrupt:
                 shell.say("", err=True)
-                break
+                return 130  # as a shell reports a command stopped by SIGINT
             outcome = shell.execute(line)
             if outcome is None:
                 break
