@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from camprotool.analysis import fastrules, schema
+from camprotool.analysis.dataports import data_port_findings
 from camprotool.analysis.judging import DATA, MAIN, ConnInfo, Found, Noted
 from camprotool.analysis.masking import SECRET_POSITIONS, mask_params
 from camprotool.protocol.catalogue import COMMANDS, Layout, spec_for
@@ -156,6 +157,7 @@ class RuleCheck:
         self.found: list[Found] = []  # (message, rank, rule, detail)
         self.noted: list[Noted] = []  # (message, rank, detail)
         self._run()
+        self.found.extend(data_port_findings(messages, connections))  # across connections
         self.found.sort(key=lambda v: (v[0], v[1]))
         self.noted.sort(key=lambda v: (v[0], v[1]))
 

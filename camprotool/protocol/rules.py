@@ -154,6 +154,10 @@ RULES: dict[str, str] = {
     "count, a status other than true/false/null or a port outside 1-65535",
     "heartbeat_gap": "the client silent on a main connection for longer than the heartbeat "
     "timeout",
+    # issue 12: found across connections by camprotool.analysis.dataports, not by a machine
+    "data_port_hijack": "a data connection from an address other than the one its port was "
+    "announced to, or a second connection to one announcement (data connections carry no "
+    "credentials: another program may have taken the session)",
 }
 _RULE_ORDER = {rule: i for i, rule in enumerate(RULES)}
 

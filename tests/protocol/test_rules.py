@@ -79,6 +79,7 @@ def test_rules_keys_are_exactly_protocol_section_5():
     assert list(RULES) == [
         "before_login", "check_too_many_ids", "upload_sequence", "download_sequence",
         "unannounced_data_port", "incomplete_sync", "malformed_params", "heartbeat_gap",
+        "data_port_hijack",
     ]
     assert all(isinstance(text, str) and text and "\n" not in text for text in RULES.values())
 
