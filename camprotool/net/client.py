@@ -336,9 +336,10 @@ class AsyncClient:
                 self._waiter = None
 
     async def send_raw(self, command: str, params: str = "") -> None:
-        """Send any command (full or short name) on the main connection; no wait."""
+        """Send any command (full or short name) on the main connection, unchecked (to
+        test a server's defences); no wait."""
         stream = self._stream()
-        stream.send(command, params)
+        stream.send_raw(command, params)
         await stream.drain(self.timeout)
 
     async def heartbeat(self) -> None:

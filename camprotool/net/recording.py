@@ -41,6 +41,9 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from camprotool.net.addresses import format_endpoint
 from camprotool.net.errors import NetError
 from camprotool.protocol import Decoder, Dialect, Message
+from camprotool.protocol.catalogue import CATALOGUE, Catalogue
+from camprotool.protocol.conversation import Conversation as ProtocolConversation
+from camprotool.protocol.conversation import Event, MessageEvent
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -170,7 +173,13 @@ def _flush_open_logs() -> None:
 
 
 class Conversation:
-    """One TCP connection as the log sees it: two decoders and a pcapng stream."""
+    """One TCP connection as the log sees it: the protocol's conversation and a pcapng stream.
+
+    The bytes go through one sans-I/O :class:`camprotool.protocol.conversation.
+    Conversation` (decoder, pairing, session rules), so whoever holds this
+    object (a client's, the emulator's or the proxy's stream) gets the same
+    events; every message it yields becomes a log row.
+    """
 
     def __init__(self, log_: MessageLog, conn: int, channel: str, client: tuple,
                  server: tuple, ts_ns: int) -> None:
@@ -181,43 +190,53 @@ class Conversation:
         self.server_addr = server
         self.client = format_endpoint(client)
         self.server = format_endpoint(server)
-        self._decoders = {"c2s": Decoder(log_.dialect), "s2c": Decoder(log_.dialect)}
+        self.protocol = ProtocolConversation(channel, log_.dialect, catalogue=log_.catalogue,
+                                             opened_ns=ts_ns)
         self._pcap = log_.pcap_conversation(client, server, ts_ns)
         self.closed = False
 
     def feed(self, direction: str, data: bytes, ts_ns: int | None = None
              ) -> list[tuple[int, Message]]:
         """Log ``data`` travelling in ``direction``; return ``(stream end, message)`` pairs."""
+        return [(e.end, e.message) for e in self.feed_events(direction, data, ts_ns)
+                if isinstance(e, MessageEvent)]
+
+    def feed_events(self, direction: str, data: bytes, ts_ns: int | None = None
+                    ) -> list[Event]:
+        """Log ``data`` travelling in ``direction``; return the conversation's events."""
         if not data or self.closed:
             return []
         ts = ts_ns if ts_ns is not None else time.time_ns()
         if self._pcap is not None:
             self.log.pcap_send(self._pcap, direction, bytes(data), ts)
-        pairs = self._decoders[direction].feed_with_ends(data)
-        for _, msg in pairs:
-            self.log.append(LoggedMessage(ts, self.id, self.channel, direction, self.client,
-                                          self.server, msg))
-        return pairs
+        events = self.protocol.feed(direction, data, ts)
+        self._log(events, ts)
+        return events
+
+    def _log(self, events: list[Event], ts: int) -> None:
+        for e in events:
+            if isinstance(e, MessageEvent):
+                self.log.append(LoggedMessage(ts, self.id, self.channel, e.direction,
+                                              self.client, self.server, e.message))
 
     def decoder(self, direction: str) -> Decoder:
-        return self._decoders[direction]
+        return self.protocol.decoder(direction)
 
-    def close(self, ts_ns: int | None = None, by: str = "c2s") -> None:
-        """Report frames left incomplete and end the pcapng conversation.
+    def close(self, ts_ns: int | None = None, by: str = "c2s") -> list[Event]:
+        """Report frames left incomplete, end the pcapng conversation; the close's events.
 
         ``by`` is the side that closed first (``c2s``: the client), which the
         pcapng FIN exchange starts from.
         """
         if self.closed:
-            return
+            return []
         self.closed = True
         ts = ts_ns if ts_ns is not None else time.time_ns()
-        for direction, dec in self._decoders.items():
-            for msg in dec.finish():
-                self.log.append(LoggedMessage(ts, self.id, self.channel, direction,
-                                              self.client, self.server, msg))
+        events = self.protocol.close(ts)
+        self._log(events, ts)
         if self._pcap is not None:
             self.log.pcap_close(self._pcap, ts, by)
+        return events
 
 
 class MessageLog:
@@ -226,16 +245,19 @@ class MessageLog:
     ``reveal_passwords`` is the default for :meth:`dataframe`; listeners
     (``on_message``) are called on the component's loop thread for each row.
     ``flush_interval`` is how long (seconds) a recorded packet may stay in
-    memory before it reaches the file.
+    memory before it reaches the file. ``catalogue``: the commands the
+    conversations know (default the protocol's).
     """
 
     def __init__(self, dialect: Dialect | str = "line", *, record: Any = None,
                  reveal_passwords: bool = False,
                  max_messages: int | None = DEFAULT_MAX_MESSAGES,
-                 flush_interval: float = DEFAULT_FLUSH_INTERVAL) -> None:
+                 flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+                 catalogue: Catalogue = CATALOGUE) -> None:
         if not flush_interval > 0:
             raise ValueError(f"flush_interval must be > 0, got {flush_interval}")
         self.dialect = Dialect.parse(dialect)
+        self.catalogue = catalogue
         self.reveal_passwords = reveal_passwords
         self._rows: deque[LoggedMessage] = deque(maxlen=max_messages)
         self._lock = threading.Lock()

@@ -2,7 +2,12 @@
 
 The client, the server's main and data handlers all talk through this class,
 so every byte either way passes the same :class:`~camprotool.net.recording.
-Conversation` tap and the message log can never miss a frame.
+Conversation` tap and the message log can never miss a frame. That tap holds
+the connection's sans-I/O :class:`~camprotool.protocol.conversation.Conversation`;
+:attr:`MessageStream.peer` is our end of it: :meth:`~MessageStream.send`
+checks a command is legal here and now before writing it, and
+:meth:`~MessageStream.receive_events` hands over what the conversation made
+of the peer's bytes (answers paired with their request, pushes, violations).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from camprotool.net.recording import Conversation, MessageLog
 from camprotool.protocol import Message, encode
+from camprotool.protocol.conversation import Event, MessageEvent, Peer
 
 READ_SIZE = 65536
 
@@ -35,8 +41,9 @@ class MessageStream:
         client, server = ((self.sockname, self.peername) if side == "client"
                           else (self.peername, self.sockname))
         self.conv: Conversation = log.open(channel, client, server)
-        self.incoming = "s2c" if side == "client" else "c2s"
-        self.outgoing = "c2s" if side == "client" else "s2c"
+        self.peer = Peer(self.conv.protocol, side)
+        self.incoming = self.peer.incoming
+        self.outgoing = self.peer.outgoing
         self.closed_by: str | None = None
         #: bytes received since the last complete frame (garbage/oversize guard)
         self.unframed = 0
@@ -57,17 +64,35 @@ class MessageStream:
 
         Raises ``TimeoutError`` when nothing arrives within ``timeout``.
         """
+        events = await self.receive_events(timeout)
+        if events is None:
+            return None
+        return [e.message for e in events if isinstance(e, MessageEvent)]
+
+    async def receive_events(self, timeout: float | None = None) -> list[Event] | None:
+        """The conversation's events for the next chunk; ``None`` when the peer closed.
+
+        Raises ``TimeoutError`` when nothing arrives within ``timeout``.
+        """
         async with asyncio.timeout(timeout):
             data = await self.reader.read(READ_SIZE)
         if not data:
             self.closed_by = self.closed_by or self.incoming
             return None
-        msgs = [m for _, m in self.conv.feed(self.incoming, data)]
-        self.unframed = 0 if msgs else self.unframed + len(data)
-        return msgs
+        events = self.conv.feed_events(self.incoming, data)
+        framed = any(isinstance(e, MessageEvent) for e in events)
+        self.unframed = 0 if framed else self.unframed + len(data)
+        return events
 
     def send(self, command: str, params: str | Mapping[str, Any] = "") -> bytes:
-        """Encode and write one message (raises ``LocalProtocolError`` if it cannot be)."""
+        """Check (legal here and now, see :class:`~camprotool.protocol.conversation.Peer`),
+        encode and write one message; ``LocalProtocolError`` if it cannot be sent."""
+        data = self.peer.prepare(command, params)
+        self.send_bytes(data)
+        return data
+
+    def send_raw(self, command: str, params: str = "") -> bytes:
+        """Encode and write any command the dialect can carry, unchecked."""
         data = encode(command, params, self.dialect)
         self.send_bytes(data)
         return data
@@ -95,13 +120,15 @@ class MessageStream:
         if transport is not None:
             transport.abort()
 
-    async def close(self) -> None:
+    async def close(self) -> list[Event]:
+        """Close the connection; the conversation's events of the close (frames left
+        incomplete, ``incomplete_sync``, ...)."""
         self.closed_by = self.closed_by or self.outgoing
         with contextlib.suppress(Exception):
             self.writer.close()
             async with asyncio.timeout(2):
                 await self.writer.wait_closed()
-        self.conv.close(by="c2s" if self.closed_by == "c2s" else "s2c")
+        return self.conv.close(by="c2s" if self.closed_by == "c2s" else "s2c")
 
 
 def _addr(addr: Any) -> tuple:

@@ -19,8 +19,8 @@ Three levels:
     one end of a connection: ``receive_data(bytes)`` returns events,
     ``send(command, fields)`` returns the bytes to write after checking the
     command is legal here and now. A caller's mistake (a server command sent
-    by the client, an answer nobody asked for, a push before the login, an
-    upload on a download connection) raises :class:`LocalProtocolError`; a
+    by the client, a command on the wrong channel, an answer nobody asked
+    for, an upload on a download connection) raises :class:`LocalProtocolError`; a
     peer's mistake is an event (a :class:`ViolationEvent`, a :class:`Note`).
 :class:`ClientConversation` / :class:`ServerConversation`
     one main connection and its data connections: a data connection opened
@@ -40,7 +40,11 @@ without it every message is at 0 and no gap is ever reported.
 A client before its login may send any client command on the main
 connection: a server may not require the login (the emulator's
 ``require_login=False``), and judging that is the server's job (it answers
-``LoginError``). Everything else the rules know is checked on ``send``.
+``LoginError``). A server may push once the client said something: the rules
+log a connection out on any ``LoginError`` (it may answer a ``CreatDataSocket``
+with wrong credentials while the emulator keeps the account logged in), so
+"logged in" is the emulator's to judge, and the rules still report a push
+before ``LoginOk`` as ``before_login``.
 """
 
 from __future__ import annotations
@@ -357,12 +361,13 @@ class Peer:
                                      f"this is a {conv.channel} one")
         session = conv.session
         if spec.direction is Direction.PUSH and isinstance(session, MainSession) \
-                and not session.logged_in:
-            raise LocalProtocolError(f"{spec.name}: no push before the login succeeded")
+                and session.messages == 0:
+            raise LocalProtocolError(f"{spec.name}: no push before the client said anything")
         if self.side == "server" and conv.catalogue.is_answer(spec.name) \
                 and not conv.pairing.can_answer(spec.name):
             raise LocalProtocolError(f"{spec.name} answers no request waiting")
-        if isinstance(session, DataSession) and (self.outgoing, spec.name) in _DATA_KEYS \
+        if self.side == "client" and isinstance(session, DataSession) \
+                and (self.outgoing, spec.name) in _DATA_KEYS \
                 and not session.allows(self.outgoing, spec.name):
             raise LocalProtocolError(f"{spec.name} is not allowed on a data connection in "
                                      f"state {session.state}")

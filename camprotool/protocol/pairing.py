@@ -49,6 +49,11 @@ class Paired(NamedTuple):
     dropped: tuple[Waiting, ...] = ()  # older requests it shows will never be answered
 
 
+#: Requests a connection may have waiting at once; past it the oldest is forgotten (a
+#: peer flooding requests nobody answers must not grow a proxy's memory without bound).
+MAX_WAITING = 4096
+
+
 class Pairing:
     """The requests waiting on one connection, and the answers that settle them."""
 
@@ -72,6 +77,8 @@ class Pairing:
         if message.command not in self.catalogue.answers or message.spec is None:
             return False
         self.waiting.append(Waiting(index, message))
+        if len(self.waiting) > MAX_WAITING:
+            del self.waiting[0]
         return True
 
     def can_answer(self, command: str) -> bool:
@@ -109,4 +116,4 @@ class Pairing:
         return out
 
 
-__all__ = ["Paired", "Pairing", "Waiting"]
+__all__ = ["MAX_WAITING", "Paired", "Pairing", "Waiting"]

@@ -106,7 +106,7 @@ def test_caller_mistakes_raise() -> None:
         client.send("NoSuchCommand")
     with pytest.raises(LocalProtocolError, match="answers no request"):
         server.send("LoginOk", {"camera_count": 1, "last_login_time": "", "last_login_ip": ""})
-    with pytest.raises(LocalProtocolError, match="no push before the login"):
+    with pytest.raises(LocalProtocolError, match="no push before the client said"):
         server.send("PrushCaramerOnlineStatus", {"camera_id": "A", "online": True})
     data = client.open_data(1)
     data.send("DownLoadCaramer", {"downloaded": 0})
