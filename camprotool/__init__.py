@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from camprotool.analysis.capture import Capture, read_capture
     from camprotool.analysis.stream import iter_capture
     from camprotool.capture.live import LiveCapture
+    from camprotool.dataset import read_dataset
     from camprotool.net import (
         AsyncClient,
         Client,
@@ -46,6 +47,7 @@ _LAZY = {
     "LiveCapture": "camprotool.capture.live",
     "read_capture": "camprotool.analysis.capture",
     "iter_capture": "camprotool.analysis.stream",
+    "read_dataset": "camprotool.dataset",
     "AsyncClient": "camprotool.net",
     "Client": "camprotool.net",
     "EmulatorServer": "camprotool.net",
@@ -99,5 +101,6 @@ __all__ = [
     "iter_capture",
     "pyshark_capture",
     "read_capture",
+    "read_dataset",
     "replay_client",
 ]
