@@ -6,13 +6,20 @@ so ``client.login("demo", "demo")`` simply returns, even inside a running
 Jupyter kernel. ``AsyncClient`` is for asyncio programs.
 
 The protocol has no request ids: answers come back in order on the main
-connection, interleaved with server pushes. So one request is outstanding at
-a time (a lock), the reader task hands the next expected answer to it, and
-pushes go to callbacks and a queue whatever else is happening, including in
-the middle of a sync on a data connection. A request given up on (timeout,
-cancel) still owes its answer: the kinds owed are remembered and a late
-answer is dropped instead of being taken for the next request's (see
-``_dispatch``).
+connection, interleaved with server pushes. Which answer belongs to which
+request is the conversation layer's job
+(:class:`~camprotool.protocol.conversation.ClientConversation`, from the
+catalogue's ``answers``): every byte read becomes events, and an
+:class:`~camprotool.protocol.conversation.Answer` names the request it
+answers. So one request is outstanding at a time (a lock), it waits for the
+answer to *its* request, and pushes go to callbacks and a queue whatever
+else is happening, including in the middle of a sync on a data connection.
+A request given up on (timeout, cancel) still owes its answer; when it comes
+it is paired with that request, not the next one, and dropped.
+
+:meth:`AsyncClient.request` sends any request of the catalogue (an extended
+one too: ``catalogue=``) and returns its answer, so a new request/answer
+command needs no new client code.
 
 Every byte either way, on main and data connections, is logged live
 (``client.messages``) and can be recorded to pcapng (``record=``).
@@ -24,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import queue
-from collections import deque
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -43,8 +50,17 @@ from camprotool.net.models import Camera, SyncResult, UploadResult, as_camera
 from camprotool.net.recording import MessageLog
 from camprotool.net.stream import MessageStream
 from camprotool.net.table import mask_params
-from camprotool.protocol import Dialect, Message, encode
-from camprotool.protocol.catalogue import MAX_STATUS_IDS, Direction
+from camprotool.protocol import Dialect, LocalProtocolError, Message, encode
+from camprotool.protocol.catalogue import CATALOGUE, MAX_STATUS_IDS, Catalogue
+from camprotool.protocol.conversation import (
+    Answer,
+    ClientConversation,
+    Event,
+    Other,
+    Push,
+    Request,
+    ViolationEvent,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,33 +85,46 @@ def _address(host: str | tuple, port: int | None) -> tuple[str, int]:
     return host, port
 
 
+def _request_index(events: list[Event], command: str) -> int:
+    """The conversation's index of the request just sent (its :class:`Request` event)."""
+    for e in events:
+        if isinstance(e, Request):
+            return e.index
+    raise LocalProtocolError(f"{command} expects no answer: nothing to wait for")
+
+
 class _DataChannel:
     """One data connection of the client: send a request, wait for its answer."""
 
     def __init__(self, stream: MessageStream, timeout: float) -> None:
         self.stream = stream
         self.timeout = timeout
-        self._pending: list[Message] = []
+        self._pending: list[Event] = []
 
-    async def request(self, command: str, params: Mapping[str, Any] | str,
-                      expects: tuple[str, ...]) -> Message:
-        self.stream.send(command, params)
+    async def request(self, command: str, params: Mapping[str, Any] | str) -> Message:
+        index = _request_index(self.stream.send_events(command, params), command)
         await self.stream.drain(self.timeout)
         while True:
             while self._pending:
-                msg = self._pending.pop(0)
-                if msg.command in expects:
-                    return msg
-                log.warning("data connection: unexpected %s ignored", msg.command)
+                event = self._pending.pop(0)
+                if isinstance(event, Answer) and event.request is not None \
+                        and event.request.index == index:
+                    return event.message
+                if isinstance(event, Answer):
+                    log.warning("data connection: %s answers no request of ours: ignored",
+                                event.command)
+                elif isinstance(event, ViolationEvent) and event.direction == "s2c":
+                    log.info("data connection: the server broke %s: %s", event.rule,
+                             event.detail)
             try:
-                msgs = await self.stream.receive(self.timeout)
+                events = await self.stream.receive_events(self.timeout)
             except TimeoutError:
                 raise ReplyTimeout(f"no answer to {command} on the data connection within "
                                    f"{self.timeout} s") from None
-            if msgs is None:
+            if events is None:
                 raise SyncError(f"the server closed the data connection before answering "
                                 f"{command}")
-            self._pending.extend(msgs)
+            self._pending.extend(events)
 
 
 class AsyncClient:
@@ -106,7 +135,9 @@ class AsyncClient:
     never); ``max_status_ids`` is the query size :meth:`check_status` splits
     at; ``local_address`` binds the client's sockets (e.g. to test the
     server's data-port address check); ``reveal_passwords`` is the default for
-    :attr:`messages`; ``record`` a pcapng path.
+    :attr:`messages`; ``record`` a pcapng path; ``catalogue`` the commands
+    spoken (default the protocol's; an extended one adds commands that
+    :meth:`request` can send).
     """
 
     def __init__(
@@ -123,6 +154,7 @@ class AsyncClient:
         record: str | Path | IO[bytes] | None = None,
         push_queue_size: int = 10_000,
         log_: MessageLog | None = None,
+        catalogue: Catalogue = CATALOGUE,
     ) -> None:
         self.host, self.port = _address(host, port)
         self.dialect = Dialect.parse(dialect)
@@ -130,8 +162,10 @@ class AsyncClient:
         self.heartbeat_interval = heartbeat_interval
         self.max_status_ids = max(1, max_status_ids)
         self.local_address = local_address
+        self.catalogue = catalogue
         self.log = log_ or MessageLog(self.dialect, record=record,
-                                      reveal_passwords=reveal_passwords)
+                                      reveal_passwords=reveal_passwords, catalogue=catalogue)
+        self.conversation: ClientConversation | None = None
         self.user: str | None = None
         self._password: str | None = None
         self.login_ok: Message | None = None
@@ -140,9 +174,8 @@ class AsyncClient:
         self._reader_task: asyncio.Task | None = None
         self._heartbeat_task: asyncio.Task | None = None
         self._request_lock: asyncio.Lock | None = None
-        self._waiter: tuple[tuple[str, ...], asyncio.Future] | None = None
-        #: answers still owed to requests given up on, oldest first (their expected kinds)
-        self._owed: deque[tuple[str, ...]] = deque()
+        #: the request waiting for its answer: (its index in the conversation, future)
+        self._waiter: tuple[int, asyncio.Future] | None = None
         self._callbacks: list[PushCallback] = []
         self._queue_size = push_queue_size
         self._queue: asyncio.Queue | None = None
@@ -172,8 +205,9 @@ class AsyncClient:
         await self._drop_main()  # what is left of a lost connection
         reader, writer = await self._open(self.port, "main")
         self._main = MessageStream(reader, writer, self.log, "main", "client")
+        self.conversation = ClientConversation(self.dialect, catalogue=self.catalogue,
+                                               main=self._main.conv.protocol)
         self._lost = None
-        self._owed.clear()
         self._request_lock = asyncio.Lock()
         if self._queue is None:
             self._queue = asyncio.Queue(self._queue_size)
@@ -235,41 +269,46 @@ class AsyncClient:
         assert self._main is not None
         try:
             while True:
-                msgs = await self._main.receive()
-                if msgs is None:
+                events = await self._main.receive_events()
+                if events is None:
                     self._fail(ConnectionLost("the server closed the main connection"))
                     return
-                for msg in msgs:
-                    self._dispatch(msg)
+                for event in events:
+                    self._dispatch(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fail(ConnectionLost(f"main connection failed: {exc}"))
 
-    def _dispatch(self, msg: Message) -> None:
-        spec = msg.spec
-        if spec is not None and spec.direction is Direction.PUSH:
-            self._deliver_push(msg)
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Push):
+            self._deliver_push(event.message)
             return
-        # Answers come in order, so a late answer to a request given up on arrives
-        # before the current request's: drop it (and any owed before it, which an
-        # answer to a later request shows will never come).
-        for i, expects in enumerate(self._owed):
-            if msg.command in expects:
-                for _ in range(i + 1):
-                    self._owed.popleft()
-                log.info("late %s (to a request given up on) dropped", msg.command)
-                return
+        if isinstance(event, ViolationEvent):
+            if event.direction == "s2c":
+                log.info("the server broke %s: %s", event.rule, event.detail)
+            return
+        if isinstance(event, Other) and event.direction == "s2c":
+            self._unsolicited(event.message)  # a server message we asked nothing for
+            return
+        if not isinstance(event, Answer):
+            return
+        msg = event.message
         waiter = self._waiter
-        if waiter is not None and msg.command in waiter[0]:
-            self._owed.clear()
+        if event.request is not None and waiter is not None \
+                and event.request.index == waiter[0]:
+            self._waiter = None
             if not waiter[1].done():
                 waiter[1].set_result(msg)
-                return
-            if waiter[1].cancelled():  # the request is being given up on right now
-                self._waiter = None  # its answer is here: nothing owed (see _request)
+            else:  # the request is being given up on right now
                 log.info("%s came as its request was given up on: dropped", msg.command)
-                return
+            return
+        if event.request is not None:  # answers in order: a request given up on
+            log.info("late %s (to a request given up on) dropped", msg.command)
+            return
+        self._unsolicited(msg)
+
+    def _unsolicited(self, msg: Message) -> None:
         log.info("unsolicited %s %s", msg.command, mask_params(msg))
         self.unsolicited.append(msg)
         del self.unsolicited[:-1000]
@@ -313,27 +352,27 @@ class AsyncClient:
             raise NotConnected(f"not connected: {self._lost}")
         return self._main
 
-    async def _request(self, command: str, params: Mapping[str, Any] | str,
-                       expects: tuple[str, ...]) -> Message:
+    async def request(self, command: str, fields: Mapping[str, Any] | str = "") -> Message:
+        """Send any request of the catalogue on the main connection and return its answer
+        (whichever the catalogue lists: check ``answer.command``). ``ReplyTimeout`` when
+        none comes in time; ``LocalProtocolError`` for a command that is no request."""
         stream = self._stream()
         assert self._request_lock is not None
         async with self._request_lock:
             fut = asyncio.get_running_loop().create_future()
-            waiter = self._waiter = (expects, fut)
-            sent = False
+            index = _request_index(stream.send_events(command, fields), command)
+            self._waiter = (index, fut)
             try:
-                stream.send(command, params)
-                sent = True
                 await stream.drain(self.timeout)
                 async with asyncio.timeout(self.timeout):
                     return await fut
             except TimeoutError:
                 raise ReplyTimeout(f"no answer to {command} within {self.timeout} s") from None
             finally:
-                # Given up on (timeout, cancel) after sending: the answer may still come.
-                if self._waiter is waiter and sent and (not fut.done() or fut.cancelled()):
-                    self._owed.append(expects)
-                self._waiter = None
+                # Given up on (timeout, cancel): its answer, if it comes, is paired with
+                # this request by the conversation and dropped (see _dispatch).
+                if self._waiter is not None and self._waiter[0] == index:
+                    self._waiter = None
 
     async def send_raw(self, command: str, params: str = "") -> None:
         """Send any command (full or short name) on the main connection, unchecked (to
@@ -350,8 +389,7 @@ class AsyncClient:
         :class:`LoginFailed` carrying the server's reason."""
         if not self.connected:
             await self.connect()
-        reply = await self._request("Login", {"user": user, "password": password},
-                                    ("LoginOk", "LoginError"))
+        reply = await self.request("Login", {"user": user, "password": password})
         if reply.command == "LoginError":
             raise LoginFailed(reply.params)
         self.user, self._password = user, password
@@ -363,9 +401,8 @@ class AsyncClient:
         """Ask for a data port: the port, or :class:`NoDataPort` when the answer is empty."""
         if self.user is None or self._password is None:
             raise NotConnected("log in first: CreatDataSocket needs the account's credentials")
-        reply = await self._request("CreatDataSocket",
-                                    {"user": self.user, "password": self._password},
-                                    ("ReturnDataSocketPort", "LoginError"))
+        reply = await self.request("CreatDataSocket",
+                                   {"user": self.user, "password": self._password})
         if reply.command == "LoginError":
             raise LoginFailed(reply.params, "CreatDataSocket")
         port = reply.port  # type: ignore[attr-defined]
@@ -380,6 +417,8 @@ class AsyncClient:
         port = await self.create_data_socket()
         reader, writer = await self._open(port, "data")
         stream = MessageStream(reader, writer, self.log, "data", "client")
+        if self.conversation is not None:  # judged as announced by the main connection
+            self.conversation.open_data(port, time.time_ns(), stream.conv.protocol)
         try:
             yield _DataChannel(stream, self.timeout)
         finally:
@@ -399,8 +438,7 @@ class AsyncClient:
             for i, cam in enumerate(cams, 1):
                 reply = await data.request(
                     "UploadCaramer", {"camera_id": cam.id, "camera_password": cam.password,
-                                      "current": i, "total": total},
-                    ("UploadSucess", "UploadFail"))
+                                      "current": i, "total": total})
                 ok = reply.command == "UploadSucess"
                 results.append(UploadResult(
                     camera_id=reply.camera_id or cam.id,  # type: ignore[attr-defined]
@@ -418,8 +456,7 @@ class AsyncClient:
         async with self._data_channel() as data:
             done = 0
             while True:
-                reply = await data.request("DownLoadCaramer", {"downloaded": done},
-                                           ("DownloadSucess", "DownloadFail"))
+                reply = await data.request("DownLoadCaramer", {"downloaded": done})
                 if reply.command == "DownloadFail":
                     if done == 0:
                         log.info("download: %s", reply.params)
@@ -459,8 +496,7 @@ class AsyncClient:
         result: dict[str, bool | None] = {}
         for start in range(0, len(wanted), self.max_status_ids):
             chunk = wanted[start : start + self.max_status_ids]
-            reply = await self._request("CheckCaramerOnlineStatus", {"ids": chunk},
-                                        ("ReturnCaramerOnlineStatus", "LoginError"))
+            reply = await self.request("CheckCaramerOnlineStatus", {"ids": chunk})
             if reply.command == "LoginError":
                 raise LoginFailed(reply.params, "CheckCaramerOnlineStatus")
             if reply.error:
@@ -565,6 +601,11 @@ class Client:
         return self._async.log
 
     @property
+    def conversation(self) -> ClientConversation | None:
+        """The sans-I/O conversation of the main connection (state, pairing, rules)."""
+        return self._async.conversation
+
+    @property
     def messages(self) -> pd.DataFrame:
         """Every message sent and received so far (``Capture.messages`` columns)."""
         return self._async.messages
@@ -613,6 +654,10 @@ class Client:
 
     def check_status(self, ids: Iterable[str]) -> dict[str, bool | None]:
         return self._run(self._async.check_status(list(ids)))
+
+    def request(self, command: str, fields: Mapping[str, Any] | str = "") -> Message:
+        """Any request of the catalogue; its answer (see :meth:`AsyncClient.request`)."""
+        return self._run(self._async.request(command, fields))
 
     def send_raw(self, command: str, params: str = "") -> None:
         self._run(self._async.send_raw(command, params))

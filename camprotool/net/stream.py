@@ -91,19 +91,26 @@ class MessageStream:
         self.send_bytes(data)
         return data
 
+    def send_events(self, command: str, params: str | Mapping[str, Any] = "") -> list[Event]:
+        """:meth:`send`, returning the conversation's events of what was sent (the
+        :class:`~camprotool.protocol.conversation.Request` a caller waits on)."""
+        return self.send_bytes(self.peer.prepare(command, params))
+
     def send_raw(self, command: str, params: str = "") -> bytes:
         """Encode and write any command the dialect can carry, unchecked."""
         data = encode(command, params, self.dialect)
         self.send_bytes(data)
         return data
 
-    def send_bytes(self, data: bytes) -> None:
+    def send_bytes(self, data: bytes) -> list[Event]:
+        """Write bytes as they are; the conversation's events of them."""
         if self.writer.is_closing():
             raise ConnectionResetError("the connection is closed")
         # Log first: once written, the peer may act on it (and a test may read
         # both logs) before this thread runs again.
-        self.conv.feed(self.outgoing, data)
+        events = self.conv.feed_events(self.outgoing, data)
         self.writer.write(data)
+        return events
 
     def write_buffer_size(self) -> int:
         transport = self.writer.transport
