@@ -1,75 +1,43 @@
-"""``camprotool.analysis.plots``: each figure's lanes, labels and legend, and its PNG."""
+"""``camprotool.analysis.plots``: the timelines, the message rate, and what every plot shares.
+
+Sync progress and the sequence diagram have their own test files
+(``test_plots_sync.py``, ``test_plots_sequence.py``), as do the time axes.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import io
+import re
 from pathlib import Path
 
-import matplotlib.image as mpimg
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from matplotlib.text import Annotation
+from plots_support import (
+    CLOCK,
+    PNG_SIGNATURE,
+    at,
+    facecolors,
+    frame,
+    legend_texts,
+    render,
+    rgb,
+    shown_ticklabels,
+    ticklabels,
+)
 
 from camprotool import read_capture
 from camprotool.analysis import plots, schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "captures" / "sample.pcapng"
-DOWNLOAD = ROOT / "captures" / "download.pcapng"
-T0 = pd.Timestamp("2025-11-28 09:00:00", tz="UTC")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FAILED = ROOT / "captures" / "failed_sync.pcapng"
 
 
 @pytest.fixture(scope="module")
 def sample():
     return read_capture(SAMPLE)
-
-
-def at(seconds: float) -> pd.Timestamp:
-    return T0 + pd.Timedelta(seconds=seconds)
-
-
-def frame(spec: dict[str, str], rows: list[dict]) -> pd.DataFrame:
-    """A table with the schema's columns and dtypes, from a few hand-written rows."""
-    if not rows:
-        return schema.empty_frame(spec)
-    df = pd.DataFrame(rows)
-    for name, dtype in spec.items():
-        if name not in df:  # unset: zero for plain numbers, missing otherwise
-            fill = 0 if dtype in ("int64", "bool") else None
-            df[name] = pd.Series(fill, index=df.index, dtype=object).astype(dtype)
-    return schema.conform(df, spec)
-
-
-def render(fig: Figure) -> np.ndarray:
-    """Render to PNG (Agg); check the bytes are a PNG that is not blank; the pixels."""
-    assert isinstance(fig, Figure)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=60)
-    data = buf.getvalue()
-    assert data[:8] == PNG_SIGNATURE
-    pixels = mpimg.imread(io.BytesIO(data), format="png")
-    w, h = fig.get_size_inches() * 60
-    assert pixels.shape[0] == pytest.approx(h, abs=2) and pixels.shape[1] == pytest.approx(w, abs=2)
-    assert pixels[..., :3].var() > 0.002, "the image is blank"
-    return pixels
-
-
-def ticklabels(axis) -> list[str]:
-    return [t.get_text() for t in axis.get_ticklabels()]
-
-
-def legend_texts(ax) -> list[str]:
-    legend = ax.get_legend()
-    return [t.get_text() for t in legend.get_texts()] if legend else []
-
-
-def named_lines(ax) -> list:
-    return [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
 
 
 def alarms_and_status():
@@ -94,18 +62,6 @@ def alarms_and_status():
     return alarms, status
 
 
-def facecolors(ax) -> set[tuple]:
-    colors = set()
-    for coll in ax.collections:
-        for c in coll.get_facecolors():
-            colors.add(tuple(np.round(c[:3], 2)))
-    return colors
-
-
-def rgb(hex_color: str) -> tuple:
-    return tuple(np.round([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)], 2))
-
-
 # ------------------------------------------------------------------ alarm timeline
 
 
@@ -120,7 +76,7 @@ def test_alarm_timeline_lanes_legend_and_status_shading():
     assert legend[:3] == ["io_alarm", "motion", "video_loss"]
     assert {"online", "offline", "unknown"} <= set(legend)
     assert ax.get_title() == "Alarms by camera (4 alarms)"
-    assert ax.get_xlabel() == "time (UTC)"
+    assert ax.get_xlabel() == "time (UTC, 2025-11-28)"
     colors = facecolors(ax)
     assert {rgb(plots.ONLINE), rgb(plots.OFFLINE), rgb(plots.UNKNOWN)} <= colors
     markers = [c for c in ax.collections if c.get_label() in ("motion", "video_loss", "io_alarm")]
@@ -180,147 +136,9 @@ def test_status_timeline_of_a_capture_runs_to_its_end(sample):
     fig = plots.status_timeline(sample, tz="UTC")
     ax = fig.axes[0]
     assert ticklabels(ax.yaxis) == sorted(sample.status["camera_id"].unique())
-    right = plots.mdates.num2date(ax.get_xlim()[1]).replace(tzinfo=None)
+    right = mdates.num2date(ax.get_xlim()[1]).replace(tzinfo=None)
     assert right >= plots.capture_end(sample).tz_localize(None).to_pydatetime()
     render(fig)
-
-
-# ------------------------------------------------------------------ sync progress
-
-
-def sync_rows():
-    sync = frame(schema.SYNC, [
-        {"ts": at(1), "conn": 1, "kind": "upload", "camera_id": "A", "current": 1, "total": 3,
-         "outcome": "ok"},
-        {"ts": at(2), "conn": 1, "kind": "upload", "camera_id": "B", "current": 2, "total": 3,
-         "outcome": "failed", "reason": "ID和密码不匹配"},
-        {"ts": at(3), "conn": 1, "kind": "upload", "camera_id": "C", "current": 3, "total": 3,
-         "outcome": "ok"},
-        {"ts": at(4), "conn": 3, "kind": "download", "camera_id": "D", "current": 1,
-         "total": 2, "outcome": "ok"},
-        {"ts": at(5), "conn": 3, "kind": "download", "camera_id": None, "current": None,
-         "total": 2, "outcome": "no_answer"},
-    ])
-    transfers = frame(schema.TRANSFERS, [
-        {"conn": 1, "kind": "upload", "data_client": "10.0.0.1:5001", "total": 3,
-         "completed": 3, "status": "complete", "start": at(0.5), "ok": 2, "failed": 1,
-         "no_answer": 0},
-        {"conn": 3, "kind": "download", "data_client": "10.0.0.1:5003", "total": 2,
-         "completed": 1, "status": "cut_short", "start": at(3.5), "ok": 1, "failed": 0,
-         "no_answer": 1},
-        {"conn": 5, "kind": "download", "data_client": "10.0.0.1:5005", "total": None,
-         "completed": 0, "status": "empty", "start": at(6), "ok": 0, "failed": 0,
-         "no_answer": 0},
-    ])
-    return sync, transfers
-
-
-def test_sync_progress_one_line_per_transfer_and_failures():
-    sync, transfers = sync_rows()
-    fig = plots.sync_progress(sync, transfers, tz="UTC")
-    ax = fig.axes[0]
-    lines = named_lines(ax)
-    assert len(lines) == 3  # one per data connection, the empty one included
-    labels = [ln.get_label() for ln in lines]
-    assert labels[0] == "conn 1 upload 10.0.0.1:5001 (3/3, complete)"
-    assert labels[1].startswith("conn 3 download") and "cut_short" in labels[1]
-    assert labels[2].startswith("conn 5 download") and "0/?" in labels[2]
-    assert list(lines[0].get_ydata()) == [0, 1, 2, 3]  # starts at 0 at the transfer's start
-    legend = legend_texts(ax)
-    assert "failed step" in legend and "no answer" in legend
-    failed = next(c for c in ax.collections if c.get_label() == "failed step")
-    assert len(failed.get_offsets()) == 1
-    assert "Sync progress (3 data connections)" in ax.get_title()
-    render(fig)
-
-
-def test_sync_progress_without_transfers():
-    sync, _ = sync_rows()
-    ax = plots.sync_progress(sync, tz="UTC").axes[0]
-    assert [ln.get_label() for ln in named_lines(ax)] == ["conn 1 upload", "conn 3 download"]
-
-
-def test_sync_progress_of_a_capture(sample):
-    fig = plots.sync_progress(sample, tz="UTC")
-    lines = named_lines(fig.axes[0])
-    assert len(lines) == len(sample.transfers) == 1
-    assert "(6/6, complete)" in lines[0].get_label()
-    render(fig)
-
-
-# ------------------------------------------------------------------ sequence diagram
-
-
-def test_sequence_diagram_of_a_session(sample):
-    fig = plots.sequence_diagram(sample.messages, 0, tz="UTC", sessions=sample.sessions)
-    ax = fig.axes[0]
-    lanes = ticklabels(ax.xaxis)
-    assert lanes[0] == "client\n198.51.100.7:51514"
-    assert lanes[1] == "server\n192.0.2.10:9000"
-    assert lanes[2].startswith("data conn 1\n192.0.2.10:9001")
-    arrows = [t for t in ax.texts if isinstance(t, Annotation)]
-    assert len(arrows) == len(sample.messages) == 30
-    labels = [t.get_text() for t in ax.texts if not isinstance(t, Annotation)]
-    assert labels[0] == "Login demo|***"
-    assert labels[1].startswith("LoginOk 3|")
-    assert any(lab.startswith("UploadFail CAM00003|ID和密码不匹配") for lab in labels)
-    times = ticklabels(ax.yaxis)
-    assert times[0] == "09:00:00.005" and len(times) == 30
-    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # time goes down
-    assert ax.get_title().startswith("Session 0, user demo (ok)")
-    # data-connection arrows end on the data lane
-    upload = arrows[6]
-    assert upload.xy == (2, 6) and upload.xyann == (0, 6)
-    render(fig)
-
-
-def test_sequence_diagram_sessions_split_one_connection():
-    cap = read_capture(DOWNLOAD)
-    failed = plots.sequence_diagram(cap, 1, tz="UTC")  # alice's failed login
-    second = plots.sequence_diagram(cap, 2, tz="UTC")  # her retry, with its data conn
-    labels = [t.get_text() for t in failed.axes[0].texts if not isinstance(t, Annotation)]
-    assert [lab.split()[0] for lab in labels] == ["Login", "LoginError"]
-    assert len(ticklabels(failed.axes[0].xaxis)) == 2
-    second_labels = [t.get_text().split()[0] for t in second.axes[0].texts
-                     if not isinstance(t, Annotation)]
-    assert second_labels[:2] == ["Login", "LoginOk"] and second_labels[-1] == "DownloadFail"
-    assert ticklabels(second.axes[0].xaxis)[2].startswith("data conn 3")
-    with pytest.raises(ValueError, match="no session 7"):
-        plots.sequence_diagram(cap, 7)
-
-
-def test_sequence_diagram_by_connection_shows_linked_data_connections(sample):
-    fig = plots.sequence_diagram(sample.messages, 0, tz="UTC", connections=sample.connections)
-    ax = fig.axes[0]
-    assert len(ticklabels(ax.xaxis)) == 3
-    assert ax.get_title() == "Connection 0"
-    only_main = plots.sequence_diagram(sample.messages, 0, tz="UTC")
-    assert len(ticklabels(only_main.axes[0].xaxis)) == 2
-    with pytest.raises(ValueError, match="no messages on connection 9"):
-        plots.sequence_diagram(sample.messages, 9)
-
-
-def test_sequence_diagram_is_cut_with_a_note(sample):
-    fig = plots.sequence_diagram(sample, 0, tz="UTC", max_messages=5)
-    ax = fig.axes[0]
-    assert len(ticklabels(ax.yaxis)) == 5
-    assert "first 5 of 30 messages" in ax.get_title()
-
-
-def test_sequence_diagram_marks_decoding_errors():
-    messages = frame(schema.MESSAGES, [
-        {"ts": at(0), "conn": 0, "channel": "main", "direction": "c2s", "client": "1.1.1.1:1",
-         "server": "2.2.2.2:9000", "command": "Login", "params": "a|***", "frame": 1,
-         "stream_offset": 0},
-        {"ts": at(1), "conn": 0, "channel": "main", "direction": "s2c", "client": "1.1.1.1:1",
-         "server": "2.2.2.2:9000", "command": "LoginOk", "params": "x|y", "frame": 2,
-         "error": "camera_count: 'x' is not an integer", "stream_offset": 0},
-    ])
-    ax = plots.sequence_diagram(messages, tz="UTC").axes[0]
-    bad = [t for t in ax.texts if not isinstance(t, Annotation)][1]
-    assert "not an integer" in bad.get_text()
-    assert tuple(np.round(plt.matplotlib.colors.to_rgb(bad.get_color()), 2)) == \
-        rgb(plots.OFFLINE)
 
 
 # ------------------------------------------------------------------ message rate
@@ -381,14 +199,14 @@ def test_empty_tables_give_a_figure_that_says_so(name, make, text):
 def test_time_zone_moves_the_times_shown(sample):
     utc = plots.sequence_diagram(sample, 0, tz="UTC").axes[0]
     shanghai = plots.sequence_diagram(sample, 0, tz="Asia/Shanghai").axes[0]
-    assert ticklabels(utc.yaxis)[0] == "09:00:00.005"
-    assert ticklabels(shanghai.yaxis)[0] == "17:00:00.005"
+    assert ticklabels(utc.yaxis)[:2] == ["09:00:00.000", "09:00:00.005"]  # open, Login
+    assert ticklabels(shanghai.yaxis)[:2] == ["17:00:00.000", "17:00:00.005"]
     assert "Asia/Shanghai" in shanghai.get_ylabel()
     paris = plots.alarm_timeline(sample, tz="Europe/Paris").axes[0]
-    assert paris.get_xlabel() == "time (Europe/Paris)"
+    assert paris.get_xlabel() == "time (Europe/Paris, 2025-11-28)"
     first = min(c.get_offsets()[:, 0].min() for c in paris.collections
                 if c.get_label() in ("motion", "video_loss", "io_alarm"))
-    assert plots.mdates.num2date(first).strftime("%H:%M:%S") == "10:00:00"
+    assert mdates.num2date(first).strftime("%H:%M:%S") == "10:00:00"
 
 
 def test_resolve_tz():
@@ -424,19 +242,84 @@ def test_draws_into_a_given_axes_and_leaves_pyplot_alone(sample):
     render(fig)
 
 
-def test_many_transfers_leave_the_legend_to_failures():
-    n = plots.MAX_LEGEND + 3
-    sync = frame(schema.SYNC, [
-        {"ts": at(i), "conn": i, "kind": "upload", "camera_id": "A", "current": 1, "total": 1,
-         "outcome": "failed" if i == 0 else "ok"} for i in range(n)])
-    ax = plots.sync_progress(sync, tz="UTC").axes[0]
-    assert len(ax.get_lines()) == n
-    assert legend_texts(ax) == ["failed step"]
-    assert "not in the legend" in ax.get_title()
-
-
 def test_jupyter_shows_a_figure_once_as_png(sample):
     from IPython.core.formatters import DisplayFormatter
 
     data, _ = DisplayFormatter().format(plots.message_rate(sample, tz="UTC"))
     assert data["image/png"][:8] == PNG_SIGNATURE
+
+
+# ------------------------------------------------------------------ readable time axes
+
+
+def clock_plots(sample):
+    return {
+        "alarm_timeline": plots.alarm_timeline(sample, tz="UTC"),
+        "status_timeline": plots.status_timeline(sample, tz="UTC"),
+        "message_rate": plots.message_rate(sample, "auto", tz="UTC"),
+        "message_rate 1s": plots.message_rate(sample.messages.iloc[:12], "10ms", tz="UTC"),
+    }
+
+
+def test_every_time_tick_is_a_whole_clock_time_and_there_is_no_offset(sample):
+    for name, fig in clock_plots(sample).items():
+        ax = fig.axes[0]
+        labels = shown_ticklabels(ax.xaxis)
+        assert len(labels) >= 3, name
+        for label in labels:
+            assert re.match(CLOCK, label), f"{name}: tick {label!r} does not read alone"
+        assert ax.xaxis.get_offset_text().get_text() == "", name
+        assert ax.get_xlabel() == "time (UTC, 2025-11-28)", name
+        assert len(set(labels)) == len(labels), f"{name}: ticks repeat {labels}"
+
+
+def test_a_sub_second_axis_shows_the_fraction_it_needs(sample):
+    fig = plots.message_rate(sample.messages.iloc[:12], "10ms", tz="UTC")
+    labels = shown_ticklabels(fig.axes[0].xaxis)
+    assert all(label.startswith("09:00:00.") for label in labels), labels
+    lo, hi = fig.axes[0].get_xlim()
+    locs = [x for x in fig.axes[0].get_xticks() if lo <= x <= hi]
+    for label, loc in zip(labels, locs, strict=True):  # each label is its tick's time
+        assert label == mdates.num2date(loc).strftime("%H:%M:%S.%f")[:len(label)]
+    assert 9 <= len(labels[0]) <= 12
+
+
+# ------------------------------------------------------------------ the wrong table
+
+
+@pytest.fixture(scope="module")
+def failed():
+    return read_capture(FAILED)
+
+
+WRONG = [
+    ("sync_progress", "messages", "cap.sync", "plots.sync_progress(cap.sync, cap.transfers)"),
+    ("sync_progress", "transfers", "cap.sync", "plots.sync_progress(cap)"),
+    ("alarm_timeline", "status", "cap.alarms", "plots.alarm_timeline(cap.alarms, cap.status)"),
+    ("status_timeline", "alarms", "cap.status", "plots.status_timeline(cap.status)"),
+    ("status_timeline", "messages", "cap.status", "plots.status_timeline(cap)"),
+    ("alarm_timeline", "messages", "cap.alarms", "plots.alarm_timeline(cap)"),
+    ("sequence_diagram", "sync", "cap.messages", "plots.sequence_diagram(cap)"),
+    ("message_rate", "connections", "cap.messages", "plots.message_rate(cap.messages)"),
+]
+
+
+@pytest.mark.parametrize(("plot", "given", "needs", "call"), WRONG,
+                         ids=[f"{w[0]}({w[1]})" for w in WRONG])
+def test_the_wrong_table_names_the_right_one(failed, plot, given, needs, call):
+    with pytest.raises(ValueError) as info:
+        getattr(plots, plot)(getattr(failed, given))
+    text = str(info.value)
+    assert not isinstance(info.value, KeyError)
+    assert f"{plot}() draws {needs}" in text
+    assert f"given cap.{given} without" in text
+    assert call in text
+
+
+def test_the_wrong_second_table_and_not_a_table(failed):
+    with pytest.raises(ValueError, match=r"draws cap.transfers .* given cap.sync"):
+        plots.sync_progress(failed.sync, failed.sync)
+    with pytest.raises(ValueError, match=r"draws cap.violations .* given cap.alarms"):
+        plots.sequence_diagram(failed.messages, violations=failed.alarms)
+    with pytest.raises(TypeError, match=r"takes cap.status .* not list"):
+        plots.status_timeline([1, 2])
