@@ -1,16 +1,29 @@
 """The emulator's per-connection behaviour: what it answers on main and data connections.
 
+Each client command has one handler, found in a dispatch table keyed by the
+command's short name (:data:`HANDLERS`; ``EmulatorServer(handlers=...)``
+adds or replaces entries, ``catalogue=`` adds commands). The connection's
+sans-I/O conversation (:mod:`camprotool.protocol.conversation`) has already
+decoded, typed and judged each message: what a request may be answered
+with comes from the catalogue, and an answer the conversation does not
+allow is refused before it is written. What is common to every command
+(unreadable frames, the before-login budget and gate, misplaced commands)
+is done here once, before the table is consulted, so a new request/answer
+command is one catalogue entry and one handler.
+
 Main connection (PROTOCOL.md sections 2-3, plus our decisions):
 
 * ``Login`` -> ``LoginOk(count|previous time|previous ip)`` or ``LoginError``.
   After ``max_login_failures`` refusals in a row the connection is closed
   (a brute-force brake; the client may reconnect and retry).
-* Before a successful login, ``CreatDataSocket`` and
-  ``CheckCaramerOnlineStatus`` are answered ``LoginError(请先登录!)``
+* Before a successful login, every request other than ``Login`` whose
+  catalogue answers include ``LoginError`` (``CreatDataSocket``,
+  ``CheckCaramerOnlineStatus``) is answered ``LoginError(请先登录!)``
   ("please log in first"): the protocol has no other refusal on the main
   connection, and a client that shows LoginError to the user does the right
-  thing. ``require_login=False`` accepts them when their own credentials are
-  valid (``CreatDataSocket`` carries user|password).
+  thing. A request that cannot be answered so is ignored (and counted
+  against ``max_before_login``). ``require_login=False`` accepts them when
+  their own credentials are valid (``CreatDataSocket`` carries user|password).
 * ``CreatDataSocket`` with credentials other than the logged-in account's ->
   ``LoginError(用户名或者密码错误!)``; otherwise a reserved data port, or an
   empty ``ReturnDataSocketPort`` when the pool is exhausted.
@@ -48,13 +61,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from camprotool.net.store import BindOutcome
 from camprotool.net.stream import MessageStream
 from camprotool.protocol import LocalProtocolError, Message
 from camprotool.protocol.catalogue import BY_NAME, Channel, Direction, Kind
+from camprotool.protocol.conversation import ServerConversation
 
 if TYPE_CHECKING:
     from camprotool.net.models import Camera
@@ -154,6 +168,9 @@ class MainSession(_Handler):
     def __init__(self, server: EmulatorServer, stream: MessageStream) -> None:
         self.server = server
         self.stream = stream
+        #: the main connection and the data connections handed out on it, sans-I/O
+        self.conversation = ServerConversation(stream.dialect, catalogue=server.catalogue,
+                                               main=stream.conv.protocol)
         self.user: str | None = None
         self.failures = 0
         self.bad_frames = 0
@@ -186,23 +203,22 @@ class MainSession(_Handler):
         if spec is None:
             log.info("%r: unknown command %r ignored", self.stream, msg.command)
             return True
-        if name == "Heartbeat":
-            return True
-        if name == "Login":
-            return await self._login(msg)
         if spec.direction is not Direction.C2S or spec.channel is not Channel.MAIN:
             log.info("%r: %s is not a client command on the main connection: ignored",
                      self.stream, name)
             return True
-        if self.user is None and self.server.config.require_login and name in (
-                "CreatDataSocket", "CheckCaramerOnlineStatus"):
+        if self.user is None and self.server.config.require_login and spec.is_request \
+                and name != "Login":
+            return await self._refuse_before_login(name, spec.answers)
+        return await _dispatch(self, msg)
+
+    async def _refuse_before_login(self, name: str, answers: tuple[str, ...]) -> bool:
+        if "LoginError" in answers:
             log.info("%r: %s before login refused", self.stream, name)
             await self.reply("LoginError", {"reason": REASONS["not_logged_in"]})
-            return True
-        if name == "CreatDataSocket":
-            return await self._data_socket(msg)
-        if name == "CheckCaramerOnlineStatus":
-            await self._status(msg)
+        else:
+            log.info("%r: %s before login ignored (it cannot be answered LoginError)",
+                     self.stream, name)
         return True
 
     async def _check(self, user: str | None, password: str | None) -> bool:
@@ -245,7 +261,7 @@ class MainSession(_Handler):
         await self.reply("ReturnDataSocketPort", {"port": port})
         return True
 
-    async def _status(self, msg: Message) -> None:
+    async def _status(self, msg: Message) -> bool:
         ids = list(msg.ids or ())  # type: ignore[attr-defined]
         limit = self.server.config.max_status_ids
         if limit and len(ids) > limit:
@@ -258,6 +274,7 @@ class MainSession(_Handler):
         params = "|".join(
             f"{cid};{'null' if s is None else str(s).lower()}" for cid, s in statuses.items())
         await self.reply("ReturnCaramerOnlineStatus", params)
+        return True
 
     def push(self, command: str, params: dict) -> bool:
         """Write a push now; False (and the connection reset) if the peer stopped reading."""
@@ -288,18 +305,18 @@ class DataSession(_Handler):
 
 
     async def handle(self, msg: Message) -> bool:
+        """Act on one message; False closes the connection."""
         if _is_bad_frame(msg):
             return self._tolerate_bad_frame(msg)
-        name = msg.spec.name if msg.spec is not None else None
-        if name == "UploadCaramer":
-            await self._upload(msg)
-        elif name == "DownLoadCaramer":
-            await self._download(msg)
-        elif name != "Heartbeat":
-            log.info("%r: %s ignored on a data connection", self.stream, msg.command)
-        return True
+        spec = msg.spec
+        if spec is None or spec.channel is not Channel.DATA \
+                or spec.direction is not Direction.C2S:
+            if msg.command != "Heartbeat":
+                log.info("%r: %s ignored on a data connection", self.stream, msg.command)
+            return True
+        return await _dispatch(self, msg)
 
-    async def _upload(self, msg: Message) -> None:
+    async def _upload(self, msg: Message) -> bool:
         cid, pw = msg.camera_id, msg.camera_password  # type: ignore[attr-defined]
         total = msg.total if msg.total is not None else 0  # type: ignore[attr-defined]
         self.synced += 1
@@ -310,7 +327,7 @@ class DataSession(_Handler):
                                             else cid,
                                             "reason": REASONS["bad_params"],
                                             "synced": self.synced, "total": total})
-            return
+            return True
         outcome, cam = await self.server.bind(self.user, cid, pw)
         log.info("%r: upload %s for %s: %s", self.stream, cid, self.user, outcome.value)
         if outcome.ok:
@@ -321,24 +338,54 @@ class DataSession(_Handler):
             reason = REASONS["full" if outcome is BindOutcome.FULL else "mismatch"]
             await self.reply("UploadFail", {"camera_id": cid, "reason": reason,
                                             "synced": self.synced, "total": total})
+        return True
 
-    async def _download(self, msg: Message) -> None:
+    async def _download(self, msg: Message) -> bool:
         done = msg.downloaded  # type: ignore[attr-defined]
         if done is None:
             await self.reply("DownloadFail", {"reason": REASONS["bad_params"]})
-            return
+            return True
         if self.snapshot is None or done == 0:
             self.snapshot = self.server.store.cameras_of(self.user)
         cams = self.snapshot
         if not cams:
             await self.reply("DownloadFail", {"reason": REASONS["no_cameras"]})
-            return
+            return True
         if done >= len(cams):
             await self.reply("DownloadFail", {"reason": REASONS["no_more"]})
-            return
+            return True
         cam = cams[done]
         live = self.server.store.camera(cam.id)
         online = live.online if live is not None else cam.online
         await self.reply("DownloadSucess", {"camera_id": cam.id, "camera_password": cam.password,
                                             "online": online, "current": done + 1,
                                             "total": len(cams)})
+        return True
+
+
+#: What a handler is: called with the connection's session (a :class:`MainSession`
+#: or :class:`DataSession`) and a client message of its channel, after the common
+#: checks; answers with ``session.reply(...)``; returns False to close the connection.
+Handler = Callable[[Any, Message], Awaitable[bool]]
+
+#: One handler per client command, keyed by short name: the emulator's behaviour.
+#: Commands without one (the heartbeat) only count as activity.
+HANDLERS: dict[str, Handler] = {
+    "Login": MainSession._login,
+    "CreatDataSocket": MainSession._data_socket,
+    "CheckCaramerOnlineStatus": MainSession._status,
+    "UploadCaramer": DataSession._upload,
+    "DownLoadCaramer": DataSession._download,
+}
+
+
+async def _dispatch(session: MainSession | DataSession, msg: Message) -> bool:
+    """Run the handler of ``msg``'s command (the server's table: :data:`HANDLERS`
+    plus what ``EmulatorServer(handlers=...)`` added)."""
+    handler = session.server.handlers.get(msg.command)
+    if handler is None:
+        if msg.spec is not None and msg.spec.is_request:
+            log.warning("%r: no handler for the request %s: not answered", session.stream,
+                        msg.command)
+        return True
+    return await handler(session, msg) is not False

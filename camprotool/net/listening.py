@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -30,17 +31,32 @@ from camprotool.net.recording import MessageLog
 from camprotool.net.service import BackgroundService
 from camprotool.net.stream import abort_writer
 from camprotool.protocol import Dialect
+from camprotool.protocol.catalogue import CATALOGUE, Catalogue
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from camprotool.net.client import Client
 
+_log = logging.getLogger("camprotool.net")
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 L = TypeVar("L", bound="ListeningService")
 
 # A peer that resets, times out or vanishes ends its connection; that is not a bug of ours.
 PEER_GONE = (ConnectionError, TimeoutError, OSError)
+
+#: Connections open at once from one IP address, for every listening service by default
+#: (a tenth of the default ``max_connections``: one address cannot take every slot).
+DEFAULT_MAX_PER_ADDRESS = 100
+
+
+def check_max_per_address(value: int | None) -> int | None:
+    """``value`` if it is None or >= 1; ``ValueError`` otherwise."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(f"max_per_address must be >= 1 or None, got {value!r}")
+    return value
 
 
 class ListeningService(BackgroundService):
@@ -58,7 +74,9 @@ class ListeningService(BackgroundService):
     max_connections: int
     #: Connections open at once from one IP address (None: only the global cap).
     #: Below ``max_connections``, it keeps one address from taking every slot.
-    max_per_address: int | None = None
+    max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS
+    #: The commands the conversations know (a subclass may take an extended one).
+    catalogue: Catalogue = CATALOGUE
 
     def __init__(self, record: str | Path | IO[bytes] | None = None,
                  reveal_passwords: bool = False) -> None:
@@ -90,7 +108,14 @@ class ListeningService(BackgroundService):
     def _connection_refused(self, writer: asyncio.StreamWriter, per_address: bool = False
                             ) -> None:
         """A connection over ``max_connections`` (``per_address``: over
-        ``max_per_address``), about to be aborted (default: silently)."""
+        ``max_per_address``), about to be aborted: logged as a warning."""
+        peer = format_endpoint(writer.get_extra_info("peername"))
+        if per_address:
+            _log.warning("%s: per-address limit (%s connections) reached: refusing %s",
+                         self._what, self.max_per_address, peer)
+        else:
+            _log.warning("%s: connection limit (%d) reached: refusing %s", self._what,
+                         self.max_connections, peer)
 
     async def _bind(self) -> None:
         """Open the listening ports (via :meth:`_listen`); default: the main port."""
@@ -127,10 +152,12 @@ class ListeningService(BackgroundService):
         return f"<{type(self).__name__} {where}{self._describe()}>"
 
     def client(self, **kwargs: Any) -> Client:
-        """A :class:`~camprotool.net.client.Client` for this address, same dialect."""
+        """A :class:`~camprotool.net.client.Client` for this address, same dialect and
+        catalogue."""
         from camprotool.net.client import Client
 
         kwargs.setdefault("dialect", self.dialect)
+        kwargs.setdefault("catalogue", self.catalogue)
         return Client(*self.address, **kwargs)
 
     # ------------------------------------------------------------ lifecycle (asyncio)
@@ -140,7 +167,8 @@ class ListeningService(BackgroundService):
             raise RuntimeError(f"the {self._what} is already running")
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self.log = MessageLog(self.dialect, record=self._record, reveal_passwords=self._reveal)
+        self.log = MessageLog(self.dialect, record=self._record, reveal_passwords=self._reveal,
+                              catalogue=self.catalogue)
         try:
             await self._bind()
         except BaseException:

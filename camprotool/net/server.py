@@ -28,25 +28,34 @@ import logging
 import math
 import random
 import socket
-from collections import Counter
-from collections.abc import Callable, Iterable
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from camprotool.net.addresses import format_endpoint
 from camprotool.net.brake import BrakeConfig, LoginBrake
-from camprotool.net.handlers import DataSession, MainSession
+from camprotool.net.handlers import HANDLERS, DataSession, Handler, MainSession
 from camprotool.net.listening import PEER_GONE, ListeningService
 from camprotool.net.ports import DataPortPool, parse_data_ports
 from camprotool.net.scenario import Scenario, load_scenario
 from camprotool.net.store import BindOutcome, Camera, LoginInfo, Store
 from camprotool.net.stream import MessageStream, abort_writer
 from camprotool.protocol import Dialect
+from camprotool.protocol.catalogue import CATALOGUE, Catalogue
+from camprotool.protocol.conversation import Event, MessageEvent, ViolationEvent
 
 log = logging.getLogger("camprotool.net.server")
 
 DEFAULT_MAX_FRAME = 64 * 1024  # the longest real message is well under 1 KiB
+#: Rows :attr:`EmulatorServer.violations` keeps (the newest).
+MAX_VIOLATIONS = 10_000
+VIOLATION_COLUMNS = ("ts", "conn", "channel", "client", "rule", "command", "detail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +129,12 @@ class EmulatorServer(ListeningService):
         logs in (10); one more closes it. ``None``: no limit.
     ``require_login``
         refuse ``CreatDataSocket``/status queries before ``LoginOk`` (True).
+    ``catalogue``, ``handlers``
+        the commands spoken (default the protocol's; an extended
+        :class:`~camprotool.protocol.catalogue.Catalogue` adds commands) and
+        ``{command: handler}`` added to, or replacing, the emulator's dispatch
+        table (:data:`camprotool.net.handlers.HANDLERS`): a new request/answer
+        command is a catalogue entry and one handler.
     ``brake``
         the brute-force brake on failed logins, per address and per account
         (:mod:`camprotool.net.brake`): ``True`` its defaults, a
@@ -165,6 +180,8 @@ class EmulatorServer(ListeningService):
         reveal_passwords: bool = False,
         scrypt_n: int | None = None,
         brake: LoginBrake | BrakeConfig | bool = True,
+        catalogue: Catalogue = CATALOGUE,
+        handlers: Mapping[str, Handler] | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port {port} is outside 0-65535")
@@ -207,6 +224,13 @@ class EmulatorServer(ListeningService):
         self.store = store
         self.stats: Counter[str] = Counter()
         self.brake = LoginBrake.from_option(brake)
+        self.catalogue = catalogue
+        self.handlers: dict[str, Handler] = {**HANDLERS, **(handlers or {})}
+        for name in self.handlers:
+            if name not in catalogue:
+                raise ValueError(f"a handler for {name!r}, which is not in the catalogue")
+        #: rule breaches by clients, newest MAX_VIOLATIONS (see :attr:`violations`)
+        self._violations: deque[tuple[Any, ...]] = deque(maxlen=MAX_VIOLATIONS)
         self.data_ports: list[int] = []
         self._pool: DataPortPool | None = None
         self._mains: set[MainSession] = set()
@@ -316,6 +340,38 @@ class EmulatorServer(ListeningService):
         log.info("%s %s -> %d connection(s)", command, params, sent)
         return sent
 
+    @property
+    def violations(self) -> pd.DataFrame:
+        """Protocol rules (PROTOCOL.md section 5) clients broke, as the conversation
+        layer judged them: ts, conn, channel, client, rule, command, detail (passwords
+        masked). The newest ``MAX_VIOLATIONS`` (10 000)."""
+        import pandas as pd
+
+        rows = list(self._violations)
+        frame = pd.DataFrame(rows, columns=list(VIOLATION_COLUMNS)) if rows else pd.DataFrame(
+            {n: pd.Series([], dtype="object") for n in VIOLATION_COLUMNS})
+        frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ns", utc=True)
+        frame["conn"] = frame["conn"].astype("int64")
+        return frame
+
+    def _judged(self, stream: MessageStream, events: list[Event]) -> None:
+        """Keep and log the violations in ``events`` that the client committed."""
+        for e in events:
+            if not isinstance(e, ViolationEvent) or not stream.peer.by_peer(e):
+                continue
+            detail = e.detail
+            if not self._reveal and e.message is not None and e.message.params:
+                from camprotool.protocol.messages import masked_params
+
+                detail = detail.replace(repr(e.message.params[:80]),
+                                        repr(masked_params(e.message)[:80]))
+            self.stats["violations"] += 1
+            self._violations.append((time.time_ns(), stream.id, stream.conv.channel,
+                                     stream.conv.client, e.rule,
+                                     e.message.command if e.message is not None else None,
+                                     detail))
+            log.info("%r: %s: %s", stream, e.rule, detail)
+
     def sessions(self) -> list[dict]:
         """The main connections now open: id, client address, logged-in user."""
         return self._run_on_loop(lambda: [
@@ -401,7 +457,7 @@ class EmulatorServer(ListeningService):
             if deadline is not None:
                 deadline.cancel()
             self._mains.discard(session)
-            await stream.close()
+            self._judged(stream, await stream.close())
             log.debug("%r: closed", stream)
 
     async def _on_data(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -417,34 +473,42 @@ class EmulatorServer(ListeningService):
             abort_writer(writer)
             return
         stream = MessageStream(reader, writer, self.log, "data", "server")
+        main = next((m for m in self._mains if m.stream.id == res.main_conn), None)
+        if main is not None:  # the data connection joins its main connection's conversation
+            main.conversation.accept_data(port, stream.conv.protocol)
         session = DataSession(self, stream, res.user)
         log.info("%r: data connection for %s (main conn %d)", stream, res.user, res.main_conn)
         try:
             await self._pump(stream, session.handle, self.config.data_idle_timeout, "idle")
         finally:
             self._pool.release(port)
-            await stream.close()
+            self._judged(stream, await stream.close())
 
     async def _pump(self, stream: MessageStream, handle: Callable, timeout: float,
                     why: str) -> None:
-        """Read, hand each message to ``handle``, flush; stop on EOF, silence or a limit."""
+        """Read, hand each message to ``handle``, flush; stop on EOF, silence or a limit.
+
+        The conversation has judged every message already: the client's rule
+        breaches go to :attr:`violations` and the log, the message to its handler."""
         limit = 2 * self.dialect.max_frame + 8
         while True:
             try:
-                msgs = await stream.receive(timeout)
+                events = await stream.receive_events(timeout)
             except TimeoutError:
                 self.stats["timeouts"] += 1
                 log.info("%r: %s for %.3g s: closing", stream, why, timeout)
                 return
-            if msgs is None:
+            if events is None:
                 return
+            self._judged(stream, events)
             if stream.unframed > limit:
                 self.stats["bad_frames"] += 1
                 log.warning("%r: %d bytes without a complete frame: closing", stream,
                             stream.unframed)
                 return
-            for msg in msgs:
-                if not await handle(msg):
+            for event in events:
+                if isinstance(event, MessageEvent) and event.direction == "c2s" \
+                        and not await handle(event.message):
                     await stream.drain(5)
                     return
             await stream.drain(timeout)
