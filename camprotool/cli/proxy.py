@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from camprotool.cli import CliError
-from camprotool.cli.serve import say, setup_logging, wait_for_interrupt
+from camprotool.cli.serve import int_arg, say, setup_logging, wait_for_interrupt
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,6 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="FILE", help="record the traffic to a pcapng file")
     p.add_argument("--reveal-passwords", action="store_true",
                    help="show passwords in the log instead of ***")
+    p.add_argument("--max-per-address", default="100", metavar="N",
+                   help="client connections open at once from one IP address (100)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not log each message")
     p.set_defaults(run=run)
     return p
@@ -48,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"bad address {args.upstream!r}: the upstream port must not be 0")
     try:
         proxy = Proxy(listen, upstream, dialect=args.dialect, record=args.record,
-                      reveal_passwords=args.reveal_passwords)
+                      reveal_passwords=args.reveal_passwords,
+                      max_per_address=int_arg("--max-per-address", args.max_per_address, 1))
         proxy.start()
     except NetError as exc:
         raise CliError(str(exc)) from None

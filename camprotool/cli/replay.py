@@ -19,7 +19,13 @@ import unicodedata
 from typing import Any
 
 from camprotool.cli import CliError
-from camprotool.cli.serve import say, setup_logging, stop_signals_interrupt, wait_for_interrupt
+from camprotool.cli.serve import (
+    int_arg,
+    say,
+    setup_logging,
+    stop_signals_interrupt,
+    wait_for_interrupt,
+)
 
 WIDTHS = {"request": 30, "recorded": 36, "live": 36}
 
@@ -54,6 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="with --to: seconds to wait for each answer (10)")
     p.add_argument("--once", action="store_true",
                    help="with --serve: serve each recorded connection only once")
+    p.add_argument("--max-per-address", default="100", metavar="N",
+                   help="with --serve: connections open at once from one IP address (100)")
     p.add_argument("--reveal-passwords", action="store_true",
                    help="show passwords instead of ***")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -142,7 +150,9 @@ def serve(args: argparse.Namespace, speed: float, conns: list[int] | None) -> in
     try:
         server = ReplayServer(args.capture, listen, conns=conns, dialect=args.dialect,
                               speed=speed, reuse=not args.once, record=args.record,
-                              reveal_passwords=args.reveal_passwords)
+                              reveal_passwords=args.reveal_passwords,
+                              max_per_address=int_arg("--max-per-address",
+                                                      args.max_per_address, 1))
         server.start()
     except NetError as exc:
         raise CliError(str(exc)) from None

@@ -52,6 +52,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="connections served at once (1000)")
     p.add_argument("--max-per-address", default="100", metavar="N",
                    help="connections open at once from one IP address (100)")
+    p.add_argument("--no-login-brake", action="store_true",
+                   help="no brute-force brake (by default, after 5 failed logins from an "
+                        "address or on an account attempts wait turns of 1 s doubling to "
+                        "16 s; after --lockout-after failures they are refused)")
+    p.add_argument("--lockout-after", default="20", metavar="N",
+                   help="failed logins that lock an address (or an account, for the "
+                        "addresses that failed on it) out (20)")
+    p.add_argument("--lockout", default="900", metavar="S",
+                   help="how long a lockout lasts, in seconds (900)")
     p.add_argument("--login-timeout", default="20", metavar="S",
                    help="close a main connection not logged in within S seconds (20)")
     p.add_argument("--max-before-login", default="10", metavar="N",
@@ -146,6 +155,7 @@ def say(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from camprotool.net import EmulatorServer, NetError
+    from camprotool.net.brake import BrakeConfig
     from camprotool.net.ports import describe_ports
 
     port = port_arg("--port", args.port)
@@ -157,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
     max_before_login = int_arg("--max-before-login", args.max_before_login)
     max_per_address = int_arg("--max-per-address", args.max_per_address, 1)
     login_timeout = positive_arg("--login-timeout", args.login_timeout)
+    brake = False if args.no_login_brake else BrakeConfig(
+        lockout_after=int_arg("--lockout-after", args.lockout_after, 1),
+        lockout=positive_arg("--lockout", args.lockout))
     data_ports = args.data_ports
     if data_ports is None:
         data_ports = "auto" if port == 0 else "9001-9020"
@@ -168,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             data_port_timeout=data_port_timeout, simulate=simulate, seed=seed,
             max_connections=max_connections, max_before_login=max_before_login,
             max_per_address=max_per_address, login_timeout=login_timeout,
-            record=args.record,
+            record=args.record, brake=brake,
         )
         server.start()
     except NetError as exc:

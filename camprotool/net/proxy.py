@@ -36,7 +36,11 @@ from pathlib import Path
 from typing import IO
 
 from camprotool.net.addresses import format_endpoint, parse_endpoint
-from camprotool.net.listening import ListeningService
+from camprotool.net.listening import (
+    DEFAULT_MAX_PER_ADDRESS,
+    ListeningService,
+    check_max_per_address,
+)
 from camprotool.net.recording import Conversation
 from camprotool.net.stream import READ_SIZE, abort_writer
 from camprotool.protocol import Dialect
@@ -72,7 +76,9 @@ class Proxy(ListeningService):
     ``listen``/``upstream`` are ``(host, port)`` or ``"host:port"``; listen
     port 0 picks a free one (``proxy.port``). Same notebook/asyncio forms as
     :class:`~camprotool.net.EmulatorServer`: ``start()``/``stop()``/``with``,
-    ``async with``, ``await serve()``.
+    ``async with``, ``await serve()``. ``max_connections`` (1000) and
+    ``max_per_address`` (100 from one IP address; ``None``: no limit) cap the
+    client connections open at once, as on the emulator.
     """
 
     _thread_name = "camprotool-proxy"
@@ -90,6 +96,7 @@ class Proxy(ListeningService):
         connect_timeout: float = 10.0,
         half_close_timeout: float = 10.0,
         max_connections: int = 1000,
+        max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS,
     ) -> None:
         super().__init__(record, reveal_passwords)
         self.listen = _endpoint(listen)
@@ -101,6 +108,7 @@ class Proxy(ListeningService):
         self.connect_timeout = connect_timeout
         self.half_close_timeout = half_close_timeout
         self.max_connections = max_connections
+        self.max_per_address = check_max_per_address(max_per_address)  # None: no limit
 
     def _describe(self) -> str:
         return f" -> {format_endpoint(self.upstream)}"
@@ -108,11 +116,6 @@ class Proxy(ListeningService):
     # ------------------------------------------------------------ lifecycle
     def _started(self) -> None:
         log.info("proxy %s -> %s", format_endpoint(self.address), format_endpoint(self.upstream))
-
-    def _connection_refused(self, writer: asyncio.StreamWriter, per_address: bool = False
-                            ) -> None:
-        log.warning("connection limit reached: refusing %s",
-                    format_endpoint(writer.get_extra_info("peername")))
 
     def _connection_failed(self, writer: asyncio.StreamWriter, exc: Exception) -> None:
         log.exception("proxy connection failed")

@@ -84,7 +84,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from camprotool.net.addresses import format_endpoint, parse_endpoint
-from camprotool.net.listening import PEER_GONE, ListeningService
+from camprotool.net.listening import (
+    DEFAULT_MAX_PER_ADDRESS,
+    PEER_GONE,
+    ListeningService,
+    check_max_per_address,
+)
 from camprotool.net.loop import LoopThread
 from camprotool.net.recording import MessageLog
 from camprotool.net.stream import MessageStream
@@ -1098,7 +1103,8 @@ class ReplayServer(ListeningService):
     connection again once every one was used (True). ``record``: pcapng.
     ``heartbeat_timeout``: seconds of silence after which a main connection
     is closed (90; ``None``: never), ``data_idle_timeout`` the same for data
-    connections (30).
+    connections (30). ``max_connections`` (1000) and ``max_per_address``
+    (100 from one IP address; ``None``: no limit) cap the connections open at once.
     Same forms as :class:`~camprotool.net.EmulatorServer`: ``start()``/
     ``stop()``/``with``, ``async with``, ``await serve()``.
     """
@@ -1121,6 +1127,7 @@ class ReplayServer(ListeningService):
         data_idle_timeout: float = 30.0,
         heartbeat_timeout: float | None = 90.0,
         max_connections: int = 1000,
+        max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS,
     ) -> None:
         if heartbeat_timeout is not None and not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 or None, got {heartbeat_timeout}")
@@ -1134,6 +1141,7 @@ class ReplayServer(ListeningService):
         self.data_idle_timeout = data_idle_timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.max_connections = max_connections
+        self.max_per_address = check_max_per_address(max_per_address)  # None: no limit
         self._uses: dict[int, int] = {rc.conn: 0 for rc in self.plan.mains}
         self._unanswered: deque[tuple[Any, ...]] = deque(maxlen=MAX_UNANSWERED)
         #: unanswered requests no longer in :attr:`unanswered` (over ``MAX_UNANSWERED``)
