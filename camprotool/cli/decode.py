@@ -20,8 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "traffic (--live IFACE, through dumpcap). Without -o, print the messages; with -o, "
         "write them as csv, json (lines) or parquet, chosen by the extension.",
     )
-    p.add_argument("capture", nargs="?", help="pcap or pcapng file (omit with --live)")
-    p.add_argument("-o", "--output", help="OUT.csv, OUT.json or OUT.parquet")
+    p.add_argument("capture", nargs="?", help="pcap or pcapng file (omit with --live); with "
+                   "-o DIR/: files, folders or a quoted glob, decoded into a dataset")
+    p.add_argument("more", nargs="*", metavar="CAPTURE", help=argparse.SUPPRESS)
+    p.add_argument("-o", "--output", help="OUT.csv, OUT.json or OUT.parquet; a folder (DIR/) "
+                   "writes a Parquet dataset of every table (docs/fleet.md)")
+    p.add_argument("--dask", metavar="SCHEDULER", help="decode the dataset on a Dask cluster: "
+                   "a scheduler address (tcp://host:8786), or local[:N] for N local workers")
     add_decode_options(p)
     live = p.add_argument_group("live capture")
     live.add_argument("--live", metavar="IFACE",
@@ -84,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
                                                       "max_messages") if getattr(args, n)]
     if live_only:
         raise CliError(f"{live_only[0]} only applies to --live")
+    from camprotool.cli.decode_dataset import is_dataset_output, run_dataset
+
+    if is_dataset_output(args):
+        return run_dataset(args, [args.capture, *args.more])
+    if args.more or args.dask:
+        raise CliError("several captures, or --dask, need a dataset folder: -o DIR/")
     from camprotool.analysis.export import output_format
 
     if args.output:

@@ -79,7 +79,7 @@ _SIMPLE = {
     "int64": pa.int64(), "Int64": pa.int64(), "UInt16": pa.uint16(), "bool": pa.bool_(),
     "boolean": pa.bool_(), "float64": pa.float64(), "str": pa.large_string(),
     schema.UTC_NS: pa.timestamp("ns", tz="UTC"), "timedelta64[ns]": pa.duration("ns"),
-    "category": pa.dictionary(pa.int32(), pa.large_string()),
+    "category": pa.dictionary(pa.int32(), pa.string()),
 }
 
 

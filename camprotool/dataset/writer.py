@@ -191,7 +191,7 @@ def write_dataset(
     ports: Iterable[int] | int | None = None,
     reveal_passwords: bool = False,
     client=None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     report: Callable[[str], None] | None = None,
 ) -> Summary:
     """Decode the capture sets of ``sources`` into the dataset ``root``.
@@ -199,7 +199,8 @@ def write_dataset(
     Only sets that are new or changed since the manifest was written are decoded.
     ``client``: a ``distributed.Client``; each set is then a task on its workers,
     which must see ``sources`` and ``root`` at the same paths (shared storage).
-    ``progress`` gets the bytes of capture decoded so far, over the whole run;
+    ``progress`` gets the bytes of capture decoded so far and the bytes this run has
+    to decode (the files of new or changed sets);
     ``report`` one line per file skipped as bad and per set that failed.
     """
     options = DecodeOptions.make(dialect, ports, reveal_passwords)
@@ -219,6 +220,7 @@ def write_dataset(
             todo.append((cset, files))
     root_path.mkdir(parents=True, exist_ok=True)
     done_bytes = 0
+    total = sum(max(f.size, 0) for _, files in todo for f in files)
 
     def finish(result: SetResult) -> None:
         nonlocal done_bytes
@@ -234,7 +236,7 @@ def write_dataset(
             manifest.save()
         done_bytes += sum(max(f.size, 0) for f in result.files)
         if progress is not None:
-            progress(done_bytes)
+            progress(done_bytes, total)
 
     if client is None:
         for cset, files in todo:
@@ -242,7 +244,7 @@ def write_dataset(
             inner = None
             if progress is not None and len(cset.paths) == 1:
                 def inner(done: int, base: int = base) -> None:
-                    progress(base + done)
+                    progress(base + done, total)
             finish(decode_set(cset, str(root_path), options, files, inner))
     else:
         from distributed import as_completed
