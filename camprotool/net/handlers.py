@@ -31,7 +31,9 @@ Main connection (PROTOCOL.md sections 2-3, plus our decisions):
   camera the server does not know. More than ``max_status_ids`` (20) ids: only
   the first 20 are answered (the source asks clients to stay within 20 "to
   keep the data complete"; answering part shows a client what it did wrong
-  without leaving it waiting).
+  without leaving it waiting). A query with no id that can be answered (none,
+  or only ids holding a separator) gets ``LoginError(参数格式错误)``: an empty
+  status list is not a well-formed answer (found by ``make fuzz``).
 * ``Heartbeat`` (and any other bytes) resets the silence timer; nothing is
   answered. Unknown and misplaced commands are logged and ignored.
 * Frames that cannot be read at all (garbage, oversize, bad encoding) count
@@ -270,6 +272,10 @@ class MainSession(_Handler):
             ids = ids[:limit]
         # what cannot be echoed in an answer: separators, and line breaks (line dialect)
         ids = [i for i in ids if not any(c in i for c in "|:\r\n")]
+        if not ids:  # an empty status list is malformed: refuse in the only way main allows
+            log.info("%r: status query without an id that can be answered", self.stream)
+            await self.reply("LoginError", {"reason": REASONS["bad_params"]})
+            return True
         statuses = self.server.store.statuses(ids)
         params = "|".join(
             f"{cid};{'null' if s is None else str(s).lower()}" for cid, s in statuses.items())
