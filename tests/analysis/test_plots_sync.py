@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,14 @@ def sync_rows():
          "total": 2, "outcome": "no_answer"},
     ])
     transfers = frame(schema.TRANSFERS, [
-        {"conn": 1, "kind": "upload", "data_client": "10.0.0.1:5001", "total": 3,
+        {"conn": 1, "kind": "upload", "data_client": "10.0.0.1:5001", "total": 3, "main_conn": 0,
          "completed": 3, "status": "complete", "start": at(0.5), "end": at(3.2), "ok": 2,
          "failed": 1, "no_answer": 0, "close_reason": "fin"},
-        {"conn": 3, "kind": "download", "data_client": "10.0.0.1:5003", "total": 2,
+        {"conn": 3, "kind": "download", "data_client": "10.0.0.1:5003", "total": 2, "main_conn": 0,
          "completed": 1, "status": "cut_short", "start": at(3.5), "end": at(5.5), "ok": 1,
          "failed": 0, "no_answer": 1, "close_reason": "rst"},
         {"conn": 5, "kind": "download", "data_client": "10.0.0.1:5005", "total": None,
-         "completed": 0, "status": "empty", "start": at(6), "ok": 0, "failed": 0,
+         "main_conn": 0, "completed": 0, "status": "empty", "start": at(6), "ok": 0, "failed": 0,
          "no_answer": 0},
     ])
     return steps, transfers
@@ -116,6 +117,9 @@ def test_failed_sync_a_70_ms_and_a_1_s_transfer_each_read_in_their_unit(failed):
     assert closes(short)["rst"] == [pytest.approx(70)]
     assert closes(rogue)["fin"] == [pytest.approx(1.0031)]
     assert "started 11:00:00.012, lasted 70 ms" in short.get_title(loc="left")
+    assert rogue.get_title(loc="left").startswith(
+        "conn 2 upload 198.51.100.40:50202 (not announced)\n")
+    assert short.get_ylabel() == "step reached (current)"
     assert "UTC on 2025-11-28" in fig.get_suptitle()
     render(fig)
 
@@ -178,6 +182,7 @@ def many(n: int = 40):
                           "reason": "该摄像头绑定账号已满" if full else
                           ("ID和密码不匹配" if i == 33 and k == 1 else None)})
         rows.append({"conn": i, "kind": "upload", "total": 4, "completed": 2 if cut else 4,
+                     "main_conn": 1000 + i,
                      "status": "cut_short" if cut else "complete", "start": start,
                      "end": start + (at(0.1) - at(0)), "close_reason": "rst" if cut else "fin"})
     return frame(schema.SYNC, steps), frame(schema.TRANSFERS, rows)
@@ -274,3 +279,24 @@ def test_the_sample_capture_has_one_complete_transfer():
     assert ax.get_title(loc="left").splitlines()[1].startswith("6/6, complete, closed (FIN)")
     failed = next(c for c in ax.collections if c.get_label() == "failed step")
     assert len(failed.get_offsets()) == 2
+
+
+def test_the_summary_of_a_generated_capture_counts_what_its_tables_hold(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from gen_transfers import write
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    counts = write(tmp_path / "t.pcap", 200, seed=3)
+    cap = read_capture(tmp_path / "t.pcap")
+    assert len(cap.transfers) == 200
+    hist, rate = plots.sync_progress(cap, tz="UTC").axes
+    bars = bars_by_label(hist)
+    status = cap.transfers["status"].astype(str).value_counts()
+    assert {label: sum(h) for label, h in bars.items()} == \
+        {f"{s} ({n})": n for s, n in status.items() if n}
+    assert (cap.transfers["close_reason"].astype(str) == "rst").sum() == counts["cut_short"] > 0
+    assert status["cut_short"] > 0
+    failed = (cap.sync["outcome"].astype(str) != "ok").sum()
+    assert sum(sum(h) for h in bars_by_label(rate).values()) == failed == \
+        counts["failed"] + (cap.sync["outcome"].astype(str) == "no_answer").sum()

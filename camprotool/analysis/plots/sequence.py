@@ -317,7 +317,7 @@ def _draw(ax: Axes, sel: pd.DataFrame, rows: list[Row], ys: np.ndarray, breaks: 
             ax.vlines(lane_x[conn], a, b, colors=color, linestyles="dashed", linewidth=0.8)
     middle = (n_lanes - 1) / 2
     for above, below, pause in breaks:
-        ax.axhspan(above + 0.3, below - 0.3, color="#eeeeee", zorder=0, linewidth=0)
+        ax.axhspan(above + 0.42, below - 0.42, color="#eeeeee", zorder=0, linewidth=0)
         ax.text(middle, (above + below) / 2, f"{format_duration(pause)} gap", ha="center",
                 va="center", fontsize=8.5, style="italic", color="#444444", gid="gap",
                 bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "#bbbbbb",
