@@ -428,9 +428,9 @@ def test_idle_main_connections_are_closed_by_the_replay_server(recording) -> Non
 
 def test_unanswered_requests_are_bounded_and_their_warning_rate_limited(
         recording, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import camprotool.net.replay as replay
+    import camprotool.net.replay.server as replay_server
 
-    monkeypatch.setattr(replay, "MAX_UNANSWERED", 5)
+    monkeypatch.setattr(replay_server, "MAX_UNANSWERED", 5)
     caplog.set_level(logging.WARNING, logger="camprotool.net.replay")
     with ReplayServer(recording, speed=0) as rs, RawConnection(rs.address) as raw:
         raw.send("Login", "demo|demo")
