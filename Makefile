@@ -21,7 +21,7 @@ DEMO_OUT ?= demo-output
 # JupyterLab refuses to run as root unless told; containers and CI often are root.
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install sysdeps test lint demo bench lab screenshots clean
+.PHONY: install sysdeps test lint demo bench fuzz lab screenshots clean
 
 # Everything a developer needs (the test extra).
 install: $(STAMP_TEST)
@@ -76,6 +76,14 @@ bench: $(STAMP_BENCH) sysdeps
 	$(BIN)/python benchmarks/bench_capture.py
 	$(BIN)/python benchmarks/bench_analysis.py
 	$(BIN)/python benchmarks/bench_speed.py --skip-slow
+
+# Fuzz every target of tests/fuzz/fuzz_targets.py (capture readers on mutated captures
+# from captures/, every dialect's decoders, the reassembler, the emulator's request
+# handling) for FUZZ_SECONDS in all; failures are printed with their shrunk input and
+# written to .hypothesis/fuzz-findings/ (docs/fuzzing.md). CI runs a short budget.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP_TEST)
+	$(BIN)/python tests/fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $(DEMO_OUT)
