@@ -15,10 +15,22 @@ selected messages (``alarms``/``status`` by ``message``, ``sync`` by
 
 Loading and filtering run on a worker thread (the kernel stays free); a
 filter change while plots are drawn makes the stale drawing stop early.
+
+The camera list of a large capture holds thousands of ids: a search box
+narrows it (the cameras already picked stay listed). The table shows each
+message's ``frame``; the **Packets** row below it drills down from a message
+(its ``#``), a frame or a connection to the packets, with a hex view and the
+``wireshark -r FILE -g FRAME`` line that opens the capture there. The status
+line always says what the last action did and when.
+
+Widget updates keep the browser's view consistent: a selection list's
+selection is cleared *before* its options change (the view would otherwise
+select an option index the new list does not have).
 """
 
 from __future__ import annotations
 
+import datetime
 import html
 import itertools
 import logging
@@ -44,16 +56,20 @@ from camprotool.widgets._common import (
     text_output,
 )
 from camprotool.widgets._ipywidgets import widgets  # names the extra if missing
+from camprotool.widgets.packets_panel import PacketsPanel, wireshark_hint
 
 if TYPE_CHECKING:
     from camprotool.analysis.capture import Capture
 
 log = logging.getLogger("camprotool.widgets.explorer")
 
-TABLE_COLUMNS = ["ts", "conn", "channel", "direction", "command", "camera_id", "params", "error"]
+TABLE_COLUMNS = ["frame", "ts", "conn", "channel", "direction", "command", "camera_id",
+                 "params", "error"]
 PLOTS = ("message_rate", "sequence_diagram", "alarm_timeline", "status_timeline",
          "sync_progress")
 TIME_STEPS = 100
+#: cameras listed at once; the search box narrows a longer list
+MAX_CAMERA_OPTIONS = 500
 
 
 def find_captures(directory: str | os.PathLike[str]) -> list[str]:
@@ -86,6 +102,16 @@ def _pair_id(pair: Any) -> str:
 
 def _isna(value: Any) -> bool:
     return value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def match_cameras(cameras: list[str], query: str, keep: tuple[str, ...] = (),
+                  limit: int = MAX_CAMERA_OPTIONS) -> tuple[list[str], int]:
+    """The cameras whose id contains ``query`` (any case; words must all appear), at
+    most ``limit`` of them, plus those in ``keep`` (already picked); and how many match."""
+    words = query.upper().split()
+    found = [c for c in cameras if all(w in c.upper() for w in words)] if words else cameras
+    shown = sorted(set(found[:limit]) | set(keep))
+    return shown, len(found)
 
 
 def cameras_in(messages: pd.DataFrame) -> list[str]:
@@ -132,6 +158,7 @@ class CaptureExplorer:
         self._apply_later = Debouncer(0.15, self._request_apply, "explorer filter")
         self._draw_later = Debouncer(0.05, self._request_draw, "explorer plot")
         self._stale: set[str] = set(PLOTS)
+        self._loaded: str | None = None  # said once, with the first selection after a load
         self._build()
         if capture_or_path is None:
             return
@@ -152,21 +179,29 @@ class CaptureExplorer:
                                     button_style="primary")
         self.status = W.HTML(status_html("pick a capture and press Load", INFO))
 
-        def multi(label: str) -> W.SelectMultiple:
+        def multi(label: str, width: str) -> W.SelectMultiple:
             return W.SelectMultiple(options=[], rows=6, description=label,
-                                    layout=W.Layout(width="300px"))
+                                    layout=W.Layout(width=width))
 
-        self.conn_filter = multi("connection")
-        self.session_filter = multi("session")
-        self.camera_filter = multi("camera")
-        self.command_filter = multi("command")
+        # wide enough for "12 main [2001:db8::1]:50000 → 192.0.2.10:9000"
+        self.conn_filter = multi("connection", "600px")
+        self.session_filter = multi("session", "420px")
+        self.camera_filter = multi("camera", "300px")
+        self.camera_search = W.Text(placeholder="search cameras", layout=W.Layout(width="300px"))
+        self.camera_note = W.HTML("")
+        self.command_filter = multi("command", "420px")
         self.time_range = W.SelectionRangeSlider(options=["-"], index=(0, 0), description="time",
-                                                 continuous_update=False,
+                                                 continuous_update=False, readout=False,
                                                  layout=W.Layout(width="760px"))
+        # the range in words, on its own line: a slider's readout ran under the button
+        self.time_label = W.HTML("")
         self.reset_button = W.Button(description="All messages", icon="undo",
                                      tooltip="clear every filter")
         self.count = W.HTML("")
         self.table = W.HTML("")
+        self.jump = W.HTML("")
+        self.packets = PacketsPanel()
+        self._all_cameras: list[str] = []
         self.plots: dict[str, W.Output] = {name: W.Output() for name in PLOTS}
         for out in self.plots.values():
             out.outputs = (text_output("load a capture to see this plot"),)
@@ -180,17 +215,22 @@ class CaptureExplorer:
         self.load_button.on_click(lambda _: self.load())
         self.export_button.on_click(lambda _: self.export())
         self.reset_button.on_click(lambda _: self.reset_filters())
+        self.packets.button.on_click(lambda _: self.show_packets())
         for w in self.filters:
             w.observe(self._on_filter, names="value")
+        self.time_range.observe(lambda _: self._show_time_range(), names="value")
+        self.camera_search.observe(lambda _: self._search_cameras(), names="value")
         self.plot_tabs.observe(lambda _: self._draw_later.trigger(), names="selected_index")
 
-        self._actions = [self.load_button, self.export_button]
+        self._actions = [self.load_button, self.export_button, self.packets.button]
         self.widget = W.VBox([
             W.HBox([self.path, self.load_button]), self.status,
             W.HBox([self.conn_filter, self.session_filter]),
-            W.HBox([self.camera_filter, self.command_filter]),
-            W.HBox([self.time_range, self.reset_button]),
-            self.count, W.HTML("<b>Messages</b>"), self.table,
+            W.HBox([W.VBox([self.camera_search, self.camera_filter, self.camera_note]),
+                    self.command_filter]),
+            W.HBox([self.time_range, self.reset_button]), self.time_label,
+            self.count, W.HTML("<b>Messages</b>"), self.table, self.jump,
+            self.packets.widget,
             W.HTML("<b>Plots</b> <small>(drawn for the selection when their tab is shown)"
                    "</small>"), self.plot_tabs,
             W.HBox([self.export_path, self.export_button]),
@@ -214,17 +254,18 @@ class CaptureExplorer:
         return f"<CaptureExplorer {n}>"
 
     # ------------------------------------------------------------------ status and jobs
+    # Every line carries the time it was written, so an old line never passes for news.
     def _ok(self, text: str) -> None:
         self.status_text, self.last_error = text, None
-        self.status.value = status_html(text, OK, "✔")
+        self.status.value = status_html(f"{_now()}  {text}", OK, "✔")
 
     def _error(self, text: str) -> None:
         self.status_text = self.last_error = text
-        self.status.value = status_html(text, ERROR, "✖")
+        self.status.value = status_html(f"{_now()}  {text}", ERROR, "✖")
 
     def _info(self, text: str) -> None:
         self.status_text = text
-        self.status.value = status_html(text, INFO, "⏳")
+        self.status.value = status_html(f"{_now()}  {text}", INFO, "⏳")
 
     @property
     def busy(self) -> bool:
@@ -290,9 +331,12 @@ class CaptureExplorer:
     def _use(self, cap: Capture, what: str) -> None:
         messages = cap.messages
         self.capture = cap
+        if os.path.exists(cap.source):  # the path box names what is shown
+            self.path.value = cap.source
         self._populate(cap)
-        self._ok(f"loaded {what}: {len(messages)} messages, {len(cap.connections)} "
-                 f"connections, {len(cap.sessions)} sessions")
+        self.packets.clear()
+        self._loaded = (f"loaded {what}: {len(messages):,} messages, "
+                        f"{len(cap.connections):,} connections, {len(cap.sessions):,} sessions")
         self._apply(self._next_gen())
 
     def _populate(self, cap: Capture) -> None:
@@ -301,21 +345,50 @@ class CaptureExplorer:
         sessions = cap.sessions
         self._populating = True
         try:
-            self.conn_filter.options = [
+            _set_options(self.conn_filter, [
                 (f"{int(r.conn)} {r.channel} {r.client} → {r.server}", int(r.conn))
-                for r in conns.itertuples()]
-            self.session_filter.options = [
+                for r in conns.itertuples()])
+            _set_options(self.session_filter, [
                 (f"{int(r.session)} {'' if pd.isna(r.user) else r.user} ({r.outcome}), "
-                 f"conn {int(r.conn)}", int(r.session)) for r in sessions.itertuples()]
-            self.camera_filter.options = cameras_in(m)
-            self.command_filter.options = sorted(m["command"].astype(str).unique())
-            for w in (self.conn_filter, self.session_filter, self.camera_filter,
-                      self.command_filter):
-                w.value = ()
-            self.time_range.options = self._time_options(m)
-            self.time_range.index = (0, len(self.time_range.options) - 1)
+                 f"conn {int(r.conn)}", int(r.session)) for r in sessions.itertuples()])
+            self._all_cameras = cameras_in(m)
+            self.camera_filter.value = ()  # another capture: nothing picked yet
+            self.camera_search.value = ""
+            self._search_cameras()
+            _set_options(self.command_filter, sorted(m["command"].astype(str).unique()))
+            options = self._time_options(m)
+            with self.time_range.hold_sync():
+                self.time_range.options = options
+                self.time_range.index = (0, len(options) - 1)
         finally:
             self._populating = False
+        self._show_time_range()
+
+    def _search_cameras(self) -> None:
+        """Narrow the camera list to the search box's words (picked cameras stay)."""
+        keep = tuple(self.camera_filter.value)
+        shown, found = match_cameras(self._all_cameras, self.camera_search.value, keep)
+        was, self._populating = self._populating, True
+        try:
+            _set_options(self.camera_filter, shown, keep)
+        finally:
+            self._populating = was
+        total = len(self._all_cameras)
+        query = self.camera_search.value.strip()
+        note = f"{found:,} of {total:,} cameras match" if query else f"{total:,} cameras"
+        if found > MAX_CAMERA_OPTIONS:
+            note += f"; the first {MAX_CAMERA_OPTIONS} listed, search to narrow"
+        self.camera_note.value = f"<small>{html.escape(note)}</small>"
+
+    def _show_time_range(self) -> None:
+        options = self.time_range.options
+        if len(options) < 2:
+            self.time_label.value = ""
+            return
+        lo, hi = self.time_range.label
+        zone = plots_zone_name(self.zone)
+        self.time_label.value = (f"<small>time from <b>{html.escape(str(lo))}</b> to "
+                                 f"<b>{html.escape(str(hi))}</b> ({html.escape(zone)})</small>")
 
     def _time_options(self, m: pd.DataFrame) -> list[tuple[str, int]]:
         if not len(m):
@@ -342,6 +415,7 @@ class CaptureExplorer:
             for w in (self.conn_filter, self.session_filter, self.camera_filter,
                       self.command_filter):
                 w.value = ()
+            self.camera_search.value = ""
             self.time_range.index = (0, len(self.time_range.options) - 1)
         finally:
             self._populating = False
@@ -423,12 +497,34 @@ class CaptureExplorer:
                             + ("" if len(sel) <= self.max_rows else
                                f"; the table shows the first {self.max_rows}, export has all"))
         self.table.value = self._table_html(sel)
+        first = int(sel.index[0]) if len(sel) else None
+        self.jump.value = wireshark_hint(_origin(cap), None if first is None else
+                                         int(sel["frame"].iloc[0]))
+        self.packets.suggest(first)
+        loaded, self._loaded = self._loaded, None
+        self._ok((f"{loaded}; " if loaded else "")
+                 + f"{len(sel):,} of {total:,} messages selected ({self.describe_filters()})")
         self._stale = set(PLOTS)
         for name in PLOTS:
             self.figures.pop(name, None)
             if name != self.shown_plot:
                 self.plots[name].outputs = (text_output("drawn when this tab is shown"),)
         self._draw(gen, [self.shown_plot])
+
+    def describe_filters(self) -> str:
+        """The filters in force, in words ("no filter" when none)."""
+        parts = []
+        for name, w in (("connection", self.conn_filter), ("session", self.session_filter),
+                        ("camera", self.camera_filter), ("command", self.command_filter)):
+            v = [str(x) for x in w.value]
+            if v:
+                parts.append(f"{name} {', '.join(v[:3])}" + (f" +{len(v) - 3}" if len(v) > 3
+                                                                else ""))
+        options = self.time_range.options
+        lo_i, hi_i = self.time_range.index
+        if len(options) > 1 and (lo_i > 0 or hi_i < len(options) - 1):
+            parts.append(f"time {options[lo_i][0]} to {options[hi_i][0]}")
+        return "; ".join(parts) or "no filter"
 
     @property
     def shown_plot(self) -> str:
@@ -476,12 +572,16 @@ class CaptureExplorer:
         zone = self.zone
 
         def sequence() -> Any:
+            violations = cap.violations[cap.violations["message"].isin(labels)]
             if session:
-                return plots.sequence_diagram(sel, session[0], zone, sessions=cap.sessions)
+                return plots.sequence_diagram(sel, session[0], zone, sessions=cap.sessions,
+                                              connections=cap.connections,
+                                              violations=violations)
             mains = sel.loc[sel["channel"].astype(str) == "main", "conn"]
             first = int(mains.iloc[0]) if len(mains) else (int(sel["conn"].iloc[0])
                                                             if len(sel) else None)
-            return plots.sequence_diagram(sel, first, zone, connections=cap.connections)
+            return plots.sequence_diagram(sel, first, zone, connections=cap.connections,
+                                          violations=violations)
 
         builders = {
             "message_rate": lambda: plots.message_rate(sel, "auto", zone),
@@ -495,6 +595,22 @@ class CaptureExplorer:
                 return  # the filters changed: a newer job draws
             self.figures[name] = show_figure(self.plots[name], builders[name])
             self._stale.discard(name)
+
+    # ------------------------------------------------------------------ packets
+    def show_packets(self) -> None:
+        """The packets of the message/frame/connection chosen (the Packets button)."""
+
+        def job() -> None:
+            cap = self.capture
+            if cap is None:
+                raise ValueError("load a capture first")
+            self._info("reading the packets…")
+            found = self.packets.find(cap)
+            self.packets.show(found)
+            cmd = found.wireshark()
+            self._ok(f"{found._title()}" + (f"; in Wireshark: {cmd}" if cmd else ""))
+
+        self._start("packets", job)
 
     # ------------------------------------------------------------------ export
     def export(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -524,13 +640,52 @@ class CaptureExplorer:
             out.outputs = ()
         close_all([*self.filters, *outputs, self.path, self.load_button, self.status,
                    self.reset_button, self.count, self.table, self.plot_tabs,
-                   self.export_path, self.export_button, *self.widget.children, self.widget])
+                   self.export_path, self.export_button, self.camera_search, self.camera_note,
+                   self.time_label, self.jump, *self.packets.children,
+                   *_descendants(self.widget)])
 
     def __enter__(self) -> CaptureExplorer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _now() -> str:
+    return datetime.datetime.now().strftime("%H:%M:%S")
+
+
+def _origin(cap: Capture) -> Any:
+    """What the capture was read from (for a Wireshark command line)."""
+    return getattr(cap, "origin", None) or cap.source
+
+
+def plots_zone_name(zone: Any) -> str:
+    from camprotool.analysis.plots import zone_name
+
+    return zone_name(zone)
+
+
+def _set_options(select: Any, options: list, keep: tuple = ()) -> None:
+    """New options for a selection list, then ``keep`` selected again.
+
+    The selection is cleared first: ipywidgets sends the new labels before the
+    new (empty) index, and the browser's view would select an old index the new
+    list does not have ("Cannot set properties of undefined (setting
+    'selected')").
+    """
+    select.value = ()
+    select.options = options
+    if keep:
+        values = {o[1] if isinstance(o, tuple) else o for o in options}
+        select.value = tuple(k for k in keep if k in values)
+
+
+def _descendants(w: Any) -> list[Any]:
+    out = []
+    for child in getattr(w, "children", ()):
+        out += _descendants(child)
+    return [*out, w]
 
 
 _CELL = 'style="text-align:left;padding:1px 8px 1px 0;white-space:nowrap"'

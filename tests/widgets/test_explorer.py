@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ import pytest
 
 import camprotool as cpt
 from camprotool.widgets import CaptureExplorer
-from camprotool.widgets.explorer import PLOTS, camera_mask
+from camprotool.widgets.explorer import PLOTS, camera_mask, match_cameras
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "captures" / "sample.pcapng"
@@ -162,3 +163,117 @@ def test_camera_mask_reads_ids_and_statuses():
     mask = camera_mask(m, {"DEMO0003"})
     assert set(m.loc[mask, "command"].astype(str)) >= {"CheckCaramerOnlineStatus",
                                                        "ReturnCaramerOnlineStatus"}
+
+
+def test_takes_a_capture_and_names_it_in_the_path_box():
+    cap = cpt.read_capture(SAMPLE)
+    ex = CaptureExplorer(cap)
+    try:
+        assert ex.wait(15)
+        assert ex.path.value == str(SAMPLE)  # it was left empty
+        assert "loaded the capture: 30 messages" in ex.status_text
+    finally:
+        ex.close()
+
+
+def test_status_line_says_what_the_last_action_did(explorer):
+    ex = loaded(explorer)
+    assert ex.status_text.endswith("30 of 30 messages selected (no filter)")
+    stamp = re.search(r"✔ (\d\d:\d\d:\d\d)  ", ex.status.value)
+    assert stamp, ex.status.value
+    ex.command_filter.value = ("Heartbeat",)
+    assert ex.wait(10)
+    # a filter change is news: the line says so (it kept saying "loaded ..." before)
+    assert ex.status_text == "3 of 30 messages selected (command Heartbeat)"
+    ex.export_path.value = "/nonexistent-dir/x.csv"
+    ex.export_button.click()
+    assert ex.wait(10)
+    assert ex.last_error and "✖" in ex.status.value
+    ex.command_filter.value = ()
+    assert ex.wait(10)
+    assert ex.last_error is None and "30 of 30" in ex.status_text
+
+
+def test_camera_search_narrows_a_long_list(explorer):
+    ex = loaded(explorer)
+    every = list(ex.camera_filter.options)
+    ex.camera_filter.value = ("DEMO0001",)
+    assert ex.wait(10)
+    ex.camera_search.value = "cam0000"
+    # matching ids, any case, and the camera already picked stays listed and picked
+    assert set(ex.camera_filter.options) == {c for c in every if "CAM0000" in c} | {"DEMO0001"}
+    assert ex.camera_filter.value == ("DEMO0001",)
+    assert "of" in ex.camera_note.value and "cameras match" in ex.camera_note.value
+    assert ex.wait(10)
+    assert ex.status_text.endswith("(camera DEMO0001)")  # searching is not filtering
+    ex.camera_search.value = ""
+    assert list(ex.camera_filter.options) == every
+
+
+def test_match_cameras_caps_the_list():
+    cams = [f"CAM{i:05d}" for i in range(3000)]
+    shown, found = match_cameras(cams, "", ("ZZZ",), limit=500)
+    assert (len(shown), found) == (501, 3000) and "ZZZ" in shown
+    shown, found = match_cameras(cams, "cam 299", limit=500)  # every word, any case
+    assert shown == [c for c in cams if "299" in c] and found == 13
+
+
+def test_options_change_never_leaves_a_stale_selection(explorer):
+    """The browser's view selects options by index: an index the new option list
+    does not have is the console's "Cannot set properties of undefined (setting
+    'selected')". When new labels go out, the selection must already be empty."""
+    ex = loaded(explorer)
+    seen = []
+    for w in (ex.conn_filter, ex.session_filter, ex.camera_filter, ex.command_filter):
+        w.observe(lambda ch, w=w: seen.append((len(w._options_labels), tuple(w.index))),
+                  names="_options_labels")
+    ex.camera_filter.value = ("CAM00005",)
+    ex.command_filter.value = ("UploadCaramer", "UploadFail")
+    ex.conn_filter.value = (1,)
+    assert ex.wait(10)
+    ex.path.value = str(ROOT / "captures" / "failed_sync.pcapng")  # another capture
+    ex.load_button.click()
+    assert ex.wait(15)
+    assert len(seen) >= 4 and all(index == () for _, index in seen), seen
+    assert "failed_sync" in ex.status_text and len(ex.selection) == 19
+
+
+def test_time_range_in_words(explorer):
+    ex = loaded(explorer)
+    assert not ex.time_range.readout  # the slider's own readout ran under the button
+    lo, hi = ex.time_range.label
+    assert f"from <b>{lo}</b> to <b>{hi}</b>" in ex.time_label.value
+    ex.time_range.index = (10, 50)
+    assert ex.wait(10)
+    assert f"from <b>{ex.time_range.options[10][0]}</b>" in ex.time_label.value
+    assert "time " in ex.status_text
+
+
+def test_frames_and_packets_of_a_message(explorer):
+    ex = loaded(explorer)
+    assert "<th" in ex.table.value and ">frame</th>" in ex.table.value
+    first = ex.selection.iloc[0]
+    assert f"wireshark -r {SAMPLE} -g {first.frame}" in ex.jump.value
+    # the Packets row offers the first selected message; a camera filter moves it
+    ex.camera_filter.value = ("CAM00003",)
+    assert ex.wait(10)
+    label = int(ex.selection.index[0])
+    assert ex.packets.number.value == label
+    ex.packets.button.click()
+    assert ex.wait(15)
+    found = ex.packets.packets
+    assert found is not None and ex.selection.loc[label, "frame"] in found.frames
+    assert "<pre" in ex.packets.view.value and "wireshark -r" in ex.packets.view.value
+    assert f"packet of message {label}" in ex.status_text
+    assert "1234" not in ex.packets.view.value  # the camera password stays hidden
+    ex.packets.kind.value = "connection"
+    ex.packets.number.value = 1
+    ex.packets.button.click()
+    assert ex.wait(15)
+    assert found is not ex.packets.packets
+    assert ex.packets.packets.df["tcp_flags"].iloc[0] == "SYN"
+    ex.packets.kind.value = "message"
+    ex.packets.number.value = 999
+    ex.packets.button.click()
+    assert ex.wait(15)
+    assert "no message 999: the # column of the table runs 0-29" in ex.last_error
