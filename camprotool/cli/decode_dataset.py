@@ -16,6 +16,9 @@ from pathlib import Path
 from camprotool.cli import CliError
 from camprotool.cli.progress import progress_bar
 
+#: seconds to wait for a --dask scheduler to answer
+CONNECT_TIMEOUT = 10.0
+
 
 def is_dataset_output(args: argparse.Namespace) -> bool:
     """``-o`` names a folder: ends with a separator, is a folder, or has no extension."""
@@ -45,7 +48,7 @@ def connect(scheduler: str):
                                host="127.0.0.1", dashboard_address=None)
         return Client(cluster), cluster
     try:
-        return Client(scheduler, timeout=10), None
+        return Client(scheduler, timeout=CONNECT_TIMEOUT), None
     except (OSError, TimeoutError, ValueError) as exc:
         raise CliError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
