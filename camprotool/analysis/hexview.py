@@ -154,7 +154,7 @@ class PacketList:
         cols = ["frame", "ts", "conn", "direction", "src", "dst", "tcp_flags", "rel_seq", "rel_ack",
                 "window", "len", "analysis", "messages"]
         shown = self.df[cols].head(limit).copy()
-        shown["ts"] = shown["ts"].map(_time)
+        shown["ts"] = shown["ts"].map(lambda t: pd.Timestamp(t).strftime("%H:%M:%S.%f"))
         shown["messages"] = shown["messages"].map(lambda v: ", ".join(str(x) for x in v))
         cell = 'style="text-align:left;padding:1px 8px 1px 0;white-space:nowrap"'
         head = "".join(f"<th {cell}>{e(c)}</th>" for c in cols)
@@ -167,9 +167,12 @@ class PacketList:
         cmd = self.wireshark()
         jump = (f'<p class="camprotool-wireshark">in Wireshark: <code>{e(cmd)}</code></p>'
                 if cmd else "")
-        return (f'<div class="camprotool-packets"><p><b>{e(self._title())}</b></p>'
-                f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{more}"
-                f'<pre style="font-size:12px;line-height:1.25">{dump}</pre>{jump}</div>')
+        zone = "" if not len(self.df) else " (UTC)"
+        return (f'<div class="camprotool-packets"><p><b>{e(self._title())}</b>{zone}</p>'
+                f'<div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead>'
+                f"<tbody>{rows}</tbody></table></div>{more}"
+                f'<pre style="font-size:12px;line-height:1.25;white-space:pre-wrap">{dump}'
+                f"</pre>{jump}</div>")
 
     def _repr_html_(self) -> str:
         return self.to_html()

@@ -271,15 +271,69 @@ def test_client_panel_logs_in_from_the_browser(page, lab: Lab, tmp_path: Path) -
     page.screenshot(path=str(tmp_path / "03-page.png"))
 
 
+#: whether any option of a selection list is wider than the list (its text cut)
+CLIPPED = """el => [...el.querySelectorAll('select')].some(s => s.scrollWidth > s.clientWidth)"""
+
+
+def _select(explorer, label: str):
+    """The <select> of the explorer's selection list with that description."""
+    box = explorer.locator(".widget-select-multiple").filter(
+        has=explorer.page.locator("label", has_text=re.compile(rf"^{label}$")))
+    return box.locator("select")
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
 def test_capture_explorer_renders_in_the_browser(page, lab: Lab, tmp_path: Path) -> None:
     run_all(page, lab, "04-explorer.ipynb")
     explorer, load = widget_output(page, "Load")
     load.wait_for(timeout=WIDGET_S * 1000)
     explorer.scroll_into_view_if_needed()
     explorer.get_by_text(re.compile(r"of 30,?\d{3} messages selected")).wait_for()
+    # given a Capture, the path box names its file; the connection list shows whole
+    # addresses; the time range reads in words, clear of the button beside the slider
+    path_box = explorer.locator("input[placeholder='path to a .pcap/.pcapng file']")
+    assert path_box.input_value().endswith("phones.pcapng")
+    assert not _select(explorer, "connection").evaluate(
+        "s => s.scrollWidth > s.clientWidth"), "the connection list cuts its options"
+    words = explorer.get_by_text(re.compile(r"^time from ")).first
+    words.wait_for()
+    button = explorer.locator("button.jupyter-button", has_text="All messages")
+    assert not _overlap(words.bounding_box(), button.bounding_box())
     # the sync progress tab, chosen from code, shows its plot for the selected session
     explorer.locator(".widget-tab img").first.wait_for(timeout=WIDGET_S * 1000)
     assert explorer.locator(".widget-tab img").first.bounding_box()["height"] > 100
     page.wait_for_timeout(500)
     save_screenshot(explorer, tmp_path, "capture-explorer.png")
     page.screenshot(path=str(tmp_path / "04-page.png"))
+
+    # load another capture from the path box
+    path_box.fill("../captures/sample.pcapng")
+    load.click()
+    explorer.get_by_text(re.compile(r"^30 of 30 messages selected")).wait_for()
+    status = explorer.get_by_text(re.compile(r"loaded \.\./captures/sample\.pcapng: 30 messages"))
+    status.wait_for()
+    # filter by camera with a search: the list narrows to the demo cameras, pick one
+    explorer.locator("input[placeholder='search cameras']").fill("demo")
+    cameras = _select(explorer, "camera")
+    page.wait_for_function(
+        "s => [...s.options].map(o => o.textContent).join() === 'DEMO0001,DEMO0002,DEMO0003'",
+        arg=cameras.element_handle())
+    cameras.select_option("DEMO0001")
+    explorer.get_by_text(re.compile(r"messages selected \(camera DEMO0001\)")).wait_for()
+    count = explorer.get_by_text(re.compile(r"^\d+ of 30 messages selected$")).first
+    assert int(count.inner_text().split()[0]) < 30
+    # follow the first selected message to its packets (the Packets row offers it)
+    explorer.locator("button.jupyter-button", has_text=re.compile(r"^\s*Packets\s*$")).click()
+    dump = explorer.locator(".camprotool-packets pre")
+    dump.wait_for()
+    assert re.search(r"frame \d+ .* conn \d+ (c2s|s2c)", dump.inner_text())
+    jump = explorer.locator(".camprotool-packets .camprotool-wireshark")
+    assert re.search(r"wireshark -r \.\./captures/sample\.pcapng -g \d+$", jump.inner_text())
+    assert not explorer.evaluate(CLIPPED), "a selection list cuts its options"
+    page.wait_for_timeout(500)  # let the last messages and redraws land
+    save_screenshot(explorer, tmp_path, "capture-explorer-packets.png")
+    assert not page.console_errors, f"console errors: {page.console_errors}"
