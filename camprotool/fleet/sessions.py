@@ -59,11 +59,18 @@ class Visit:
         self.rng = rng
         self.messages = 0
         self.now = 0
+        self._bare: dict[str, bytes] = {}
 
     def send(self, conn: TcpConversation, direction: str, command: str, params: str = "",
              gap_ms: float = 2) -> None:
         self.now += int(gap_ms * MS)
-        conn.send(direction, encode(command, params, self.dialect), self.now)
+        if params:
+            data = encode(command, params, self.dialect)
+        else:  # heartbeats are most of the traffic: encoded once
+            data = self._bare.get(command)
+            if data is None:
+                data = self._bare[command] = encode(command, "", self.dialect)
+        conn.send(direction, data, self.now)
         self.messages += 1
 
     def run(self, plan: VisitPlan) -> None:
