@@ -9,7 +9,8 @@ import sys
 from camprotool.cli import CliError
 from camprotool.cli.progress import progress_bar
 
-PREVIEW_COLUMNS = ["ts", "conn", "channel", "direction", "command", "params", "error"]
+#: frame first: the packet to open in Wireshark (wireshark -r CAPTURE -g FRAME)
+PREVIEW_COLUMNS = ["frame", "ts", "conn", "channel", "direction", "command", "params", "error"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -194,7 +195,7 @@ def _print(chunks) -> int:
             for chunk in chunks:
                 preview = chunk[PREVIEW_COLUMNS].fillna({"error": ""})
                 preview.index = preview.index + printed
-                text = preview.to_string(header=printed == 0)
+                text = preview.to_string(header=printed == 0, max_colwidth=60)
                 print(text, flush=True)
                 printed += len(chunk)
         if not printed:

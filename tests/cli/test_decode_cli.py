@@ -98,6 +98,17 @@ def test_a_wrong_dialect_gets_a_hint(tmp_path):
     assert read_capture(SAMPLE, dialect="lp32le").problems["detail"].iloc[0] in line
 
 
+def test_messages_print_frame_first():
+    """The frame leads each row: the packet to open with ``wireshark -r CAP -g FRAME``."""
+    result = subprocess.run([*CLI, str(SAMPLE)], capture_output=True, text=True,
+                            timeout=RUN_DEADLINE)
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:3] == ["frame", "ts", "conn"]
+    frames = read_capture(SAMPLE).messages["frame"].tolist()
+    assert [int(r.split()[1]) for r in rows] == frames
+    assert max(len(line) for line in rows) <= 200  # long params cut, not padded out
+
+
 def test_a_clean_capture_prints_no_warning():
     result = subprocess.run([*CLI, str(SAMPLE)], capture_output=True, text=True,
                             timeout=RUN_DEADLINE)
