@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from camprotool.analysis import schema
+from camprotool.protocol.catalogue import CATALOGUE
 
 OUTCOMES = ["ok", "error", "no_answer", "before_capture"]  # sessions.outcome
 KINDS = ["upload", "download"]  # sync.kind, transfers.kind
@@ -297,16 +298,22 @@ def build_sessions(p: Prep) -> SessionIndex:
 # ------------------------------------------------------------------ sync steps
 
 
-def _upload_pairs(p: Prep) -> tuple[np.ndarray, np.ndarray]:
-    """(request, answer) positions of every upload step, -1 for a missing side.
-
-    Answers take the oldest unanswered request of their connection, as
-    :class:`~camprotool.protocol.rules.DataSession` pairs them; an answer that
-    finds no request waiting (a capture started mid-transfer) is a step alone.
-    """
+def _pairs(p: Prep, request: str) -> tuple[np.ndarray, np.ndarray]:
+    """(request, answer) positions of every step of ``request`` on data connections, -1
+    for a missing side: the vectorised twin of the one pairing rule,
+    :class:`camprotool.protocol.pairing.Pairing`, held to it by property tests
+    (``tests/analysis/test_pairing_twin.py``). Which commands answer ``request``, and
+    whether a repeat is a retry, come from the catalogue."""
+    spec = CATALOGUE.by_name[request]
     data = p.channel["data"]
-    req = data & p.c2s & p.cmd("UploadCaramer")
-    ans = data & p.s2c & p.cmd("UploadSucess", "UploadFail")
+    req = data & p.c2s & p.cmd(request)
+    ans = data & p.s2c & p.cmd(*spec.answers)
+    return (_retry_pairs if spec.retries else _fifo_pairs)(p, req, ans)
+
+
+def _fifo_pairs(p: Prep, req: np.ndarray, ans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Answers take the oldest unanswered request of their connection; an answer that
+    finds no request waiting (a capture started mid-transfer) is a step alone."""
     pos = np.flatnonzero(req | ans)
     pos = p.in_capture_order(pos)
     conn, is_ans = p.conn[pos], ans[pos]
@@ -329,15 +336,9 @@ def _upload_pairs(p: Prep) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([answer, lone]))
 
 
-def _download_pairs(p: Prep) -> tuple[np.ndarray, np.ndarray]:
-    """(request, answer) positions of every download step, -1 for a missing side.
-
-    An answer serves every request waiting since the previous answer (repeats
-    are retries, as the rules say); the step keeps the latest of them.
-    """
-    data = p.channel["data"]
-    req = data & p.c2s & p.cmd("DownLoadCaramer")
-    ans = data & p.s2c & p.cmd("DownloadSucess", "DownloadFail")
+def _retry_pairs(p: Prep, req: np.ndarray, ans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An answer serves every request waiting since the previous answer (repeats are
+    retries); the step keeps the latest of them."""
     pos = np.flatnonzero(req | ans)
     pos = p.in_capture_order(pos)
     conn, is_ans = p.conn[pos], ans[pos].astype(np.int64)
@@ -353,6 +354,16 @@ def _download_pairs(p: Prep) -> tuple[np.ndarray, np.ndarray]:
     np.maximum.at(request, gid[r], pos[r])
     answer[gid[~r]] = pos[~r]
     return request, answer
+
+
+def _upload_pairs(p: Prep) -> tuple[np.ndarray, np.ndarray]:
+    """(request, answer) positions of every upload step, -1 for a missing side."""
+    return _pairs(p, "UploadCaramer")
+
+
+def _download_pairs(p: Prep) -> tuple[np.ndarray, np.ndarray]:
+    """(request, answer) positions of every download step, -1 for a missing side."""
+    return _pairs(p, "DownLoadCaramer")
 
 
 def build_sync(p: Prep, sessions: SessionIndex) -> pd.DataFrame:
