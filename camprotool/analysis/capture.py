@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from functools import cached_property
 
@@ -12,6 +11,7 @@ from camprotool.analysis import tables
 from camprotool.analysis.frames import connections_frame, messages_frame
 from camprotool.analysis.problems import build_problems
 from camprotool.analysis.violations import RuleCheck
+from camprotool.capture.captureset import CaptureSource
 from camprotool.capture.decode import DecodedCapture, decode_file
 from camprotool.protocol.dialect import Dialect
 from camprotool.protocol.rules import DEFAULT_HEARTBEAT_TIMEOUT_NS
@@ -123,7 +123,7 @@ def _check_timeout(seconds: float | None) -> None:
 
 
 def read_capture(
-    path: str | os.PathLike[str] | bytes,
+    path: CaptureSource,
     dialect: Dialect | str = "auto",
     ports: Iterable[int] | int | None = None,
     reveal_passwords: bool = False,

@@ -43,6 +43,8 @@ KINDS = {
                       "wrong",
     "dialect_not_found": "a connection names commands but no dialect frames it",
     "truncated_file": "the file ends inside a record: the capture was cut short",
+    "bad_file": "a file of a capture set could not be read at all (missing, empty, not a "
+                "capture): it was skipped",
     "snaplen": "packets were captured cut short (snapshot length): their tail is lost",
     "bad_block": "a record of the file is damaged",
     "bad_timestamp": "a packet's timestamp is out of range",

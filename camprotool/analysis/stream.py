@@ -19,12 +19,12 @@ first messages do not say which side is the client.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 
 import pandas as pd
 
 from camprotool.analysis.frames import messages_frame
+from camprotool.capture.captureset import CaptureSource, open_source
 from camprotool.capture.connections import build_connections
 from camprotool.capture.decode import (
     _normalise_ports,
@@ -33,7 +33,6 @@ from camprotool.capture.decode import (
     gc_paused,
 )
 from camprotool.capture.fast.engine import FastEngine
-from camprotool.capture.readers import open_capture
 from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
 
@@ -43,7 +42,7 @@ DEFAULT_CHUNK = 100_000
 
 
 def iter_capture(
-    path: str | os.PathLike[str] | bytes,
+    path: CaptureSource,
     dialect: Dialect | str = "auto",
     ports: Iterable[int] | int | None = None,
     reveal_passwords: bool = False,
@@ -66,7 +65,7 @@ def iter_capture(
     if dialect not in (None, "auto"):
         dialect = Dialect.parse(dialect)
     sink = MessageSink(dialect, ports=_normalise_ports(ports), engine="bulk")
-    with open_capture(path, progress=progress) as capture:
+    with open_source(path, progress=progress) as capture:
         engine = FastEngine(capture, sink, window=STREAM_WINDOW)
         ids = _Ids(engine)
         steps = engine.steps()

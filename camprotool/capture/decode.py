@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from camprotool.capture.captureset import CaptureSet, CaptureSource, open_source
 from camprotool.capture.connections import ConnectionRecord, build_connections
 from camprotool.capture.packets import iter_tcp_segments
-from camprotool.capture.readers import CaptureFile, open_capture
+from camprotool.capture.readers import CaptureFile
 from camprotool.capture.reassembly import Reassembler
 from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
@@ -129,14 +129,15 @@ def decode_segments(
 
 
 def decode_file(
-    path: str | os.PathLike[str] | bytes,
+    path: CaptureSource,
     *,
     dialect: Dialect | str | None = "auto",
     ports: Iterable[int] | int | None = None,
     engine: str = "fast",
     progress: Callable[[int], None] | None = None,
 ) -> DecodedCapture:
-    """Decode a pcap or pcapng file (a path, or the file's bytes).
+    """Decode a pcap or pcapng file (a path, or the file's bytes), or a capture set (a
+    list of paths or a glob: :mod:`camprotool.capture.captureset`).
 
     ``engine``: ``"fast"`` (default) indexes and parses packets in compiled
     loops and hands only out-of-order flows to the exact reassembler;
@@ -149,7 +150,7 @@ def decode_file(
     if engine == "fast":
         with gc_paused():
             return _decode_fast(path, dialect=dialect, ports=ports, progress=progress)
-    with open_capture(path, progress=progress) as capture:
+    with open_source(path, progress=progress) as capture:
         decoded = decode_segments(
             iter_tcp_segments(capture),
             dialect=dialect,
@@ -163,12 +164,12 @@ def decode_file(
     return decoded
 
 
-def _capture_problems(capture: CaptureFile) -> list[tuple[int | None, str, str]]:
+def _capture_problems(capture: CaptureFile | CaptureSet) -> list[tuple[int | None, str, str]]:
     return [(p.frame, p.kind, p.detail) for p in capture.problems]
 
 
 def _decode_fast(
-    path: str | os.PathLike[str] | bytes,
+    path: CaptureSource,
     *,
     dialect: Dialect | str | None,
     ports: Iterable[int] | int | None,
@@ -179,7 +180,7 @@ def _decode_fast(
     if dialect not in (None, "auto"):
         dialect = Dialect.parse(dialect)
     sink = MessageSink(dialect, ports=_normalise_ports(ports), engine="bulk")
-    with open_capture(path, progress=progress) as capture:
+    with open_source(path, progress=progress) as capture:
         fast = FastEngine(capture, sink)
         fast.run()
         sink.flush()
@@ -193,14 +194,14 @@ def _decode_fast(
                               connections=records, problems=problems, order=order)
 
 
-def fast_problems(capture: CaptureFile, fast, sink: MessageSink,
+def fast_problems(capture: CaptureFile | CaptureSet, fast, sink: MessageSink,
                   mapping: dict[int, int]) -> list[tuple[int | None, str, str]]:
     """The problems of a capture read by the fast engine, worded and ordered as the exact
     path words them: the reader's by frame, the reassembler's, then the sink's."""
     from camprotool.capture.fast.engine import SLOW_BASE
 
-    found = [(p.frame, p.kind, p.detail) for p in sorted(capture.problems,
-                                                          key=lambda p: p.frame)]
+    found = [(p.frame, p.kind, p.detail) for p in sorted(  # a set's bad files: no frame
+        capture.problems, key=lambda p: (p.frame is None, p.frame or 0))]
     found += [(frame, kind, f"connection {mapping[conn + SLOW_BASE]}: {detail}")
               for frame, conn, kind, detail in fast.reassembler.problems]
     found += [(frame, kind, f"connection {conn}: {detail}") for frame, conn, kind, detail in

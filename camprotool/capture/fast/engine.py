@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pyarrow as pa
 
+from camprotool.capture.captureset import CaptureSet
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
 from camprotool.capture.packets import TcpSegment, decode_tcp
@@ -76,6 +77,9 @@ class _Window:
     pay_len: np.ndarray | None = None
     missing: np.ndarray | None = None
     half: np.ndarray | None = None  # -1: no TCP segment
+    # a capture set's window holds its records' bytes (offsets are into ``buf``);
+    # a single file's window points into the file's map (None)
+    buf: np.ndarray | None = None
     # packets decode_tcp took: index -> its segment (or None) and its problem
     python: dict[int, TcpSegment | None] | None = None
 
@@ -122,14 +126,17 @@ def _empty(n: int, dtype=_I64) -> np.ndarray:
 class FastEngine:
     """Decode one open :class:`CaptureFile` into a :class:`MessageSink`; see the module doc."""
 
-    def __init__(self, capture: CaptureFile, sink: MessageSink, *,
+    def __init__(self, capture: CaptureFile | CaptureSet, sink: MessageSink, *,
                  window: int | None = None) -> None:
         self.capture = capture
         self.sink = sink
         self.window = window or WINDOW
-        view = capture._view
-        self.buf = np.frombuffer(view, dtype=np.uint8)
-        self._base_addr = self.buf.ctypes.data if len(self.buf) else 0
+        self._set = isinstance(capture, CaptureSet)
+        self._use(np.zeros(0, np.uint8) if self._set else
+                  np.frombuffer(capture._view, dtype=np.uint8))
+        # payloads of packets carried from an earlier window whose bytes are no longer in
+        # ``buf`` (capture sets): their ``pay_off`` is negative, counted from this end
+        self._side = np.zeros(0, np.uint8)
         # flow table (grown on demand)
         self.table = np.full(1 << 12, -1, _I64)
         self.keys = np.zeros((1 << 11, 7), np.uint64)
@@ -139,9 +146,17 @@ class FastEngine:
         self.first_frame: dict[int, int] = {}  # provisional conn id -> first frame
 
     # ------------------------------------------------------------ records
+    def _use(self, buf: np.ndarray) -> None:
+        """Read packets from ``buf`` (the file's map, or a set's window) from now on."""
+        self.buf = buf
+        self._view = memoryview(buf)
+        self._base_addr = buf.ctypes.data if len(buf) else 0
+
     def _windows(self, record_problems: bool) -> Iterator[_Window]:
         cap = self.capture
-        if cap.format == "pcap" and cap._pcap_wanted:
+        if self._set:
+            yield from self._set_windows()
+        elif cap.format == "pcap" and cap._pcap_wanted:
             yield from self._pcap_windows(record_problems)
         else:
             yield from self._generic_windows()
@@ -198,6 +213,31 @@ class FastEngine:
         if batch:
             yield self._index(batch)
 
+    def _set_windows(self) -> Iterator[_Window]:
+        """A capture set: its merged packets, each window's bytes copied into one buffer
+        (the files stay mapped; the pages read are let go as windows are made)."""
+        cap = self.capture
+        batch: list[RawPacket] = []
+        for raw in cap:
+            batch.append(raw)
+            if len(batch) >= self.window:
+                yield self._copied(batch)
+                batch = []
+        if batch:
+            yield self._copied(batch)
+
+    def _copied(self, batch: list[RawPacket]) -> _Window:
+        n = len(batch)
+        cap_len = np.fromiter((r.cap_len for r in batch), _I64, n)
+        w = _Window(n, np.fromiter((r.frame for r in batch), _I64, n),
+                    np.cumsum(cap_len) - cap_len, cap_len,
+                    np.fromiter((r.orig_len for r in batch), _I64, n),
+                    np.fromiter((r.ts_ns for r in batch), _I64, n),
+                    np.fromiter((r.linktype for r in batch), _I64, n))
+        w.buf = np.frombuffer(b"".join([r.data for r in batch]), np.uint8)
+        self.capture.release_consumed()  # type: ignore[union-attr]
+        return w
+
     @staticmethod
     def _index(batch: list[RawPacket]) -> _Window:
         n = len(batch)
@@ -212,6 +252,8 @@ class FastEngine:
 
     # ------------------------------------------------------------ headers
     def _parse(self, w: _Window, packet_problems: bool) -> None:
+        if w.buf is not None:
+            self._use(w.buf)
         n = w.n
         w.status = np.empty(n, np.int8)
         src, dst = _empty(n), _empty(n)
@@ -232,7 +274,7 @@ class FastEngine:
         for i in np.flatnonzero(~tcp).tolist():
             o, c = int(w.rec_off[i]), int(w.cap_len[i])
             raw = RawPacket(int(frames[i]), int(w.ts[i]), int(w.linktype[i]),
-                            self.capture._view[o:o + c], int(w.orig_len[i]), c)
+                            self._view[o:o + c], int(w.orig_len[i]), c)
             r = decode_tcp(raw)
             seg = r if type(r) is TcpSegment else None
             if seg is None and r.problem:  # type: ignore[union-attr]
@@ -415,6 +457,7 @@ class FastEngine:
             & self._bulk_ok()
         self._deferred = fresh[defer]
         self._carry = packets.only(self._deferred) if len(self._deferred) else None
+        carry_from = self._side
         whole = fresh[ends_here] if self._bulk_ok() else fresh[:0]
         whole = np.intersect1d(whole, packets.flow)  # flows with bytes
         settle = set(whole.tolist())
@@ -423,7 +466,9 @@ class FastEngine:
             if f not in settle:
                 self._open_fast(f)
         packets = packets.drop(self._deferred)  # groups index these packets
-        groups = self._gather(w, packets)
+        if self._set and self._carry is not None:
+            self._side = self._rehome(self._carry, carry_from)
+        groups = self._gather(w, packets, carry_from)
         if groups is not None:
             if len(whole):
                 self._whole_flows(state, groups, whole, packets, last)
@@ -445,8 +490,18 @@ class FastEngine:
         ts, frame = self._open_at.pop(f)
         self.sink.on_open(ConnectionInfo(f, a_ip, int(k[3]), b_ip, int(k[6]), True, ts, frame))
 
-    def _gather(self, w: _Window, p: _Packets) -> bulkflows.Groups | None:
-        """The payloads of packets ``p``, copied per (flow, direction) in capture order."""
+    def _rehome(self, carry: _Packets, side: np.ndarray) -> np.ndarray:
+        """A capture set's next window has other bytes: copy the payloads of the packets
+        carried over into a buffer of their own (negative offsets count from its end)."""
+        dest = np.cumsum(carry.pay_len) - carry.pay_len
+        data = np.empty(int(carry.pay_len.sum()), np.uint8)
+        K.scatter_sided(self.buf, side, carry.pay_off, carry.pay_len, dest, data)
+        carry.pay_off = dest - len(data)
+        return data
+
+    def _gather(self, w: _Window, p: _Packets, side: np.ndarray) -> bulkflows.Groups | None:
+        """The payloads of packets ``p``, copied per (flow, direction) in capture order
+        (``side``: where carried packets with a negative offset are)."""
         if not len(p.flow):
             self._release(w)
             return None
@@ -455,7 +510,10 @@ class FastEngine:
         data = np.empty(int(lens.sum()), np.uint8)
         dest = np.empty(len(by_group), _I64)
         dest[by_group] = np.cumsum(lens) - lens
-        K.scatter(self.buf, p.pay_off, p.pay_len, dest, data)
+        if self._set:
+            K.scatter_sided(self.buf, side, p.pay_off, p.pay_len, dest, data)
+        else:
+            K.scatter(self.buf, p.pay_off, p.pay_len, dest, data)
         key = p.flow[by_group] * 2 + p.dir[by_group]
         cut = np.flatnonzero(np.diff(key)) + 1
         first = np.concatenate([[0], cut]).astype(_I64)
@@ -467,6 +525,8 @@ class FastEngine:
     def _release(self, w: _Window) -> None:
         """The window's payloads are copied out: let the kernel drop the file's pages we
         read (they stay in the page cache), so resident memory follows the window."""
+        if self._set:
+            return  # the window's own buffer goes with it
         mm = self.capture._mmap
         if mm is None or not w.n or not hasattr(mm, "madvise"):
             return
@@ -617,7 +677,7 @@ class FastEngine:
         return TcpSegment(int(frames[i]), int(w.ts[i]), int(w.s_lo[i]).to_bytes(4, "big"),
                           int(w.sport[i]), int(w.d_lo[i]).to_bytes(4, "big"), int(w.dport[i]),
                           int(w.seq[i]), int(w.ack[i]), int(w.flags[i]), 0,
-                          self.capture._view[o:o + n], int(w.missing[i]))
+                          self._view[o:o + n], int(w.missing[i]))
 
 
 def _with_last(items: Iterator[_Window]) -> Iterator[tuple[_Window, bool]]:

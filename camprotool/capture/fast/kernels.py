@@ -325,6 +325,20 @@ def scatter(src, starts, lengths, dest, out):
 
 
 @njit(cache=True, nogil=True)
+def scatter_sided(src, side, starts, lengths, dest, out):
+    """:func:`scatter` where a negative start is in ``side``, counted from its end."""
+    ns = len(side)
+    for k in range(len(starts)):
+        m = lengths[k]
+        d = dest[k]
+        o = starts[k]
+        if o < 0:
+            out[d:d + m] = side[ns + o:ns + o + m]
+        else:
+            out[d:d + m] = src[o:o + m]
+
+
+@njit(cache=True, nogil=True)
 def count_byte(data, byte):
     """How many times ``byte`` occurs in ``data``."""
     k = 0
@@ -631,6 +645,7 @@ def warm_up() -> None:
     line_frames(u8, 16, i64, i64)
     scatter(ro, i64[:0], i64[:0], i64[:0], u8)
     scatter(u8, i64[:0], i64[:0], i64[:0], u8)
+    scatter_sided(ro, u8, i64[:0], i64[:0], i64[:0], u8)
     detect_flows(i64[:0], np.zeros((0, 2), np.int64), i64, i64, i64, 0,
                  np.zeros((1, 2), np.int64), u8, i64, i64, i64, names, np.ones(1, np.int64),
                  u8[:2], 16, 32, i64)
