@@ -32,6 +32,7 @@ import camprotool
 from camprotool.analysis import plots, tables
 from camprotool.analysis.capture import Capture, read_capture
 from camprotool.analysis.export import write_frame
+from camprotool.analysis.hexview import wireshark_command
 
 __all__ = ["TABLES", "VIEWS", "camera_counts", "failures_by_reason", "findings", "write_report"]
 
@@ -143,9 +144,15 @@ TEXT_COLUMNS = {"params", "detail", "reason", "error", "message_text"}
 MAX_CELL = 160  # characters of a text cell shown; the full value is its tooltip and in the file
 
 
+#: columns that hold a packet number (a Wireshark frame)
+FRAME_COLUMNS = ("frame", "first_frame")
+
+
 def html_table(df: pd.DataFrame, zone: dt.tzinfo, *, name: str = "", max_rows: int = MAX_ROWS,
-               columns: list[str] | None = None) -> str:
-    """``df`` as an escaped HTML table (at most ``max_rows`` rows, with a note)."""
+               columns: list[str] | None = None, source: object = None) -> str:
+    """``df`` as an escaped HTML table (at most ``max_rows`` rows, with a note).
+    ``source``: the capture's file; a frame cell's tooltip is then the command line
+    that opens it there in Wireshark."""
     e = html.escape
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
@@ -177,6 +184,10 @@ def html_table(df: pd.DataFrame, zone: dt.tzinfo, *, name: str = "", max_rows: i
             elif c in ("lost_c2s", "lost_s2c") and v != "0":
                 cls = "bad"
             attr = f' class="{cls}"' if cls else ""
+            if c in FRAME_COLUMNS and source is not None and v.isdigit():
+                cmd = wireshark_command(source, int(v))
+                if cmd:
+                    attr += f' title="{e(cmd)}"'
             if len(v) > MAX_CELL:
                 attr += f' title="{e(v)}"'
                 v = v[: MAX_CELL - 1] + "…"
@@ -437,6 +448,22 @@ def _findings_html(cap: Capture) -> str:
             + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
 
 
+def _jump(source: object) -> str:
+    """``wireshark -r FILE -g FRAME`` for this capture ('' when it was read from bytes)."""
+    cmd = wireshark_command(source, 1)
+    return "" if cmd is None else cmd[: -len(" -g 1")] + " -g FRAME"
+
+
+def _jump_note(source: object) -> str:
+    cmd = _jump(source)
+    if not cmd:
+        return ""
+    return (f'<p class="note jump">Every <b>frame</b> on this page is a packet number: '
+            f"<code>{html.escape(cmd)}</code> opens the capture at it in Wireshark "
+            "(a frame's tooltip has its command line), and "
+            "<code>cap.packets(FRAME)</code> shows its bytes.</p>")
+
+
 def _section(ident: str, title: str, body: str, count: int | None = None) -> str:
     n = f' <span class="count">({count:,})</span>' if count is not None else ""
     return f'<section id="{ident}"><h2>{html.escape(title)}{n}</h2>{body}</section>'
@@ -488,16 +515,18 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
     fmt_time = _fmt_time(zone)
     e = html.escape
 
+    source = getattr(cap, "origin", None) or cap.source
+
     def table(name: str, df: pd.DataFrame | None = None, **kw) -> str:
         kw.setdefault("columns", VIEWS.get(name))
         return html_table(getattr(cap, name) if df is None else df, zone, name=name,
-                          max_rows=max_rows, **kw)
+                          max_rows=max_rows, source=source, **kw)
 
     summary_rows = "".join(
         f'<tr><th>{e(label)}</th><td{" class=alert" if alert else ""}>{value}</td></tr>'
         for label, value, alert in _summary(cap, zone, fmt_time))
     sections = [_section("summary", "Summary",
-                         _findings_html(cap)
+                         _findings_html(cap) + _jump_note(source)
                          + f'<table class="summary">{summary_rows}</table>'
                          + _figure(plots.message_rate(cap.messages, "auto", zone),
                                    "Message rate by command",
@@ -506,8 +535,8 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
     p = cap.problems
     body = (f'<p class="note">What the reader and the reassembler could not use: lost bytes, '
             f"connections begun before the capture, cut packets, a cut file... Open a frame in "
-            f"Wireshark with <code>wireshark -r {e(os.path.basename(cap.source))} -g FRAME"
-            "</code>.</p>" + table("problems")) if len(p) else \
+            f"Wireshark with <code>{e(_jump(source))}</code>.</p>"
+            + table("problems")) if len(p) else \
         '<p class="empty">None: every byte of every connection was captured and read.</p>'
     sections.append(_section("problems", "Capture problems", body, len(p)))
 
@@ -543,7 +572,8 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
     failed = cap.sync[cap.sync["outcome"].astype(str) != "ok"]
     if len(failed):
         body += ("<h3>Failures by reason</h3>"
-                 + html_table(failures_by_reason(cap), zone, max_rows=max_rows)
+                 + html_table(failures_by_reason(cap), zone, max_rows=max_rows,
+                              source=source)
                  + "<h3>Failed or unanswered sync steps</h3>"
                  + table("sync", sync_view(cap, failed)))
     sections.append(_section("transfers", "Transfers", body, len(t)))

@@ -262,7 +262,13 @@ def test_failed_sync_problems_and_violations_name_their_frames(failed_sync_repor
     assert problems["rows"] == [["20", "lost_bytes", "0", "s2c", "connection 0: 15 bytes "
                                  "lost server→client (s2c); frame 20 is the first after the "
                                  "loss"]]
-    assert "wireshark -r failed_sync.pcapng -g FRAME" in page.section_text("problems")
+    jump = f"wireshark -r {cap.source} -g FRAME"
+    assert jump in page.section_text("problems")
+    # the summary says how to open any frame of the page, each frame cell has its line
+    assert jump in page.section_text("summary") and "cap.packets(FRAME)" in \
+        page.section_text("summary")
+    text = index.read_text(encoding="utf-8")
+    assert f'<td class="num" title="wireshark -r {cap.source} -g 20">20</td>' in text
     (v,) = page.sections["violations"]["tables"][:1]
     assert v["header"] == VIEWS["violations"]
     got = [(r[0], int(r[1]), r[5]) for r in v["rows"]]
