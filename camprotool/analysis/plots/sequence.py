@@ -237,10 +237,10 @@ def sequence_diagram(messages: pd.DataFrame | Capture, session_or_conn: int | No
         raise ValueError(f"gap must be a positive number of seconds, not {gap!r}")
     zone = resolve_tz(tz)
     choice = _pick_conns(messages, session_or_conn, sessions, connections)
-    conn_info: dict[int, dict] = {}
+    known: set[int] = set()
     unlinked: list[int] = []
     if connections is not None and len(connections) and choice.main is not None:
-        conn_info = {int(r["conn"]): r for r in connections.to_dict("records")}
+        known = {int(c) for c in connections["conn"]}
         unlinked = [c for c in unlinked_data_conns(connections, choice.main)
                     if c not in choice.data]
     if choice.main is None:
@@ -263,8 +263,11 @@ def sequence_diagram(messages: pd.DataFrame | Capture, session_or_conn: int | No
                                                                         *choice.data,
                                                                         *unlinked}),
                   *unlinked]:
-            if c not in lanes and ((sel["conn"] == c).any() or c in conn_info):
+            if c not in lanes and ((sel["conn"] == c).any() or c in known):
                 lanes.append(c)
+        conn_info: dict[int, dict] = {} if not known else {
+            int(r["conn"]): r
+            for r in connections[connections["conn"].isin(lanes)].to_dict("records")}
         rows = _rows(sel, conn_info, choice, lanes)
         if total > len(sel):  # cut: nothing after the last message drawn
             last = max(r.t for r in rows if r.kind == "message")
