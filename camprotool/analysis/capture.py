@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -15,6 +16,9 @@ from camprotool.capture.captureset import CaptureSource
 from camprotool.capture.decode import DecodedCapture, decode_file
 from camprotool.protocol.dialect import Dialect
 from camprotool.protocol.rules import DEFAULT_HEARTBEAT_TIMEOUT_NS
+
+if TYPE_CHECKING:
+    from camprotool.analysis.hexview import PacketList
 
 
 class Capture:
@@ -106,6 +110,22 @@ class Capture:
         """What the session machines found odd that no section-5 rule covers."""
         return self._rule_check.notes()
 
+    #: what read_capture was given (a path, paths, a glob or bytes): the packets' source
+    origin: object = None
+
+    def packets(self, what: object, *, source: object = None) -> PacketList:
+        """The packets of a frame number (or a list), a row of ``messages`` or several
+        rows: TCP flags, numbers, analysis and a hex view (``analysis.drilldown``)."""
+        from camprotool.analysis.drilldown import packets
+
+        return packets(self, what, source=source)
+
+    def follow(self, conn: int, *, source: object = None) -> PacketList:
+        """Every packet of connection ``conn``, as Wireshark's Follow TCP Stream."""
+        from camprotool.analysis.drilldown import follow
+
+        return follow(self, conn, source=source)
+
     def summary(self) -> dict[str, object]:
         """Headline numbers: messages, logins by outcome, transfers by status, violations..."""
         return tables.summary(self)
@@ -149,5 +169,7 @@ def read_capture(
     """
     _check_timeout(heartbeat_timeout)  # before decoding, not after
     decoded = decode_file(path, dialect=dialect, ports=ports, engine=engine, progress=progress)
-    return Capture(decoded, reveal_passwords=reveal_passwords,
-                   heartbeat_timeout=heartbeat_timeout)
+    cap = Capture(decoded, reveal_passwords=reveal_passwords,
+                  heartbeat_timeout=heartbeat_timeout)
+    cap.origin = path  # cap.packets() reads the packets from it again
+    return cap

@@ -54,7 +54,7 @@ from camprotool.capture.packets import (
     iter_tcp_segments,
     parse_tcp,
 )
-from camprotool.capture.readers import RawPacket, open_capture
+from camprotool.capture.readers import RawPacket
 from camprotool.protocol.catalogue import BY_NAME
 
 if TYPE_CHECKING:
@@ -96,11 +96,10 @@ def capture_origin(cap: Capture, source: Any = None) -> Any:
 
 
 def _open(origin: Any) -> Any:
-    if isinstance(origin, list | tuple):
-        from camprotool.capture.captureset import open_source
+    """One capture, or a capture set (a list of paths or a glob), numbered as decoded."""
+    from camprotool.capture.captureset import open_source
 
-        return open_source(list(origin))
-    return open_capture(origin)
+    return open_source(list(origin) if isinstance(origin, tuple) else origin)
 
 
 # ---------------------------------------------------------------- the pass over the file

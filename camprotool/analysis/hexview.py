@@ -40,6 +40,8 @@ def wireshark_command(source: Any, frame: int) -> str | None:
             return f"wireshark -r {shlex.quote(path)} -g {int(frame)}"
         return None
     if isinstance(source, Sequence) and not isinstance(source, bytes | bytearray) and source:
+        if len(source) == 1:  # a set of one file is that file, numbered alike
+            return wireshark_command(source[0], frame)
         files = " ".join(shlex.quote(os.fspath(p)) for p in source)
         return f"mergecap -w merged.pcapng {files} && wireshark -r merged.pcapng -g {int(frame)}"
     return None

@@ -13,6 +13,7 @@ import pytest
 
 from camprotool import read_capture
 from camprotool.analysis import drilldown
+from camprotool.analysis.capture import Capture
 from camprotool.analysis.hexview import PacketList, hexdump_lines, wireshark_command
 from camprotool.capture.writer import PcapngWriter, build_ipv4, link_frame
 from camprotool.protocol.codec import encode
@@ -145,11 +146,13 @@ def test_bad_requests_say_what_is_wrong(failed):
     with pytest.raises(ValueError, match="no conn, direction column"):
         drilldown.packets(failed, pd.DataFrame({"frame": [20]}))
     data = Path(FAILED).read_bytes()
-    from_bytes = read_capture(data)
+    from_bytes = read_capture(data)  # read_capture keeps what it was given
+    assert from_bytes.packets(20).frames == [20]
+    assert from_bytes.packets(20).wireshark() is None  # no file to open
+    bare = Capture(from_bytes.decoded)  # built by hand: nothing to read again
     with pytest.raises(ValueError, match="read from bytes in memory: pass source="):
-        drilldown.packets(from_bytes, 20)
-    assert drilldown.packets(from_bytes, 20, source=data).frames == [20]
-    assert drilldown.packets(from_bytes, 20, source=data).wireshark() is None
+        bare.packets(20)
+    assert bare.packets(20, source=data).frames == [20]
 
 
 def test_hex_view_and_wireshark_line(failed):
@@ -173,3 +176,21 @@ def test_hexdump_and_commands():
     assert wireshark_command(["a.pcap", "b.pcap"], 3) == (
         "mergecap -w merged.pcapng a.pcap b.pcap && wireshark -r merged.pcapng -g 3")
     assert wireshark_command(b"bytes", 1) is None
+
+
+def test_capture_methods_and_capture_sets():
+    """``cap.packets``/``cap.follow`` read what read_capture was given, a capture set
+    included: frames are numbered as the set is merged (as mergecap merges it)."""
+    sample = "captures/sample.pcapng"
+    cap = read_capture([FAILED, sample])  # sample is earlier: its 42 packets come first
+    assert cap.origin == [FAILED, sample]
+    m = cap.messages
+    tail = m.index[m["error"].fillna("").str.startswith("follows lost")][0]
+    p = cap.packets(m.loc[tail])
+    assert p.frames == [42 + 20] and p.df["analysis"].iloc[0] == "previous segment not captured"
+    assert p.wireshark() == (f"mergecap -w merged.pcapng {FAILED} {sample} && "
+                             "wireshark -r merged.pcapng -g 62")
+    one = read_capture(FAILED)
+    assert cap.follow(int(m.loc[tail, "conn"])).df["payload"].tolist() == \
+        one.follow(0).df["payload"].tolist()
+    assert read_capture([FAILED]).packets(20).wireshark() == f"wireshark -r {FAILED} -g 20"
