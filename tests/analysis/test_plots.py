@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from plots_support import (
@@ -294,6 +295,7 @@ def failed():
 
 WRONG = [
     ("sync_progress", "messages", "cap.sync", "plots.sync_progress(cap.sync, cap.transfers)"),
+    ("sync_progress", "sessions", "cap.sync", "plots.sync_progress(cap)"),
     ("sync_progress", "transfers", "cap.sync", "plots.sync_progress(cap)"),
     ("alarm_timeline", "status", "cap.alarms", "plots.alarm_timeline(cap.alarms, cap.status)"),
     ("status_timeline", "alarms", "cap.status", "plots.status_timeline(cap.status)"),
@@ -312,8 +314,19 @@ def test_the_wrong_table_names_the_right_one(failed, plot, given, needs, call):
     text = str(info.value)
     assert not isinstance(info.value, KeyError)
     assert f"{plot}() draws {needs}" in text
-    assert f"given cap.{given} without" in text
+    assert f"given cap.{given}" in text
     assert call in text
+
+
+def test_the_columns_a_plot_reads_are_enough():
+    """The client panel builds its alarms and status from pushes: just these columns."""
+    alarms = pd.DataFrame({"ts": [at(1), at(2)], "camera_id": ["CAM1", "CAM2"],
+                           "alarm_type": ["motion", "io_alarm"]})
+    status = pd.DataFrame({"ts": [at(0)], "camera_id": ["CAM1"],
+                           "online": pd.array([True], dtype="boolean")})
+    ax = plots.alarm_timeline(alarms, status, tz="UTC", until=at(5)).axes[0]
+    assert ticklabels(ax.yaxis) == ["CAM1", "CAM2"]
+    assert ticklabels(plots.status_timeline(status, tz="UTC").axes[0].yaxis) == ["CAM1"]
 
 
 def test_the_wrong_second_table_and_not_a_table(failed):

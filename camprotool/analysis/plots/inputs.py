@@ -18,8 +18,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "messages": ("ts", "conn", "channel", "direction", "client", "server", "command", "params"),
     "sync": ("ts", "conn", "kind", "current", "total", "outcome"),
     "transfers": ("conn", "kind", "total", "completed"),
-    "alarms": ("ts", "camera_id", "alarm_type", "message"),  # messages has the first three
-    "status": ("ts", "camera_id", "online", "source"),  # so do messages and alarms
+    "alarms": ("ts", "camera_id", "alarm_type"),
+    "status": ("ts", "camera_id", "online"),
     "sessions": ("session", "conn", "message", "data_conns", "user", "outcome"),
     "connections": ("conn", "channel", "client", "server", "start", "end", "close_reason"),
     "violations": ("rule", "message"),
@@ -63,6 +63,10 @@ def guess_table(df: pd.DataFrame) -> str | None:
 def require(df: object, table: str, plot: str, call: str) -> pd.DataFrame:
     """``df`` when it has the columns ``plot`` reads from ``cap.<table>``, else a clear error.
 
+    A frame with those columns is still refused when it is recognisably another
+    table: ``cap.messages`` has ``ts``, ``camera_id``, ``online`` and
+    ``alarm_type`` columns too, and would draw nonsense as alarms or status.
+    A hand-made frame of just the needed columns (the client panel's) passes.
     ``call`` is how the plot is meant to be called (``plots.sync_progress(cap.sync,
     cap.transfers)``); it goes into the message, with the Capture alternative.
     """
@@ -70,12 +74,16 @@ def require(df: object, table: str, plot: str, call: str) -> pd.DataFrame:
         raise TypeError(f"{plot}() takes cap.{table} ({WHAT[table]}) or a Capture, not "
                         f"{type(df).__name__}: call {call} or plots.{plot}(cap)")
     missing = [c for c in NEEDS[table] if c not in df.columns]
+    got = guess_table(df)
     if missing:
-        got = guess_table(df)
         given = f"cap.{got}" if got and got != table else "a table"
         raise ValueError(
             f"{plot}() draws cap.{table} ({WHAT[table]}) but was given {given} without the "
             f"column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}: "
+            f"call {call}, or plots.{plot}(cap) with the Capture")
+    if got is not None and got != table:
+        raise ValueError(
+            f"{plot}() draws cap.{table} ({WHAT[table]}) but was given cap.{got}: "
             f"call {call}, or plots.{plot}(cap) with the Capture")
     return df
 
