@@ -19,7 +19,9 @@ kinds of failure counters that outlive connections:
 
 A successful login resets the counters of its address and of its account
 (the attacker's own address keeps its counter). Counters are forgotten
-``forget_after`` seconds after their last failure, and at most
+``forget_after`` seconds after their last failure or the end of their
+lockout, whichever is later (so after a lockout, one more failure locks the
+address out again: one guess per lockout in a sustained attack), and at most
 ``max_tracked`` addresses and accounts are remembered (the least recently
 failed go first), so a flood of user names cannot grow memory without bound.
 
@@ -146,8 +148,11 @@ class LoginBrake:
         cfg = self.config
         assert cfg is not None
         if (counter.locked_until <= now and not counter.pending
-                and now - counter.last > cfg.forget_after):
-            del table[key]  # forgotten: the last failure is long past and no lockout runs
+                and now - max(counter.last, counter.locked_until) > cfg.forget_after):
+            # forgotten: the last failure (and the lockout's end) is long past. Counted from
+            # the lockout's end, so a guesser back right after a lockout is locked out again
+            # at its next failure instead of starting afresh with free guesses
+            del table[key]
             return None
         return counter
 

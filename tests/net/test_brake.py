@@ -49,9 +49,12 @@ def test_the_defaults_delay_after_five_failures_and_lock_out_at_twenty() -> None
     assert brake.stats["brake_lockouts"] == 2  # the address and the account
     spent = clock.now - 1000.0
     assert spent == 1 + 2 + 4 + 8 + 16 * 10  # 191 s for 20 guesses, then 900 s of nothing
-    clock.now += 900.0  # the lockout ends; the counter is remembered until forget_after
+    clock.now += 901.0  # the lockout ends; the counter is remembered until forget_after
+    assert guess(brake, clock, "demo", ATTACKER) == 0.0  # one guess per lockout ...
+    assert brake.admit("demo", ATTACKER).refused is not None  # ... then locked again
+    clock.now += 901.0 + 901.0  # forgotten forget_after after the lockout's end
+    assert brake.failures(host=ATTACKER) == 0
     assert guess(brake, clock, "demo", ATTACKER) == 0.0
-    assert brake.admit("demo", ATTACKER).refused is not None  # locked again at once
 
 
 def test_an_address_without_failures_is_not_braked_by_the_account() -> None:
