@@ -57,10 +57,13 @@ MAX_WAITING = 4096
 class Pairing:
     """The requests waiting on one connection, and the answers that settle them."""
 
-    __slots__ = ("catalogue", "waiting")
+    __slots__ = ("catalogue", "limit", "waiting")
 
-    def __init__(self, catalogue: Catalogue = CATALOGUE) -> None:
+    def __init__(self, catalogue: Catalogue = CATALOGUE, limit: int | None = MAX_WAITING
+                 ) -> None:
+        """``limit``: requests kept waiting at most (None: all, for a capture's judge)."""
         self.catalogue = catalogue
+        self.limit = limit
         self.waiting: list[Waiting] = []
 
     def __len__(self) -> int:
@@ -77,7 +80,7 @@ class Pairing:
         if message.command not in self.catalogue.answers or message.spec is None:
             return False
         self.waiting.append(Waiting(index, message))
-        if len(self.waiting) > MAX_WAITING:
+        if self.limit is not None and len(self.waiting) > self.limit:
             del self.waiting[0]
         return True
 

@@ -62,11 +62,13 @@
 # state-triggered: after every message, an upload or download whose progress
 # (``synced``) reached its ``total`` is uploaded/downloaded, otherwise
 # uploading/downloading. The sequence rules are checked by one handler per
-# (direction, command). Upload requests wait in a FIFO until answered, so each
-# answer is compared with the request it answers even if the client pipelines.
-# Download requests cannot be pipelined (each echoes the previous answer), so
-# a request repeated before its answer is a retry and one answer serves all
-# requests waiting.
+# (direction, command). Which request an answer answers is the one pairing
+# rule (camprotool.protocol.pairing.Pairing, from the catalogue): upload
+# requests wait in a FIFO until answered, so each answer is compared with the
+# request it answers even if the client pipelines. Download requests cannot be
+# pipelined (each echoes the previous answer; the catalogue marks them
+# ``retries``), so a request repeated before its answer is a retry and one
+# answer serves all requests waiting.
 #
 # Two rules look at single messages, on any connection: ``malformed_params``
 # (a known command whose fields failed to parse) and ``check_too_many_ids``.
@@ -122,7 +124,6 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import NamedTuple
@@ -137,6 +138,7 @@ from camprotool.protocol.catalogue import (
 from camprotool.protocol.errors import LocalProtocolError
 from camprotool.protocol.fields import parse_params
 from camprotool.protocol.messages import Message
+from camprotool.protocol.pairing import Pairing
 
 #: Every rule key (PROTOCOL.md section 5, a contract) and its one-line description.
 RULES: dict[str, str] = {
@@ -677,9 +679,29 @@ class DataSession(_Session):
         self.failed = 0
         self.expected_current = 1
         self.expected_downloaded: int | None = 0 if start_seen else None
-        self.pending: deque[_Request] = deque()
+        #: the transfer requests waiting for an answer, paired by the one pairing rule
+        self.pairing = Pairing(limit=None)
+        self._requests_by_index: dict[int, _Request] = {}
         self._requests = 0  # transfer requests seen
         self._answers = 0  # transfer answers seen
+
+    @property
+    def pending(self) -> list[_Request]:
+        """The transfer requests not answered yet, oldest first."""
+        return [self._requests_by_index[w.index] for w in self.pairing.waiting]
+
+    def _wait(self, request: _Request, msg: Message) -> None:
+        self.pairing.request(request.index, msg)
+        self._requests_by_index[request.index] = request
+
+    def _settle(self, msg: Message) -> _Request | None:
+        """The request ``msg`` answers (None: nothing waiting); retries it serves go too."""
+        paired = self.pairing.answer(msg)
+        for w in (*paired.dropped, *paired.retries):
+            self._requests_by_index.pop(w.index, None)
+        if paired.request is None:
+            return None
+        return self._requests_by_index.pop(paired.request.index)
 
     @property
     def kind(self) -> str | None:
@@ -763,14 +785,14 @@ class DataSession(_Session):
             self.note(found.index, text_upload_after_complete(current))
         self.expected_current = current + 1
         self._requests += 1
-        self.pending.append(_Request(found.index, msg.camera_id, current, msg.total))
+        self._wait(_Request(found.index, msg.camera_id, current, msg.total), msg)
 
     def _upload_answer(self, found: _Findings, msg: Message) -> None:
         name = msg.command
         if name == "UploadFail":
             self.failed += 1
         self._answers += 1
-        req = self.pending.popleft() if self.pending else None
+        req = self._settle(msg)
         if req is None:
             self.note(found.index, text_unanswered(name, "UploadCaramer"))
         else:
@@ -802,12 +824,11 @@ class DataSession(_Session):
             self.note(found.index, text_download_past_end(downloaded, self.total))
         self.expected_downloaded = downloaded  # a repeat of this request is fine
         self._requests += 1
-        self.pending.append(_Request(found.index, None, downloaded, None))
+        self._wait(_Request(found.index, None, downloaded, None), msg)
 
     def _download_answer(self, found: _Findings, msg: Message) -> None:
         self._answers += 1
-        req = self.pending[-1] if self.pending else None  # it answers the latest (retry) too
-        self.pending.clear()
+        req = self._settle(msg)  # the latest request waiting: earlier ones were retries
         expected = req.position + 1 if req is not None else self.synced + 1
         current = msg.current
         if req is None:
@@ -828,9 +849,7 @@ class DataSession(_Session):
     def _download_fail(self, found: _Findings, msg: Message) -> None:
         self.failed += 1
         self._answers += 1
-        if self.pending:
-            self.pending.clear()
-        else:
+        if self._settle(msg) is None:
             self.note(found.index, text_unanswered("DownloadFail", "DownLoadCaramer"))
 
 
