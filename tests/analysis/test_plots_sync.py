@@ -81,7 +81,7 @@ def test_a_few_transfers_are_one_panel_each_on_their_own_clock():
     first = panel_of(fig, 1)
     assert first.get_title(loc="left").splitlines() == [
         "conn 1 upload 10.0.0.1:5001",
-        "3/3, complete, closed (FIN); started 09:00:00.500, lasted 2.7 s"]
+        "3/3, complete, closed (FIN)", "started 09:00:00.500, lasted 2.7 s"]
     (line,) = named_lines(first)
     # x: seconds since the transfer's start (0.5 s): the steps at 1, 2, 3 s are at 0.5, 1.5, 2.5
     assert list(line.get_xdata()) == pytest.approx([0, 0.5, 1.5, 2.5])

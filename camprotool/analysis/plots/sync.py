@@ -277,7 +277,7 @@ def _panels(items: list[Transfer], zone: dt.tzinfo, ax: Axes | None,
             pax.set_ylabel("step reached (current)")
         start = pd.Timestamp(wall(pd.Series([item.start]), zone)[0])
         closed = f", {CLOSES[item.close][0]}" if item.close in CLOSES else ""
-        pax.set_title(f"{item.label}\n{item.progress}{closed}; started "
+        pax.set_title(f"{item.label}\n{item.progress}{closed}\nstarted "
                       f"{start:%H:%M:%S}.{start.microsecond // 1000:03d}, "
                       f"lasted {format_duration(length)}", fontsize=8.5, loc="left")
     more = f"; the first {n} of {len(items):,}" if len(items) > n else ""
