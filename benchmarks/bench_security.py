@@ -120,12 +120,29 @@ def guess(seconds: float, brake: bool, workers: int = 20) -> dict:
                 "real_user_login_s_max": round(max(t for _, t in logins), 3)}
 
 
+def hash_cost(n: int = 20) -> dict:
+    """CPU seconds of one password check (scrypt N=2**14), by ``time.process_time`` so a
+    busy machine does not inflate it: what bounds guessing with two hashing workers."""
+    from camprotool.net.scenario import load_scenario
+    from camprotool.net.store import Store
+
+    store = Store()
+    store.load(load_scenario({"accounts": [{"user": "u", "password": "right"}]}))
+    started = time.process_time()
+    for _ in range(n):
+        store.check_password("u", "wrong")
+    cpu = (time.process_time() - started) / n
+    store.close()
+    return {"cpu_s_per_check": round(cpu, 4), "bound_per_s_with_2_workers": round(2 / cpu, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guess-seconds", type=float, default=60.0)
     parser.add_argument("--skip-held", action="store_true")
     args = parser.parse_args()
     logging.getLogger("camprotool").setLevel(logging.ERROR)
+    print("password check cost:", hash_cost(), flush=True)
     if not args.skip_held:
         print("connections held:", connections_held(), flush=True)
     print("guessing, no brake:", guess(min(args.guess_seconds, 20.0), brake=False), flush=True)
