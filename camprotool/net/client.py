@@ -48,7 +48,7 @@ from camprotool.net.errors import (
 from camprotool.net.loop import LoopThread
 from camprotool.net.models import Camera, SyncResult, UploadResult, as_camera
 from camprotool.net.recording import MessageLog
-from camprotool.net.stream import MessageStream
+from camprotool.net.stream import MessageStream, open_stream
 from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, LocalProtocolError, Message, encode
 from camprotool.protocol.catalogue import CATALOGUE, MAX_STATUS_IDS, Catalogue
@@ -227,17 +227,8 @@ class AsyncClient:
             local = (self._main.sockname[0], 0)  # the server checks the data peer's address
         elif self.local_address:
             local = (self.local_address, 0)
-        where = format_endpoint((self.host, port))
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await asyncio.open_connection(self.host, port, local_addr=local)
-        except TimeoutError:
-            raise ReplyTimeout(f"connecting to {where} ({what}) timed out") from None
-        except ConnectionRefusedError:
-            raise ConnectionRefusedError(f"cannot connect to {where}: connection refused"
-                                         ) from None
-        except OSError as exc:
-            raise OSError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+        return await open_stream(self.host, port, local=local, timeout=self.timeout,
+                                 what=what, timeout_error=ReplyTimeout)
 
     async def close(self) -> None:
         """Close every connection, stop heartbeats, flush the recording."""

@@ -19,6 +19,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from camprotool.net.addresses import format_endpoint
 from camprotool.net.recording import Conversation, MessageLog
 from camprotool.protocol import Message, encode
 from camprotool.protocol.conversation import Event, MessageEvent, Peer
@@ -136,6 +137,26 @@ class MessageStream:
             async with asyncio.timeout(2):
                 await self.writer.wait_closed()
         return self.conv.close(by="c2s" if self.closed_by == "c2s" else "s2c")
+
+
+async def open_stream(host: str, port: int, *, local: tuple[str, int] | None = None,
+                      timeout: float | None = None, what: str = "",
+                      timeout_error: type[TimeoutError] = TimeoutError
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``host:port`` (from ``local``), failing with one clear sentence that
+    names the address (``what``: "main", "data", ... shown in a timeout)."""
+    where = format_endpoint((host, port))
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.open_connection(host, port, local_addr=local)
+    except TimeoutError:
+        raise timeout_error(f"connecting to {where}{f' ({what})' if what else ''} timed out"
+                            ) from None
+    except ConnectionRefusedError:
+        raise ConnectionRefusedError(f"cannot connect to {where}: connection refused"
+                                     ) from None
+    except OSError as exc:
+        raise OSError(f"cannot connect to {where}: {exc.strerror or exc}") from None
 
 
 def _addr(addr: Any) -> tuple:

@@ -25,7 +25,7 @@ from camprotool.net.replay.plan import (
     _Rec,
     _RecConn,
 )
-from camprotool.net.stream import MessageStream
+from camprotool.net.stream import MessageStream, open_stream
 from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, Message, encode
 from camprotool.protocol.conversation import Answer, MessageEvent, Push, Request
@@ -176,17 +176,8 @@ class _ClientReplay:
     # ---------------------------------------------------------------- connections
     async def connect(self, port: int, local: tuple[str, int] | None) -> tuple[
             asyncio.StreamReader, asyncio.StreamWriter]:
-        where = format_endpoint((self.target[0], port))
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                return await asyncio.open_connection(self.target[0], port, local_addr=local)
-        except TimeoutError:
-            raise TimeoutError(f"connecting to {where} timed out") from None
-        except ConnectionRefusedError:
-            raise ConnectionRefusedError(f"cannot connect to {where}: connection refused"
-                                         ) from None
-        except OSError as exc:
-            raise OSError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+        return await open_stream(self.target[0], port, local=local,
+                                 timeout=self.connect_timeout)
 
     def attach(self, live: _LiveConn, reader: asyncio.StreamReader,
                writer: asyncio.StreamWriter) -> None:
@@ -541,6 +532,22 @@ def _target(target: str | tuple) -> tuple[str, int]:
     return host, port
 
 
+def _replay(capture_or_path: Any, target: str | tuple, *, dialect: str | Dialect | None,
+            speed: float, conns: int | Iterable[int] | None, timeout: float,
+            connect_timeout: float | None, record: str | Path | IO[bytes] | None,
+            reveal_passwords: bool, volatile: Mapping[str, Iterable[str]] | None
+            ) -> _ClientReplay:
+    """The checked arguments and the plan (file errors surface here, in the caller)."""
+    target_ = _target(target)
+    speed = _check_speed(speed)
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0, got {timeout}")
+    plan = _plan(capture_or_path, conns, dialect)
+    return _ClientReplay(plan, target_, speed=speed, timeout=timeout,
+                         connect_timeout=connect_timeout or timeout, record=record,
+                         reveal_passwords=reveal_passwords, volatile=volatile)
+
+
 async def replay_client_async(
     capture_or_path: Any,
     target: str | tuple = ("127.0.0.1", 9000),
@@ -555,14 +562,9 @@ async def replay_client_async(
     volatile: Mapping[str, Iterable[str]] | None = None,
 ) -> ReplayResult:
     """:func:`replay_client` for asyncio code (runs on the caller's loop)."""
-    target_ = _target(target)
-    speed = _check_speed(speed)
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0, got {timeout}")
-    plan = _plan(capture_or_path, conns, dialect)
-    replay = _ClientReplay(plan, target_, speed=speed, timeout=timeout,
-                           connect_timeout=connect_timeout or timeout, record=record,
-                           reveal_passwords=reveal_passwords, volatile=volatile)
+    replay = _replay(capture_or_path, target, dialect=dialect, speed=speed, conns=conns,
+                     timeout=timeout, connect_timeout=connect_timeout, record=record,
+                     reveal_passwords=reveal_passwords, volatile=volatile)
     return await replay.run()
 
 
@@ -594,19 +596,12 @@ def replay_client(
     so it works in a notebook); raises ``OSError`` when the first connection
     cannot be made.
     """
-    target_ = _target(target)
-    speed = _check_speed(speed)
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0, got {timeout}")
-    plan = _plan(capture_or_path, conns, dialect)  # file errors surface here, in the caller
+    replay = _replay(capture_or_path, target, dialect=dialect, speed=speed, conns=conns,
+                     timeout=timeout, connect_timeout=connect_timeout, record=record,
+                     reveal_passwords=reveal_passwords, volatile=volatile)
     thread = LoopThread("camprotool-replay")
     thread.start()
     try:
-        replay = _ClientReplay(plan, target_, speed=speed, timeout=timeout,
-                               connect_timeout=connect_timeout or timeout, record=record,
-                               reveal_passwords=reveal_passwords, volatile=volatile)
         return thread.run(replay.run())
     finally:
         thread.stop()
-
-
