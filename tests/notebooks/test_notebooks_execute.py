@@ -31,7 +31,8 @@ EXPECTED: dict[str, list[str]] = {
     "02-debug-a-failed-sync.ipynb": [
         "upload_sequence", "incomplete_sync", "heartbeat_gap", "check_too_many_ids",
         "unannounced_data_port", "cut_short", "frame cut by 15 lost bytes", "<PlotFigure",
-        "该摄像头绑定账号已满"],
+        "该摄像头绑定账号已满", "'bound': 3, 'refused': 1, 'failed': 2", "lost_bytes",
+        "previous segment not captured", "wireshark -r ../captures/failed_sync.pcapng -g 20"],
     "03-interactive-client.ipynb": [
         "logged in as demo", "DEMO0002 offline", "'DEMO0002': True", "downloaded 3 camera(s)",
         "DownloadSucess"],
