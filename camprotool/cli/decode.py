@@ -67,9 +67,7 @@ def load(args: argparse.Namespace):
     from camprotool.analysis.capture import read_capture  # pandas loads only when used
 
     path = args.capture
-    if not os.path.exists(path):
-        raise CliError(f"{path}: no such file")
-    progress = progress_bar(os.path.getsize(path), f"decoding {os.path.basename(path)}")
+    progress = progress_bar(capture_size(path), f"decoding {os.path.basename(path)}")
     return read_capture(path, dialect=args.dialect, ports=args.ports,
                         reveal_passwords=args.reveal_passwords, progress=progress)
 
@@ -101,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         output_format(args.output)  # refuse a bad extension before decoding
     path = args.capture
-    if not os.path.exists(path):
-        raise CliError(f"{path}: no such file")
+    capture_size(path)  # a missing file or a glob matching nothing: one line, now
     found: list = []
     watch = _Watch()
     chunks = watch.chunks(stream(args, path, problems=found))
@@ -112,12 +109,26 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def capture_size(path: str) -> int:
+    """Bytes to read for ``path``: a capture file, or a glob naming a capture set (read as
+    one capture, merged by time). A missing file or an empty glob is a CliError."""
+    from camprotool.capture.captureset import expand_sources
+
+    try:
+        paths = expand_sources(path) or [path]
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    if len(paths) == 1 and not os.path.exists(paths[0]):
+        raise CliError(f"{path}: no such file")
+    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+
+
 def stream(args: argparse.Namespace, path: str, *, problems: list | None = None):
     """The capture's messages chunk by chunk (bounded memory), with a progress bar on a tty.
     ``problems``: a list that gets the decoder's problem rows once the last chunk is out."""
     from camprotool.analysis.stream import iter_capture
 
-    progress = progress_bar(os.path.getsize(path), f"decoding {os.path.basename(path)}")
+    progress = progress_bar(capture_size(path), f"decoding {os.path.basename(path)}")
     return iter_capture(path, dialect=args.dialect, ports=args.ports,
                         reveal_passwords=args.reveal_passwords, progress=progress,
                         problems=problems)

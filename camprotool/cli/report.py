@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 from camprotool.cli import CliError
-from camprotool.cli.decode import add_decode_options, load, warn_problems
+from camprotool.cli.decode import add_decode_options, capture_size, load, warn_problems
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "tables and the plots, plus every table as csv and parquet in DIR/tables/. Prints the "
         "path of index.html.",
     )
-    p.add_argument("capture", help="pcap or pcapng file")
+    p.add_argument("capture", help="pcap or pcapng file, or a quoted glob of files read as "
+                   "one capture (a ring buffer)")
     p.add_argument("-o", "--output", metavar="DIR",
                    help="output directory (default: CAPTURE.report/ beside the capture, or in "
                    "the current directory if the capture's directory is not writable)")
@@ -34,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def default_output(capture: str) -> Path:
     """``<capture name>.report`` beside the capture, else in the current directory."""
     path = Path(capture)
-    name = f"{path.name}.report"
+    # a glob naming a capture set: its name without the wildcards (ring_*.pcapng -> ring_.pcapng)
+    stem = re.sub(r"[*?\[\]]", "", path.name) or "capture-set"
+    name = f"{stem}.report"
     beside = path.parent / name
     if os.access(path.parent, os.W_OK | os.X_OK) and (
             not beside.exists() or os.access(beside, os.W_OK | os.X_OK)):
@@ -43,8 +47,7 @@ def default_output(capture: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.capture):
-        raise CliError(f"{args.capture}: no such file")
+    capture_size(args.capture)  # a missing file, or a glob matching none: one line
     out = Path(args.output) if args.output else default_output(args.capture)
     if out.exists() and not out.is_dir():
         raise CliError(f"{out}: exists and is not a directory")
