@@ -207,10 +207,31 @@ def write_dataset(
     root_path = Path(root).absolute()
     if root_path.exists() and not root_path.is_dir():
         raise ValueError(f"{root}: exists and is not a directory")
-    manifest = Manifest.load(root_path)
     sets = group_sets(sources)
+    root_path.mkdir(parents=True, exist_ok=True)
+    with _writing(root_path):
+        return _write(sets, root_path, str(root), options, client, progress, report)
+
+
+@contextlib.contextmanager
+def _writing(root: Path):
+    """One run at a time per dataset: two would swap the same partitions and lose each
+    other's manifest entries. ``flock`` is released by the system if a run dies."""
+    import fcntl
+
+    with open(root / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{root}: another decode is writing this dataset") from None
+        yield
+
+
+def _write(sets: list[CaptureSet], root_path: Path, shown: str, options: DecodeOptions,
+           client, progress, report) -> Summary:
+    manifest = Manifest.load(root_path)
     wanted = options.as_dict()
-    summary = Summary(str(root))
+    summary = Summary(shown)
     todo = []
     for cset in sets:
         files = snapshot(cset)
@@ -218,7 +239,6 @@ def write_dataset(
             summary.up_to_date.append(cset.name)
         else:
             todo.append((cset, files))
-    root_path.mkdir(parents=True, exist_ok=True)
     done_bytes = 0
     total = sum(max(f.size, 0) for _, files in todo for f in files)
 

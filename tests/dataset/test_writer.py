@@ -149,3 +149,15 @@ def test_a_set_that_fails_leaves_the_dataset_as_it_was(
     assert lines[0].startswith("failed sensor-a (") and "disk on fire" in lines[0]
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.parquet")} == before
     assert Manifest.load(root).sets["sensor-a"].options["ports"] is None  # not recorded
+
+
+def test_one_run_at_a_time(fleet: Fleet, tmp_path: Path) -> None:
+    import fcntl
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    with open(root / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ValueError, match="another decode is writing this dataset"):
+            write_dataset(fleet.folder, root)
+    assert write_dataset(fleet.folder, root).messages > 0
