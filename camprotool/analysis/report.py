@@ -552,13 +552,16 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
     ids = s["session"].tolist()[:max_sequences] if len(s) else []
     if not ids and len(cap.messages):  # no login seen: the first connection's flow
         body += _figure(plots.sequence_diagram(cap.messages, None, zone,
-                                               connections=cap.connections),
+                                               connections=cap.connections,
+                                               violations=cap.violations),
                         "Message sequence", "Message sequence of the first connection.")
     for sid in ids:
-        fig = plots.sequence_diagram(cap.messages, sid, zone, sessions=s)
+        fig = plots.sequence_diagram(cap.messages, sid, zone, sessions=s,
+                                     connections=cap.connections, violations=cap.violations)
         body += f"<h3>Session {sid}</h3>" + _figure(
             fig, f"Message sequence of session {sid}",
-            "Client, server and data connections; one arrow per message, time going down.")
+            "Client, server and data connections; one arrow per message with its frame, time "
+            "going down, long pauses cut out; closes, resets and violations marked.")
     if len(s) > len(ids):
         body += (f'<p class="note">Sequence diagrams for the first {len(ids)} of {len(s)} '
                  "sessions; draw others with "
@@ -568,7 +571,8 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
     t = cap.transfers
     body = table("transfers") + _figure(
         plots.sync_progress(cap.sync, t, zone), "Sync progress per data connection",
-        "Cameras synced over time per data connection; red crosses are failed steps.")
+        "How far each transfer got since its own start (one panel each, or a summary for "
+        "many); red crosses are failed steps.")
     failed = cap.sync[cap.sync["outcome"].astype(str) != "ok"]
     if len(failed):
         body += ("<h3>Failures by reason</h3>"
