@@ -58,7 +58,7 @@ from camprotool.protocol.codec import Decoder, encode
 from camprotool.protocol.dialect import LINE, Dialect
 from camprotool.protocol.errors import LocalProtocolError
 from camprotool.protocol.messages import Message, build_message
-from camprotool.protocol.pairing import Pairing, Waiting
+from camprotool.protocol.pairing import MAX_WAITING, Pairing, Waiting
 from camprotool.protocol.rules import (
     C2S,
     DATA_TRANSITIONS,
@@ -203,7 +203,8 @@ class Conversation:
                                        heartbeat_timeout_ns=heartbeat_timeout_ns,
                                        opened_ns=opened_ns)
         else:
-            self.session = DataSession(announced=announced, start_seen=start_seen, port=port)
+            self.session = DataSession(announced=announced, start_seen=start_seen, port=port,
+                                       max_pending=MAX_WAITING)
         self.pairing = Pairing(catalogue)
         self.messages = 0  # messages seen, both directions: the next message's index
         self.closed = False

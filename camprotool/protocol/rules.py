@@ -652,7 +652,9 @@ class DataSession(_Session):
     ``unannounced_data_port`` on the first message, None means we cannot tell
     (no main connection seen). ``start_seen=False`` (a capture began
     mid-transfer) skips the start checks of the first request. ``port`` only
-    improves the detail of ``unannounced_data_port``.
+    improves the detail of ``unannounced_data_port``. ``max_pending``: the
+    unanswered requests kept (None: all; a live peer sets a bound so a flood
+    nobody answers cannot grow its memory).
 
     Useful state for a peer: ``state``, ``kind`` ('upload'/'download'/None),
     ``total``, ``synced`` (progress: the server's synced for uploads, the last
@@ -668,6 +670,7 @@ class DataSession(_Session):
         announced: bool | None = True,
         start_seen: bool = True,
         port: int | None = None,
+        max_pending: int | None = None,
     ) -> None:
         super().__init__()
         self.announced = announced
@@ -680,7 +683,7 @@ class DataSession(_Session):
         self.expected_current = 1
         self.expected_downloaded: int | None = 0 if start_seen else None
         #: the transfer requests waiting for an answer, paired by the one pairing rule
-        self.pairing = Pairing(limit=None)
+        self.pairing = Pairing(limit=max_pending)
         self._requests_by_index: dict[int, _Request] = {}
         self._requests = 0  # transfer requests seen
         self._answers = 0  # transfer answers seen
@@ -693,6 +696,8 @@ class DataSession(_Session):
     def _wait(self, request: _Request, msg: Message) -> None:
         self.pairing.request(request.index, msg)
         self._requests_by_index[request.index] = request
+        if len(self._requests_by_index) > len(self.pairing):  # over the pairing's limit
+            del self._requests_by_index[next(iter(self._requests_by_index))]
 
     def _settle(self, msg: Message) -> _Request | None:
         """The request ``msg`` answers (None: nothing waiting); retries it serves go too."""

@@ -208,3 +208,16 @@ def test_an_extended_catalogue_types_and_pairs_a_new_command() -> None:
     assert not [e for e in events if isinstance(e, ViolationEvent)]
     with pytest.raises(ValueError, match="twice"):
         cat.extended(ask)
+
+
+def test_a_flood_of_unanswered_requests_is_bounded() -> None:
+    from camprotool.protocol.pairing import MAX_WAITING
+
+    conv = Conversation("data")
+    flood = b"".join(encode("UploadCaramer", f"C{i}|p|{i}|99999")
+                     for i in range(1, MAX_WAITING + 50))
+    conv.feed("c2s", flood)
+    assert len(conv.pairing) == MAX_WAITING
+    assert len(conv.session.pending) == MAX_WAITING
+    events = conv.feed("s2c", encode("UploadSucess", "C50|true|50|99999"))
+    assert events[0].request.message.camera_id == "C50"  # the oldest still waiting
