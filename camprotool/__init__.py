@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from camprotool._version import __version__
 from camprotool.protocol import (
     COMMANDS,
     Decoder,
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from camprotool.pyshark_messages import from_pyshark
     from camprotool.widgets import CaptureExplorer, ClientPanel
     from camprotool.widgets.server import demo_server
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "Capture": "camprotool.analysis.capture",

@@ -314,7 +314,7 @@ def render_dissector(
     """
     framing, encoding, heartbeat, max_frame = _resolve_dialect(dialect)
     port_text = format_ports(ports)
-    from camprotool import __version__  # the package root is already imported
+    from camprotool._version import __version__  # not the package root: layers look down
 
     values = {
         "@VERSION@": __version__,
