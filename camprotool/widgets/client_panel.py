@@ -195,6 +195,13 @@ class ClientPanel:
         self.grid = W.HTML(self._grid_html({}))
         self.alarm_plot = W.Output(layout=W.Layout(min_height="60px"))
         self.alarm_plot.outputs = (text_output("no alarms yet"),)
+        self.sequence_button = W.Button(description="Draw", icon="exchange",
+                                        tooltip="the conversation so far, time going down")
+        self.sequence_plot = W.Output(layout=W.Layout(min_height="40px"))
+        self.sequence_plot.outputs = (text_output(
+            "press Draw: the latest messages as a sequence diagram (arrows spaced by time, "
+            "one lane per data connection)"),)
+        self.sequence_figure: Any = None
         self.log_filter = W.Dropdown(
             options=[("all commands", ALL), *[(s.name, s.name) for s in COMMANDS],
                      ("unknown commands", UNKNOWN)], description="show")
@@ -207,6 +214,7 @@ class ClientPanel:
         self.send_button.on_click(lambda _: self.send())
         self.raw_send_button.on_click(lambda _: self.send_raw())
         self.sync_button.on_click(lambda _: self.sync())
+        self.sequence_button.on_click(lambda _: self.draw_sequence())
         self.clear_log_button.on_click(lambda _: self.clear_log())
         self.command_picker.observe(lambda _: self._show_form(), names="value")
         self.log_filter.observe(lambda _: self._refresh.trigger(), names="value")
@@ -219,8 +227,9 @@ class ClientPanel:
             W.HBox([self.raw_command, self.raw_send_button]), self.raw_params])
         sync = W.VBox([self.local_cameras, W.HBox([self.sync_button, self.progress,
                                                     self.progress_label])])
-        tabs = W.Tab(children=[commands, sync])
-        tabs.titles = ("Commands", "Sync")
+        sequence = W.VBox([self.sequence_button, self.sequence_plot])
+        tabs = W.Tab(children=[commands, sync, sequence])
+        tabs.titles = ("Commands", "Sync", "Sequence")
         self.widget = W.VBox([
             W.HBox([self.host, self.port, self.dialect]),
             W.HBox([self.user, self.password, self.connect_button, self.login_button,
@@ -683,6 +692,25 @@ class ClientPanel:
         if fig is not None:
             self.alarm_figure = fig
             self.alarm_draws += 1
+
+    def draw_sequence(self) -> None:
+        """Draw the latest messages as a sequence diagram (the Sequence tab's Draw button)."""
+
+        def job() -> str:
+            from camprotool.widgets.live_sequence import LAST, draw
+
+            client = self.client
+            if client is None:
+                raise ValueError("no messages yet: connect and send something first")
+            messages = client.log.dataframe(reveal_passwords=self.reveal_passwords)
+            fig = show_figure(self.sequence_plot, lambda: draw(messages, self.zone))
+            if fig is None:
+                raise ValueError("the sequence diagram could not be drawn (see the tab)")
+            self.sequence_figure = fig
+            shown = min(len(messages), LAST)
+            return f"sequence diagram of the latest {shown} of {len(messages)} messages"
+
+        self._start("sequence", job)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

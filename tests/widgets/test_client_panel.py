@@ -283,3 +283,43 @@ def test_parse_cameras_rejects_a_bad_line():
     assert parse_cameras("A 1\n\nB:2\n") == [("A", "1"), ("B", "2")]
     with pytest.raises(ValueError, match="line 1"):
         parse_cameras("only-an-id")
+
+
+def test_sequence_tab_draws_the_conversation(server, make_panel):
+    panel = make_panel(server)
+    panel.sequence_button.click()
+    assert panel.wait(10)
+    assert "no messages yet" in panel.last_error
+    panel.login()
+    assert panel.wait(10)
+    panel.sync()  # the demo account's cameras come down a data connection
+    assert panel.wait(20)
+    panel.sequence_button.click()
+    assert panel.wait(20)
+    assert panel.last_error is None, panel.last_error
+    (out,) = panel.sequence_plot.outputs
+    assert out["data"].get("image/png")
+    ax = panel.sequence_figure.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    # a lane per connection: the main one and the data connection of the download
+    lanes = " ".join(t.get_text() for t in ax.get_xticklabels()) + " ".join(texts)
+    assert "data conn" in lanes
+    assert any(t.startswith("Login") for t in texts)
+    assert any(t.startswith("DownloadSucess") for t in texts)
+    assert "sequence diagram of the latest" in panel.status_text
+
+
+def test_live_connections_link_data_to_their_main():
+    import pandas as pd
+
+    from camprotool.widgets.live_sequence import live_connections
+
+    ts = pd.to_datetime([1, 2, 3, 4, 5], unit="s", utc=True)
+    log = pd.DataFrame({"ts": ts, "conn": [0, 0, 1, 2, 3],
+                        "channel": ["main", "main", "data", "main", "data"],
+                        "client": "c", "server": "s"})
+    conns = live_connections(log)
+    assert conns["conn"].tolist() == [0, 1, 2, 3]
+    # each data connection belongs to the last main connection opened before it
+    assert conns["main_conn"].fillna(-1).tolist() == [-1, 0, -1, 2]
+    assert conns["start"].isna().all()  # no TCP opening the log did not see
