@@ -121,6 +121,17 @@ def test_failed_sync_a_70_ms_and_a_1_s_transfer_each_read_in_their_unit(failed):
     assert rogue.get_title(loc="left").startswith(
         "conn 2 upload 198.51.100.40:50202 (not announced)\n")
     assert short.get_ylabel() == "step reached (current)"
+    # the rules broken at a step are marked on it: camera 4 announced after 2, then the reset
+    (rules,) = [t for t in short.texts if t.get_gid() == "violation"]
+    assert rules.get_text() == "upload_sequence\nincomplete_sync"
+    assert rules.xy == pytest.approx((65, 4))  # the step to current 4, 65 ms in
+    (marks,) = [c for c in short.collections if c.get_label() == "protocol violation"]
+    assert marks.get_offsets().tolist() == [pytest.approx([65, 4])]
+    assert [t.get_text() for t in rogue.texts if t.get_gid() == "violation"] == \
+        ["unannounced_data_port"]
+    assert "protocol violation" in [t.get_text() for t in fig.legends[0].get_texts()]
+    plain = plots.sync_progress(failed.sync, failed.transfers, tz="UTC")
+    assert not [t for ax in plain.axes for t in ax.texts if t.get_gid() == "violation"]
     assert "UTC on 2025-11-28" in fig.get_suptitle()
     render(fig)
 

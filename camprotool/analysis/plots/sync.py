@@ -34,6 +34,7 @@ from camprotool.analysis.plots.figure import (
     OFFLINE,
     ONLINE,
     UNKNOWN,
+    WARN,
     empty,
     fonts,
     new_axes,
@@ -74,6 +75,7 @@ class Transfer:
     outcome: np.ndarray
     reason: list[str]
     announced: bool = True  # False: a data connection no main connection announced
+    rules: list[str] | None = None  # per step: the rules its request or answer broke
 
     @property
     def label(self) -> str:
@@ -101,7 +103,28 @@ def _text(value: object) -> str:
         else str(value)
 
 
-def _collect(sync: pd.DataFrame, transfers: pd.DataFrame | None) -> list[Transfer]:
+def _step_rules(sync: pd.DataFrame, violations: pd.DataFrame | None) -> np.ndarray:
+    """Per step of ``sync``: the rules its request or answer message broke ("" for none)."""
+    out = np.full(len(sync), "", object)
+    if violations is None or not len(violations) or not len(sync):
+        return out
+    by_message: dict[int, str] = {}
+    for message, rule in zip(violations["message"], violations["rule"].astype(str),
+                             strict=True):
+        if not pd.isna(message):
+            known = by_message.get(int(message))
+            by_message[int(message)] = rule if not known else f"{known}\n{rule}"
+    for column in ("request", "answer"):
+        if column in sync:
+            found = sync[column].astype("Int64").map(pd.Series(by_message, dtype=object))
+            found = found.astype(object).where(found.notna(), "").to_numpy(dtype=object)
+            out = np.where((out != "") & (found != ""), out + "\n" + found,
+                           np.where(out != "", out, found))
+    return out
+
+
+def _collect(sync: pd.DataFrame, transfers: pd.DataFrame | None,
+             violations: pd.DataFrame | None = None) -> list[Transfer]:
     """One Transfer per data connection in ``sync`` or ``transfers``, by start time.
 
     Columns are turned into NumPy arrays once and sliced per connection, so
@@ -119,6 +142,7 @@ def _collect(sync: pd.DataFrame, transfers: pd.DataFrame | None) -> list[Transfe
     kinds = sync["kind"].astype(str).to_numpy()
     reasons = sync["reason"].astype(object).where(sync["reason"].notna(), "").astype(str) \
         .to_numpy() if "reason" in sync else np.full(len(sync), "", object)
+    rules = _step_rules(sync, violations)
     out = []
     for conn in sorted({int(c) for c in groups} | set(info)):
         pos = groups.get(conn, np.zeros(0, np.int64))
@@ -144,13 +168,15 @@ def _collect(sync: pd.DataFrame, transfers: pd.DataFrame | None) -> list[Transfe
             close=_text(row.get("close_reason")) or None, total=total, completed=completed,
             status=_text(row.get("status")), t=(ts[pos] - start.value) / 1e9,
             current=current[pos], outcome=outcome[pos], reason=list(reasons[pos]),
-            announced=not row or "main_conn" not in row or not pd.isna(row["main_conn"])))
+            announced=not row or "main_conn" not in row or not pd.isna(row["main_conn"]),
+            rules=list(rules[pos])))
     return sorted(out, key=lambda x: (x.start, x.conn))
 
 
 def sync_progress(sync: pd.DataFrame | Capture, transfers: pd.DataFrame | None = None,
                   tz: str | dt.tzinfo | None = None, *, ax: Axes | None = None,
-                  layout: str = "auto", max_panels: int = MAX_PANELS) -> Figure:
+                  layout: str = "auto", max_panels: int = MAX_PANELS,
+                  violations: pd.DataFrame | None = None) -> Figure:
     """How far each upload/download got, against the time since its own start.
 
     ``sync``: ``Capture.sync``; ``transfers`` (``Capture.transfers``, optional)
@@ -159,20 +185,23 @@ def sync_progress(sync: pd.DataFrame | Capture, transfers: pd.DataFrame | None =
     transfer), ``"overlay"`` (all on one axes), ``"summary"`` (completion
     histogram and failed steps by reason over time) or ``"auto"``: panels up
     to ``max_panels`` transfers, the summary beyond. Panels and summary given
-    an ``ax`` take its place in its figure.
+    an ``ax`` take its place in its figure. ``violations`` (``Capture.violations``)
+    marks, in the panels, the steps whose request or answer broke a rule. A
+    Capture gives all three tables.
     """
     if isinstance(sync, Capture):
         cap = sync
-        sync, transfers = cap.sync, cap.transfers
+        sync, transfers, violations = cap.sync, cap.transfers, cap.violations
     sync = require(sync, "sync", "sync_progress", CALL)
     transfers = optional(transfers, "transfers", "sync_progress", CALL)
+    violations = optional(violations, "violations", "sync_progress", CALL)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if max_panels < 1:
         raise ValueError(f"max_panels must be at least 1, not {max_panels}")
     zone = resolve_tz(tz)
     with fonts():
-        items = _collect(sync, transfers)
+        items = _collect(sync, transfers, violations)
         if not items:
             fig, ax = new_axes(ax, 11, 4)
             empty(ax, "Sync progress", "no uploads or downloads")
@@ -208,6 +237,15 @@ def _draw_transfer(ax: Axes, item: Transfer, size: float, color: object, label: 
             ax.scatter(item.t[hit] / size, item.current[hit], zorder=4,
                        label="failed step" if outcome == "failed" else "no answer", **style)
             used.add(outcome)
+    broke = [i for i, rule in enumerate(item.rules or []) if rule]
+    if notes and broke:
+        ax.scatter(item.t[broke] / size, item.current[broke], marker="^", s=70, color=WARN,
+                   edgecolors="black", linewidths=0.5, zorder=5, label="protocol violation")
+        for i in broke:
+            ax.annotate(item.rules[i], (item.t[i] / size, item.current[i]), xytext=(-6, 6),
+                        textcoords="offset points", ha="right", va="bottom", fontsize=7,
+                        color=WARN, fontweight="bold", gid="violation")
+        used.add("violation")
     if notes:
         failed = np.flatnonzero(item.outcome == "failed")
         if 0 < len(failed) <= MAX_REASON_NOTES:
@@ -240,6 +278,9 @@ def _legend_handles(used: set[str]) -> list:
     if "no_answer" in used:
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="none",
                               linestyle="", markersize=8, label="no answer"))
+    if "violation" in used:
+        handles.append(Line2D([], [], color=WARN, marker="^", markeredgecolor="black",
+                              linestyle="", markersize=8, label="protocol violation"))
     if "total" in used:
         handles.append(Line2D([], [], color="#1f77b4", linestyle="dotted",
                               label="announced total"))
