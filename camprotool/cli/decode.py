@@ -92,8 +92,11 @@ def run(args: argparse.Namespace) -> int:
 
     if is_dataset_output(args):
         return run_dataset(args, [args.capture, *args.more])
-    if args.more or args.dask:
-        raise CliError("several captures, or --dask, need a dataset folder: -o DIR/")
+    if args.more:
+        raise CliError("several captures: quote a glob to read them as one capture "
+                       "('DIR/*.pcapng'), or write a dataset with -o DIR/")
+    if args.dask:
+        raise CliError("--dask decodes into a dataset: give -o DIR/")
     from camprotool.analysis.export import output_format
 
     if args.output:
