@@ -570,7 +570,8 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
 
     t = cap.transfers
     body = table("transfers") + _figure(
-        plots.sync_progress(cap.sync, t, zone), "Sync progress per data connection",
+        plots.sync_progress(cap.sync, t, zone, violations=cap.violations),
+        "Sync progress per data connection",
         "How far each transfer got since its own start (one panel each, or a summary for "
         "many); red crosses are failed steps.")
     failed = cap.sync[cap.sync["outcome"].astype(str) != "ok"]
