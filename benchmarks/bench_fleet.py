@@ -15,8 +15,8 @@ What is measured, each run starting from an empty dataset:
 * Dask: a ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
   host="127.0.0.1")`` and ``write_dataset(..., client=...)``: each set is a
   task that decodes, builds the nine tables and writes them on its worker.
-  Peak RSS per worker is each worker process's ``ru_maxrss`` after its last
-  set (``SetResult.peak_rss``); the cluster's start is timed apart;
+  Peak RSS per worker is each worker process's ``ru_maxrss``, asked of every
+  worker (``client.run``) after the last set; the cluster's start is timed apart;
 * the dataset's size on disk against the captures'.
 
 Both runs must give the same rows per table (checked). The load average is

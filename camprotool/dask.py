@@ -42,7 +42,7 @@ import pandas as pd
 from dask.base import tokenize
 
 from camprotool.dataset import columns as cols
-from camprotool.dataset.manifest import Manifest
+from camprotool.dataset.manifest import Manifest, snapshot
 from camprotool.dataset.options import DecodeOptions
 from camprotool.dataset.reader import (
     Filters,
@@ -133,7 +133,9 @@ class DaskCaptures(_Tables):
     def __init__(self, sets: list[CaptureSet], options: DecodeOptions) -> None:
         self.sets = sets
         self.options = options
-        token = tokenize(sets, options)
+        # the files' sizes and times are in the keys: a set changed on disk is a new task,
+        # never a result a cluster kept from before
+        token = tokenize(sets, options, [snapshot(s) for s in sets])
         self._parts = [dask.delayed(_decode, pure=True)(
             cset, options, dask_key_name=f"camprotool-decode-{token}-{i}")
             for i, cset in enumerate(sets)]

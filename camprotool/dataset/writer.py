@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import shutil
-import sys
 import time
 import traceback
 import uuid
@@ -61,17 +59,10 @@ class SetResult:
     bad: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
-    #: the worker process's peak resident memory so far, in bytes (ru_maxrss)
-    peak_rss: int = 0
 
 
 def partition_dir(root: str | os.PathLike[str], table: str, set_name: str) -> Path:
     return Path(root) / table / f"capture_set={quote(set_name, safe='')}"
-
-
-def _peak_rss() -> int:
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib if sys.platform == "darwin" else kib * 1024
 
 
 def _bad_files(problems, paths: Iterable[str]) -> dict[str, str]:
@@ -106,7 +97,6 @@ def decode_set(cset: CaptureSet, root: str, options: DecodeOptions,
         result.error = (f"{type(exc).__name__}: {exc} (at {os.path.basename(last.filename)}:"
                         f"{last.lineno})")
     result.seconds = time.perf_counter() - start
-    result.peak_rss = _peak_rss()
     return result
 
 
