@@ -446,3 +446,30 @@ def test_chromium_renders_the_report(sample_report, tmp_path):
     rgb = pixels[..., :3].reshape(-1, 3)
     saturated = (rgb.max(axis=1) - rgb.min(axis=1)) > 0.3
     assert saturated.mean() > 0.002
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium not installed (`make sysdeps` installs it with apt-get "
+                           "when run as root)")
+def test_failed_sync_summary_in_chromium(tmp_path, monkeypatch):
+    """The summary a reader sees first leads with the lost bytes, the refused camera and
+    the violations; the screenshot goes to docs/screenshots/ (``report-summary.png``,
+    for docs/report.md) when CAMPROTOOL_UPDATE_SCREENSHOTS=1."""
+    import os
+
+    monkeypatch.chdir(ROOT)  # the page names the capture as given: captures/...
+    index = write_report(read_capture("captures/failed_sync.pcapng"), tmp_path / "report",
+                         tz="UTC")
+    url = index.resolve().as_uri()
+    dom = chromium("--dump-dom", url, tmp=tmp_path)
+    assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
+    first = Page(dom.stdout.decode("utf-8")).findings[:3]
+    assert first[0].startswith("15 bytes lost (first at frame 20)")
+    assert first[1].startswith("1 camera refused by the server (upload): ID和密码不匹配")
+    shot = tmp_path / "report-summary.png"
+    run = chromium(f"--screenshot={shot}", "--window-size=1400,1250", url, tmp=tmp_path)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")[-2000:]
+    pixels = mpimg.imread(io.BytesIO(shot.read_bytes()), format="png")
+    assert pixels.shape[:2] == (1250, 1400) and pixels[..., :3].var() > 0.002
+    if os.environ.get("CAMPROTOOL_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / "screenshots" / "report-summary.png")
