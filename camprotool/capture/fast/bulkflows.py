@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from camprotool.capture.fast import kernels as K
 from camprotool.protocol.bulk import BulkDecoder, rows_to_table
 from camprotool.protocol.catalogue import BY_NAME
-from camprotool.protocol.codec import Decoder
+from camprotool.protocol.codec import Decoder, error_message
 from camprotool.protocol.detect import _MAX_HITS, _NAMES
 from camprotool.protocol.dialect import Dialect
 
@@ -230,11 +230,18 @@ def _completing_packet(own: np.ndarray, end: np.ndarray, groups: Groups, g_sel: 
 
 def _tails(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, g_len: np.ndarray,
            dialect: Dialect) -> tuple[pa.Table, np.ndarray]:
-    """Bytes after a stream's last newline: the incremental decoder reports them at close.
+    """Bytes after a stream's last newline: the incremental decoder reports them at close,
+    one table for them all; also each row's group.
 
-    One decoder per tail (its state is the whole point), one table for them all;
-    also each row's group.
+    A ``line`` tail holds no newline, so the decoder's whole answer is one row made
+    by ``error_message``: the tail (its first ``max_frame`` bytes) as ``raw`` and
+    "stream ended inside a frame (N bytes of it seen)", ending where the stream
+    ends. Those rows are built as columns (thousands of short connections cut
+    mid-message cost a decoder each otherwise); the row's other values come from
+    the decoder's own row for an empty tail, so both stay one definition.
     """
+    if dialect.is_line:
+        return _line_tails(data, g_start, used, g_len, dialect)
     rows, owner = [], []
     for j in np.flatnonzero(used < g_len).tolist():
         lo, hi = int(g_start[j] + used[j]), int(g_start[j] + g_len[j])
@@ -244,6 +251,30 @@ def _tails(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, g_len: np.nd
         rows += found
         owner += [j] * len(found)
     return rows_to_table(rows), np.asarray(owner, np.int64)
+
+
+def _line_tails(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, g_len: np.ndarray,
+                dialect: Dialect) -> tuple[pa.Table, np.ndarray]:
+    owner = np.flatnonzero(used < g_len)
+    n = len(owner)
+    if not n:
+        return rows_to_table([]), owner
+    size = g_len[owner] - used[owner]
+    keep = np.minimum(size, dialect.max_frame)
+    values = np.empty(int(keep.sum()), np.uint8)
+    K.copy_ranges(data, g_start[owner] + used[owner], keep, values)
+    offsets = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+    raw = pa.Array.from_buffers(pa.large_binary(), n,
+                                [None, pa.py_buffer(offsets), pa.py_buffer(values)])
+    template = rows_to_table([(0, error_message(b"", ""))])
+    columns = template.take(pa.array(np.zeros(n, np.int64)))
+    error = pa.array([f"stream ended inside a frame ({k} bytes of it seen)"
+                      for k in size.tolist()], pa.large_string())
+    for name, column in (("end", pa.array(g_len[owner], pa.int64())), ("raw", raw),
+                         ("error", error)):
+        at = columns.schema.get_field_index(name)
+        columns = columns.set_column(at, columns.schema.field(at), column)
+    return columns, owner
 
 
 def _clean_rows(table: pa.Table) -> np.ndarray:
