@@ -130,29 +130,30 @@ class _Seg(NamedTuple):
 
 
 class _Tap:
-    """The capture's packets, remembering the last one (its lengths) and the raw
-    packets of the frames asked for by number (a non-TCP frame yields no segment).
+    """The capture's packets up to frame ``upto``, remembering the last one handed
+    on (the parser gives segments, the lengths are the raw packet's).
 
-    ``keys``: only the packets of these 4-tuples matter; the others are dropped
-    before parsing when their first bytes do not hold the pair of ports (TCP's
-    first four bytes), which makes following one connection in a large capture
-    about as fast as reading it.
+    ``keys``: only the packets of these 4-tuples (and the ``frames`` asked for)
+    matter; the others are dropped before parsing when their first bytes do not
+    hold the pair of ports (TCP's first four bytes), which makes following one
+    connection in a large capture about as fast as reading it.
     """
 
-    def __init__(self, capture: Any, frames: set[int], keys: set[tuple] | None) -> None:
+    def __init__(self, capture: Any, frames: set[int], keys: set[tuple] | None,
+                 upto: int | None) -> None:
         self.capture = capture
         self.frames = frames
+        self.upto = upto
         self.needles = None if keys is None else sorted(
             {struct.pack("!HH", k[1], k[3]) for k in keys})
         self.last: RawPacket | None = None
-        self.kept: dict[int, RawPacket] = {}
 
     def __iter__(self) -> Iterator[RawPacket]:
-        frames, kept, needles = self.frames, self.kept, self.needles
+        frames, needles, upto = self.frames, self.needles, self.upto
         for raw in self.capture:
-            if raw.frame in frames:
-                kept[raw.frame] = raw._replace(data=bytes(raw.data))
-            elif needles is not None:
+            if upto is not None and raw.frame > upto:
+                return  # frames count up, in a file and in a merged set alike
+            if needles is not None and raw.frame not in frames:
                 head = bytes(raw.data[:_HEAD])
                 if not any(n in head for n in needles):
                     continue
@@ -169,25 +170,18 @@ def _signed(x: int) -> int:
 
 
 class _Pass:
-    """One pass over the capture: every TCP segment up to frame ``upto``, with its stream
-    offset and analysis; ``kept`` then holds the raw packets of the ``frames`` asked for."""
+    """One pass over the capture: every TCP segment up to frame ``upto`` (of the 4-tuples
+    in ``keys``, and the ``frames`` asked for), with its stream offset and analysis."""
 
     def __init__(self, capture: Any, frames: set[int], upto: int | None,
                  keys: set[tuple] | None = None) -> None:
-        self.tap = _Tap(capture, frames, keys)
-        self.upto = upto
+        self.tap = _Tap(capture, frames, keys, upto)
         self.keys = keys
 
-    @property
-    def kept(self) -> dict[int, RawPacket]:
-        return self.tap.kept
-
     def __iter__(self) -> Iterator[_Seg]:
-        tap, upto, keys = self.tap, self.upto, self.keys
+        tap, keys = self.tap, self.keys
         halves: dict[tuple, _Half] = {}
         for seg in iter_tcp_segments(tap):  # type: ignore[arg-type]
-            if upto is not None and seg.frame > upto:
-                break
             key = (seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port)
             if keys is not None and key not in keys and seg.frame not in tap.frames:
                 continue
