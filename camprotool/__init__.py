@@ -25,8 +25,8 @@ from camprotool.protocol import (
 
 if TYPE_CHECKING:
     from camprotool.analysis.capture import Capture, read_capture
+    from camprotool.analysis.live import LiveCapture
     from camprotool.analysis.stream import iter_capture
-    from camprotool.capture.live import LiveCapture
     from camprotool.dataset import read_dataset
     from camprotool.net import (
         AsyncClient,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "Capture": "camprotool.analysis.capture",
-    "LiveCapture": "camprotool.capture.live",
+    "LiveCapture": "camprotool.analysis.live",
     "read_capture": "camprotool.analysis.capture",
     "iter_capture": "camprotool.analysis.stream",
     "read_dataset": "camprotool.dataset",

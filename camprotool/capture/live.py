@@ -1,15 +1,18 @@
 """Live capture: ``dumpcap`` -> a pcap stream -> TCP segments -> messages, in a thread.
 
-:class:`LiveCapture` runs ``dumpcap`` (or ``tshark`` when dumpcap is not on
+:class:`LiveSource` runs ``dumpcap`` (or ``tshark`` when dumpcap is not on
 the PATH) as a subprocess writing the capture to its stdout (``-w -``), with a
 capture filter built from ``ports`` or given as ``bpf``. A daemon thread reads
 that pipe with :class:`~camprotool.capture.pcapstream.PcapStream` and pushes
 each packet through the same path ``read_capture`` takes: the packet parser
 (``iter_tcp_segments``, fast path included), the ``Reassembler`` and a
 ``MessageSink`` with the incremental engine, so a message appears as soon as
-the packet completing it is read. ``messages`` and ``capture()`` build their
-tables through ``camprotool.analysis`` exactly as ``read_capture`` does;
-after ``stop()``, ``capture()`` equals ``read_capture(record)``.
+the packet completing it is read. :meth:`LiveSource.decoded` hands a snapshot
+of what is decoded as a ``DecodedCapture``, the object the file path hands to
+the analysis layer: ``camprotool.analysis.live.LiveCapture`` (``cpt.LiveCapture``)
+builds its tables from it exactly as ``read_capture`` does, and ``cli/live.py``
+prints and exports them. This layer builds no dataframe: capture sits below
+analysis (docs/architecture.md).
 
 Why not pyshark (the design first proposed "tshark via pyshark, in a thread"):
 
@@ -32,13 +35,14 @@ only used to tell a start-up failure from a slow start. dumpcap delivers
 packets in batches (libpcap's buffer timeout): messages appear within about
 a quarter of a second.
 
-Threads: the reader thread owns the decoding; ``messages``/``capture()``
-copy the decoder's state under a lock (cheap: lists of Arrow tables) and
-build the tables on the caller's thread; ``on_message`` callbacks run on a
-third daemon thread, at most every ``notify_interval`` seconds, with a frame
-of the rows that appeared since the last call. Nothing ever runs on the
-caller's event loop; only ``start()`` (until the capture is open, ~20 ms),
-``stop()`` and ``wait()`` block, and briefly.
+Threads: the reader thread owns the decoding; ``decoded()`` copies the
+decoder's state under a lock (cheap: lists of Arrow tables) for the caller's
+thread to build tables from; a subclass may add threads of its own
+(``_extra_threads``: the analysis ``LiveCapture`` adds the one running its
+``on_message`` callbacks), which ``wait_for_change`` lets sleep until new
+packets are decoded. Nothing ever runs on the caller's event loop; only
+``start()`` (until the capture is open, ~20 ms), ``stop()`` and ``wait()``
+block, and briefly.
 """
 
 from __future__ import annotations
@@ -49,16 +53,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import IO, Any
+from typing import IO, Self
 
-import numpy as np
 import pyarrow as pa
 
 from camprotool.capture.connections import build_connections
@@ -69,7 +71,14 @@ from camprotool.capture.reassembly import Reassembler
 from camprotool.capture.streams import ConnState, MessageSink
 from camprotool.protocol.dialect import Dialect
 
-__all__ = ["DEFAULT_SNAPLEN", "LiveCapture", "LiveCaptureError", "capture_filter", "run_live"]
+__all__ = [
+    "DEFAULT_SNAPLEN",
+    "LiveCaptureError",
+    "LiveSource",
+    "capture_filter",
+    "error_line",
+    "find_program",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +164,7 @@ def _live_sink(dialect: Dialect | str | None, ports: set[int] | None) -> Message
                        eager_detect_below=_EAGER_DETECT)
 
 
-class LiveCapture:
+class LiveSource:
     """Decode the protocol from live traffic on ``interface``; see the module docstring.
 
     ``ports``: capture and decode only TCP connections with an end on these
@@ -166,10 +175,9 @@ class LiveCapture:
     ``read_capture`` at any time. ``snaplen``: bytes kept per packet.
     ``max_messages``: stop capturing once at least this many messages are
     decoded. ``program``: ``dumpcap`` (default), ``tshark`` or a path.
-    ``notify_interval``: at most this often (seconds) ``on_message`` callbacks run.
 
-    ``start()``, ``stop()``, a context manager; ``messages`` and ``capture()``
-    give what is decoded so far; ``on_message(callback)`` pushes new rows.
+    ``start()``, ``stop()``, a context manager; ``decoded()`` gives what is
+    decoded so far, for the analysis layer's ``LiveCapture`` to build tables from.
     """
 
     def __init__(
@@ -185,7 +193,6 @@ class LiveCapture:
         max_messages: int | None = None,
         program: str | None = None,
         start_timeout: float = 10.0,
-        notify_interval: float = 0.1,
     ) -> None:
         if not isinstance(interface, str) or not interface:
             raise ValueError(f"interface: {interface!r} is not an interface name")
@@ -207,7 +214,6 @@ class LiveCapture:
         self.max_messages = max_messages
         self.program = program
         self.start_timeout = start_timeout
-        self.notify_interval = notify_interval
         self.error: str | None = None  # why the capture ended on its own, if it failed
 
         self._lock = threading.RLock()
@@ -221,10 +227,6 @@ class LiveCapture:
         self._stop_requested = False
         self._error_reported = False
         self._version = 0  # bumped per chunk read: the tables may have changed
-        self._cached: tuple[int, Any] | None = None
-        self._callbacks: list[Callable[[Any], object]] = []
-        self._notify_lock = threading.Lock()
-        self._delivered = np.full(0, -1, np.int64)  # per (conn, direction): last end delivered
         self._stream = PcapStream(f"live:{interface}")
         self._sink = _live_sink(self.dialect, self.ports)
         self._reassembler = Reassembler(self._sink)
@@ -244,7 +246,7 @@ class LiveCapture:
             cmd += ["-f", self.filter]
         return cmd
 
-    def start(self) -> LiveCapture:
+    def start(self) -> Self:
         """Launch the capture; return once packets are being captured.
 
         Raises :class:`LiveCaptureError` (one line) when it cannot capture.
@@ -267,7 +269,7 @@ class LiveCapture:
             self._state = "running"
         weakref.finalize(self, _terminate, self._proc)
         for target, name in ((self._read_stderr, "stderr"), (self._read, "reader"),
-                             (self._notify, "notify")):
+                             *self._extra_threads()):
             thread = threading.Thread(target=target, name=f"LiveCapture-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -293,7 +295,7 @@ class LiveCapture:
                     f"{os.path.basename(program)} did not start capturing on "
                     f"{self.interface!r} within {self.start_timeout:g} s")
 
-    def stop(self, timeout: float = 5.0) -> LiveCapture:
+    def stop(self, timeout: float = 5.0) -> Self:
         """Stop the capture and decode what is pending; idempotent.
 
         Raises :class:`LiveCaptureError` (once) if the capture had ended by
@@ -343,23 +345,7 @@ class LiveCapture:
         """Packets read so far."""
         return self._stream.frames
 
-    def on_message(self, callback: Callable[[Any], object]) -> Callable[[Any], object]:
-        """Call ``callback(rows)`` with each batch of new ``messages`` rows (a DataFrame,
-        labels as in ``messages`` at that moment), on a background thread; also a decorator.
-
-        Rows decoded before the first callback was added are not passed.
-        """
-        with self._notify_lock:
-            if not self._callbacks:
-                self._delivered = self._ends_so_far(self.capture())
-            self._callbacks.append(callback)
-        return callback
-
-    def remove_callback(self, callback: Callable[[Any], object]) -> None:
-        with self._notify_lock:
-            self._callbacks.remove(callback)
-
-    def __enter__(self) -> LiveCapture:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
@@ -371,31 +357,29 @@ class LiveCapture:
 
     def __repr__(self) -> str:
         state = self._state
-        return (f"<LiveCapture {self.interface!r} {state}: {self.packets} packets, "
+        return (f"<{type(self).__name__} {self.interface!r} {state}: {self.packets} packets, "
                 f"{self._sink.rows} messages>")
 
-    # ------------------------------------------------------------------ tables
-    @property
-    def messages(self):
-        """What is decoded so far: exactly the columns and dtypes of ``Capture.messages``."""
-        return self.capture().messages
+    def _extra_threads(self) -> list[tuple[Callable[[], None], str]]:
+        """Threads a subclass runs beside the reader, as ``(target, name)``; started last,
+        so the stderr and reader threads stay ``_threads[0]`` and ``_threads[1]``."""
+        return []
 
+    # ------------------------------------------------------------------ snapshots
     @property
-    def connections(self):
-        return self.capture().connections
+    def version(self) -> int:
+        """Bumped each time packets are read or the capture ends: the tables may have changed."""
+        return self._version
 
-    def capture(self):
-        """A :class:`~camprotool.analysis.capture.Capture` of everything decoded so far.
+    def decoded(self) -> tuple[int, DecodedCapture]:
+        """A snapshot of everything decoded so far and the ``version`` it was taken at.
 
         Connections still open end, in it, at the last packet read (``end_of_capture``),
         as if the capture had stopped now; messages not yet complete are left out.
+        The snapshot is the caller's own (``build_connections`` consumed copies).
         """
-        from camprotool.analysis.capture import Capture  # pandas loads only when used
-
         with self._lock:
             version = self._version
-            if self._cached is not None and self._cached[0] == version:
-                return self._cached[1]
             states = self._snapshot_states()
             stream, reassembler = self._stream, self._reassembler
             problems = [(p.frame, p.kind, p.detail) for p in stream.problems]
@@ -403,13 +387,17 @@ class LiveCapture:
                          for frame, conn, kind, detail in reassembler.problems]
             packets, fmt = stream.frames, stream.format
         records, table = build_connections(states)
-        decoded = DecodedCapture(source=f"live:{self.interface}", format=fmt, packets=packets,
-                                 rows=table, connections=records, problems=problems)
-        cap = Capture(decoded, reveal_passwords=self.reveal_passwords)
-        with self._lock:
-            if self._version == version:
-                self._cached = (version, cap)
-        return cap
+        return version, DecodedCapture(source=f"live:{self.interface}", format=fmt,
+                                       packets=packets, rows=table, connections=records,
+                                       problems=problems)
+
+    def wait_for_change(self, seen: int) -> tuple[int, bool]:
+        """Block until ``version`` differs from ``seen`` or the capture has ended;
+        return the version and whether it has ended (for threads that follow the capture)."""
+        with self._cond:
+            while self._version == seen and self._state != "finished":
+                self._cond.wait()
+            return self._version, self._state == "finished"
 
     def _snapshot_states(self) -> dict[int, ConnState]:
         """Copies of the decoding connections' states, for ``build_connections`` (which
@@ -526,130 +514,9 @@ class LiveCapture:
             with contextlib.suppress(OSError):
                 fh.close()
 
-    def _notify(self) -> None:
-        """Hand new rows to the callbacks, at most every ``notify_interval`` seconds."""
-        seen = -1
-        while True:
-            with self._cond:
-                while self._version == seen and self._state != "finished":
-                    self._cond.wait()
-                done = self._state == "finished"
-                seen = self._version
-            with self._notify_lock:
-                callbacks = list(self._callbacks)
-            if callbacks:
-                self._deliver(callbacks)
-            if done:
-                with self._cond:
-                    if self._version == seen:
-                        return
-                continue
-            time.sleep(self.notify_interval)
-
-    def _deliver(self, callbacks: list[Callable[[Any], object]]) -> None:
-        cap = self.capture()
-        with self._notify_lock:
-            m = cap.messages
-            if not len(m):
-                return
-            key = self._row_keys(cap)
-            ends = m["stream_offset"].to_numpy()
-            delivered = self._delivered
-            if len(delivered) <= key.max():
-                delivered = np.concatenate(
-                    [delivered, np.full(key.max() + 1 - len(delivered), -1, np.int64)])
-            new = ends > delivered[key]
-            if not new.any():
-                return
-            np.maximum.at(delivered, key[new], ends[new])
-            self._delivered = delivered
-            rows = m[new]
-        for callback in callbacks:
-            try:
-                callback(rows)
-            except Exception:
-                log.exception("LiveCapture.on_message callback %r failed", callback)
-
-    @staticmethod
-    def _row_keys(cap: Any) -> np.ndarray:
-        """Per message row: 2 * conn + the direction as the reassembler saw it (roles may swap
-        as evidence comes in; a direction's messages come in stream order)."""
-        m = cap.messages
-        conn = m["conn"].to_numpy(np.int64)
-        size = int(conn.max()) + 1 if len(conn) else 0
-        swapped = np.zeros(size, bool)
-        for rec in cap.decoded.connections:
-            if rec.conn < size:
-                swapped[rec.conn] = rec.swapped
-        s2c = (m["direction"] == "s2c").to_numpy(bool)
-        return 2 * conn + (s2c ^ swapped[conn])
-
-    def _ends_so_far(self, cap: Any) -> np.ndarray:
-        m = cap.messages
-        if not len(m):
-            return np.full(0, -1, np.int64)
-        key = self._row_keys(cap)
-        delivered = np.full(int(key.max()) + 1, -1, np.int64)
-        np.maximum.at(delivered, key, m["stream_offset"].to_numpy())
-        return delivered
-
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
     """At interpreter exit: do not leave dumpcap running (it is in its own session)."""
     if proc.poll() is None:
         with contextlib.suppress(OSError):
             proc.terminate()
-
-
-# ---------------------------------------------------------------------- CLI
-PRINT_COLUMNS = ["ts", "conn", "channel", "direction", "command", "params", "error"]
-
-
-def run_live(
-    interface: str,
-    *,
-    ports: Iterable[int] | None = None,
-    bpf: str | None = None,
-    dialect: Dialect | str = "auto",
-    reveal_passwords: bool = False,
-    record: str | None = None,
-    output: str | None = None,
-    duration: float | None = None,
-    max_messages: int | None = None,
-    out: IO[str] | None = None,
-) -> int:
-    """What ``camprotool decode --live IFACE`` would run: print each message as it is
-    decoded until Ctrl-C, ``duration`` seconds or ``max_messages``; then write ``output``
-    (csv, json or parquet) if given. Errors are ``LiveCaptureError``/``ValueError``."""
-    out = out or sys.stdout
-    if output:
-        from camprotool.analysis.export import output_format
-
-        output_format(output)  # refuse a bad extension before capturing
-    cap = LiveCapture(interface, ports=ports, bpf=bpf, dialect=dialect,
-                      reveal_passwords=reveal_passwords, record=record,
-                      max_messages=max_messages)
-
-    def show(rows) -> None:
-        text = rows[PRINT_COLUMNS].fillna({"error": ""}).to_string(header=False)
-        print(text, file=out, flush=True)
-
-    cap.on_message(show)
-    cap.start()
-    print(f"capturing on {interface}" + (f" ({cap.filter})" if cap.filter else "")
-          + "; Ctrl-C stops", file=sys.stderr, flush=True)
-    try:
-        cap.wait(timeout=duration)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        cap.stop()
-    messages = cap.messages
-    if output:
-        from camprotool.analysis.export import write_frame
-
-        fmt = write_frame(messages, output)
-        print(f"{len(messages)} messages written to {output} ({fmt})", file=sys.stderr)
-    else:
-        print(f"{len(messages)} messages, {cap.packets} packets", file=sys.stderr)
-    return 0

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.live:
         if args.capture:
             raise CliError("give a capture file or --live IFACE, not both")
-        from camprotool.capture.live import run_live
+        from camprotool.cli.live import run_live
 
         return run_live(args.live, ports=args.ports, bpf=args.bpf, dialect=args.dialect,
                         reveal_passwords=args.reveal_passwords, record=args.record,

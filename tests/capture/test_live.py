@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from camprotool import read_capture
-from camprotool.capture.live import LiveCapture, LiveCaptureError, capture_filter, error_line
+from camprotool.analysis.live import LiveCapture
+from camprotool.capture.live import LiveCaptureError, capture_filter, error_line
 from camprotool.capture.packets import iter_tcp_segments
 from camprotool.capture.pcapstream import PcapStream
 from camprotool.capture.readers import (
@@ -338,7 +339,7 @@ def test_callbacks_run_off_the_callers_thread(server) -> None:
 
 @pytest.mark.timeout(30)
 def test_run_live_prints_messages_as_they_come(server, tmp_path) -> None:
-    from camprotool.capture.live import run_live
+    from camprotool.cli.live import run_live
 
     out, done = io.StringIO(), threading.Event()
 
