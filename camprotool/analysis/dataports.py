@@ -13,8 +13,13 @@ both, across connections (the per-connection session machines cannot):
   host or behind its NAT, or a client reusing a port it was not given again.
 
 A data connection "uses" the latest announcement of its server address and
-port made before it opened, whoever it was made to; connections to a port
-never announced are ``unannounced_data_port``'s business, not this rule's.
+port made to its own IP address before it opened (as the connection table
+links it); only when its address was never given that port does it use the
+latest announcement made to anyone. Why not simply the latest announcement:
+a server with more clients than data ports gives one port to many clients
+in turn, and client A may connect after the port was also announced to B.
+Connections to a port never announced are ``unannounced_data_port``'s
+business, not this rule's.
 The finding is attached to the connection's first message, or, when it
 carried none (a server that refused it), to the announcement it hit.
 """
@@ -65,8 +70,13 @@ def data_port_findings(messages: pd.DataFrame, connections: pd.DataFrame) -> lis
         "port": data["server_port"].to_numpy(np.int64, na_value=-1),
         "at": np.asarray(data["start"].array.asi8, np.int64),
     }).sort_values(["at", "conn"], kind="stable")
-    used = pd.merge_asof(conns, ann, on="at", by=["server_ip", "port"], direction="backward")
-    used = used[used["ann_message"].notna()]
+    own = pd.merge_asof(conns, ann.assign(client_ip=ann["ann_client"]), on="at",
+                        by=["server_ip", "port", "client_ip"], direction="backward")
+    mine = own["ann_message"].notna().to_numpy(bool)
+    anyone = pd.merge_asof(conns[~mine], ann, on="at", by=["server_ip", "port"],
+                           direction="backward")
+    used = pd.concat([own[mine], anyone]).sort_values(["at", "conn"], kind="stable")
+    used = used[used["ann_message"].notna()].reset_index(drop=True)
     if not len(used):
         return []
     used = used.astype({"ann_message": np.int64, "ann_conn": np.int64})

@@ -87,6 +87,21 @@ def test_a_new_announcement_allows_a_new_connection():
     assert hijacks(w.getvalue()) == []
 
 
+def test_a_port_announced_to_two_clients_in_turn_is_no_hijack():
+    """A server with more clients than data ports gives one port to many: client A
+    connects after the same port was announced to client B as well."""
+    w = PcapngWriter()
+    announced(w)  # 9001 to CLIENT at 4 ms
+    other = w.tcp((OTHER, 50000), SERVER, T0 + 1 * MS)
+    say(other, "c2s", "Login", "bob|bob", 2 * MS)
+    say(other, "s2c", "LoginOk", "1|2024-01-01 10:00:00|10.0.0.66", 3 * MS)
+    say(other, "c2s", "CreatDataSocket", "bob|bob", 5 * MS)
+    say(other, "s2c", "ReturnDataSocketPort", "9001", 6 * MS)
+    download(w, (CLIENT, 50001), 10 * MS)
+    download(w, (OTHER, 40000), 12 * MS)
+    assert hijacks(w.getvalue()) == []
+
+
 def test_a_refused_connection_without_messages_is_reported_on_the_announcement():
     """An empty connection (a server that reset it) is listed when its port was announced
     to its address: a second one to the same announcement is reported on the announcement."""
