@@ -8,15 +8,14 @@ the foreground process group) leaves with exit status 130.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pty
 import re
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
@@ -30,21 +29,27 @@ PROMPT = b"camprotool> "
 STAMP = rb"\d\d:\d\d:\d\d\.\d{3}"
 
 
+SETSID = shutil.which("setsid")
+if SETSID is None:
+    pytest.skip("needs util-linux's setsid (to give the client a controlling terminal)",
+                allow_module_level=True)
+
+
 class Terminal:
-    """The master side of a pty whose slave is a child process's controlling terminal."""
+    """The master side of a pty whose slave is a child process's controlling terminal.
+
+    ``setsid --ctty`` makes it so (a new session whose terminal is its stdin), so
+    ^C typed on the master is a SIGINT to the client, as at a real terminal; no
+    Python code runs between fork and exec (this process has server threads).
+    """
 
     def __init__(self, *args: str, env: dict[str, str]) -> None:
         master, slave = pty.openpty()
         self.master = master
         self.seen = b""
-
-        def controlling_tty() -> None:  # runs in the child, after setsid
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "camprotool", *args], stdin=slave, stdout=slave,
-            stderr=slave, cwd=ROOT, env={**os.environ, **env}, start_new_session=True,
-            preexec_fn=controlling_tty)
+            [SETSID, "--ctty", sys.executable, "-m", "camprotool", *args], stdin=slave,
+            stdout=slave, stderr=slave, cwd=ROOT, env={**os.environ, **env})
         os.close(slave)
 
     def read_until(self, pattern: bytes, timeout: float = RUN_DEADLINE) -> re.Match:
