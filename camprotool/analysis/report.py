@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-import camprotool
+from camprotool._version import __version__
 from camprotool.analysis import plots, tables
 from camprotool.analysis.capture import Capture, read_capture
 from camprotool.analysis.export import write_frame
@@ -623,7 +623,7 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
         f"<title>camprotool report: {e(name)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>camprotool report <small>{e(name)}</small></h1><nav>{nav}</nav></header>"
         f"<main>{''.join(sections)}</main>"
-        f"<footer>camprotool {e(camprotool.__version__)} · generated {e(now)} · times shown in "
+        f"<footer>camprotool {e(__version__)} · generated {e(now)} · times shown in "
         f"{e(plots.zone_name(zone))}</footer></body></html>\n")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
