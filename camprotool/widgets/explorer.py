@@ -570,9 +570,9 @@ class CaptureExplorer:
         transfers = cap.transfers[cap.transfers["conn"].isin(data_conns)]
         session = list(self.session_filter.value)
         zone = self.zone
+        violations = cap.violations[cap.violations["message"].isin(labels)]
 
         def sequence() -> Any:
-            violations = cap.violations[cap.violations["message"].isin(labels)]
             if session:
                 return plots.sequence_diagram(sel, session[0], zone, sessions=cap.sessions,
                                               connections=cap.connections,
@@ -588,7 +588,8 @@ class CaptureExplorer:
             "sequence_diagram": sequence,
             "alarm_timeline": lambda: plots.alarm_timeline(alarms, status, zone),
             "status_timeline": lambda: plots.status_timeline(status, zone),
-            "sync_progress": lambda: plots.sync_progress(sync, transfers, zone),
+            "sync_progress": lambda: plots.sync_progress(sync, transfers, zone,
+                                                         violations=violations),
         }
         for name in names:
             if gen != self._gen:

@@ -277,3 +277,21 @@ def test_frames_and_packets_of_a_message(explorer):
     ex.packets.button.click()
     assert ex.wait(15)
     assert "no message 999: the # column of the table runs 0-29" in ex.last_error
+
+
+def test_plots_mark_the_selections_violations():
+    """The sequence diagram and the sync progress mark the rules the selection broke."""
+    ex = CaptureExplorer(cpt.read_capture(ROOT / "captures" / "failed_sync.pcapng"))
+    try:
+        assert ex.wait(15)
+        ex.conn_filter.value = (1,)  # the upload cut short: upload_sequence, incomplete_sync
+        assert ex.wait(10)
+        ex.draw_all()
+        assert ex.wait(20)
+        seq = ex.figures["sequence_diagram"].axes[0].get_title()
+        assert "2 protocol violations marked" in seq, seq
+        texts = " ".join(t.get_text() for ax in ex.figures["sync_progress"].axes
+                         for t in ax.texts)
+        assert "upload_sequence" in texts, texts
+    finally:
+        ex.close()
