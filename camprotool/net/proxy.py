@@ -18,6 +18,11 @@ To rewrite a frame it must not have been forwarded yet, so on the server's
 main stream the proxy holds back the bytes of an incomplete frame until it is
 complete (the decoder's buffer); everything else goes through at once.
 
+Both directions go through the connection's sans-I/O conversation
+(:mod:`camprotool.protocol.conversation`), so the proxy also judges what it
+relays: ``proxy.violations`` holds the rules either end broke (``direction``
+says which: ``c2s`` the client).
+
 What the proxy records (``proxy.messages``, ``record=`` pcapng) is the
 conversation *as if the proxy were not there*: each message once, as its
 sender wrote it, between the real client's address and the real server's
@@ -33,9 +38,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from camprotool.net.addresses import format_endpoint, parse_endpoint
+from camprotool.net.breaches import Breaches
 from camprotool.net.listening import (
     DEFAULT_MAX_PER_ADDRESS,
     ListeningService,
@@ -44,6 +50,10 @@ from camprotool.net.listening import (
 from camprotool.net.recording import Conversation
 from camprotool.net.stream import READ_SIZE, abort_writer
 from camprotool.protocol import Dialect
+from camprotool.protocol.conversation import Event, MessageEvent
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Filter = Callable[..., Awaitable[bytes]]
 
@@ -108,10 +118,23 @@ class Proxy(ListeningService):
         self.connect_timeout = connect_timeout
         self.half_close_timeout = half_close_timeout
         self.max_connections = max_connections
+        self._breaches = Breaches(log, reveal_passwords)
         self.max_per_address = check_max_per_address(max_per_address)  # None: no limit
 
     def _describe(self) -> str:
         return f" -> {format_endpoint(self.upstream)}"
+
+    @property
+    def violations(self) -> pd.DataFrame:
+        """Protocol rules either end broke, as relayed: ts, conn, channel, client,
+        direction (``c2s``: the client), rule, command, detail (passwords masked)."""
+        return self._breaches.frame()
+
+    def _judge(self, conv: Conversation, direction: str, data: bytes) -> list[Event]:
+        """Log ``data`` and keep the violations it commits; its events."""
+        events = conv.feed_events(direction, data)
+        self._breaches.add(conv, events)
+        return events
 
     # ------------------------------------------------------------ lifecycle
     def _started(self) -> None:
@@ -170,7 +193,7 @@ class Proxy(ListeningService):
                 if s2c_filter is not None and direction == "s2c":
                     out = await s2c_filter(data)
                 else:
-                    conv.feed(direction, data)
+                    self._judge(conv, direction, data)
                     out = data
                 if out:
                     writer.write(out)
@@ -205,7 +228,7 @@ class Proxy(ListeningService):
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(2):
                         await w.wait_closed()
-            conv.close(by=first)
+            self._breaches.add(conv, conv.close(by=first))
 
     # ------------------------------------------------------------ data connections
     async def open_data_relay(self, real_port: int, client_host: str, upstream_local: str
@@ -254,7 +277,8 @@ class _MainContext:
             out, self.pending = bytes(self.pending), bytearray()
             return out
         self.pending += data
-        pairs = self.conv.feed("s2c", data)
+        pairs = [(e.end, e.message) for e in self.proxy._judge(self.conv, "s2c", data)
+                 if isinstance(e, MessageEvent)]
         out = bytearray()
         cursor = self.start
         for end, msg in pairs:

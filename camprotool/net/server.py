@@ -28,18 +28,18 @@ import logging
 import math
 import random
 import socket
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
 
 from camprotool.net.addresses import format_endpoint
 from camprotool.net.brake import BrakeConfig, LoginBrake
+from camprotool.net.breaches import Breaches
 from camprotool.net.handlers import HANDLERS, DataSession, Handler, MainSession
 from camprotool.net.listening import PEER_GONE, ListeningService
 from camprotool.net.ports import DataPortPool, parse_data_ports
@@ -48,14 +48,11 @@ from camprotool.net.store import BindOutcome, Camera, LoginInfo, Store
 from camprotool.net.stream import MessageStream, abort_writer
 from camprotool.protocol import Dialect
 from camprotool.protocol.catalogue import CATALOGUE, Catalogue
-from camprotool.protocol.conversation import Event, MessageEvent, ViolationEvent
+from camprotool.protocol.conversation import Event, MessageEvent
 
 log = logging.getLogger("camprotool.net.server")
 
 DEFAULT_MAX_FRAME = 64 * 1024  # the longest real message is well under 1 KiB
-#: Rows :attr:`EmulatorServer.violations` keeps (the newest).
-MAX_VIOLATIONS = 10_000
-VIOLATION_COLUMNS = ("ts", "conn", "channel", "client", "rule", "command", "detail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +226,8 @@ class EmulatorServer(ListeningService):
         for name in self.handlers:
             if name not in catalogue:
                 raise ValueError(f"a handler for {name!r}, which is not in the catalogue")
-        #: rule breaches by clients, newest MAX_VIOLATIONS (see :attr:`violations`)
-        self._violations: deque[tuple[Any, ...]] = deque(maxlen=MAX_VIOLATIONS)
+        #: rule breaches by clients (see :attr:`violations`)
+        self._breaches = Breaches(log, reveal_passwords)
         self.data_ports: list[int] = []
         self._pool: DataPortPool | None = None
         self._mains: set[MainSession] = set()
@@ -343,34 +340,14 @@ class EmulatorServer(ListeningService):
     @property
     def violations(self) -> pd.DataFrame:
         """Protocol rules (PROTOCOL.md section 5) clients broke, as the conversation
-        layer judged them: ts, conn, channel, client, rule, command, detail (passwords
-        masked). The newest ``MAX_VIOLATIONS`` (10 000)."""
-        import pandas as pd
-
-        rows = list(self._violations)
-        frame = pd.DataFrame(rows, columns=list(VIOLATION_COLUMNS)) if rows else pd.DataFrame(
-            {n: pd.Series([], dtype="object") for n in VIOLATION_COLUMNS})
-        frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ns", utc=True)
-        frame["conn"] = frame["conn"].astype("int64")
-        return frame
+        layer judged them: ts, conn, channel, client, direction, rule, command, detail
+        (passwords masked). The newest 10 000 (:mod:`camprotool.net.breaches`)."""
+        return self._breaches.frame()
 
     def _judged(self, stream: MessageStream, events: list[Event]) -> None:
         """Keep and log the violations in ``events`` that the client committed."""
-        for e in events:
-            if not isinstance(e, ViolationEvent) or not stream.peer.by_peer(e):
-                continue
-            detail = e.detail
-            if not self._reveal and e.message is not None and e.message.params:
-                from camprotool.protocol.messages import masked_params
-
-                detail = detail.replace(repr(e.message.params[:80]),
-                                        repr(masked_params(e.message)[:80]))
-            self.stats["violations"] += 1
-            self._violations.append((time.time_ns(), stream.id, stream.conv.channel,
-                                     stream.conv.client, e.rule,
-                                     e.message.command if e.message is not None else None,
-                                     detail))
-            log.info("%r: %s: %s", stream, e.rule, detail)
+        self.stats["violations"] += self._breaches.add(stream.conv, events,
+                                                       by=stream.peer.incoming)
 
     def sessions(self) -> list[dict]:
         """The main connections now open: id, client address, logged-in user."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from camprotool.net import EmulatorServer
+from camprotool.net import EmulatorServer, Proxy
 from camprotool.net.errors import ReplyTimeout
-from camprotool.net.testing import FAST_SCRYPT_N, LoopbackPair, RawConnection
+from camprotool.net.testing import FAST_SCRYPT_N, LoopbackPair, RawConnection, wait_until
 from camprotool.protocol import LocalProtocolError
 from camprotool.protocol.catalogue import (
     CATALOGUE,
@@ -82,10 +82,26 @@ def test_the_emulator_keeps_the_violations_clients_commit(pair: LoopbackPair) ->
         assert raw.receive().command == "LoginError"
     pair.client.login("demo", "demo")  # a well-behaved client adds nothing
     table = pair.server.violations
-    assert list(table.columns) == ["ts", "conn", "channel", "client", "rule", "command",
-                                   "detail"]
+    assert list(table.columns) == ["ts", "conn", "channel", "client", "direction", "rule",
+                                   "command", "detail"]
+    assert set(table["direction"]) == {"c2s"}  # the emulator keeps its clients' breaches
     rules = table.groupby("command")["rule"].apply(set).to_dict()
     assert rules["CheckCaramerOnlineStatus"] == {"before_login", "check_too_many_ids"}
     assert rules["Login"] == {"malformed_params"}
     assert not table["detail"].str.contains("secret-password").any()
     assert pair.server.stats["violations"] == len(table)
+
+
+def test_the_proxy_keeps_the_violations_of_both_ends(pair: LoopbackPair) -> None:
+    with Proxy(upstream=pair.server.address) as proxy:
+        with RawConnection(proxy.address) as raw:
+            raw.send("CheckCaramerOnlineStatus", ";".join(f"CAM{i:05d}" for i in range(1, 22)))
+            assert raw.receive().command == "LoginError"
+        with proxy.client() as client:  # a well-behaved conversation adds nothing
+            client.login("demo", "demo")
+            client.download()
+        wait_until(lambda: len(proxy.violations) == 2)
+        table = proxy.violations
+    assert sorted(table["rule"]) == ["before_login", "check_too_many_ids"]
+    assert set(table["direction"]) == {"c2s"}
+    assert (table["conn"] == table["conn"].iloc[0]).all()
