@@ -130,7 +130,7 @@ class Proxy(ListeningService):
         direction (``c2s``: the client), rule, command, detail (passwords masked)."""
         return self._breaches.frame()
 
-    def _judge(self, conv: Conversation, direction: str, data: bytes) -> list[Event]:
+    def judge(self, conv: Conversation, direction: str, data: bytes) -> list[Event]:
         """Log ``data`` and keep the violations it commits; its events."""
         events = conv.feed_events(direction, data)
         self._breaches.add(conv, events)
@@ -193,7 +193,7 @@ class Proxy(ListeningService):
                 if s2c_filter is not None and direction == "s2c":
                     out = await s2c_filter(data)
                 else:
-                    self._judge(conv, direction, data)
+                    self.judge(conv, direction, data)
                     out = data
                 if out:
                     writer.write(out)
@@ -277,7 +277,7 @@ class _MainContext:
             out, self.pending = bytes(self.pending), bytearray()
             return out
         self.pending += data
-        pairs = [(e.end, e.message) for e in self.proxy._judge(self.conv, "s2c", data)
+        pairs = [(e.end, e.message) for e in self.proxy.judge(self.conv, "s2c", data)
                  if isinstance(e, MessageEvent)]
         out = bytearray()
         cursor = self.start

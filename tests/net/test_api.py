@@ -27,6 +27,9 @@ class _StubProxy:
     async def open_data_relay(self, real_port: int, client_host: str, local: str) -> int:
         return real_port + 10000
 
+    def judge(self, conv, direction: str, data: bytes) -> list:
+        return conv.feed_events(direction, data)
+
 
 FRAMES = [("LoginOk", "3||"), ("ReturnDataSocketPort", "9001"),
           ("PrushCaramerAlarmInfo", "DEMO0001:motion"), ("ReturnDataSocketPort", ""),
