@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "catalogue. Without -o the Lua text goes to stdout; how to load it is printed on "
         "stderr. The dialect, ports and password display stay Wireshark preferences "
         "(Protocols > CAMPROTO, or tshark -o camproto.dialect:lp32le); the options below "
-        "only set their defaults.",
+        "only set their defaults. The defaults' rendering also ships in the package as "
+        "camprotool/protocol/camproto.lua (camprotool.protocol.lua.packaged_dissector()).",
         epilog="example: camprotool dissector -o camproto.lua && "
         "wireshark -X lua_script:camproto.lua capture.pcapng",
     )

@@ -38,7 +38,9 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+from camprotool._version import __version__  # not the package root: layers look down
 from camprotool.protocol import catalogue
 from camprotool.protocol.catalogue import Kind, Layout
 from camprotool.protocol.dialect import (
@@ -297,6 +299,17 @@ def _gbk_rows_lua() -> str:
     return "\n".join(rows)
 
 
+#: the rendered dissector shipped in the package (``camprotool/protocol/camproto.lua``,
+#: the defaults of ``camprotool dissector``), for Lua tools and ``wireshark -X lua_script:``
+PACKAGED_DISSECTOR = "camproto.lua"
+
+
+def packaged_dissector() -> Path:
+    """Where the installed package keeps its rendered ``camproto.lua`` (a data file, kept
+    current by ``scripts/render_generated.py`` and a test)."""
+    return Path(__file__).resolve().with_name(PACKAGED_DISSECTOR)
+
+
 def render_dissector(
     dialect: str | Dialect = "line",
     ports: Iterable[int] | str = (9000,),
@@ -314,8 +327,6 @@ def render_dissector(
     """
     framing, encoding, heartbeat, max_frame = _resolve_dialect(dialect)
     port_text = format_ports(ports)
-    from camprotool._version import __version__  # not the package root: layers look down
-
     values = {
         "@VERSION@": __version__,
         "@DIALECT@": lua_string(framing),

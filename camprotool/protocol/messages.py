@@ -15,123 +15,67 @@ Login(command='Login', params='demo|***', error=None, user='demo', password='***
 passwords), in the typed field and in ``params``, so a message printed in a
 notebook, a log or a traceback does not show a password; the attributes keep
 the real values.
+
+The classes of the protocol's commands are written out in
+:mod:`camprotool.protocol.typed_messages` (rendered from the catalogue by
+``scripts/render_generated.py`` and checked in), so type checkers see their
+fields: narrow a message with ``isinstance(msg, LoginOk)`` and ``msg.camera_count``
+is an ``int | None``. A command of an extended catalogue (``Catalogue.extended``)
+gets a class made here at run time, the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, make_dataclass
-from typing import Any
+from dataclasses import field, make_dataclass
 
-from camprotool.protocol.catalogue import COMMANDS, CommandSpec, Kind, Layout
+from camprotool.protocol.catalogue import CommandSpec
 from camprotool.protocol.fields import parse_params
-from camprotool.protocol.masking import MASK, mask_params
+from camprotool.protocol.message_base import (
+    Message,
+    UnknownMessage,
+    field_annotation,
+    masked_params,
+)
+from camprotool.protocol.typed_messages import *  # noqa: F403 (one name per command, as ever)
+from camprotool.protocol.typed_messages import MESSAGE_CLASSES
 
+__all__ = [
+    "MESSAGE_TYPES",
+    "Message",
+    "UnknownMessage",
+    "build_message",
+    "masked_params",
+    "message_type",
+]
 
-def masked_params(msg: Message) -> str:
-    """``params`` with every secret field's text replaced by ``***`` (the one masking
-    rule, :func:`camprotool.protocol.masking.mask_params`)."""
-    if msg.spec is None:
-        return msg.params
-    return mask_params(msg.command, msg.params, msg.spec)
-
-
-def _repr(self: Message) -> str:
-    spec = self.spec
-    secret = {f.name for f in spec.fields if f.kind is Kind.SECRET} if spec else set()
-    shown = []
-    for f in fields(self):
-        if not f.repr:
-            continue
-        value = getattr(self, f.name)
-        if f.name == "params":
-            value = masked_params(self)
-        elif f.name in secret and value is not None:
-            value = MASK
-        shown.append(f"{f.name}={value!r}")
-    return f"{type(self).__name__}({', '.join(shown)})"
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Message:
-    """A decoded frame. ``command`` is the short name, or the raw name if unknown.
-
-    ``repr`` masks secret fields (see the module's doc)."""
-
-    command: str
-    params: str = ""
-    error: str | None = None
-    raw: bytes = field(default=b"", repr=False)
-
-    spec: Any = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def known(self) -> bool:
-        return self.spec is not None
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """The typed fields as a dict (empty for unknown commands)."""
-        if self.spec is None:
-            return {}
-        return {name: getattr(self, name) for name in self.spec.field_names}
-
-    __repr__ = _repr
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class UnknownMessage(Message):
-    """A command nobody knows: not an error, its raw name and parameters are kept."""
-
-
-_TYPES = {
-    Kind.TEXT: "str | None",
-    Kind.SECRET: "str | None",
-    Kind.CAMERA_ID: "str | None",
-    Kind.COUNT: "int | None",
-    Kind.PORT: "int | None",
-    Kind.STATUS: "bool | None",
-}
-
-
-def _field_type(spec: CommandSpec, kind: Kind) -> str:
-    if spec.layout is Layout.IDS:
-        return "tuple[str, ...]"
-    if spec.layout is Layout.STATUS_LIST:
-        return "tuple[tuple[str, bool | None], ...]"
-    return _TYPES[kind]
-
-
-def _post_init(self: Message) -> None:
-    # A message built directly (not by build_message) still knows its command.
-    object.__setattr__(self, "spec", type(self).SPEC)  # type: ignore[attr-defined]
+#: the protocol's commands: short name -> message class
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.SPEC.name: cls for cls in MESSAGE_CLASSES if cls.SPEC is not None}
+#: types made for commands of an extended catalogue (see ``Catalogue.extended``)
+_EXTRA_TYPES: dict[CommandSpec, type[Message]] = {}
 
 
 def _make_type(spec: CommandSpec) -> type[Message]:
+    """A class for a command the generated module does not have: the same shape as the
+    generated ones (``SPEC``, the fields typed as :func:`field_annotation` says)."""
     cls = make_dataclass(
         spec.name,
-        [(f.name, _field_type(spec, f.kind), field(default=None)) for f in spec.fields],
+        [(f.name, field_annotation(spec, f.kind), field(default=None)) for f in spec.fields],
         bases=(Message,),
         frozen=True,
         slots=True,
         repr=False,
-        namespace={"__doc__": f"{spec.full_name}: {spec.doc}", "SPEC": spec,
-                   "__post_init__": _post_init},
+        namespace={"__doc__": f"{spec.full_name}: {spec.doc}", "SPEC": spec},
     )
     cls.__module__ = __name__
     return cls
-
-
-MESSAGE_TYPES: dict[str, type[Message]] = {spec.name: _make_type(spec) for spec in COMMANDS}
-globals().update(MESSAGE_TYPES)
-#: types made for commands of an extended catalogue (see ``Catalogue.extended``)
-_EXTRA_TYPES: dict[CommandSpec, type[Message]] = {}
 
 
 def message_type(spec: CommandSpec) -> type[Message]:
     """The message class of ``spec``: the catalogue's, or one made once for a spec
     of an extended catalogue (a command a deployment or a test adds)."""
     cls = MESSAGE_TYPES.get(spec.name)
-    if cls is not None and cls.SPEC is spec:  # type: ignore[attr-defined]
+    if cls is not None and cls.SPEC is spec:
         return cls
     cls = _EXTRA_TYPES.get(spec)
     if cls is None:
@@ -153,6 +97,6 @@ def build_message(
     if field_error:
         error = f"{error}; {field_error}" if error else field_error
     msg = message_type(spec)(command=spec.name, params=params, error=error, raw=raw,
-                                   **values)
+                             **values)
     object.__setattr__(msg, "spec", spec)
     return msg
