@@ -93,10 +93,16 @@ def run_child(kind: str, sources: str, root: str) -> None:
     else:
         summary = write_dataset(sources, root)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     rows = {r.name: r.rows for r in summary.decoded}
-    print(json.dumps({"seconds": seconds, "peak_rss": peak, "rows": rows,
+    print(json.dumps({"seconds": seconds, "peak_rss": usage.ru_maxrss * 1024,
+                      "cpu": usage.ru_utime + usage.ru_stime, "rows": rows,
                       "messages": summary.messages, "sets": len(summary.decoded)}))
+
+
+def _usage() -> tuple[int, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def run_dask(sources: str, root: str, workers: int) -> dict:
@@ -111,17 +117,19 @@ def run_dask(sources: str, root: str, workers: int) -> dict:
     started = time.perf_counter() - start
     try:
         client.run(lambda: __import__("camprotool.dataset.writer"))  # imports, not timed
+        before = client.run(_usage)
         start = time.perf_counter()
         summary = write_dataset(sources, root, client=client)
         seconds = time.perf_counter() - start
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        after = client.run(_usage)
     finally:
         client.close()
         cluster.close()
     if summary.failed:
         raise SystemExit(f"sets failed: {[(r.name, r.error) for r in summary.failed]}")
     return {"seconds": seconds, "cluster_start": started,
-            "worker_peak_rss": sorted(peaks.values()),
+            "worker_peak_rss": sorted(peak for peak, _ in after.values()),
+            "cpu": sum(after[w][1] - before[w][1] for w in after),
             "task_seconds": sum(r.seconds for r in summary.decoded),
             "rows": {r.name: r.rows for r in summary.decoded}, "messages": summary.messages,
             "sets": len(summary.decoded)}
@@ -168,15 +176,15 @@ def main() -> None:
     (args.workdir / "results.json").write_text(json.dumps(result, indent=1))
     worst = max(dsk["worker_peak_rss"])
     print()
-    print("| run | wall time | peak RSS |")
-    print("|---|---|---|")
-    print(f"| one capture set alone (largest) | {one['seconds']:.1f} s | "
+    print("| run | wall time | CPU time | peak RSS |")
+    print("|---|---:|---:|---|")
+    print(f"| one capture set alone (largest) | {one['seconds']:.1f} s | {one['cpu']:.1f} s | "
           f"{one['peak_rss'] / 2**20:.0f} MiB |")
     print(f"| sequential loop, {seq['sets']} sets | {seq['seconds']:.1f} s | "
-          f"{seq['peak_rss'] / 2**20:.0f} MiB |")
+          f"{seq['cpu']:.1f} s | {seq['peak_rss'] / 2**20:.0f} MiB |")
     print(f"| Dask LocalCluster({args.workers} workers), {dsk['sets']} sets | "
           f"{dsk['seconds']:.1f} s ({seq['seconds'] / dsk['seconds']:.2f}x) | "
-          f"{worst / 2**20:.0f} MiB per worker at most "
+          f"{dsk['cpu']:.1f} s (workers) | {worst / 2**20:.0f} MiB per worker at most "
           f"({worst / one['peak_rss']:.2f}x one set) |")
     print()
     print(f"dataset {size / 2**20:.1f} MiB on disk for {info['bytes'] / 2**20:.1f} MiB of "

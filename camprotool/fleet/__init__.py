@@ -134,7 +134,7 @@ def generate_sensor(folder: Path, index: int, spec: FleetSpec) -> tuple[list[Pat
     end = t0 + spec.days * DAY_NS
     plans = plan_visits(server, spec, t0, rng)
     heap = PacketHeap()
-    visit = Visit(server, heap, Dialect.parse(dialect), rng)
+    visit = Visit(server, heap, Dialect.parse(dialect), rng, end)
     prefix = f"sensor-{string.ascii_lowercase[index % 26]}{index // 26 or ''}"
     with RingWriter(folder, prefix, seconds=spec.ring_seconds,
                     max_bytes=spec.ring_bytes) as ring:

@@ -49,11 +49,13 @@ def _when(ts_ns: int) -> str:
 
 
 class Visit:
-    """Writes one visit's packets to ``heap``; ``messages`` counts what it sent."""
+    """Writes one visit's packets to ``heap``; ``messages`` counts what it sent before
+    ``end`` (when the sensor stops: later packets are never captured)."""
 
     def __init__(self, server: Server, heap: PacketHeap, dialect: Dialect,
-                 rng: random.Random) -> None:
+                 rng: random.Random, end: int) -> None:
         self.server = server
+        self.end = end
         self.heap = heap
         self.dialect = dialect
         self.rng = rng
@@ -71,7 +73,7 @@ class Visit:
             if data is None:
                 data = self._bare[command] = encode(command, "", self.dialect)
         conn.send(direction, data, self.now)
-        self.messages += 1
+        self.messages += self.now < self.end
 
     def run(self, plan: VisitPlan) -> None:
         srv, rng = self.server, self.rng
