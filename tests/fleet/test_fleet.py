@@ -54,6 +54,9 @@ def test_one_ring_buffer_per_sensor_in_time_order(fleet) -> None:
             assert stamps[-1] - stamps[0] < SPEC.ring_seconds * 1e9  # -b duration
             last = stamps[-1]
     assert fleet.messages > 4000 and fleet.packets > fleet.messages
+    # every message counted was captured (none scripted after the sensors stopped)
+    assert fleet.messages == sum(len(cpt.read_capture([str(p) for p in paths]).messages)
+                                 for paths in fleet.files.values())
 
 
 def test_a_sets_connections_cross_its_files_and_answers_come_from_the_store(fleet) -> None:
