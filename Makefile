@@ -76,6 +76,7 @@ bench: $(STAMP_BENCH) sysdeps
 	$(BIN)/python benchmarks/bench_capture.py
 	$(BIN)/python benchmarks/bench_analysis.py
 	$(BIN)/python benchmarks/bench_speed.py --skip-slow
+	$(BIN)/python benchmarks/bench_fleet.py --quick
 
 # Fuzz every target of tests/fuzz/fuzz_targets.py (capture readers on mutated captures
 # from captures/, every dialect's decoders, the reassembler, the emulator's request
