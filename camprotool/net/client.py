@@ -34,7 +34,7 @@ import queue
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from camprotool.net.addresses import format_endpoint, parse_endpoint
 from camprotool.net.errors import (
@@ -61,6 +61,14 @@ from camprotool.protocol.conversation import (
     Request,
     ViolationEvent,
 )
+from camprotool.protocol.typed_messages import (
+    DownloadSucess,
+    LoginOk,
+    ReturnCaramerOnlineStatus,
+    ReturnDataSocketPort,
+    UploadFail,
+    UploadSucess,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,6 +78,16 @@ log = logging.getLogger("camprotool.net.client")
 PushCallback = Callable[[Message], Any]
 DEFAULT_PORT = 9000
 _CLOSED = object()
+_A = TypeVar("_A", bound=Message)
+
+
+def _answer_as(reply: Message, cls: type[_A], request: str) -> _A:
+    """``reply`` as the answer the code goes on with (the typed class, so its fields are
+    checked); another answer, which the catalogue would not pair, is a server we cannot
+    follow."""
+    if not isinstance(reply, cls):
+        raise SyncError(f"{request}: unexpected answer {mask_params(reply)!r}")
+    return reply
 
 
 def _address(host: str | tuple, port: int | None) -> tuple[str, int]:
@@ -168,7 +186,7 @@ class AsyncClient:
         self.conversation: ClientConversation | None = None
         self.user: str | None = None
         self._password: str | None = None
-        self.login_ok: Message | None = None
+        self.login_ok: LoginOk | None = None
         self.server_camera_count: int | None = None
         self._main: MessageStream | None = None
         self._reader_task: asyncio.Task | None = None
@@ -375,7 +393,7 @@ class AsyncClient:
     async def heartbeat(self) -> None:
         await self.send_raw("Heartbeat", "")
 
-    async def login(self, user: str, password: str) -> Message:
+    async def login(self, user: str, password: str) -> LoginOk:
         """Log in (connecting first if needed); the ``LoginOk`` message, or
         :class:`LoginFailed` carrying the server's reason."""
         if not self.connected:
@@ -383,10 +401,11 @@ class AsyncClient:
         reply = await self.request("Login", {"user": user, "password": password})
         if reply.command == "LoginError":
             raise LoginFailed(reply.params)
+        ok = _answer_as(reply, LoginOk, "Login")
         self.user, self._password = user, password
-        self.login_ok = reply
-        self.server_camera_count = reply.camera_count  # type: ignore[attr-defined]
-        return reply
+        self.login_ok = ok
+        self.server_camera_count = ok.camera_count
+        return ok
 
     async def create_data_socket(self) -> int:
         """Ask for a data port: the port, or :class:`NoDataPort` when the answer is empty."""
@@ -396,7 +415,7 @@ class AsyncClient:
                                    {"user": self.user, "password": self._password})
         if reply.command == "LoginError":
             raise LoginFailed(reply.params, "CreatDataSocket")
-        port = reply.port  # type: ignore[attr-defined]
+        port = _answer_as(reply, ReturnDataSocketPort, "CreatDataSocket").port
         if reply.error and reply.params.strip():
             raise SyncError(f"unusable ReturnDataSocketPort {reply.params!r}: {reply.error}")
         if port is None:
@@ -430,14 +449,17 @@ class AsyncClient:
                 reply = await data.request(
                     "UploadCaramer", {"camera_id": cam.id, "camera_password": cam.password,
                                       "current": i, "total": total})
-                ok = reply.command == "UploadSucess"
-                results.append(UploadResult(
-                    camera_id=reply.camera_id or cam.id,  # type: ignore[attr-defined]
-                    ok=ok,
-                    online=reply.online if ok else None,  # type: ignore[attr-defined]
-                    reason=None if ok else reply.reason,  # type: ignore[attr-defined]
-                    synced=reply.synced, total=reply.total))  # type: ignore[attr-defined]
-                if reply.synced is not None and reply.synced >= total:  # type: ignore[attr-defined]
+                if isinstance(reply, UploadSucess):
+                    result = UploadResult(camera_id=reply.camera_id or cam.id, ok=True,
+                                          online=reply.online, reason=None,
+                                          synced=reply.synced, total=reply.total)
+                else:
+                    fail = _answer_as(reply, UploadFail, "UploadCaramer")
+                    result = UploadResult(camera_id=fail.camera_id or cam.id, ok=False,
+                                          online=None, reason=fail.reason,
+                                          synced=fail.synced, total=fail.total)
+                results.append(result)
+                if result.synced is not None and result.synced >= total:
                     break
         return results
 
@@ -453,12 +475,14 @@ class AsyncClient:
                         log.info("download: %s", reply.params)
                         break
                     raise SyncError(f"download stopped after {done} cameras: {reply.params}")
-                current, total = reply.current, reply.total  # type: ignore[attr-defined]
-                if reply.error or current is None or total is None or current <= done:
-                    raise SyncError(f"bad DownloadSucess {mask_params(reply)!r}: "
-                                    f"{reply.error or 'current does not advance'}")
-                cams.append(Camera(reply.camera_id, reply.camera_password,  # type: ignore[attr-defined]
-                                   reply.online))  # type: ignore[attr-defined]
+                got = _answer_as(reply, DownloadSucess, "DownLoadCaramer")
+                current, total = got.current, got.total
+                cam_id, cam_password = got.camera_id, got.camera_password
+                if (got.error or current is None or total is None or cam_id is None
+                        or cam_password is None or current <= done):
+                    raise SyncError(f"bad DownloadSucess {mask_params(got)!r}: "
+                                    f"{got.error or 'current does not advance'}")
+                cams.append(Camera(cam_id, cam_password, got.online))
                 done = current
                 if current >= total:
                     break
@@ -492,7 +516,8 @@ class AsyncClient:
                 raise LoginFailed(reply.params, "CheckCaramerOnlineStatus")
             if reply.error:
                 log.warning("status answer partly unreadable: %s", reply.error)
-            answered = dict(reply.statuses or ())  # type: ignore[attr-defined]
+            statuses = _answer_as(reply, ReturnCaramerOnlineStatus, "CheckCaramerOnlineStatus")
+            answered = dict(statuses.statuses or ())
             missing = [i for i in chunk if i not in answered]
             if missing:
                 log.warning("the server did not answer for %d id(s): %s", len(missing),
@@ -580,7 +605,7 @@ class Client:
         return self._async.connected
 
     @property
-    def login_ok(self) -> Message | None:
+    def login_ok(self) -> LoginOk | None:
         return self._async.login_ok
 
     @property
@@ -627,7 +652,7 @@ class Client:
         self.close()
 
     # requests
-    def login(self, user: str, password: str) -> Message:
+    def login(self, user: str, password: str) -> LoginOk:
         return self._run(self._async.login(user, password))
 
     def create_data_socket(self) -> int:
