@@ -220,6 +220,7 @@ class LiveSource:
         self._cond = threading.Condition(self._lock)
         self._state = "new"  # new, running, finished
         self._proc: subprocess.Popen[bytes] | None = None
+        self._program = ""  # the capture program's path, once started (for error lines)
         self._record_fh: IO[bytes] | None = None
         self._stderr: deque[str] = deque(maxlen=200)
         self._ready = threading.Event()
@@ -257,6 +258,7 @@ class LiveSource:
             if self._state == "finished":
                 raise LiveCaptureError("this LiveCapture has run; create a new one")
             cmd = self.command
+            self._program = cmd[0]
             if self.record:
                 self._record_fh = open(self.record, "wb")  # noqa: SIM115 (closed by the reader)
             try:
@@ -382,7 +384,8 @@ class LiveSource:
             version = self._version
             states = self._snapshot_states()
             stream, reassembler = self._stream, self._reassembler
-            problems = [(p.frame, p.kind, p.detail) for p in stream.problems]
+            problems: list[tuple[int | None, str, str]] = [
+                (p.frame, p.kind, p.detail) for p in stream.problems]
             problems += [(frame, kind, f"connection {conn}: {detail}")
                          for frame, conn, kind, detail in reassembler.problems]
             packets, fmt = stream.frames, stream.format
@@ -478,7 +481,7 @@ class LiveSource:
                 if full and not self._stop_requested:
                     self._request_stop()
         except CaptureFormatError as exc:
-            self.error = f"{os.path.basename(proc.args[0])} did not write a capture: {exc}"
+            self.error = f"{os.path.basename(self._program)} did not write a capture: {exc}"
             self._request_stop()
         except Exception as exc:  # a bug: end the capture, say why, keep what was decoded
             log.exception("live capture reader failed")
@@ -501,9 +504,9 @@ class LiveSource:
             self._sink.flush()
             rc = proc.returncode
             if self.error is None and not self._stop_requested and rc not in (0, None):
-                self.error = error_line("\n".join(self._stderr), proc.args[0], rc)
+                self.error = error_line("\n".join(self._stderr), self._program, rc)
             elif self.error is None and not self._stop_requested and rc is None:
-                self.error = f"{os.path.basename(proc.args[0])} closed its output"
+                self.error = f"{os.path.basename(self._program)} closed its output"
             self._state = "finished"
             self._version += 1
             self._cond.notify_all()

@@ -198,15 +198,16 @@ def parse_ports(text: str) -> tuple[int, ...]:
 
 def format_ports(ports: Iterable[int] | str) -> str:
     """Ports as Wireshark's range syntax, compacted: ``9000,9001-9020`` -> ``9000-9020``."""
+    values: list[int]
     if isinstance(ports, str):
-        values = parse_ports(ports)
+        values = list(parse_ports(ports))
     else:
-        values = []
+        given: list[int] = []
         for p in ports:
             if isinstance(p, bool) or not isinstance(p, int) or not 0 < p <= 65535:
                 raise ValueError(f"bad port {p!r}: ports are integers 1-65535")
-            values.append(p)
-        values = sorted(set(values))
+            given.append(p)
+        values = sorted(set(given))
     runs: list[list[int]] = []
     for p in values:
         if runs and p == runs[-1][1] + 1:
