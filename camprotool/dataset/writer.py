@@ -248,11 +248,13 @@ def _write(sets: list[CaptureSet], root_path: Path, shown: str, options: DecodeO
         if progress is not None:
             progress(done_bytes, total)
 
+    if progress is not None:
+        progress(0, total)  # a bar starts its clock here
     if client is None:
         for cset, files in todo:
             base = done_bytes
             inner = None
-            if progress is not None and len(cset.paths) == 1:
+            if progress is not None:  # read_capture reports bytes read through the set
                 def inner(done: int, base: int = base) -> None:
                     progress(base + done, total)
             finish(decode_set(cset, str(root_path), options, files, inner))

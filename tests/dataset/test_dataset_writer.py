@@ -81,8 +81,13 @@ def test_written_twice_is_decoded_once_and_a_changed_set_again(
     shutil.copytree(fleet.folder, captures)
     root = tmp_path / "ds"
     decoded = _counting(monkeypatch)
-    first = write_dataset(str(captures / "*.pcapng"), root)
+    seen: list[tuple[int, int]] = []
+    first = write_dataset(str(captures / "*.pcapng"), root,
+                          progress=lambda done, total: seen.append((done, total)))
     assert sorted(decoded) == ["sensor-a", "sensor-b"] and not first.up_to_date
+    # one progress over the whole run: from 0 to every byte of the sets, never back
+    assert seen[0] == (0, fleet.bytes) and seen[-1] == (fleet.bytes, fleet.bytes)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) > 3
     parquet = {p: p.stat().st_mtime_ns for p in root.rglob("*.parquet")}
 
     decoded.clear()
