@@ -614,6 +614,23 @@ def text_oddity(spec: CommandSpec, direction: str, channel: Channel) -> str | No
     return None
 
 
+def announcing(port: int, ts_ns: int, announcements: Iterable[Announcement]
+               ) -> Announcement | None:
+    """The ReturnDataSocketPort that announced a data connection to ``port`` opened at
+    ``ts_ns``, or None: the latest at or before ``ts_ns`` that named ``port`` with no
+    empty one after it on its main connection (see :func:`data_port_announced`). Replay
+    links a recorded data connection to its announcement with it."""
+    usable: dict[int | None, dict[int, Announcement]] = {}
+    for ann in sorted((a for a in announcements if a.ts_ns <= ts_ns), key=lambda a: a.ts_ns):
+        ports = usable.setdefault(ann.conn, {})
+        if ann.port is None:
+            ports.clear()
+        else:
+            ports[ann.port] = ann
+    found = [ports[port] for ports in usable.values() if port in ports]
+    return max(found, key=lambda a: a.ts_ns) if found else None
+
+
 def data_port_announced(port: int, ts_ns: int, announcements: Iterable[Announcement]) -> bool:
     """Whether a data connection to ``port`` opened at ``ts_ns`` was announced.
 
@@ -624,14 +641,7 @@ def data_port_announced(port: int, ts_ns: int, announcements: Iterable[Announcem
     main connection of the same client IP clears nothing here. Pass the
     announcements of the main connection(s) of the same client.
     """
-    usable: dict[int | None, set[int]] = {}
-    for ann in sorted((a for a in announcements if a.ts_ns <= ts_ns), key=lambda a: a.ts_ns):
-        ports = usable.setdefault(ann.conn, set())
-        if ann.port is None:
-            ports.clear()
-        else:
-            ports.add(ann.port)
-    return any(port in ports for ports in usable.values())
+    return announcing(port, ts_ns, announcements) is not None
 
 
 # ------------------------------------------------------------------ data connection
@@ -921,6 +931,7 @@ __all__ = [
     "MainState",
     "Note",
     "Violation",
+    "announcing",
     "check_data",
     "check_main",
     "data_port_announced",

@@ -221,3 +221,19 @@ def test_a_flood_of_unanswered_requests_is_bounded() -> None:
     assert len(conv.session.pending) == MAX_WAITING
     events = conv.feed("s2c", encode("UploadSucess", "C50|true|50|99999"))
     assert events[0].request.message.camera_id == "C50"  # the oldest still waiting
+
+
+def test_the_linking_rule_names_the_announcement() -> None:
+    """One linking rule: which ReturnDataSocketPort announced a data connection (replay
+    links by it; data_port_announced is whether there is one)."""
+    from camprotool.protocol.rules import Announcement, announcing, data_port_announced
+
+    anns = [Announcement(9001, 0, 10, 1), Announcement(9002, 1, 20, 1),
+            Announcement(9001, 2, 30, 2), Announcement(None, 3, 40, 1)]
+    assert announcing(9001, 35, anns).message == 2  # the latest naming the port
+    assert announcing(9002, 25, anns).message == 1
+    assert announcing(9002, 45, anns) is None  # an empty answer on main 1 came after
+    assert announcing(9001, 45, anns).message == 2  # main 2's is still usable
+    assert announcing(9001, 5, anns) is None  # not announced yet
+    for port, ts in [(9001, 35), (9002, 45), (9003, 50)]:
+        assert data_port_announced(port, ts, anns) == (announcing(port, ts, anns) is not None)

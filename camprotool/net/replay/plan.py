@@ -16,6 +16,7 @@ from camprotool.protocol.catalogue import ANSWERS as CATALOGUE_ANSWERS
 from camprotool.protocol.catalogue import Direction, spec_for
 from camprotool.protocol.messages import build_message
 from camprotool.protocol.pairing import Pairing
+from camprotool.protocol.rules import Announcement, announcing
 
 if TYPE_CHECKING:
     from camprotool.capture.decode import DecodedCapture
@@ -203,7 +204,12 @@ def _pair(rc: _RecConn) -> None:
 
 
 def _link_data(conns: dict[int, _RecConn], notes: list[str]) -> None:
-    """Find, for each data connection, the ReturnDataSocketPort that announced its port."""
+    """Find, for each data connection, the ReturnDataSocketPort that announced its port.
+
+    The capture linked it to its main connection; the announcement is the one
+    the session rules' linking rule names (:func:`camprotool.protocol.rules.announcing`:
+    the latest usable one naming the port when it opened), each used once; one
+    just after the opening stands in when clocks disagree."""
     used: set[int] = set()
     for rc in sorted(conns.values(), key=lambda c: (c.start, c.conn)):
         if rc.channel != "data" or rc.main_conn is None:
@@ -212,11 +218,15 @@ def _link_data(conns: dict[int, _RecConn], notes: list[str]) -> None:
         if main is None:
             continue
         opened = rc.start or (rc.messages[0].ts if rc.messages else 0)
-        candidates = [m for m in main.messages
-                      if m.command == "ReturnDataSocketPort" and m.pos not in used
-                      and getattr(m.message, "port", None) == rc.server_port]
-        before = [m for m in candidates if m.ts <= opened]
-        ann = (before or candidates or [None])[-1 if before else 0]
+        ports = [m for m in main.messages if m.command == "ReturnDataSocketPort"
+                 and m.pos not in used]
+        by_pos = {m.pos: m for m in ports}
+        found = announcing(rc.server_port, opened, [
+            Announcement(getattr(m.message, "port", None), m.pos, m.ts, main.conn)
+            for m in ports])
+        ann = by_pos[found.message] if found is not None else next(
+            (m for m in ports if m.ts > opened
+             and getattr(m.message, "port", None) == rc.server_port), None)
         if ann is None:
             notes.append(f"data connection {rc.conn}: no ReturnDataSocketPort {rc.server_port} "
                          f"on main connection {main.conn}: not replayed")
