@@ -237,3 +237,33 @@ def test_the_linking_rule_names_the_announcement() -> None:
     assert announcing(9001, 5, anns) is None  # not announced yet
     for port, ts in [(9001, 35), (9002, 45), (9003, 50)]:
         assert data_port_announced(port, ts, anns) == (announcing(port, ts, anns) is not None)
+
+
+_MAIN_REQUESTS = {"Login": {"user": "demo", "password": "pw"},
+                  "CreatDataSocket": {"user": "demo", "password": "pw"},
+                  "CheckCaramerOnlineStatus": {"ids": ["A", "B"]}}
+_MAIN_ANSWERS = {"LoginOk": "1||", "LoginError": "no", "ReturnDataSocketPort": "9001",
+                 "ReturnCaramerOnlineStatus": "A;true|B;null"}
+
+
+@given(st.lists(st.tuples(st.sampled_from(sorted(_MAIN_REQUESTS)), st.integers(0, 3),
+                          st.booleans()), max_size=25))
+def test_both_ends_agree_on_which_request_each_answer_answers(script) -> None:
+    """A client pipelining requests and a server answering some of them in order (with
+    any answer the catalogue allows, or none): the client pairs every answer with the
+    request the server answered."""
+    client, server = ClientConversation(), ServerConversation()
+    answered: list[int] = []  # the server's request indexes, in the order it answered
+    paired: list[int] = []
+    for name, pick, answer_now in script:
+        for e in server.receive_data(client.send(name, _MAIN_REQUESTS[name])):
+            assert not isinstance(e, ViolationEvent) or e.rule == "before_login"
+        if not answer_now or not server.main.pairing.waiting:
+            continue
+        oldest = server.main.pairing.waiting[0]
+        answers = CATALOGUE.answers[oldest.command]
+        reply = answers[pick % len(answers)]
+        answered.append(oldest.index)
+        events = client.receive_data(server.send(reply, _MAIN_ANSWERS[reply]))
+        paired += [e.request.index for e in events if isinstance(e, Answer)]
+    assert paired == answered
