@@ -36,11 +36,9 @@ from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
-import dask
-import dask.dataframe as dd
 import pandas as pd
-from dask.base import tokenize
 
+from camprotool._extras import require
 from camprotool.dataset import columns as cols
 from camprotool.dataset.manifest import Manifest, snapshot
 from camprotool.dataset.options import DecodeOptions
@@ -53,6 +51,11 @@ from camprotool.dataset.reader import (
 )
 from camprotool.dataset.sets import CaptureSet, Sources, group_sets
 from camprotool.dataset.tables import set_tables
+
+# without the dask extra: one line naming it, not "No module named 'dask'"
+dask = require("dask", "dask", "camprotool.dask")
+dd = require("dask.dataframe", "dask", "camprotool.dask")
+tokenize = require("dask.base", "dask", "camprotool.dask").tokenize
 
 __all__ = ["DaskCaptures", "DaskDataset", "meta", "read_captures", "read_dataset"]
 

@@ -114,3 +114,13 @@ def test_a_bad_file_is_a_problem_row_not_a_failed_computation(client, tmp_path: 
     assert bad["capture_set"].tolist() == ["broken.pcapng"]
     assert str(tmp_path / "broken.pcapng") in bad["detail"].item()
     assert len(messages) == len(cpt.read_capture(tmp_path / "sample.pcapng").messages)
+
+
+def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask", None)  # as if dask were not installed
+    monkeypatch.delitem(sys.modules, "camprotool.dask")
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'camprotool\[dask\]'"):
+        importlib.import_module("camprotool.dask")
