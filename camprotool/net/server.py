@@ -47,7 +47,7 @@ from camprotool.net.scenario import Scenario, load_scenario
 from camprotool.net.store import BindOutcome, Camera, LoginInfo, Store
 from camprotool.net.stream import MessageStream, abort_writer
 from camprotool.protocol import Dialect
-from camprotool.protocol.catalogue import CATALOGUE, Catalogue
+from camprotool.protocol.catalogue import CATALOGUE, Catalogue, Direction
 from camprotool.protocol.conversation import Event, MessageEvent
 
 log = logging.getLogger("camprotool.net.server")
@@ -224,8 +224,12 @@ class EmulatorServer(ListeningService):
         self.catalogue = catalogue
         self.handlers: dict[str, Handler] = {**HANDLERS, **(handlers or {})}
         for name in self.handlers:
-            if name not in catalogue:
+            spec = catalogue.by_name.get(name)
+            if spec is None:
                 raise ValueError(f"a handler for {name!r}, which is not in the catalogue")
+            if spec.direction is not Direction.C2S:
+                raise ValueError(f"a handler for {name!r}, which the server sends: handlers "
+                                 "answer client commands")
         #: rule breaches by clients (see :attr:`violations`)
         self._breaches = Breaches(log, reveal_passwords)
         self.data_ports: list[int] = []

@@ -64,6 +64,8 @@ def test_the_protocols_catalogue_does_not_know_the_new_command() -> None:
             pair.client.request("LoginOk", "1||")
     with pytest.raises(ValueError, match="not in the catalogue"):
         EmulatorServer(handlers={"GetServerTime": server_time}, scrypt_n=FAST_SCRYPT_N)
+    with pytest.raises(ValueError, match="which the server sends"):
+        EmulatorServer(handlers={"LoginOk": server_time}, scrypt_n=FAST_SCRYPT_N)
 
 
 def test_a_request_without_a_handler_is_not_answered() -> None:
