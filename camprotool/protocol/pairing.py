@@ -24,13 +24,15 @@ Sans-I/O: no sockets, clocks or tables; indexes are the caller's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from camprotool.protocol.catalogue import CATALOGUE, Catalogue
 from camprotool.protocol.messages import Message
 
 
-class Waiting(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Waiting:
     """A request sent and not answered yet: the caller's index of it and the message."""
 
     index: int

@@ -125,6 +125,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -139,6 +140,17 @@ from camprotool.protocol.errors import LocalProtocolError
 from camprotool.protocol.fields import parse_params
 from camprotool.protocol.messages import Message
 from camprotool.protocol.pairing import Pairing
+from camprotool.protocol.typed_messages import (
+    CheckCaramerOnlineStatus,
+    DownLoadCaramer,
+    DownloadSucess,
+    Login,
+    LoginOk,
+    ReturnDataSocketPort,
+    UploadCaramer,
+    UploadFail,
+    UploadSucess,
+)
 
 #: Every rule key (PROTOCOL.md section 5, a contract) and its one-line description.
 RULES: dict[str, str] = {
@@ -442,10 +454,11 @@ class _Session(ABC):
             raise LocalProtocolError(f"expected a Message, got {type(msg).__name__}")
         found = _Findings(index)
         self._step(found, direction, msg, ts_ns)
-        if msg.spec is None:
+        spec = msg.spec
+        if spec is None:
             self.note(index, text_unknown(msg.command, msg.error))
         else:
-            _message_rules(found, msg, self)
+            _message_rules(found, msg, spec, self)
         self.messages += 1
         self.last_index = index
         return found.violations()
@@ -454,20 +467,25 @@ class _Session(ABC):
         self.notes.append(Note(index, detail))
 
     @abstractmethod
+    def on_close(self, last_index: int | None = None, ts_ns: int | None = None) -> list[Violation]:
+        """The connection closed: the violations only its end shows."""
+
+    @abstractmethod
     def _step(self, found: _Findings, direction: str, msg: Message, ts_ns: int) -> None:
         """Advance the connection's state machine by one known message."""
 
 
-def _message_rules(found: _Findings, msg: Message, session: _Session) -> None:
-    """The rules a single known message breaks on its own, on any connection."""
+def _message_rules(found: _Findings, msg: Message, spec: CommandSpec, session: _Session) -> None:
+    """The rules a single known message (of command ``spec``) breaks on its own, on any
+    connection."""
     if msg.error is not None:
-        _, field_error = parse_params(msg.spec, msg.params)
+        _, field_error = parse_params(spec, msg.params)
         if field_error:
             found.add("malformed_params", text_malformed(msg.command, msg.params, field_error))
         else:
             session.note(found.index, text_not_a_param_error(msg.command, msg.error))
-    if msg.command == "CheckCaramerOnlineStatus" and len(msg.ids or ()) > MAX_STATUS_IDS:
-        found.add("check_too_many_ids", text_too_many_ids(len(msg.ids)))
+    if isinstance(msg, CheckCaramerOnlineStatus) and len(msg.ids or ()) > MAX_STATUS_IDS:
+        found.add("check_too_many_ids", text_too_many_ids(len(msg.ids or ())))
 
 
 # ------------------------------------------------------------------ main connection
@@ -560,10 +578,13 @@ class MainSession(_Session):
         self._last_client_index = found.index
 
     # -- effects: what a message records, whatever the state
+    # (the tables below dispatch by command, so each effect gets its command's class)
     def _login(self, index: int, msg: Message, ts_ns: int) -> None:
+        assert isinstance(msg, Login)
         self._login_user = msg.user
 
     def _login_ok(self, index: int, msg: Message, ts_ns: int) -> None:
+        assert isinstance(msg, LoginOk)
         if self.state is _M.AWAITING_LOGIN and self.start_seen:
             self.note(index, text_unanswered("LoginOk", "Login"))
         self.user = self._login_user
@@ -577,6 +598,7 @@ class MainSession(_Session):
         self.pending_port_requests += 1
 
     def _return_data_socket_port(self, index: int, msg: Message, ts_ns: int) -> None:
+        assert isinstance(msg, ReturnDataSocketPort)
         if self.pending_port_requests:
             self.pending_port_requests -= 1
         else:
@@ -647,7 +669,8 @@ def data_port_announced(port: int, ts_ns: int, announcements: Iterable[Announcem
 # ------------------------------------------------------------------ data connection
 
 
-class _Request(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class _Request:
     index: int
     camera_id: str | None  # uploads
     position: int  # upload: current (assumed if malformed); download: downloaded
@@ -749,10 +772,11 @@ class DataSession(_Session):
         self.closed = True
         if last_index is None:
             last_index = self.last_index
-        if last_index is None or not self.incomplete:
+        kind = self.kind
+        if last_index is None or kind is None or not self.incomplete:
             return []
         first = self.pending[0].index if self.pending else None
-        detail = text_incomplete(self.kind, self.synced, self.total, len(self.pending), first)
+        detail = text_incomplete(kind, self.synced, self.total, len(self.pending), first)
         return [Violation("incomplete_sync", last_index, detail)]
 
     # -- engine
@@ -785,7 +809,9 @@ class DataSession(_Session):
         self.total = total
 
     # -- uploads
+    # (the table below dispatches by command, so each handler gets its command's class)
     def _upload_request(self, found: _Findings, msg: Message) -> None:
+        assert isinstance(msg, UploadCaramer)
         expected = self.expected_current
         current = msg.current
         if current is None:
@@ -803,6 +829,7 @@ class DataSession(_Session):
         self._wait(_Request(found.index, msg.camera_id, current, msg.total), msg)
 
     def _upload_answer(self, found: _Findings, msg: Message) -> None:
+        assert isinstance(msg, UploadSucess | UploadFail)
         name = msg.command
         if name == "UploadFail":
             self.failed += 1
@@ -828,6 +855,7 @@ class DataSession(_Session):
 
     # -- downloads
     def _download_request(self, found: _Findings, msg: Message) -> None:
+        assert isinstance(msg, DownLoadCaramer)
         expected = self.expected_downloaded
         downloaded = msg.downloaded
         if downloaded is None:  # malformed: assume the expected value
@@ -842,6 +870,7 @@ class DataSession(_Session):
         self._wait(_Request(found.index, None, downloaded, None), msg)
 
     def _download_answer(self, found: _Findings, msg: Message) -> None:
+        assert isinstance(msg, DownloadSucess)
         self._answers += 1
         req = self._settle(msg)  # the latest request waiting: earlier ones were retries
         expected = req.position + 1 if req is not None else self.synced + 1
