@@ -35,6 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -52,10 +53,14 @@ from camprotool.dataset.reader import (
 from camprotool.dataset.sets import CaptureSet, Sources, group_sets
 from camprotool.dataset.tables import set_tables
 
-# without the dask extra: one line naming it, not "No module named 'dask'"
-dask = require("dask", "dask", "camprotool.dask")
-dd = require("dask.dataframe", "dask", "camprotool.dask")
-tokenize = require("dask.base", "dask", "camprotool.dask").tokenize
+if TYPE_CHECKING:
+    import dask
+    import dask.dataframe as dd
+    from dask.base import tokenize
+else:  # without the dask extra: one line naming it, not "No module named 'dask'"
+    dask = require("dask", "dask", "camprotool.dask")
+    dd = require("dask.dataframe", "dask", "camprotool.dask")
+    tokenize = require("dask.base", "dask", "camprotool.dask").tokenize
 
 __all__ = ["DaskCaptures", "DaskDataset", "meta", "read_captures", "read_dataset"]
 
@@ -63,7 +68,7 @@ TABLES = tuple(cols.TABLES)
 #: Dask turns text columns into ``string[pyarrow]`` (missing as ``pd.NA``) when a
 #: collection is made; ours keep ``Capture``'s ``str`` (missing as NaN), so a computed
 #: table equals the pandas one. Set around our constructors only, not globally.
-def _keep_strings() -> dask.config.set:
+def _keep_strings() -> Any:
     return dask.config.set({"dataframe.convert-string": False})
 
 

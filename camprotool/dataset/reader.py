@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import TypeAlias
 
 import pandas as pd
 import pyarrow.compute as pc
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 from camprotool.dataset import columns as cols
 from camprotool.dataset.manifest import Manifest
 
-Filters = pc.Expression | list | None
+Filters: TypeAlias = pc.Expression | list | None
 
 
 def _partitioning() -> pads.Partitioning:

@@ -73,21 +73,23 @@ class RingWriter:
         self._opened_at = 0
         self._bytes = 0
 
-    def _rotate(self, ts_ns: int) -> None:
+    def _rotate(self, ts_ns: int) -> PcapngWriter:
         self.close()
         path = self.folder / ring_name(self.prefix, len(self.paths) + 1, ts_ns)
         # dumpcap's default: microsecond timestamps, Ethernet
-        self._writer = PcapngWriter(path, tsresol_ns=False)
+        writer = self._writer = PcapngWriter(path, tsresol_ns=False)
         self.paths.append(path)
         self._opened_at = ts_ns
         self._bytes = 0
+        return writer
 
     def write(self, ts_ns: int, frame: bytes) -> None:
-        if (self._writer is None
+        writer = self._writer
+        if (writer is None
                 or (self.span_ns is not None and ts_ns - self._opened_at >= self.span_ns)
                 or (self.max_bytes is not None and self._bytes >= self.max_bytes)):
-            self._rotate(ts_ns)
-        self._writer.write_packet(ts_ns, frame)
+            writer = self._rotate(ts_ns)
+        writer.write_packet(ts_ns, frame)
         self._bytes += len(frame) + 32  # the enhanced packet block around it
         self.packets += 1
 

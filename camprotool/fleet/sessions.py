@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from camprotool.capture.writer import TcpConversation
 from camprotool.fleet.ring import PacketHeap
@@ -24,6 +25,9 @@ from camprotool.net.store import BindOutcome
 from camprotool.protocol.catalogue import MAX_STATUS_IDS
 from camprotool.protocol.codec import encode
 from camprotool.protocol.dialect import Dialect
+
+if TYPE_CHECKING:
+    from camprotool.capture.writer import _CaptureWriter
 
 MS = 1_000_000
 S = 1_000 * MS
@@ -57,6 +61,8 @@ class Visit:
         self.server = server
         self.end = end
         self.heap = heap
+        # TcpConversation writes through a capture writer's two methods, which the heap has
+        self.writer = cast("_CaptureWriter", heap)
         self.dialect = dialect
         self.rng = rng
         self.messages = 0
@@ -68,10 +74,10 @@ class Visit:
         self.now += int(gap_ms * MS)
         if params:
             data = encode(command, params, self.dialect)
-        else:  # heartbeats are most of the traffic: encoded once
-            data = self._bare.get(command)
-            if data is None:
-                data = self._bare[command] = encode(command, "", self.dialect)
+        elif command in self._bare:  # heartbeats are most of the traffic: encoded once
+            data = self._bare[command]
+        else:
+            data = self._bare[command] = encode(command, "", self.dialect)
         conn.send(direction, data, self.now)
         self.messages += self.now < self.end
 
@@ -79,7 +85,7 @@ class Visit:
         srv, rng = self.server, self.rng
         phone = srv.phones[plan.phone]
         self.now = plan.start_ns
-        main = TcpConversation(self.heap, (phone.ip, phone.port()), (srv.ip, MAIN_PORT),
+        main = TcpConversation(self.writer, (phone.ip, phone.port()), (srv.ip, MAIN_PORT),
                                self.now, isn_client=rng.getrandbits(32),
                                isn_server=rng.getrandbits(32))
         if rng.random() < 0.04:
@@ -88,6 +94,8 @@ class Visit:
             self.now += rng.randint(2, 9) * S  # typing it again
         self.send(main, "c2s", "Login", f"{phone.user}|{phone.password}", 5)
         info = srv.store.login(phone.user, phone.password, phone.ip, when=_when(self.now))
+        if info is None:  # the world made this account with this password
+            raise RuntimeError(f"the store refused {phone.user}'s own password")
         self.send(main, "s2c", "LoginOk",
                   f"{info.camera_count}|{info.last_login_time}|{info.last_login_ip}", 30)
         if phone.cameras:
@@ -110,7 +118,7 @@ class Visit:
         self.send(main, "c2s", "CreatDataSocket", f"{phone.user}|{phone.password}", 300)
         port = rng.choice(DATA_PORTS)
         self.send(main, "s2c", "ReturnDataSocketPort", str(port), 5)
-        data = TcpConversation(self.heap, (phone.ip, phone.port()), (srv.ip, port),
+        data = TcpConversation(self.writer, (phone.ip, phone.port()), (srv.ip, port),
                                self.now + 2 * MS, isn_client=rng.getrandbits(32),
                                isn_server=rng.getrandbits(32))
         self.now += 3 * MS
