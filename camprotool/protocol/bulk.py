@@ -964,15 +964,21 @@ class _Assembler:
         if len(parts) > 1:  # items must follow row order
             owners = np.concatenate([np.repeat(p.owners, p.counts) for p in parts])
             order = np.argsort(owners, kind="stable")
-            starts, ends, online, known = (
-                None if getattr(parts[0], f) is None
-                else np.concatenate([getattr(p, f) for p in parts])[order]
-                for f in ("starts", "ends", "online", "valid"))
+
+            def ordered(arrays: list[np.ndarray]) -> np.ndarray:
+                return np.concatenate(arrays)[order]
+
+            starts, ends = ordered([p.starts for p in parts]), ordered([p.ends for p in parts])
+            online = None if parts[0].online is None else ordered(
+                [p.online for p in parts if p.online is not None])
+            known = None if parts[0].valid is None else ordered(
+                [p.valid for p in parts if p.valid is not None])
         else:
             starts, ends, online, known = (parts[0].starts, parts[0].ends, parts[0].online,
                                            parts[0].valid)
         items = _take_ranges(self.source, starts, ends).view(pa.large_string())
         if type_.value_type != pa.large_string():
+            assert online is not None and known is not None  # status lists carry both
             items = pa.StructArray.from_arrays(
                 [items, pa.array(online, pa.bool_(), mask=~known)], fields=list(_STATUS_STRUCT)
             )
@@ -1030,7 +1036,7 @@ def feed_many(items: list[tuple[BulkDecoder, bytes]]) -> list[pa.Table]:
             results[k] = dec.feed(data)
     for dialect, members in by_dialect.items():
         _feed_group(dialect, [items[k] for k in members], members, results)
-    return results  # type: ignore[return-value]
+    return results
 
 
 def _feed_group(dialect: Dialect, items: list[tuple[BulkDecoder, bytes]], members: list[int],
@@ -1097,7 +1103,8 @@ def _lp_prefix(buf: bytes, unpack_from: Any, limit: int) -> tuple[int, list[tupl
     (the incremental decoder must word that), True when it stopped at the end
     or at an incomplete frame.
     """
-    pos, n, frames = 0, len(buf), []
+    pos, n = 0, len(buf)
+    frames: list[tuple[int, int]] = []
     while pos + 4 <= n:
         (length,) = unpack_from(buf, pos)
         if length == 0 or length > limit:

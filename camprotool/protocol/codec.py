@@ -58,6 +58,7 @@ _SPEC_CACHE_LIMIT = 4096
 
 def resolve(command: str | CommandSpec, dialect: Dialect = LINE) -> tuple[CommandSpec | None, str]:
     """The spec for ``command`` (full or short name) and the name to write."""
+    spec: CommandSpec | None
     if isinstance(command, CommandSpec):
         spec = command
     else:

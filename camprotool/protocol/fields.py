@@ -14,7 +14,7 @@ itself contains ``|`` (in ``UploadFail`` it takes the surplus fields).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from camprotool.protocol.catalogue import (
@@ -59,7 +59,7 @@ def parse_port(text: str) -> int | None:
     return value
 
 
-_PARSERS = {
+_PARSERS: dict[Kind, Callable[[str], Any]] = {
     Kind.TEXT: str,
     Kind.SECRET: str,
     Kind.CAMERA_ID: str,
