@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import numpy as np
 import pandas as pd
@@ -132,8 +133,29 @@ def _commands(column: pa.ChunkedArray | pa.Array, take: _Reorder) -> pd.Categori
     return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype="str"))
 
 
-def _ip(packed: bytes) -> str:
-    return str(ipaddress.ip_address(packed))
+class _Addresses:
+    """The address texts of connections: each distinct IP formatted once (a capture has
+    thousands of connections and a handful of servers)."""
+
+    def __init__(self, records: list[ConnectionRecord]) -> None:
+        texts: dict[bytes, str] = {}
+
+        def text(packed: bytes) -> str:
+            found = texts.get(packed)
+            if found is None:
+                found = texts[packed] = (socket.inet_ntoa(packed) if len(packed) == 4
+                                         else str(ipaddress.ip_address(packed)))
+            return found
+
+        def endpoint(ip: str, port: int) -> str:
+            return f"{ip}:{port}" if ":" not in ip else f"[{ip}]:{port}"
+
+        self.client_ip = [text(r.client_ip) for r in records]
+        self.server_ip = [text(r.server_ip) for r in records]
+        self.client = [endpoint(ip, r.client_port)
+                       for ip, r in zip(self.client_ip, records, strict=True)]
+        self.server = [endpoint(ip, r.server_port)
+                       for ip, r in zip(self.server_ip, records, strict=True)]
 
 
 def connections_frame(connections: list[ConnectionRecord]) -> pd.DataFrame:
@@ -142,14 +164,15 @@ def connections_frame(connections: list[ConnectionRecord]) -> pd.DataFrame:
         df = schema.empty_frame(schema.CONNECTIONS)
         df["channel"] = pd.Categorical([], categories=CHANNELS)
         return df
+    where = _Addresses(connections)
     rows = {
         "conn": [r.conn for r in connections],
         "channel": pd.Categorical([r.channel for r in connections], categories=CHANNELS),
-        "client": [r.client for r in connections],
-        "server": [r.server for r in connections],
-        "client_ip": [_ip(r.client_ip) for r in connections],
+        "client": where.client,
+        "server": where.server,
+        "client_ip": where.client_ip,
         "client_port": [r.client_port for r in connections],
-        "server_ip": [_ip(r.server_ip) for r in connections],
+        "server_ip": where.server_ip,
         "server_port": [r.server_port for r in connections],
         "main_conn": [r.main_conn for r in connections],
         "announced": [r.announced for r in connections],

@@ -32,7 +32,7 @@ from camprotool.capture.decode import (
     fast_problems,
     gc_paused,
 )
-from camprotool.capture.fast.engine import FastEngine
+from camprotool.capture.fast.engine import FastEngine, final_of
 from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
 
@@ -105,18 +105,24 @@ def _take_rows(engine: FastEngine, sink: MessageSink, ids: _Ids,
     final = ids.settle()
     extra = [_with_final_ids(t, final) for t in engine.bulk_tables]
     engine.bulk_tables = []
+    settled = engine.settled
+    engine.settled = []
+    for batch in settled:
+        batch.conn = final_of(batch.conn, final)
     pending = {c: st for c, st in sink.conns.items()
                if any(d.tables for d in st.dirs.values())}
     in_extra = set()
     for t in extra:
         in_extra.update(t["conn"].to_numpy().tolist())
+    for batch in settled:  # their rows are in extra; their records come with them
+        in_extra.difference_update(batch.conn.tolist())
     by_final = {final[c]: c for c in sink.conns}
     states = {final[c]: st for c, st in pending.items()}
     for conn in in_extra:
         states.setdefault(conn, sink.conns[by_final[conn]])
     for conn, st in states.items():
         st.info.conn_id = conn
-    records, table, order = build_connections(states, extra, sort=False)
+    records, table, order = build_connections(states, extra, sort=False, settled=settled)
     frame = messages_frame(table, records, reveal_passwords=reveal_passwords, order=order)
     # what is closed and out can go: the reader keeps only open connections
     for c in [c for c, st in sink.conns.items()

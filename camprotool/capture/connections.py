@@ -74,6 +74,26 @@ class ConnectionRecord:
         return format_endpoint(self.server_ip, self.server_port)
 
 
+@dataclass(slots=True)
+class SettledBatch:
+    """Connections the fast engine decoded column-wise, as columns: what each one's
+    ``ConnState`` would hold after its close (their rows are in the engine's
+    ``bulk_tables``). A handshake was seen (the engine's in-order flows start with
+    one), nothing was lost, and ``a`` is the client."""
+
+    conn: np.ndarray  # provisional ids until renumbered
+    a_ip: list[bytes]
+    a_port: list[int]
+    b_ip: list[bytes]
+    b_port: list[int]
+    start_ns: list[int]
+    end_ns: list[int]
+    close_reason: list[str]
+    dialect: list[str]
+    bytes_c2s: list[int]
+    bytes_s2c: list[int]
+
+
 _EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()),
           ("frame", pa.int64())]
 MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
@@ -128,16 +148,21 @@ def _command_flags(codes: tuple[np.ndarray, list[str]], names: list[str]) -> np.
 
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *, sort: bool = True,
+    settled: list[SettledBatch] | None = None,
 ) -> tuple[list[ConnectionRecord], pa.Table] | tuple[list[ConnectionRecord], pa.Table,
                                                      np.ndarray | None]:
     """One record per decoded connection (roles and channels settled, data linked to main),
-    and the messages of them all as one Arrow table sorted by time (MESSAGES_SCHEMA)."""
+    and the messages of them all as one Arrow table sorted by time (MESSAGES_SCHEMA).
+    ``settled``: connections the fast engine settled column-wise (final ids; their
+    rows are in ``extra``)."""
     decoding = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding"]
     # Connections that closed without a byte are kept until _link: an announced
     # data port makes them (empty) data connections; the others are dropped.
     kept = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding" or st.empty]
+    settled = [b for b in settled or () if len(b.conn)]
     table, conn, direction = _merged(decoding, extra)
-    size = (max(i for i, _ in kept) + 1) if kept else 0
+    size = max([kept[-1][0] + 1 if kept else 0]
+               + [int(b.conn.max()) + 1 for b in settled])
     is_c2s = direction == 0
 
     def per_conn(flags: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -187,6 +212,10 @@ def build_connections(
         if main or data:
             rec.channel = "main" if main >= data else "data"
         records.append(rec)
+    if settled:
+        for batch in settled:
+            records += _settled_records(batch, rows, main_votes, data_votes)
+        records.sort(key=_by_conn)
     direction = np.where(swap[conn], ~is_c2s, is_c2s)
     names = pa.DictionaryArray.from_arrays(
         pa.array(np.where(direction, 0, 1).astype(np.int8)), pa.array(["c2s", "s2c"]))
@@ -205,6 +234,26 @@ def build_connections(
     if order is not None:
         table = table.take(pa.array(order))
     return records, table
+
+
+def _by_conn(rec: ConnectionRecord) -> int:
+    return rec.conn
+
+
+def _settled_records(batch: SettledBatch, rows: np.ndarray, main_votes: np.ndarray,
+                     data_votes: np.ndarray) -> list[ConnectionRecord]:
+    """The records of connections settled column-wise: never swapped (their handshake
+    was seen), nothing lost; channel by the same votes as the others."""
+    ids = batch.conn
+    main, data = main_votes[ids], data_votes[ids]
+    channel = np.where(main + data == 0, "unknown", np.where(main >= data, "main", "data"))
+    return [ConnectionRecord(c, a_ip, a_port, b_ip, b_port, False, True, start, end, why, dn,
+                             up, down, 0, 0, n, ch)
+            for c, a_ip, a_port, b_ip, b_port, start, end, why, dn, up, down, n, ch in zip(
+                ids.tolist(), batch.a_ip, batch.a_port, batch.b_ip, batch.b_port,
+                batch.start_ns, batch.end_ns, batch.close_reason, batch.dialect,
+                batch.bytes_c2s, batch.bytes_s2c, rows[ids].tolist(), channel.tolist(),
+                strict=True)]
 
 
 def _is_sorted(keys: tuple[np.ndarray, ...]) -> bool:

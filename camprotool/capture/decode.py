@@ -185,9 +185,11 @@ def _decode_fast(
         fast.run()
         sink.flush()
         mapping = final_ids(fast.first_frame)
-        renumber(sink, mapping)
+        renumber(sink, mapping, fast.settled)
         extra = [_with_final_ids(t, mapping) for t in fast.bulk_tables]
-        records, messages, order = build_connections(sink.conns, extra, sort=False)
+        fast.bulk_tables = []
+        records, messages, order = build_connections(sink.conns, extra, sort=False,
+                                                     settled=fast.settled)
         problems = fast_problems(capture, fast, sink, mapping)
         return DecodedCapture(source=capture.name, format=capture.format,
                               packets=capture.frames, rows=messages,
@@ -211,12 +213,8 @@ def fast_problems(capture: CaptureFile | CaptureSet, fast, sink: MessageSink,
 
 def _with_final_ids(table: pa.Table, mapping: dict[int, int]) -> pa.Table:
     """A fast-engine table (``flow`` = provisional id) with ``conn`` = final id."""
-    from camprotool.capture.fast.engine import SLOW_BASE
 
-    flows = table["flow"].to_numpy()
-    fast = {k: v for k, v in mapping.items() if k < SLOW_BASE}  # flow ids: small and dense
-    lookup = np.zeros(max(fast, default=0) + 1, np.int64)
-    lookup[np.fromiter(fast.keys(), np.int64, len(fast))] = np.fromiter(
-        fast.values(), np.int64, len(fast))
-    conn = lookup[flows]
+    from camprotool.capture.fast.engine import final_of
+
+    conn = final_of(table["flow"].to_numpy(), mapping)
     return table.drop_columns(["flow"]).append_column("conn", pa.array(conn, pa.int64()))

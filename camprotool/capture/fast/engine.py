@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from camprotool.capture.captureset import CaptureSet
+from camprotool.capture.connections import SettledBatch, _dialect_text
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
 from camprotool.capture.packets import TcpSegment, decode_tcp
@@ -405,6 +406,7 @@ class FastEngine:
         self._carry: _Packets | None = None  # packets of deferred flows
         self._deferred = np.zeros(0, _I64)
         self.bulk_tables: list[pa.Table] = []
+        self.settled: list[SettledBatch] = []
         if len(kept) == 1 and kept[0] is not None:
             windows = iter([(kept[0], True)])
         else:
@@ -566,22 +568,26 @@ class FastEngine:
 
     def _settle(self, flows: np.ndarray, out: bulkflows.Outcome, close_ts: list[int],
                 close_why: list[str]) -> None:
-        """The sink's records of connections settled column-wise (their rows are in
-        ``bulk_tables``), built from columns: a few microseconds a connection."""
+        """Connections settled column-wise (their rows are in ``bulk_tables``) become one
+        :class:`SettledBatch`: columns, not a sink state each (thousands of short
+        connections would cost a kilobyte of Python objects apiece)."""
         k = self.keys[self._state_fa[flows]]
-        a_ip, b_ip = _ips(k[:, 0], k[:, 1], k[:, 2]), _ips(k[:, 0], k[:, 4], k[:, 5])
-        a_port, b_port = k[:, 3].tolist(), k[:, 6].tolist()
         auto = self.sink.dialect is None
-        dialect = _LINE if auto else self.sink.dialect
-        conns, open_at, fell_back = self.sink.conns, self._open_at, out.fell_back
-        for i, f in enumerate(flows.tolist()):
-            ts, frame = open_at.pop(f)
-            fallback = _LINE_GBK if auto and out.verdict[f] == bulkflows.DECODE else None
-            c2s, s2c = out.totals[f]
-            info = ConnectionInfo(f, a_ip[i], a_port[i], b_ip[i], b_port[i], True, ts, frame)
-            conns[f] = Settled(info, dialect, (close_ts[i], close_why[i]),
-                               {"c2s": _SettledDir(c2s, (f, 0) in fell_back, fallback),
-                                "s2c": _SettledDir(s2c, (f, 1) in fell_back, fallback)})
+        plain = _dialect_text(_LINE if auto else self.sink.dialect)
+        gbk = _dialect_text(_LINE_GBK)
+        open_at, fell_back, verdict = self._open_at, out.fell_back, out.verdict
+        ids = flows.tolist()
+        opened = [open_at.pop(f) for f in ids]
+        totals = [out.totals[f] for f in ids]
+        dialects = [gbk if auto and verdict[f] == bulkflows.DECODE
+                    and ((f, 0) in fell_back or (f, 1) in fell_back) else plain for f in ids]
+        self.settled.append(SettledBatch(
+            conn=flows.astype(_I64),
+            a_ip=_ips(k[:, 0], k[:, 1], k[:, 2]), a_port=k[:, 3].tolist(),
+            b_ip=_ips(k[:, 0], k[:, 4], k[:, 5]), b_port=k[:, 6].tolist(),
+            start_ns=[ts for ts, _ in opened], end_ns=close_ts, close_reason=close_why,
+            dialect=dialects, bytes_c2s=[t[0] for t in totals],
+            bytes_s2c=[t[1] for t in totals]))
 
     def _fast_data(self, p: _Packets, groups: bulkflows.Groups, whole: set[int]) -> None:
         """Flows not settled column-wise: chunks into the sink (chunk by chunk while it
@@ -708,36 +714,6 @@ _LINE = Dialect.parse("line")
 _LINE_GBK = Dialect.parse("line:gbk")
 
 
-class _SettledDir:
-    """One direction of a :class:`Settled` connection (``DirectionState``'s fields that
-    ``build_connections`` reads)."""
-
-    __slots__ = ("bytes", "fallback", "fell_back", "tables")
-    lost = 0
-    first_gap = None
-
-    def __init__(self, nbytes: int, fell_back: bool, fallback: Dialect | None) -> None:
-        self.bytes = nbytes
-        self.fell_back = fell_back
-        self.fallback = fallback
-        self.tables: list | tuple = ()  # its rows are in the engine's bulk tables
-
-
-class Settled:
-    """A connection the fast engine decoded column-wise: what ``ConnState`` would hold
-    after its close, without the decoding machinery (its rows are in ``bulk_tables``)."""
-
-    __slots__ = ("close_reason", "close_ts", "dialect", "dirs", "info", "last_ts")
-    status = "decoding"
-    empty = False
-
-    def __init__(self, info: ConnectionInfo, dialect: Dialect, close: tuple[int, str],
-                 dirs: dict[str, _SettledDir]) -> None:
-        self.info = info
-        self.dialect = dialect
-        self.close_ts, self.close_reason = close
-        self.last_ts = self.close_ts
-        self.dirs = dirs
 
 
 class _SlowSink:
@@ -768,14 +744,26 @@ def final_ids(first_frame: dict[int, int]) -> dict[int, int]:
     return {c: i for i, c in enumerate(ordered)}
 
 
-def renumber(sink: MessageSink, mapping: dict[int, int]) -> None:
-    """Give every connection in ``sink`` its final id."""
+def renumber(sink: MessageSink, mapping: dict[int, int],
+             settled: list[SettledBatch] | None = None) -> None:
+    """Give every connection in ``sink`` (and in ``settled``) its final id."""
     conns = {}
     for old, st in sink.conns.items():
         new = mapping[old]
         st.info.conn_id = new
         conns[new] = st
     sink.conns = conns
+    for batch in settled or ():
+        batch.conn = final_of(batch.conn, mapping)
 
 
-__all__: Iterable[str] = ["FastEngine", "final_ids", "renumber"]
+def final_of(flows: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    """The final ids of fast-engine flow ids (small and dense: one lookup array)."""
+    fast = {k: v for k, v in mapping.items() if k < SLOW_BASE}
+    lookup = np.zeros(max(fast, default=0) + 1, np.int64)
+    lookup[np.fromiter(fast.keys(), np.int64, len(fast))] = np.fromiter(
+        fast.values(), np.int64, len(fast))
+    return lookup[flows]
+
+
+__all__: Iterable[str] = ["FastEngine", "final_ids", "final_of", "renumber"]
