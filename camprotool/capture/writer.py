@@ -23,7 +23,7 @@ import struct
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import BinaryIO, Self
+from typing import Protocol, Self
 
 from camprotool.capture.readers import (
     LINKTYPE_ETHERNET,
@@ -237,13 +237,24 @@ class _Interface:
         self.tsoffset = tsoffset
 
 
+class BinarySink(Protocol):
+    """What a writer writes to: a binary file, or anything with its ``write``, ``flush``
+    and ``close`` (a recorder's durable block buffer), so callers need not fake a file."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class _CaptureWriter(ABC):
     """What both formats share: the output, context management, TCP scripting."""
 
-    def __init__(self, fileobj_or_path: str | os.PathLike[str] | BinaryIO | None) -> None:
+    def __init__(self, fileobj_or_path: str | os.PathLike[str] | BinarySink | None) -> None:
         self._own = False
         if fileobj_or_path is None:
-            self._fh: BinaryIO = io.BytesIO()
+            self._fh: BinarySink = io.BytesIO()
         elif isinstance(fileobj_or_path, str | os.PathLike):
             self._fh = open(fileobj_or_path, "wb", buffering=1 << 20)  # noqa: SIM115
             self._own = True
@@ -338,7 +349,7 @@ class PcapngWriter(_CaptureWriter):
 
     def __init__(
         self,
-        fileobj_or_path: str | os.PathLike[str] | BinaryIO | None = None,
+        fileobj_or_path: str | os.PathLike[str] | BinarySink | None = None,
         linktype: int | None = LINKTYPE_ETHERNET,
         tsresol_ns: bool = True,
         *,
@@ -469,7 +480,7 @@ class PcapWriter(_CaptureWriter):
 
     def __init__(
         self,
-        fileobj_or_path: str | os.PathLike[str] | BinaryIO | None = None,
+        fileobj_or_path: str | os.PathLike[str] | BinarySink | None = None,
         linktype: int = LINKTYPE_ETHERNET,
         nanosecond: bool = True,
         *,

@@ -71,6 +71,13 @@ from camprotool.net.stream import MessageStream
 from camprotool.protocol import LocalProtocolError, Message
 from camprotool.protocol.catalogue import BY_NAME, Channel, Direction, Kind
 from camprotool.protocol.conversation import ServerConversation
+from camprotool.protocol.typed_messages import (
+    CheckCaramerOnlineStatus,
+    CreatDataSocket,
+    DownLoadCaramer,
+    Login,
+    UploadCaramer,
+)
 
 if TYPE_CHECKING:
     from camprotool.net.models import Camera
@@ -228,8 +235,10 @@ class MainSession(_Handler):
             return False
         return await self.server.check_password(user, password)
 
+    # (HANDLERS dispatches by command, so each handler gets its command's class)
     async def _login(self, msg: Message) -> bool:
-        user, password = msg.user, msg.password  # type: ignore[attr-defined]
+        assert isinstance(msg, Login)
+        user, password = msg.user, msg.password
         info, locked = None, False
         if not msg.error and user:  # the brake (net/brake.py) may delay or refuse the check
             info, locked = await self.server.brake.login(self.server.login, user,
@@ -253,9 +262,10 @@ class MainSession(_Handler):
         return True
 
     async def _data_socket(self, msg: Message) -> bool:
-        user, password = msg.user, msg.password  # type: ignore[attr-defined]
-        if (self.user is not None and user != self.user) or not await self._check(user,
-                                                                                  password):
+        assert isinstance(msg, CreatDataSocket)
+        user, password = msg.user, msg.password
+        if (user is None or (self.user is not None and user != self.user)
+                or not await self._check(user, password)):
             log.info("%r: CreatDataSocket with wrong credentials", self.stream)
             await self.reply("LoginError", {"reason": REASONS["login"]})
             return True
@@ -264,7 +274,8 @@ class MainSession(_Handler):
         return True
 
     async def _status(self, msg: Message) -> bool:
-        ids = list(msg.ids or ())  # type: ignore[attr-defined]
+        assert isinstance(msg, CheckCaramerOnlineStatus)
+        ids = list(msg.ids or ())
         limit = self.server.config.max_status_ids
         if limit and len(ids) > limit:
             log.warning("%r: status query for %d ids, answering the first %d", self.stream,
@@ -323,8 +334,9 @@ class DataSession(_Handler):
         return await _dispatch(self, msg)
 
     async def _upload(self, msg: Message) -> bool:
-        cid, pw = msg.camera_id, msg.camera_password  # type: ignore[attr-defined]
-        total = msg.total if msg.total is not None else 0  # type: ignore[attr-defined]
+        assert isinstance(msg, UploadCaramer)
+        cid, pw = msg.camera_id, msg.camera_password
+        total = msg.total if msg.total is not None else 0
         self.synced += 1
         if msg.error or cid is None or pw is None or has_unsafe(cid):
             log.info("%r: malformed UploadCaramer (%s)", self.stream,
@@ -347,7 +359,8 @@ class DataSession(_Handler):
         return True
 
     async def _download(self, msg: Message) -> bool:
-        done = msg.downloaded  # type: ignore[attr-defined]
+        assert isinstance(msg, DownLoadCaramer)
+        done = msg.downloaded
         if done is None:
             await self.reply("DownloadFail", {"reason": REASONS["bad_params"]})
             return True

@@ -275,7 +275,12 @@ class ListeningService(BackgroundService):
         srv = await asyncio.start_server(self._tracked(on_connect), self.listen[0], 0)
         self._listeners.add(srv)
         assert self._loop is not None
-        self._loop.call_later(timeout, lambda: accepted.is_set() or self._close_listener(srv))
+
+        def give_up() -> None:  # nobody came within the timeout
+            if not accepted.is_set():
+                self._close_listener(srv)
+
+        self._loop.call_later(timeout, give_up)
         return srv.sockets[0].getsockname()[1]
 
     def _close_listener(self, srv: asyncio.Server | None) -> None:

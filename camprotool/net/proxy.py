@@ -51,6 +51,7 @@ from camprotool.net.recording import Conversation
 from camprotool.net.stream import READ_SIZE, abort_writer
 from camprotool.protocol import Dialect
 from camprotool.protocol.conversation import Event, MessageEvent
+from camprotool.protocol.typed_messages import ReturnDataSocketPort
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -274,25 +275,24 @@ class _MainContext:
 
     async def s2c(self, data: bytes, final: bool = False) -> bytes:
         if final:
-            out, self.pending = bytes(self.pending), bytearray()
-            return out
+            flushed, self.pending = bytes(self.pending), bytearray()
+            return flushed
         self.pending += data
         pairs = [(e.end, e.message) for e in self.proxy.judge(self.conv, "s2c", data)
                  if isinstance(e, MessageEvent)]
         out = bytearray()
         cursor = self.start
         for end, msg in pairs:
-            if msg.command != "ReturnDataSocketPort" or msg.error or not getattr(msg, "port",
-                                                                                 None):
+            if not isinstance(msg, ReturnDataSocketPort) or msg.error or not msg.port:
                 continue
             begin = end - len(msg.raw)
             if begin < cursor:  # cannot happen: held back; forward untouched if it does
                 continue
-            local = await self.proxy.open_data_relay(msg.port, self.client_host,  # type: ignore[attr-defined]
+            local = await self.proxy.open_data_relay(msg.port, self.client_host,
                                                      self.upstream_local)
             if local is None:
                 continue
-            log.info("data port %d announced; relaying through %d", msg.port, local)  # type: ignore[attr-defined]
+            log.info("data port %d announced; relaying through %d", msg.port, local)
             out += self.pending[cursor - self.start : begin - self.start]
             out += rewrite_port(msg.raw, self.proxy.dialect, local)
             cursor = end

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
+from camprotool.capture.writer import PcapngWriter
 from camprotool.net.addresses import format_endpoint
 from camprotool.net.errors import NetError
 from camprotool.protocol import Decoder, Dialect, Message
@@ -133,7 +134,16 @@ class DurableFile:
                 os.close(self._fd)
 
 
-def open_pcapng(record: str | Path | IO[bytes] | None) -> Any:
+class DurablePcapngWriter(PcapngWriter):
+    """A ``PcapngWriter`` over a :class:`DurableFile`, kept as ``durable`` so the log
+    flushes it on its own schedule and closes it after the writer."""
+
+    def __init__(self, durable: DurableFile) -> None:
+        super().__init__(durable)
+        self.durable = durable
+
+
+def open_pcapng(record: str | Path | IO[bytes] | None) -> DurablePcapngWriter | None:
     """A ``PcapngWriter`` for ``record`` writing to a :class:`DurableFile`, or None.
 
     The file header is written at once, so the file is a valid (empty)
@@ -142,22 +152,15 @@ def open_pcapng(record: str | Path | IO[bytes] | None) -> Any:
     if record is None:
         return None
     try:
-        from camprotool.capture.writer import PcapngWriter
-    except ImportError as exc:
-        raise RecordingUnavailable(
-            f"cannot record to pcapng: the capture writer is not available ({exc})"
-        ) from None
-    try:
         out = DurableFile(record)
     except OSError as exc:
         raise OSError(f"cannot record to {record}: {exc.strerror or exc}") from None
-    writer = PcapngWriter(out)
+    writer = DurablePcapngWriter(out)
     try:
         out.flush()
     except OSError as exc:
         out.close()
         raise OSError(f"cannot record to {record}: {exc.strerror or exc}") from None
-    writer.durable = out
     return writer
 
 

@@ -501,5 +501,5 @@ def _resolve(host: str) -> str:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise OSError(f"cannot resolve host {host!r}: {exc.strerror}") from None
-    return infos[0][4][0]
+    return str(infos[0][4][0])
 

@@ -345,7 +345,7 @@ class Store:
     def statuses(self, ids: Iterable[str]) -> dict[str, bool | None]:
         """Status of each id; unknown cameras are ``None`` (the protocol's ``null``)."""
         ids = list(ids)
-        known = {}
+        known: dict[str, bool | None] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from camprotool.protocol.errors import LocalProtocolError
 
@@ -74,7 +75,7 @@ class Dialect:
         return self.framing == "line"
 
     @property
-    def byteorder(self) -> str:
+    def byteorder(self) -> Literal["little", "big"]:
         return "big" if self.framing == "lp32be" else "little"
 
     @property

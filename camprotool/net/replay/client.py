@@ -29,6 +29,7 @@ from camprotool.net.stream import MessageStream, open_stream
 from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, Message, encode
 from camprotool.protocol.conversation import Answer, MessageEvent, Push, Request
+from camprotool.protocol.typed_messages import DownloadSucess, ReturnDataSocketPort
 
 if TYPE_CHECKING:
 
@@ -202,21 +203,24 @@ class _ClientReplay:
         assert rc.announcement is not None and main is not None
         outcome = await self.resolve(rc.announcement)
         reply = outcome.live
+        port: int | None = None
         if reply is None:
             live.dead = f"no live data port ({outcome.why})"
-        elif reply.command != "ReturnDataSocketPort":
+        elif not isinstance(reply, ReturnDataSocketPort):
             live.dead = f"no live data port (the server answered {reply.command} {reply.params})"
-        elif getattr(reply, "port", None) is None:
+        elif reply.port is None:
             live.dead = "no live data port (the live ReturnDataSocketPort was empty)"
+        else:
+            port = reply.port
         if live.dead is None and (main.stream is None or main.dead):
             live.dead = f"the main connection is gone ({main.dead})"
         if live.dead is not None:
             self.notes.append(f"data connection {rc.conn}: not opened: {live.dead}")
             return
-        assert main.stream is not None
+        assert main.stream is not None and port is not None
         local = (main.stream.sockname[0], 0)
         try:
-            reader, writer = await self.connect(reply.port, local)  # type: ignore[union-attr]
+            reader, writer = await self.connect(port, local)
         except OSError as exc:
             live.dead = str(exc)
             self.notes.append(f"data connection {rc.conn}: {exc}")
@@ -382,9 +386,9 @@ class _ClientReplay:
     async def continue_download(self, live: _LiveConn, last: _Rec, outcome: _Outcome) -> None:
         """The recorded client finished its download; the live server has more: keep asking."""
         recorded = last.message
-        complete = (recorded.command == "DownloadSucess" and not recorded.error
-                    and getattr(recorded, "current", None) is not None
-                    and recorded.current >= recorded.total)  # type: ignore[attr-defined]
+        complete = (isinstance(recorded, DownloadSucess) and not recorded.error
+                    and recorded.current is not None and recorded.total is not None
+                    and recorded.current >= recorded.total)
         if not complete or outcome.live is None:
             return
         for _ in range(MAX_EXTRA_DOWNLOADS):

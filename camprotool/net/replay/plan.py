@@ -162,9 +162,10 @@ def _plan(capture: Any, conns: int | Iterable[int] | None, dialect: str | Dialec
                                                   "error", "ts_ns")]
     for pos, (conn, direction, command, params, error, ts) in enumerate(zip(*columns,
                                                                             strict=True)):
-        rc = selected.get(conn)
-        if rc is None:
+        found = selected.get(conn)
+        if found is None:
             continue
+        rc = found
         command = command or ""
         params = params or ""
         spec = spec_for(command)

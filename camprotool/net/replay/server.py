@@ -21,6 +21,7 @@ from camprotool.net.replay.plan import _check_speed, _plan, _Rec, _RecConn
 from camprotool.net.stream import MessageStream
 from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, Message, encode
+from camprotool.protocol.typed_messages import ReturnDataSocketPort
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,9 +50,10 @@ class _Playback:
         same = [i for i, r in enumerate(self.requests)
                 if not self.used[i] and r.command == msg.command]
         exact = [i for i in same if self.requests[i].message.params == msg.params]
-        pick = (exact or same or [None])[0]
-        if pick is None:
+        candidates = exact or same
+        if not candidates:
             return None
+        pick = candidates[0]
         self.used[pick] = True
         return self.requests[pick]
 
@@ -255,11 +257,11 @@ class ReplayServer(ListeningService):
         if reply is None:
             return  # recorded without an answer: none now either
         data = reply.data
-        port = getattr(reply.message, "port", None)
-        if reply.command == "ReturnDataSocketPort" and port is not None:
+        recorded = reply.message
+        if isinstance(recorded, ReturnDataSocketPort) and recorded.port is not None:
             assert playback is not None and playback.rec is not None
             local = await self._open_data(stream, playback.rec.data_for.get(reply.pos))
-            data = encode(reply.message.spec, {"port": local}, self.dialect)
+            data = encode(recorded.SPEC, {"port": local}, self.dialect)
         stream.send_bytes(data)
 
     async def _push(self, stream: MessageStream, rc: _RecConn) -> None:
