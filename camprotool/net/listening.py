@@ -63,18 +63,12 @@ class ListeningService(BackgroundService):
     """A :class:`BackgroundService` that listens on ``listen`` and serves connections.
 
     A subclass sets ``listen`` (``(host, port)``, port 0 for a free one),
-    ``dialect`` and ``max_connections`` (attributes or properties) and
+    ``dialect`` and ``max_connections`` (read-only properties) and
     implements ``_on_main``, ``_started`` and ``_connection_failed``.
     """
 
     _what: ClassVar[str] = "service"  # in "the <what> is not started"
 
-    listen: tuple[str, int]
-    dialect: Dialect
-    max_connections: int
-    #: Connections open at once from one IP address (None: only the global cap).
-    #: Below ``max_connections``, it keeps one address from taking every slot.
-    max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS
     #: The commands the conversations know (a subclass may take an extended one).
     catalogue: Catalogue = CATALOGUE
 
@@ -92,6 +86,27 @@ class ListeningService(BackgroundService):
         self._per_address: dict[str, int] = {}
 
     # ------------------------------------------------------------ what each service provides
+    @property
+    @abstractmethod
+    def listen(self) -> tuple[str, int]:
+        """``(host, port)`` of the main port (port 0: a free one)."""
+
+    @property
+    @abstractmethod
+    def dialect(self) -> Dialect:
+        """The framing and encoding the service speaks."""
+
+    @property
+    @abstractmethod
+    def max_connections(self) -> int:
+        """Connections open at once; more are aborted."""
+
+    @property
+    def max_per_address(self) -> int | None:
+        """Connections open at once from one IP address (None: only the global cap).
+        Below ``max_connections``, it keeps one address from taking every slot."""
+        return DEFAULT_MAX_PER_ADDRESS
+
     @abstractmethod
     async def _on_main(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                        ) -> None:

@@ -110,17 +110,33 @@ class Proxy(ListeningService):
         max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS,
     ) -> None:
         super().__init__(record, reveal_passwords)
-        self.listen = _endpoint(listen)
+        self._main_address = _endpoint(listen)
         self.upstream = _endpoint(upstream)
         if self.upstream[1] == 0:
             raise ValueError("the upstream port must not be 0")
-        self.dialect = Dialect.parse(dialect)
+        self._dialect = Dialect.parse(dialect)
         self.data_port_timeout = data_port_timeout
         self.connect_timeout = connect_timeout
         self.half_close_timeout = half_close_timeout
-        self.max_connections = max_connections
+        self._max_connections = max_connections
         self._breaches = Breaches(log, reveal_passwords)
-        self.max_per_address = check_max_per_address(max_per_address)  # None: no limit
+        self._max_per_address = check_max_per_address(max_per_address)  # None: no limit
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return self._main_address
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def max_connections(self) -> int:
+        return self._max_connections
+
+    @property
+    def max_per_address(self) -> int | None:
+        return self._max_per_address
 
     def _describe(self) -> str:
         return f" -> {format_endpoint(self.upstream)}"

@@ -257,7 +257,7 @@ class EmulatorServer(ListeningService):
         return self.config.max_connections
 
     @property
-    def max_per_address(self) -> int | None:  # type: ignore[override]
+    def max_per_address(self) -> int | None:
         return self.config.max_per_address
 
     def __repr__(self) -> str:

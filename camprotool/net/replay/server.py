@@ -98,7 +98,7 @@ class ReplayServer(ListeningService):
         if heartbeat_timeout is not None and not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 or None, got {heartbeat_timeout}")
         super().__init__(record, reveal_passwords)
-        self.listen = (parse_endpoint(listen, default_host="127.0.0.1")
+        self._main_address = (parse_endpoint(listen, default_host="127.0.0.1")
                        if isinstance(listen, str) else (str(listen[0]), int(listen[1])))
         self.speed = _check_speed(speed)
         self.plan = _plan(capture_or_path, conns, dialect)
@@ -106,8 +106,8 @@ class ReplayServer(ListeningService):
         self.data_port_timeout = data_port_timeout
         self.data_idle_timeout = data_idle_timeout
         self.heartbeat_timeout = heartbeat_timeout
-        self.max_connections = max_connections
-        self.max_per_address = check_max_per_address(max_per_address)  # None: no limit
+        self._max_connections = max_connections
+        self._max_per_address = check_max_per_address(max_per_address)  # None: no limit
         self._uses: dict[int, int] = {rc.conn: 0 for rc in self.plan.mains}
         self._unanswered: deque[tuple[Any, ...]] = deque(maxlen=MAX_UNANSWERED)
         #: unanswered requests no longer in :attr:`unanswered` (over ``MAX_UNANSWERED``)
@@ -119,6 +119,18 @@ class ReplayServer(ListeningService):
     @property
     def dialect(self) -> Dialect:
         return self.plan.dialect
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return self._main_address
+
+    @property
+    def max_connections(self) -> int:
+        return self._max_connections
+
+    @property
+    def max_per_address(self) -> int | None:
+        return self._max_per_address
 
     @property
     def notes(self) -> list[str]:
