@@ -14,8 +14,10 @@ from functools import lru_cache
 
 import matplotlib as mpl
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpecBase
+from matplotlib.ticker import MaxNLocator
 
 ONLINE, OFFLINE, UNKNOWN = "#2ca02c", "#d62728", "#a8a8a8"
 C2S, S2C = "#1f4e9c", "#2b7a2b"  # arrow colours by direction
@@ -82,10 +84,27 @@ class PlotFigure(Figure):
         return buf.getvalue()
 
 
+def figure_of(ax: Axes) -> Figure:
+    """The figure ``ax`` draws in (the root one if it sits in a subfigure): what a plot
+    given an axes returns."""
+    fig = ax.get_figure(root=True)
+    if fig is None:
+        raise ValueError("this axes belongs to no figure")
+    return fig
+
+
+def integer_ticks(axis: Axis) -> None:
+    """Ticks on whole numbers only (an axis of counts): matplotlib's default locator is a
+    ``MaxNLocator``, told so; a locator the caller set is left alone."""
+    locator = axis.get_major_locator()
+    if isinstance(locator, MaxNLocator):
+        locator.set_params(integer=True)
+
+
 def new_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
     """``ax`` and its figure, or a new figure of that size with one axes."""
     if ax is not None:
-        return ax.figure, ax
+        return figure_of(ax), ax
     fig = PlotFigure(figsize=(width, height), layout="constrained")
     return fig, fig.add_subplot()
 
@@ -99,14 +118,14 @@ def new_grid(ax: Axes | None, width: float, height: float, nrows: int, ncols: in
     gives two independent places to draw.
     """
     if ax is None:
-        fig = PlotFigure(figsize=(width, height), layout="constrained")
-        return fig, fig.add_gridspec(nrows, ncols, **kwargs)
+        new = PlotFigure(figsize=(width, height), layout="constrained")
+        return new, new.add_gridspec(nrows, ncols, **kwargs)
     spec = ax.get_subplotspec()
     if spec is None:
         raise ValueError("this plot has several panels and needs an axes made by "
                          "fig.add_subplot() or fig.subplots() to take its place; "
                          "or leave ax=None for a figure of its own")
-    fig = ax.figure
+    fig = figure_of(ax)
     ax.remove()
     return fig, spec.subgridspec(nrows, ncols, **kwargs)
 

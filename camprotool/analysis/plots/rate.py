@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from camprotool.analysis.capture import Capture
-from camprotool.analysis.plots.figure import UNKNOWN, empty, fonts, new_axes
+from camprotool.analysis.plots.figure import UNKNOWN, empty, fonts, integer_ticks, new_axes
 from camprotool.analysis.plots.inputs import require
 from camprotool.analysis.plots.timeaxis import time_axis
 from camprotool.analysis.plots.zones import resolve_tz, wall
@@ -72,7 +72,7 @@ def message_rate(messages: pd.DataFrame | Capture, freq: str = "1min",
         ax.xaxis_date()
         time_axis(ax, zone, counts.index[0].to_datetime64(),
                   (counts.index[-1] + width).to_datetime64())
-        ax.yaxis.get_major_locator().set_params(integer=True)
+        integer_ticks(ax.yaxis)
         ax.set_ylabel(f"messages per {freq}")
         ax.grid(axis="y", color="#dddddd", linewidth=0.6)
         ax.set_axisbelow(True)

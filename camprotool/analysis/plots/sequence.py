@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.typing import LineStyleType
 
 from camprotool.analysis.capture import Capture
 from camprotool.analysis.plots.figure import C2S, OFFLINE, S2C, WARN, empty, fonts, new_axes
@@ -120,10 +121,10 @@ def _pick_conns(messages: pd.DataFrame, session_or_conn: int | None,
         later = sessions.loc[(sessions["conn"] == conn) & sessions["message"].notna(), "message"]
         later = [int(m) for m in later if int(m) > first]
         window = (first, min(later) if later else np.inf)
-        data = [int(c) for c in (s["data_conns"] if s["data_conns"] is not None else [])]
+        data_conns = [int(c) for c in (s["data_conns"] if s["data_conns"] is not None else [])]
         user = "" if pd.isna(s["user"]) else f", user {s['user']}"
         earlier = ((messages["conn"] == conn) & (messages.index.to_numpy() < first)).any()
-        return Choice(conn, data, window,
+        return Choice(conn, data_conns, window,
                       f"Session {session_or_conn}{user} ({s['outcome']}), conn {conn}",
                       opens=not earlier, closes=not later)
     present = pd.unique(messages["conn"]).tolist() if len(messages) else []
@@ -265,7 +266,7 @@ def sequence_diagram(messages: pd.DataFrame | Capture, session_or_conn: int | No
                   *unlinked]:
             if c not in lanes and ((sel["conn"] == c).any() or c in known):
                 lanes.append(c)
-        conn_info: dict[int, dict] = {} if not known else {
+        conn_info: dict[int, dict] = {} if not known or connections is None else {
             int(r["conn"]): r
             for r in connections[connections["conn"].isin(lanes)].to_dict("records")}
         rows = _rows(sel, conn_info, choice, lanes)
@@ -289,7 +290,8 @@ def _lane_label(sel: pd.DataFrame, conn: int, info: dict | None, unlinked: bool)
     if len(on_c):
         r = on_c.iloc[0]
         channel, server, client = r["channel"], r["server"], r["client"]
-    else:
+    else:  # a lane without messages is a connection of conn_info
+        assert info is not None
         channel, server, client = info["channel"], info["server"], info["client"]
     text = f"{channel} conn {conn}\n{server}\n(client :{str(client).rsplit(':', 1)[-1]})"
     return text + ("\nnot announced" if unlinked else "")
@@ -381,6 +383,7 @@ def _arrow(ax: Axes, msg: pd.Series, y: float, server_lane: int, room: int) -> N
 
 
 def _conn_event(ax: Axes, row: Row, y: float, lane: int, info: dict) -> None:
+    style: LineStyleType
     if row.kind == "open":
         text = f"conn {row.conn} opened" if info.get("handshake_seen", True) else \
             f"conn {row.conn} first seen (opened before the capture)"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib as mpl
 import matplotlib.dates as mdates
@@ -28,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.typing import LineStyleType
 
 from camprotool.analysis.capture import Capture
 from camprotool.analysis.plots.figure import (
@@ -37,6 +39,7 @@ from camprotool.analysis.plots.figure import (
     WARN,
     empty,
     fonts,
+    integer_ticks,
     new_axes,
     new_grid,
     plural,
@@ -53,7 +56,16 @@ MAX_REASONS = 6  # reasons drawn in the summary; the rest are "other reasons"
 LAYOUTS = ("auto", "panels", "overlay", "summary")
 STATUS_COLORS = {"complete": ONLINE, "cut_short": OFFLINE, "failed": "#9467bd",
                  "empty": UNKNOWN}
-CLOSES = {"fin": ("closed (FIN)", "#555555", ":"), "rst": ("reset (RST)", OFFLINE, "--")}
+#: how a data connection ended -> (legend name, colour, line style)
+CLOSES: dict[str, tuple[str, str, LineStyleType]] = {
+    "fin": ("closed (FIN)", "#555555", ":"), "rst": ("reset (RST)", OFFLINE, "--")}
+#: the marks of failed and unanswered steps: (outcome, scatter style), large and small
+_STEP_MARKS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("failed", {"marker": "x", "s": 70, "color": OFFLINE, "linewidths": 2}),
+    ("no_answer", {"marker": "o", "s": 70, "facecolors": "none", "edgecolors": "black"}))
+_SMALL_STEP_MARKS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("failed", {"marker": "x", "s": 30, "color": OFFLINE}),
+    ("no_answer", {"marker": "o", "s": 30, "facecolors": "none", "edgecolors": "black"}))
 CALL = "plots.sync_progress(cap.sync, cap.transfers)"
 
 
@@ -228,39 +240,37 @@ def _draw_transfer(ax: Axes, item: Transfer, size: float, color: object, label: 
     y = np.r_[0.0, item.current]
     ax.plot(t, y, drawstyle="steps-post", marker=".", color=color, label=label)
     used = set()
-    for outcome, style in (("failed", {"marker": "x", "s": 70, "color": OFFLINE,
-                                       "linewidths": 2}),
-                           ("no_answer", {"marker": "o", "s": 70, "facecolors": "none",
-                                          "edgecolors": "black"})):
+    for outcome, style in _STEP_MARKS:
         hit = np.flatnonzero(item.outcome == outcome)
         if len(hit):
             ax.scatter(item.t[hit] / size, item.current[hit], zorder=4,
                        label="failed step" if outcome == "failed" else "no answer", **style)
             used.add(outcome)
-    broke = [i for i, rule in enumerate(item.rules or []) if rule]
+    rules = item.rules or []
+    broke = [i for i, rule in enumerate(rules) if rule]
     if notes and broke:
         ax.scatter(item.t[broke] / size, item.current[broke], marker="^", s=70, color=WARN,
                    edgecolors="black", linewidths=0.5, zorder=5, label="protocol violation")
         for i in broke:
-            ax.annotate(item.rules[i], (item.t[i] / size, item.current[i]), xytext=(-6, 6),
+            ax.annotate(rules[i], (item.t[i] / size, item.current[i]), xytext=(-6, 6),
                         textcoords="offset points", ha="right", va="bottom", fontsize=7,
                         color=WARN, fontweight="bold", gid="violation")
         used.add("violation")
     if notes:
         failed = np.flatnonzero(item.outcome == "failed")
         if 0 < len(failed) <= MAX_REASON_NOTES:
-            for i in failed:
-                if item.reason[i]:
-                    ax.annotate(item.reason[i], (item.t[i] / size, item.current[i]),
+            for j in failed:
+                if item.reason[j]:
+                    ax.annotate(item.reason[j], (item.t[j] / size, item.current[j]),
                                 xytext=(6, -3), textcoords="offset points", fontsize=7,
                                 color=OFFLINE, va="top")
     if item.total is not None:
         ax.axhline(item.total, color=color, linestyle="dotted", linewidth=1)
         used.add("total")
     if item.end is not None and item.close in CLOSES:
-        _, close_color, style = CLOSES[item.close]
+        _, close_color, close_style = CLOSES[item.close]
         x = (item.end - item.start).total_seconds() / size
-        ax.axvline(x, color=close_color, linestyle=style, linewidth=1.2)
+        ax.axvline(x, color=close_color, linestyle=close_style, linewidth=1.2)
         if notes:
             ax.annotate(item.close.upper(), (x, 1), xycoords=("data", "axes fraction"),
                         xytext=(-3, -3), textcoords="offset points", ha="right", va="top",
@@ -292,7 +302,7 @@ def _legend_handles(used: set[str]) -> list:
 
 def _finish_y(ax: Axes, top: float) -> None:
     ax.set_ylim(0, max(top, 1) * 1.12 + 0.2)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    integer_ticks(ax.yaxis)
     ax.grid(color="#e4e4e4", linewidth=0.6)
     ax.set_axisbelow(True)
 
@@ -372,17 +382,15 @@ def _draw_many(ax: Axes, items: list[Transfer], size: float) -> None:
             resets.append(item.close == "rst")
     ax.add_collection(LineCollection(paths, colors="#1f77b4", linewidths=0.6, alpha=0.35,
                                      label="_nolegend_"), autolim=True)
-    for outcome, style in (("failed", {"marker": "x", "s": 30, "color": OFFLINE}),
-                           ("no_answer", {"marker": "o", "s": 30, "facecolors": "none",
-                                          "edgecolors": "black"})):
+    for outcome, style in _SMALL_STEP_MARKS:
         x = np.concatenate([item.t[item.outcome == outcome] / size for item in items])
         y = np.concatenate([item.current[item.outcome == outcome] for item in items])
         if len(x):
             ax.scatter(x, y, zorder=4, label="failed step" if outcome == "failed"
                        else "no answer", **style)
-    resets = np.array(resets, bool)
-    if resets.any():
-        ax.scatter(np.array(ends)[resets], np.array(end_y)[resets], marker="|", s=80,
+    reset = np.array(resets, bool)
+    if reset.any():
+        ax.scatter(np.array(ends)[reset], np.array(end_y)[reset], marker="|", s=80,
                    color=OFFLINE, zorder=4, label="reset (RST)")
     ax.autoscale_view()
 
@@ -499,7 +507,7 @@ def _failures(ax: Axes, sync: pd.DataFrame, items: list[Transfer], zone: dt.tzin
                   fontsize="small")
         ax.set_title(f"Failed steps by reason ({len(reasons):,} of {len(sync):,} steps, "
                      f"per {freq})")
-        ax.yaxis.get_major_locator().set_params(integer=True)
+        integer_ticks(ax.yaxis)
     ax.set_xlim(edges_lo.to_datetime64(), edges_hi.to_datetime64())
     time_axis(ax, zone, edges_lo.to_datetime64(), edges_hi.to_datetime64())
     ax.set_ylabel(f"failed steps per {freq}")

@@ -85,7 +85,7 @@ def time_axis(ax: Axes, zone: dt.tzinfo, lo: np.datetime64 | None = None,
     target.set_major_formatter(ClockFormatter())
     label = f"time ({zone_name(zone)})"
     if lo is not None and hi is not None:
-        first, last = (np.datetime_as_string(np.datetime64(v, "D")) for v in (lo, hi))
+        first, last = (np.datetime_as_string(v.astype("datetime64[D]")) for v in (lo, hi))
         if first == last:
             label = f"time ({zone_name(zone)}, {first})"
     if axis == "x":
