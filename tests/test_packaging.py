@@ -29,8 +29,11 @@ def test_the_core_library_needs_no_jupyter_and_no_pyshark() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert {"jupyterlab", "ipywidgets", "ipykernel"} <= _names(extras["jupyter"])
     assert _names(extras["pyshark"]) == {"pyshark"}
-    # the suite tests everything, so the test extra pulls in the other two
-    assert "camprotool[jupyter,pyshark]" in extras["test"]
+    assert {"dask", "distributed"} <= _names(extras["dask"])
+    # the suite tests everything, so the test extra pulls in the others
+    itself = [r for r in extras["test"] if r.startswith("camprotool[")]
+    assert len(itself) == 1
+    assert set(itself[0][len("camprotool["):-1].split(",")) == {"jupyter", "pyshark", "dask"}
 
 
 def test_version_everywhere() -> None:
