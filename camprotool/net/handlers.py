@@ -182,6 +182,7 @@ class MainSession(_Handler):
                                                main=stream.conv.protocol)
         self.user: str | None = None
         self.failures = 0
+        self.login_pending = False  # a Login waits for its turn at the brake
         self.bad_frames = 0
         self.before_login = 0  # messages other than Login while not logged in
 
@@ -241,8 +242,12 @@ class MainSession(_Handler):
         user, password = msg.user, msg.password
         info, locked = None, False
         if not msg.error and user:  # the brake (net/brake.py) may delay or refuse the check
-            info, locked = await self.server.brake.login(self.server.login, user,
-                                                         password or "", self.stream.peer_host)
+            self.login_pending = True
+            try:
+                info, locked = await self.server.brake.login(
+                    self.server.login, user, password or "", self.stream.peer_host)
+            finally:
+                self.login_pending = False
         if info is None:
             self.failures += 1
             self.server.stats["logins_failed"] += 1

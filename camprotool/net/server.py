@@ -405,6 +405,13 @@ class EmulatorServer(ListeningService):
         log.warning("connection limit (%d) reached: refusing %s", self.max_connections, peer)
 
     def _login_deadline(self, session: MainSession) -> None:
+        if session not in self._mains:
+            return
+        if session.login_pending:
+            # its Login waits at the brake (at most the brake's longest turn): it gets its
+            # answer first, then the deadline is looked at again; never silence
+            asyncio.get_running_loop().call_later(1.0, self._login_deadline, session)
+            return
         if session.user is None:
             self.stats["login_timeouts"] += 1
             log.warning("%r: not logged in within %g s: closing", session.stream,

@@ -75,3 +75,19 @@ def test_the_limits_are_configurable_and_checked() -> None:
                          ({"login_timeout": float("inf")}, "login_timeout")):
         with pytest.raises(ValueError, match=what):
             EmulatorServer(scrypt_n=FAST_SCRYPT_N, **kwargs)
+
+
+def test_a_login_waiting_at_the_brake_is_answered_before_the_deadline_closes() -> None:
+    """The login deadline does not cut a Login short while it waits for its turn at the
+    brake: the client gets its answer (never silence), then the connection closes."""
+    from camprotool.net.brake import BrakeConfig
+
+    brake = BrakeConfig(free_failures=0, base_delay=1.0, max_delay=1.0)
+    with LoopbackPair(login_timeout=0.3, brake=brake) as pair, \
+            RawConnection(pair.server.address, source=OTHER) as raw:
+        raw.send("Login", "demo|wrong")
+        assert raw.receive(30).command == "LoginError"  # the first failure: no wait
+        raw.send("Login", "demo|wrong")  # waits a second at the brake, past the deadline
+        assert raw.receive(30).command == "LoginError"
+        assert raw.closed_by_peer(30)
+    assert pair.server.stats["login_timeouts"] >= 1
