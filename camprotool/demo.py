@@ -94,7 +94,8 @@ def live() -> None:
         srv.raise_alarm("DEMO0001", "motion")
         for _ in range(2):
             push = client.next_push(timeout=5)
-            print(f"push: {push.command} {push.params}")
+            print("push: none within 5 s" if push is None else
+                  f"push: {push.command} {push.params}")
         print("\nthe conversation, as client.messages:")
         print(client.messages[["ts", "channel", "direction", "command", "params"]].to_string())
 

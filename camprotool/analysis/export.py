@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -52,7 +52,7 @@ def _pair(item: object) -> tuple[Any, Any]:
     """A (camera_id, online) pair: tuples from live logs, dicts from Arrow tables."""
     if isinstance(item, dict):
         return item["camera_id"], item["online"]
-    cam, online = item  # type: ignore[misc]
+    cam, online = cast(tuple[Any, Any], item)
     return cam, online
 
 
@@ -151,9 +151,9 @@ class FrameWriter:
         self.path = path
         self.format = output_format(path)
         self.rows = 0
-        self._parquet = None
+        self._parquet: Any = None  # a pyarrow.parquet.ParquetWriter once the first rows come
         self._schema: pa.Schema | None = None
-        self._file = None
+        self._file: TextIO | None = None
 
     def write(self, df: pd.DataFrame) -> None:
         first = self.rows == 0 and self._file is None and self._parquet is None
@@ -177,7 +177,7 @@ class FrameWriter:
                       if pa.types.is_dictionary(f.type) else f for f in table.schema]
             self._schema = pa.schema(fields, metadata=table.schema.metadata)
             self._parquet = pq.ParquetWriter(self.path, self._schema)
-        self._parquet.write_table(table.cast(self._schema))  # type: ignore[union-attr]
+        self._parquet.write_table(table.cast(self._schema))
 
     def close(self) -> None:
         if self._parquet is not None:

@@ -49,7 +49,7 @@ from camprotool.protocol.rules import (
 
 UPLOAD, DOWNLOAD = 0, 1
 #: (command, sent by the client, fields the rules read) of each kind's rows
-_KINDS = {
+_KINDS: dict[int, list[tuple[str, bool, tuple[str, ...]]]] = {
     UPLOAD: [("UploadCaramer", True, ("camera_id", "current", "total")),
              ("UploadSucess", False, ("camera_id", "synced", "total")),
              ("UploadFail", False, ("camera_id", "synced", "total"))],
@@ -66,6 +66,13 @@ class _Fields:
     Counts are int64 (0 where null, see ``valid``); camera ids are codes, equal
     for equal ids, so no Python string is made until a detail quotes one.
     """
+
+    # one array per name of _COUNTS (set by name in __init__ and take), and the camera codes
+    current: np.ndarray
+    total: np.ndarray
+    synced: np.ndarray
+    downloaded: np.ndarray
+    camera: np.ndarray
 
     def __init__(self, table: pa.Table, pos: np.ndarray) -> None:
         self.table = table

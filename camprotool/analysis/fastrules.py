@@ -170,7 +170,8 @@ def _judge_main(r: Rows, table: pa.Table, info: ConnInfo, timeout: int | None,
         noted.extend((m, _NOTE_EFFECT, text) for m in pos[mask].tolist())
     for i in np.flatnonzero(odd).tolist():
         what = text_oddity(COMMANDS[r.spec[i]], C2S if c2s[i] else S2C, Channel.MAIN)
-        noted.append((int(pos[i]), _NOTE_ODD, what))
+        if what is not None:  # always, for an odd row: wrong channel or direction
+            noted.append((int(pos[i]), _NOTE_ODD, what))
 
     rank = RANK["before_login"]
     for i in np.flatnonzero(known & (state < 2) & ~in_pre_table).tolist():

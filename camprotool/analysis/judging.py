@@ -36,7 +36,7 @@ class ConnInfo(NamedTuple):
     opened_ns: np.ndarray  # int64: the heartbeat clock's start where start_seen (main)
     announced: np.ndarray  # int8: 1, 0, or -1 for "cannot tell" (data)
     closed: np.ndarray  # bool: seen to close, so on_close is called
-    port: dict[int, object]  # data connection id -> its server port (for the detail)
+    port: dict[int, int | None]  # data connection id -> its server port (for the detail)
 
 
 class Rows(NamedTuple):

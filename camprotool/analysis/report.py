@@ -355,10 +355,10 @@ def findings(cap: Capture) -> list[str]:
             items.append(f"<strong>{e(steps)} unanswered</strong>")
     t = cap.transfers
     for row in t[t["status"].astype(str) == "cut_short"].itertuples():
-        total = "?" if pd.isna(row.total) else f"{int(row.total):,}"
+        shown = "?" if pd.isna(row.total) else f"{int(row.total):,}"
         closed = "" if pd.isna(row.close_reason) else f", closed by {row.close_reason}"
         items.append(f"<strong>{e(str(row.kind))} on connection {row.conn} cut short"
-                     f"</strong> after {row.completed:,} of {total} cameras{e(closed)}")
+                     f"</strong> after {row.completed:,} of {shown} cameras{e(closed)}")
     v = cap.violations
     if len(v):
         by_rule = ", ".join(f"{rule} ({n})" for rule, n in

@@ -300,9 +300,7 @@ def run(args: argparse.Namespace) -> int:
     if port == 0:
         raise CliError(f"bad address {args.address!r}: port 0 cannot be connected to")
     interactive = sys.stdin.isatty()
-    password = None
-    if args.user:
-        password = read_password(args, interactive)
+    password = read_password(args, interactive) if args.user else None
     try:
         client = Client(host, port, dialect=args.dialect, timeout=timeout,
                         heartbeat_interval=heartbeat or None, record=args.record,
@@ -321,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
         except NetError as exc:
             raise CliError(str(exc)) from None
         shell.say(f"connected to {args.address} (type 'help' for commands)", err=True)
-        if args.user:
+        if args.user and password is not None:
             try:
                 shell.do_login([args.user, password])
             except LoginFailed as exc:

@@ -20,6 +20,7 @@ Sync progress comes from the data-connection answers as they are logged
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import re
@@ -335,7 +336,7 @@ class ClientPanel:
         self._drop_client()
         options = {"timeout": self.timeout, **self.client_options}
         client = Client(key[0], key[1], dialect=key[2], **options)
-        client.log.on_message(lambda row, c=client: self._on_logged(c, row))
+        client.log.on_message(functools.partial(self._on_logged, client))
         try:
             client.connect()
         except BaseException:

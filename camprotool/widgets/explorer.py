@@ -179,7 +179,7 @@ class CaptureExplorer:
                                     button_style="primary")
         self.status = W.HTML(status_html("pick a capture and press Load", INFO))
 
-        def multi(label: str, width: str) -> W.SelectMultiple:
+        def multi(label: str, width: str) -> widgets.SelectMultiple:
             return W.SelectMultiple(options=[], rows=6, description=label,
                                     layout=W.Layout(width=width))
 
@@ -202,7 +202,7 @@ class CaptureExplorer:
         self.jump = W.HTML("")
         self.packets = PacketsPanel()
         self._all_cameras: list[str] = []
-        self.plots: dict[str, W.Output] = {name: W.Output() for name in PLOTS}
+        self.plots: dict[str, widgets.Output] = {name: W.Output() for name in PLOTS}
         for out in self.plots.values():
             out.outputs = (text_output("load a capture to see this plot"),)
         self.plot_tabs = W.Tab(children=list(self.plots.values()))
