@@ -99,7 +99,7 @@ def open_source(
     if len(paths) == 1:  # one file: the same tables, without the merge
         return open_capture(paths[0], progress=progress)
     name = os.fspath(source) if isinstance(source, str | os.PathLike) else None
-    return CaptureSet(paths, progress=progress, name=name)  # type: ignore[arg-type]
+    return CaptureSet(paths, progress=progress, name=name)
 
 
 class _Member:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 import pyarrow as pa
@@ -146,6 +147,20 @@ def _command_flags(codes: tuple[np.ndarray, list[str]], names: list[str]) -> np.
     return wanted[indices] if len(indices) else np.zeros(0, bool)
 
 
+@overload
+def build_connections(
+    states: dict[int, ConnState], extra: list[pa.Table] | None = None, *,
+    sort: Literal[True] = True, settled: list[SettledBatch] | None = None,
+) -> tuple[list[ConnectionRecord], pa.Table]: ...
+
+
+@overload
+def build_connections(
+    states: dict[int, ConnState], extra: list[pa.Table] | None = None, *,
+    sort: Literal[False], settled: list[SettledBatch] | None = None,
+) -> tuple[list[ConnectionRecord], pa.Table, np.ndarray | None]: ...
+
+
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *, sort: bool = True,
     settled: list[SettledBatch] | None = None,
@@ -154,7 +169,8 @@ def build_connections(
     """One record per decoded connection (roles and channels settled, data linked to main),
     and the messages of them all as one Arrow table sorted by time (MESSAGES_SCHEMA).
     ``settled``: connections the fast engine settled column-wise (final ids; their
-    rows are in ``extra``)."""
+    rows are in ``extra``). With ``sort=False`` the table is left in stream order and
+    the order that sorts it (None: already sorted) comes third."""
     decoding = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding"]
     # Connections that closed without a byte are kept until _link: an announced
     # data port makes them (empty) data connections; the others are dropped.

@@ -202,7 +202,8 @@ def fast_problems(capture: CaptureFile | CaptureSet, fast, sink: MessageSink,
     path words them: the reader's by frame, the reassembler's, then the sink's."""
     from camprotool.capture.fast.engine import SLOW_BASE
 
-    found = [(p.frame, p.kind, p.detail) for p in sorted(  # a set's bad files: no frame
+    found: list[tuple[int | None, str, str]] = [
+        (p.frame, p.kind, p.detail) for p in sorted(  # a set's bad files: no frame
         capture.problems, key=lambda p: (p.frame is None, p.frame or 0))]
     found += [(frame, kind, f"connection {mapping[conn + SLOW_BASE]}: {detail}")
               for frame, conn, kind, detail in fast.reassembler.problems]

@@ -18,9 +18,12 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from camprotool.capture.readers import CaptureFile, RawPacket
+
+if TYPE_CHECKING:
+    from camprotool.capture.captureset import CaptureSet
 
 __all__ = [
     "ACK",
@@ -283,7 +286,7 @@ def parse_tcp(raw: RawPacket) -> TcpSegment | None:
     return r.segment  # type: ignore[union-attr]
 
 
-def iter_tcp_segments(capture_file: CaptureFile) -> Iterator[TcpSegment]:
+def iter_tcp_segments(capture_file: CaptureFile | CaptureSet) -> Iterator[TcpSegment]:
     """Yield every TCP segment of a capture in file order.
 
     Packets that are simply not TCP are skipped quietly; malformed or truncated
@@ -316,7 +319,7 @@ def iter_tcp_segments(capture_file: CaptureFile) -> Iterator[TcpSegment]:
                                              ip_end - cap_len))
                     continue
         r = slow(raw)
-        if type(r) is seg_type:
+        if not isinstance(r, NotTcp):
             yield r
         elif r.problem:
             add_problem(frame, r.kind, r.detail)

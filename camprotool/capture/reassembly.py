@@ -384,7 +384,7 @@ class Reassembler:
         end = data_end + missing
         pend = h.pending
         i = j = bisect_right(pend, start, key=_end_of)  # first entry ending after start
-        merged: list[tuple[int, int, bytes, int]] = []
+        merged: list[tuple[int, int, bytes, int, int, int]] = []
         cur = start
         while j < len(pend) and pend[j][0] < end:
             s0, e0, d0, *_ = old = pend[j]

@@ -224,26 +224,30 @@ class MessageSink:
         tables: list[list[pa.Table]] = []
         batch: list[tuple[BulkDecoder, bytes]] = []
         for d in directions:
+            dec = d.decoder
+            assert isinstance(dec, BulkDecoder)  # only the bulk engine batches ops
             mine: list[pa.Table] = []
             last_gap = max((i for i, op in enumerate(d.ops) if isinstance(op, int)), default=-1)
             run: list[bytes] = []
             for op in d.ops[: last_gap + 1]:
                 if isinstance(op, int):
                     if run:
-                        mine.append(d.decoder.feed(b"".join(run)))
+                        mine.append(dec.feed(b"".join(run)))
                         run = []
-                    mine.append(d.decoder.gap(op))
+                    mine.append(dec.gap(op))
                 else:
                     run.append(op)
-            rest = d.ops[last_gap + 1 :]
-            batch.append((d.decoder, rest[0] if len(rest) == 1 else b"".join(rest)))
+            rest = [op for op in d.ops[last_gap + 1 :] if not isinstance(op, int)]  # all data
+            batch.append((dec, rest[0] if len(rest) == 1 else b"".join(rest)))
             d.ops.clear()
             tables.append(mine)
         for mine, table in zip(tables, feed_many(batch), strict=True):
             mine.append(table)
         for d, mine in zip(directions, tables, strict=True):
-            if d.finishing and not d.decoder.idle:
-                mine.append(d.decoder.finish())
+            dec = d.decoder
+            assert isinstance(dec, BulkDecoder)
+            if d.finishing and not dec.idle:
+                mine.append(dec.finish())
             mine = [t for t in mine if t.num_rows]
             if mine:
                 self._stamp(d, pa.concat_tables(mine) if len(mine) > 1 else mine[0])
@@ -334,7 +338,7 @@ class MessageSink:
     def _stamp(self, d: DirectionState, table: pa.Table) -> None:
         """Give each row the ts and frame of the packet that completed it."""
         if d.fallback is not None:
-            table = self._reread_as_gbk(d, table)
+            table = self._reread_as_gbk(d, table, d.fallback)
         ends = table.column("end").to_numpy()
         mark_end = np.asarray(d.mark_end, dtype=np.int64)
         at = np.minimum(np.searchsorted(mark_end, ends, side="left"), len(mark_end) - 1)
@@ -346,7 +350,7 @@ class MessageSink:
         )
 
     @staticmethod
-    def _reread_as_gbk(d: DirectionState, table: pa.Table) -> pa.Table:
+    def _reread_as_gbk(d: DirectionState, table: pa.Table, fallback: Dialect) -> pa.Table:
         """Frames that are not UTF-8 but are GBK, on a connection detected from ASCII alone.
 
         The detector only sees a connection's first bytes; when those are all
@@ -365,7 +369,7 @@ class MessageSink:
         ends = table["end"].to_pylist()
         raws = table["raw"].to_pylist()
         for i in np.flatnonzero(suspects.to_numpy(zero_copy_only=False)):
-            dec = Decoder(d.fallback)
+            dec = Decoder(fallback)
             found = dec.feed(raws[i]) + dec.finish()
             if len(found) == 1 and not (found[0].error and "invalid gbk" in found[0].error):
                 rows.append((ends[i], found[0]))
@@ -380,9 +384,12 @@ class MessageSink:
     def _prune(d: DirectionState) -> None:
         """Drop packet marks no future message can end in."""
         if d.finishing:
-            d.mark_end.clear(), d.mark_ts.clear(), d.mark_frame.clear()
+            d.mark_end.clear()
+            d.mark_ts.clear()
+            d.mark_frame.clear()
             return
         # Future rows end at or after the decoder's unconsumed bytes.
+        assert d.decoder is not None  # marks are kept only once decoding started
         keep_from = d.decoder.held_from
         cut = bisect_left(d.mark_end, keep_from) - 1
         if cut > 0:

@@ -89,7 +89,7 @@ def _clean_in(sample: bytes, dialect: Dialect) -> tuple[int, int]:
     return good, bad
 
 
-def names_a_command(sample: bytes) -> bool:
+def names_a_command(sample: bytes | bytearray) -> bool:
     """Does the sample hold a command name as the detector looks for them?"""
     return _HIT_RE.search(bytes(sample[:LONG_SAMPLE])) is not None
 

@@ -131,7 +131,7 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
     # rows of the decoded flows, tails included, stamped
     keep_groups = np.array([verdict[int(f)] in (DECODE, DECODE_UTF8)
                             for f in groups.flow[g_sel]], bool)
-    parts = []
+    parts: list[tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None]] = []
     if table.num_rows:
         mask = keep_groups[owner]
         if mask.all():
