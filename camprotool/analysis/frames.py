@@ -34,7 +34,12 @@ def messages_frame(
     conn_ids = take.numpy(table["conn"])
     ids = np.array(sorted(rec.conn for rec in connections), np.int64)
     by_conn = {rec.conn: rec for rec in connections}
-    lookup = np.searchsorted(ids, conn_ids) if n else np.zeros(0, np.int64)
+    if not n:
+        lookup = np.zeros(0, np.int64)
+    elif len(ids) and ids[-1] == len(ids) - 1:  # ids 0..k-1 (a capture's): no search
+        lookup = conn_ids
+    else:
+        lookup = np.searchsorted(ids, conn_ids)
     recs = [by_conn[i] for i in ids.tolist()]
     channel_codes = np.array([CHANNELS.index(r.channel) for r in recs], np.int8)
     direction = take.numpy(pc.equal(table["direction"], "s2c")).astype(np.int8)
