@@ -196,7 +196,7 @@ def _call_in_thread(fn: Callable[[], Any], name: str) -> Any:
 @functools.cache
 def _classes() -> dict[str, type]:
     """The pyshark subclasses, made on first use so that pyshark is imported only then."""
-    pyshark = require("pyshark", "pyshark", "cpt.pyshark_capture")
+    pyshark: Any = require("pyshark", "pyshark", "cpt.pyshark_capture")  # untyped package
     from pyshark.packet.packet import Packet
 
     def real(name: Any) -> Any:
@@ -287,8 +287,9 @@ def _classes() -> dict[str, type]:
     class CamprotoLiveCapture(Mixin, pyshark.LiveCapture):
         """``pyshark.LiveCapture`` with the camproto dissector (see :func:`pyshark_capture`)."""
 
-    made = {"CamsyncPacket": CamsyncPacket, "CamprotoFileCapture": CamprotoFileCapture,
-            "CamprotoLiveCapture": CamprotoLiveCapture}
+    made: dict[str, type] = {"CamsyncPacket": CamsyncPacket,
+                             "CamprotoFileCapture": CamprotoFileCapture,
+                             "CamprotoLiveCapture": CamprotoLiveCapture}
     for name, cls in made.items():  # importable by name (pickle finds them via __getattr__)
         cls.__module__, cls.__qualname__ = __name__, name
     return made

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from camprotool.protocol.catalogue import BY_NAME, COMMANDS, FIELD_NAMES, SECRET_FIELDS, Channel
 from camprotool.protocol.catalogue import Direction as CommandDirection
 from camprotool.protocol.messages import Message, UnknownMessage, build_message
+from camprotool.protocol.typed_messages import ReturnDataSocketPort
 from camprotool.pyshark_bridge import LAYER, _iterate_in_thread, _loop_running_here
 
 if TYPE_CHECKING:
@@ -127,6 +128,14 @@ def _message(layer: Any) -> Message:
     return msg
 
 
+def _needed(layer: Any, name: str) -> str:
+    """A field every IP or TCP layer has; a packet without it is not one tshark wrote."""
+    text = _show(layer, name)
+    if text is None:
+        raise ValueError(f"from_pyshark: a packet without {name}")
+    return text
+
+
 def _check_layer(layer: Any) -> None:
     if not hasattr(layer, "_all_fields"):
         raise ValueError("from_pyshark reads pyshark's default (PDML) packets: open the "
@@ -167,9 +176,9 @@ def _collect(packets: Iterable[Any]) -> tuple[dict[int, _Stream], list[_Row]]:
             continue
         _check_layer(tcp)
         version = ip.layer_name
-        src = (_ip_text(_show(ip, f"{version}.src")), int(_show(tcp, "tcp.srcport")))
-        dst = (_ip_text(_show(ip, f"{version}.dst")), int(_show(tcp, "tcp.dstport")))
-        key = int(_show(tcp, "tcp.stream"))
+        src = (_ip_text(_needed(ip, f"{version}.src")), int(_needed(tcp, "tcp.srcport")))
+        dst = (_ip_text(_needed(ip, f"{version}.dst")), int(_needed(tcp, "tcp.dstport")))
+        key = int(_needed(tcp, "tcp.stream"))
         ts_ns = _timestamp_ns(pkt.sniff_timestamp)
         stream = streams.get(key)
         if stream is None:
@@ -236,9 +245,9 @@ def _link(conns: dict[int, _Conn], rows: list[_Row]) -> None:
     for row in rows:
         conn = conns[row.stream]
         msg = row.message
-        if conn.channel == "main" and msg.command == "ReturnDataSocketPort" and not msg.error:
+        if conn.channel == "main" and isinstance(msg, ReturnDataSocketPort) and not msg.error:
             per_main = announced.setdefault(conn.client[0], {}).setdefault(conn.conn, [])
-            per_main.append((row.ts_ns, msg.port))  # type: ignore[attr-defined]
+            per_main.append((row.ts_ns, msg.port))
     for conn in conns.values():
         if conn.channel != "unknown":
             continue
