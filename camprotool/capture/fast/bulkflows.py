@@ -242,6 +242,12 @@ def _tails(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, g_len: np.nd
     """
     if dialect.is_line:
         return _line_tails(data, g_start, used, g_len, dialect)
+    return decoder_tails(data, g_start, used, g_len, dialect)
+
+
+def decoder_tails(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, g_len: np.ndarray,
+                  dialect: Dialect) -> tuple[pa.Table, np.ndarray]:
+    """:func:`_tails` by one incremental decoder a tail (any dialect; the reference)."""
     rows, owner = [], []
     for j in np.flatnonzero(used < g_len).tolist():
         lo, hi = int(g_start[j] + used[j]), int(g_start[j] + g_len[j])

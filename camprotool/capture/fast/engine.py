@@ -228,23 +228,21 @@ class FastEngine:
             yield self._copied(batch)
 
     def _copied(self, batch: list[RawPacket]) -> _Window:
-        n = len(batch)
-        cap_len = np.fromiter((r.cap_len for r in batch), _I64, n)
-        w = _Window(n, np.fromiter((r.frame for r in batch), _I64, n),
-                    np.cumsum(cap_len) - cap_len, cap_len,
-                    np.fromiter((r.orig_len for r in batch), _I64, n),
-                    np.fromiter((r.ts_ns for r in batch), _I64, n),
-                    np.fromiter((r.linktype for r in batch), _I64, n))
+        w = self._index(batch, offsets=False)
+        w.rec_off = np.cumsum(w.cap_len) - w.cap_len
         w.buf = np.frombuffer(b"".join([r.data for r in batch]), np.uint8)
         self.capture.release_consumed()  # type: ignore[union-attr]
         return w
 
     @staticmethod
-    def _index(batch: list[RawPacket]) -> _Window:
+    def _index(batch: list[RawPacket], offsets: bool = True) -> _Window:
+        """The window of records ``batch``: ``offsets`` reads each record's offset from
+        its ``data`` (a (start, stop) pair there), else they are left for the caller."""
         n = len(batch)
         frames = np.fromiter((r.frame for r in batch), _I64, n)
         w = _Window(n, frames,
-                    np.fromiter((r.data[0] for r in batch), _I64, n),
+                    np.fromiter((r.data[0] for r in batch), _I64, n) if offsets
+                    else np.zeros(n, _I64),
                     np.fromiter((r.cap_len for r in batch), _I64, n),
                     np.fromiter((r.orig_len for r in batch), _I64, n),
                     np.fromiter((r.ts_ns for r in batch), _I64, n),
