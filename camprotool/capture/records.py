@@ -26,7 +26,7 @@ import struct
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "MAX_RECORD",
@@ -157,9 +157,11 @@ _BROKEN_INTERFACE = _Interface(-1, 0, 1000, 1, 0, False)
 
 
 class PacketBytes(Protocol):
-    """Where packet bytes are cut from: the mapped view itself, or a copying stand-in."""
+    """Where packet bytes are cut from: the mapped view itself, or a stand-in (a copying
+    one; the fast engine's, which hands out ``(start, end)`` to index the map itself).
+    What a cut gives becomes the packet's ``data``, untouched by the record loops."""
 
-    def __getitem__(self, s: slice, /) -> memoryview: ...
+    def __getitem__(self, s: slice, /) -> Any: ...
 
 
 def capture_format(head: bytes | memoryview, name: str) -> str:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import mmap
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +51,11 @@ class _Slices:
         return s.start, s.stop
 
 
+def _unparsed() -> np.ndarray:
+    """A header column of a window not parsed yet (``_parse`` sets them all)."""
+    return np.zeros(0, _I64)
+
+
 @dataclass
 class _Window:
     """One window of records: the record index, then the parsed headers."""
@@ -63,21 +68,21 @@ class _Window:
     ts: np.ndarray
     linktype: np.ndarray
     # parsed (filled by _parse)
-    status: np.ndarray | None = None
-    fam: np.ndarray | None = None
-    s_hi: np.ndarray | None = None
-    s_lo: np.ndarray | None = None
-    d_hi: np.ndarray | None = None
-    d_lo: np.ndarray | None = None
-    sport: np.ndarray | None = None
-    dport: np.ndarray | None = None
-    seq: np.ndarray | None = None
-    ack: np.ndarray | None = None
-    flags: np.ndarray | None = None
-    pay_off: np.ndarray | None = None
-    pay_len: np.ndarray | None = None
-    missing: np.ndarray | None = None
-    half: np.ndarray | None = None  # -1: no TCP segment
+    status: np.ndarray = field(default_factory=_unparsed)
+    fam: np.ndarray = field(default_factory=_unparsed)
+    s_hi: np.ndarray = field(default_factory=_unparsed)
+    s_lo: np.ndarray = field(default_factory=_unparsed)
+    d_hi: np.ndarray = field(default_factory=_unparsed)
+    d_lo: np.ndarray = field(default_factory=_unparsed)
+    sport: np.ndarray = field(default_factory=_unparsed)
+    dport: np.ndarray = field(default_factory=_unparsed)
+    seq: np.ndarray = field(default_factory=_unparsed)
+    ack: np.ndarray = field(default_factory=_unparsed)
+    flags: np.ndarray = field(default_factory=_unparsed)
+    pay_off: np.ndarray = field(default_factory=_unparsed)
+    pay_len: np.ndarray = field(default_factory=_unparsed)
+    missing: np.ndarray = field(default_factory=_unparsed)
+    half: np.ndarray = field(default_factory=_unparsed)  # -1: no TCP segment
     # a capture set's window holds its records' bytes (offsets are into ``buf``);
     # a single file's window points into the file's map (None)
     buf: np.ndarray | None = None
@@ -133,7 +138,7 @@ class FastEngine:
         self.sink = sink
         self.window = window or WINDOW
         self._set = isinstance(capture, CaptureSet)
-        self._use(np.zeros(0, np.uint8) if self._set else
+        self._use(np.zeros(0, np.uint8) if isinstance(capture, CaptureSet) else
                   np.frombuffer(capture._view, dtype=np.uint8))
         # payloads of packets carried from an earlier window whose bytes are no longer in
         # ``buf`` (capture sets): their ``pay_off`` is negative, counted from this end
@@ -150,20 +155,28 @@ class FastEngine:
     def _use(self, buf: np.ndarray) -> None:
         """Read packets from ``buf`` (the file's map, or a set's window) from now on."""
         self.buf = buf
-        self._view = memoryview(buf)
+        self._view = buf.data
         self._base_addr = buf.ctypes.data if len(buf) else 0
 
-    def _windows(self, record_problems: bool) -> Iterator[_Window]:
+    @property
+    def _file(self) -> CaptureFile:
+        """The capture, which is one file here (a set has windows and records of its own)."""
         cap = self.capture
+        assert isinstance(cap, CaptureFile)
+        return cap
+
+    def _windows(self, record_problems: bool) -> Iterator[_Window]:
         if self._set:
             yield from self._set_windows()
-        elif cap.format == "pcap" and cap._pcap_wanted:
+            return
+        cap = self._file
+        if cap.format == "pcap" and cap._pcap_wanted:
             yield from self._pcap_windows(record_problems)
         else:
             yield from self._generic_windows()
 
     def _pcap_windows(self, record_problems: bool) -> Iterator[_Window]:
-        cap = self.capture
+        cap = self._file
         cap._start()
         big = cap._pcap_record.format.startswith(">")  # type: ignore[union-attr]
         mult = cap._pcap_mult
@@ -196,7 +209,7 @@ class FastEngine:
 
     def _generic_windows(self) -> Iterator[_Window]:
         """pcapng (and anything the record loops know): the Python record loop, indexed."""
-        cap = self.capture
+        cap = self._file
         cap._start()
         v = cap._view
         if cap.format == "pcap":
@@ -527,7 +540,7 @@ class FastEngine:
         read (they stay in the page cache), so resident memory follows the window."""
         if self._set:
             return  # the window's own buffer goes with it
-        mm = self.capture._mmap
+        mm = self._file._mmap
         if mm is None or not w.n or not hasattr(mm, "madvise"):
             return
         page = mmap.PAGESIZE
@@ -557,7 +570,9 @@ class FastEngine:
         if decoded:
             flows = np.asarray(decoded, _I64)
             closed = state["fstate"][flows] == K.FLOW_CLOSED
-            close_ts = np.where(closed, state["fclose_ts"][flows], self.last_ts).tolist()
+            last_ts = self.last_ts
+            assert last_ts is not None  # flows were decoded: packets were read
+            close_ts = np.where(closed, state["fclose_ts"][flows], last_ts).tolist()
             close_why = [reasons[r] if c else "end_of_capture" for r, c in
                          zip(state["fclose"][flows].tolist(), closed.tolist(), strict=True)]
             self._settle(flows, out, close_ts, close_why)
@@ -674,7 +689,7 @@ class FastEngine:
         self.reassembler.finish(self.last_ts)
 
     def _segment(self, w: _Window, i: int, frames: np.ndarray) -> TcpSegment:
-        seg = w.python.get(i) if w.python else None  # type: ignore[union-attr]
+        seg = w.python.get(i) if w.python else None
         if seg is not None:
             return seg
         o, n = int(w.pay_off[i]), int(w.pay_len[i])
@@ -764,4 +779,4 @@ def final_of(flows: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
     return lookup[flows]
 
 
-__all__: Iterable[str] = ["FastEngine", "final_ids", "final_of", "renumber"]
+__all__ = ["FastEngine", "final_ids", "final_of", "renumber"]
