@@ -4,8 +4,8 @@
     python scripts/render_generated.py --check  # exit 1 and name them if any is stale
 
 Run it after editing camprotool/protocol/catalogue.py (or the dissector's template in
-protocol/lua.py) and commit the result with the edit; tests/protocol/test_generated.py
-fails until you do.
+protocol/lua.py, or the docstrings docs/protocol.md quotes) and commit the result with
+the edit; tests/protocol/test_generated.py fails until you do.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from camprotool.protocol.generate import GENERATED, PROTOCOL_DIR, stale
+from camprotool.protocol.generate import GENERATED, REPO_ROOT, stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     names = stale()
     if args.check:
         for name in names:
-            print(f"stale: camprotool/protocol/{name}", file=sys.stderr)
+            print(f"stale: {name}", file=sys.stderr)
         return 1 if names else 0
     for name in names:
-        (PROTOCOL_DIR / name).write_text(GENERATED[name](), encoding="utf-8")
-        print(f"wrote camprotool/protocol/{name}")
+        (REPO_ROOT / name).write_text(GENERATED[name](), encoding="utf-8")
+        print(f"wrote {name}")
     return 0
 
 

@@ -1,15 +1,17 @@
 """The files rendered from the catalogue and checked in: one renderer, one list.
 
-Two files of the package are made from :mod:`camprotool.protocol.catalogue`
-instead of being written by hand, and checked in so that tools which do not
-run Python read them as they are:
+Three files are made from :mod:`camprotool.protocol.catalogue` instead of being
+written by hand, and checked in so that tools which do not run Python read them
+as they are:
 
 * ``protocol/typed_messages.py``: one message class per command with its fields
   typed, so type checkers (``make lint`` runs mypy) see ``msg.camera_id`` where
   a dynamically made class would hide it;
 * ``protocol/camproto.lua``: the Wireshark dissector with the defaults of
   ``camprotool dissector`` (line dialect, port 9000, heuristic on), a package
-  data file for Lua tools and for ``wireshark -X lua_script:...``.
+  data file for Lua tools and for ``wireshark -X lua_script:...``;
+* ``docs/protocol.md``: every command and field, the layouts and the framing
+  rules (:mod:`camprotool.protocol.docs`).
 
 ``scripts/render_generated.py`` rewrites them (``--check`` says whether they are
 current); ``tests/protocol/test_generated.py`` fails when one is stale, so a
@@ -24,12 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from camprotool.protocol.catalogue import COMMANDS, CommandSpec
+from camprotool.protocol.docs import render_protocol_markdown
 from camprotool.protocol.lua import PACKAGED_DISSECTOR, render_dissector
 from camprotool.protocol.message_base import field_annotation
 
-__all__ = ["GENERATED", "PROTOCOL_DIR", "render_typed_messages", "stale"]
+__all__ = ["GENERATED", "PROTOCOL_DIR", "REPO_ROOT", "render_typed_messages", "stale"]
 
 PROTOCOL_DIR = Path(__file__).resolve().parent
+#: the checkout the generated files live in (docs/ is not part of an installed package)
+REPO_ROOT = PROTOCOL_DIR.parents[1]
 
 
 def _class_lines(spec: CommandSpec) -> list[str]:
@@ -96,18 +101,19 @@ def render_typed_messages() -> str:
     return "\n".join(out)
 
 
-#: checked-in file (relative to ``camprotool/protocol``) -> what it must contain
+#: checked-in file (relative to the repository root) -> what it must contain
 GENERATED: dict[str, Callable[[], str]] = {
-    "typed_messages.py": render_typed_messages,
-    PACKAGED_DISSECTOR: render_dissector,
+    "camprotool/protocol/typed_messages.py": render_typed_messages,
+    f"camprotool/protocol/{PACKAGED_DISSECTOR}": render_dissector,
+    "docs/protocol.md": render_protocol_markdown,
 }
 
 
-def stale(directory: Path = PROTOCOL_DIR) -> list[str]:
-    """The generated files under ``directory`` that differ from a fresh rendering."""
+def stale(root: Path = REPO_ROOT) -> list[str]:
+    """The generated files under ``root`` that differ from a fresh rendering."""
     out = []
     for name, render in GENERATED.items():
-        path = directory / name
+        path = root / name
         if not path.exists() or path.read_text(encoding="utf-8") != render():
             out.append(name)
     return out

@@ -17,7 +17,7 @@ import pytest
 
 from camprotool.protocol import typed_messages
 from camprotool.protocol.catalogue import BY_NAME, COMMANDS
-from camprotool.protocol.generate import GENERATED, PROTOCOL_DIR, stale
+from camprotool.protocol.generate import GENERATED, REPO_ROOT, stale
 from camprotool.protocol.lua import packaged_dissector, render_dissector
 from camprotool.protocol.message_base import Message, field_annotation
 from camprotool.protocol.messages import MESSAGE_TYPES, build_message, message_type
@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", sorted(GENERATED))
 def test_the_checked_in_file_is_a_fresh_rendering(name: str) -> None:
-    checked_in = (PROTOCOL_DIR / name).read_text(encoding="utf-8")
+    checked_in = (REPO_ROOT / name).read_text(encoding="utf-8")
     assert checked_in == GENERATED[name](), (
-        f"camprotool/protocol/{name} is stale: run python scripts/render_generated.py")
+        f"{name} is stale: run python scripts/render_generated.py")
 
 
 def test_the_packaged_dissector_is_the_command_lines_default() -> None:
@@ -39,11 +39,13 @@ def test_the_packaged_dissector_is_the_command_lines_default() -> None:
 
 def test_stale_names_a_changed_or_missing_file(tmp_path: Path) -> None:
     for name, render in GENERATED.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(render(), encoding="utf-8")
     assert stale(tmp_path) == []
-    (tmp_path / "camproto.lua").write_text("-- edited by hand\n", encoding="utf-8")
-    (tmp_path / "typed_messages.py").unlink()
-    assert sorted(stale(tmp_path)) == ["camproto.lua", "typed_messages.py"]
+    lua, typed = "camprotool/protocol/camproto.lua", "camprotool/protocol/typed_messages.py"
+    (tmp_path / lua).write_text("-- edited by hand\n", encoding="utf-8")
+    (tmp_path / typed).unlink()
+    assert sorted(stale(tmp_path)) == [lua, typed]
 
 
 def test_the_script_checks_the_repository() -> None:
