@@ -22,12 +22,14 @@ import pyarrow.compute as pc
 
 from camprotool.analysis import schema
 from camprotool.protocol.catalogue import CATALOGUE
+from camprotool.protocol.status import OBSERVING
+from camprotool.protocol.status import SOURCES as _STATUS_SOURCES
 
 OUTCOMES = ["ok", "error", "no_answer", "before_capture"]  # sessions.outcome
 KINDS = ["upload", "download"]  # sync.kind, transfers.kind
 STEP_OUTCOMES = ["ok", "failed", "no_answer"]  # sync.outcome
 STATUSES = ["complete", "failed", "cut_short", "empty"]  # transfers.status
-SOURCES = ["push", "query", "upload", "download"]  # status.source
+SOURCES = list(_STATUS_SOURCES)  # status.source: the camera-status model's
 
 _NONE = -1  # "no message / no session" in position arrays
 
@@ -503,15 +505,29 @@ def build_transfers(p: Prep, sessions: SessionIndex, sync: pd.DataFrame) -> pd.D
 # ------------------------------------------------------------------ camera status
 
 
+_STATUS_LIST = "ReturnCaramerOnlineStatus"  # one observation per (camera;status) pair
+
+
+def _observing(p: Prep, command: str) -> np.ndarray:
+    """Positions of the messages of ``command`` that the status model observes."""
+    mask = p.s2c & p.ok & p.cmd(command)
+    if OBSERVING[command][1]:  # only on a data connection
+        mask &= p.channel["data"]
+    return np.flatnonzero(mask)
+
+
 def build_status(p: Prep, sessions: SessionIndex) -> pd.DataFrame:
-    """Observations from pushes, query answers, upload and download answers; then transitions."""
+    """Observations from pushes, query answers, upload and download answers; then transitions.
+
+    The vectorised twin of :class:`camprotool.protocol.status.StatusModel` (the
+    model ``ClientPanel`` shows): which messages observe what comes from its
+    ``OBSERVING`` table, and ``tests/analysis/test_status_twin.py`` holds every
+    row equal to what the model says fed the same messages one by one. Columns
+    over positions, so a million messages take NumPy time, not a Python loop.
+    """
     m = p.messages
-    good = p.s2c & p.ok
-    single = {
-        0: np.flatnonzero(good & p.cmd("PrushCaramerOnlineStatus")),
-        2: np.flatnonzero(good & p.channel["data"] & p.cmd("UploadSucess")),
-        3: np.flatnonzero(good & p.channel["data"] & p.cmd("DownloadSucess")),
-    }
+    single = {SOURCES.index(source): _observing(p, command)
+              for command, (source, _) in OBSERVING.items() if command != _STATUS_LIST}
     pos = np.concatenate(list(single.values()))
     source = np.concatenate([np.full(len(v), s, np.int64) for s, v in single.items()])
     camera = pd.Series(take(m["camera_id"].array, pos))
@@ -519,7 +535,7 @@ def build_status(p: Prep, sessions: SessionIndex) -> pd.DataFrame:
     sub = np.zeros(len(pos), np.int64)  # order inside one message
 
     # query answers: one observation per (camera;status) pair, flattened in Arrow
-    q = np.flatnonzero(good & p.cmd("ReturnCaramerOnlineStatus"))
+    q = _observing(p, _STATUS_LIST)
     if len(q):
         if p.table is not None:
             lists = p.table["statuses"].take(pa.array(q)).combine_chunks()
@@ -531,7 +547,8 @@ def build_status(p: Prep, sessions: SessionIndex) -> pd.DataFrame:
         parent = pc.list_parent_indices(lists).to_numpy()
         q_pos = q[parent]
         pos = np.concatenate([pos, q_pos])
-        source = np.concatenate([source, np.ones(len(q_pos), np.int64)])
+        query = SOURCES.index(OBSERVING[_STATUS_LIST][0])
+        source = np.concatenate([source, np.full(len(q_pos), query, np.int64)])
         camera = pd.concat([camera, pd.Series(pd.array(flat.field("camera_id"), dtype="str"))],
                            ignore_index=True)
         online = pd.concat([online, pd.Series(pd.array(flat.field("online"), dtype="boolean"))],
