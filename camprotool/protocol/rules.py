@@ -138,6 +138,7 @@ from camprotool.protocol.catalogue import (
 )
 from camprotool.protocol.errors import LocalProtocolError
 from camprotool.protocol.fields import parse_params
+from camprotool.protocol.linking import Announcement, announcing
 from camprotool.protocol.messages import Message
 from camprotool.protocol.pairing import Pairing
 from camprotool.protocol.typed_messages import (
@@ -193,18 +194,6 @@ class Note(NamedTuple):
 
     message: int
     detail: str
-
-
-class Announcement(NamedTuple):
-    """A ReturnDataSocketPort seen on a main connection; ``port`` None means empty.
-
-    ``conn`` names the main connection it was sent on (None: all the same one).
-    """
-
-    port: int | None
-    message: int
-    ts_ns: int
-    conn: int | None = None
 
 
 class MainState(StrEnum):
@@ -636,32 +625,13 @@ def text_oddity(spec: CommandSpec, direction: str, channel: Channel) -> str | No
     return None
 
 
-def announcing(port: int, ts_ns: int, announcements: Iterable[Announcement]
-               ) -> Announcement | None:
-    """The ReturnDataSocketPort that announced a data connection to ``port`` opened at
-    ``ts_ns``, or None: the latest at or before ``ts_ns`` that named ``port`` with no
-    empty one after it on its main connection (see :func:`data_port_announced`). Replay
-    links a recorded data connection to its announcement with it."""
-    usable: dict[int | None, dict[int, Announcement]] = {}
-    for ann in sorted((a for a in announcements if a.ts_ns <= ts_ns), key=lambda a: a.ts_ns):
-        ports = usable.setdefault(ann.conn, {})
-        if ann.port is None:
-            ports.clear()
-        else:
-            ports[ann.port] = ann
-    found = [ports[port] for ports in usable.values() if port in ports]
-    return max(found, key=lambda a: a.ts_ns) if found else None
-
-
 def data_port_announced(port: int, ts_ns: int, announcements: Iterable[Announcement]) -> bool:
-    """Whether a data connection to ``port`` opened at ``ts_ns`` was announced.
-
-    It was if some ReturnDataSocketPort at or before ``ts_ns`` named ``port``
-    and no empty one came between that announcement and the connection: after
-    an empty answer the client must not use an older port announced on the
-    same main connection (``Announcement.conn``); an empty answer on another
-    main connection of the same client IP clears nothing here. Pass the
-    announcements of the main connection(s) of the same client.
+    """Whether a data connection to ``port`` opened at ``ts_ns`` was announced: whether
+    the one linking rule (:func:`camprotool.protocol.linking.announcing`) names an
+    announcement for it. An announced port stays usable until an empty answer on
+    the same main connection (``Announcement.conn``); an empty answer on another
+    main connection of the same client IP clears nothing. Pass the announcements
+    of the main connection(s) of the same client.
     """
     return announcing(port, ts_ns, announcements) is not None
 
