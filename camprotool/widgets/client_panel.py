@@ -13,6 +13,12 @@ never waits for the network; action buttons are disabled while one runs
 through the client's message log listener, on the client's loop thread: it
 updates plain state, and debounced redraws update the widgets.
 
+What the server says about cameras (status pushes and answers, upload and
+download answers, alarms) goes to a :class:`camprotool.protocol.status.StatusModel`,
+the model ``Capture.status`` and ``Capture.alarms`` are held to, so the grid
+and a capture of the same conversation agree; the grid and the alarm plot
+are drawn from its camera states and history.
+
 Sync progress comes from the data-connection answers as they are logged
 (``UploadSucess``/``UploadFail``: ``synced`` of ``total``; ``DownloadSucess``:
 ``current`` of ``total``), so the bar moves during the transfer, not after it.
@@ -27,6 +33,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -34,6 +41,7 @@ from camprotool.net import Client, NotConnected
 from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, Message
 from camprotool.protocol.catalogue import COMMANDS, Direction
+from camprotool.protocol.status import Alarm, CameraState, StatusModel
 from camprotool.widgets._common import (
     ERROR,
     INFO,
@@ -122,11 +130,8 @@ class ClientPanel:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._rows: deque[LogRow] = deque(maxlen=5000)
-        #: camera id -> {"online", "source", "ts_ns", "alarms", "last_alarm"}
-        self.cameras: dict[str, dict[str, Any]] = {}
-        #: (ts_ns, camera_id, alarm_type) of the alarms pushed (the latest 10,000)
-        self.alarms: deque[tuple[int, str, str]] = deque(maxlen=10_000)
-        self._observations: deque[tuple[int, str, bool | None]] = deque(maxlen=50_000)
+        #: every camera's state and the latest observations and alarms (read under _lock)
+        self.status_model = StatusModel(max_observations=50_000, max_alarms=10_000)
         self._progress: dict[str, Any] = {"kind": "", "current": 0, "total": 0, "style": "",
                                           "text": ""}
         self.alarm_figure: Any = None
@@ -193,7 +198,7 @@ class ClientPanel:
         self.progress_label = W.HTML("")
 
         # cameras, alarms, log
-        self.grid = W.HTML(self._grid_html({}))
+        self.grid = W.HTML(self._grid_html([]))
         self.alarm_plot = W.Output(layout=W.Layout(min_height="60px"))
         self.alarm_plot.outputs = (text_output("no alarms yet"),)
         self.sequence_button = W.Button(description="Draw", icon="exchange",
@@ -531,54 +536,47 @@ class ClientPanel:
                        params, msg.error)
         with self._lock:
             self._rows.append(entry)
-            replot = row.direction == "s2c" and self._observe(row.ts_ns, msg)
+            replot = row.direction == "s2c" and self._observe(row.ts_ns, msg, row.channel)
         self._refresh.trigger()
         if replot:
             self._replot.trigger()
 
-    def _observe(self, ts: int, msg: Message) -> bool:
+    def _observe(self, ts: int, msg: Message, channel: str) -> bool:
         """Update cameras, alarms and progress from a server message (lock held).
 
-        Returns whether the alarm plot changed.
+        Returns whether the alarm plot changed: an alarm, or a status while
+        there are alarms (the plot shades each lane by status).
         """
+        events = self.status_model.feed(msg, ts, channel=channel)
         f = msg.fields
-        cmd = msg.command
-        if cmd == "PrushCaramerAlarmInfo":
-            cid = f.get("camera_id")
-            if not cid:
-                return False
-            kind = f.get("alarm_type") or "(none)"
-            self.alarms.append((ts, cid, kind))
-            cam = self._camera(cid)
-            cam["alarms"] += 1
-            cam["last_alarm"] = f"{kind} at {self._time(ts)}"
-            return True
-        if cmd == "PrushCaramerOnlineStatus":
-            return self._status(ts, f.get("camera_id"), f.get("online"), "push")
-        if cmd == "ReturnCaramerOnlineStatus":
-            changed = [self._status(ts, cid, on, "query") for cid, on in f.get("statuses") or ()]
-            return any(changed)
-        if cmd in ("UploadSucess", "UploadFail"):
+        if msg.command in ("UploadSucess", "UploadFail"):
             self._step("upload", f.get("synced"), f.get("total"))
-            if cmd == "UploadSucess":
-                return self._status(ts, f.get("camera_id"), f.get("online"), "upload")
-            return False
-        if cmd == "DownloadSucess":
+        elif msg.command == "DownloadSucess":
             self._step("download", f.get("current"), f.get("total"))
-            return self._status(ts, f.get("camera_id"), f.get("online"), "download")
-        return False
+        return any(isinstance(e, Alarm) for e in events) or \
+            (bool(events) and bool(self.status_model.alarms))
 
-    def _camera(self, cid: str) -> dict[str, Any]:
-        return self.cameras.setdefault(cid, {"online": None, "source": "", "ts_ns": 0,
-                                             "alarms": 0, "last_alarm": ""})
+    @property
+    def cameras(self) -> dict[str, dict[str, Any]]:
+        """camera id -> ``online``, ``source``, ``ts_ns`` (last status), ``alarms`` (count)
+        and ``last_alarm`` (its type and time): a snapshot of :attr:`status_model`."""
+        with self._lock:
+            states = list(self.status_model.cameras.values())
+        return {c.camera_id: {"online": c.online, "source": c.source, "ts_ns": c.ts_ns,
+                              "alarms": c.alarms, "last_alarm": self._last_alarm(c)}
+                for c in states}
 
-    def _status(self, ts: int, cid: str | None, online: bool | None, source: str) -> bool:
-        if not cid:
-            return False
-        cam = self._camera(cid)
-        cam.update(online=online, source=source, ts_ns=ts)
-        self._observations.append((ts, cid, online))
-        return bool(self.alarms)
+    @property
+    def alarms(self) -> list[Alarm]:
+        """The alarms pushed (the latest 10,000), oldest first: ``(ts_ns, camera_id,
+        alarm_type, online, message)``."""
+        with self._lock:
+            return list(self.status_model.alarms)
+
+    def _last_alarm(self, cam: CameraState) -> str:
+        if cam.last_alarm_ns is None:
+            return ""
+        return f"{cam.last_alarm or '(none)'} at {self._time(cam.last_alarm_ns)}"
 
     def _step(self, kind: str, current: int | None, total: int | None) -> None:
         if current is None or total is None:
@@ -611,7 +609,7 @@ class ClientPanel:
     def _render(self) -> None:
         with self._lock:
             rows = list(self._rows)
-            cams = {k: dict(v) for k, v in self.cameras.items()}
+            cams = [replace(c) for c in self.status_model.cameras.values()]
             prog = dict(self._progress)
         self.log.value = self._log_html(rows)
         self.grid.value = self._grid_html(cams)
@@ -651,28 +649,27 @@ class ClientPanel:
         return (f'{note}<div style="max-height:320px;overflow-y:auto;font-family:monospace;'
                 f'font-size:12px"><table>{head}{"".join(lines)}</table></div>')
 
-    def _grid_html(self, cams: dict[str, dict[str, Any]]) -> str:
+    def _grid_html(self, cams: list[CameraState]) -> str:
         if not cams:
             return "<small><i>no camera seen yet: query a status, sync, or wait for a " \
                    "push</i></small>"
         rows = []
-        for cid in sorted(cams):
-            c = cams[cid]
-            on = c["online"]
+        for c in sorted(cams, key=lambda c: c.camera_id):
+            on = c.online
             badge = (f'<span style="background:{STATE_COLORS[on]};color:white;'
                      f'padding:0 6px;border-radius:3px">{STATE_NAMES[on]}</span>')
-            when = self._time(c["ts_ns"]) if c["ts_ns"] else ""
-            rows.append(f"<tr><td><b>{html.escape(cid)}</b></td><td>{badge}</td>"
-                        f"<td>{c['source']}</td><td>{when}</td><td>{c['alarms']}</td>"
-                        f"<td>{html.escape(c['last_alarm'])}</td></tr>")
+            when = self._time(c.ts_ns) if c.observed else ""
+            rows.append(f"<tr><td><b>{html.escape(c.camera_id)}</b></td><td>{badge}</td>"
+                        f"<td>{c.source}</td><td>{when}</td><td>{c.alarms}</td>"
+                        f"<td>{html.escape(self._last_alarm(c))}</td></tr>")
         head = ("<tr><th>camera</th><th>status</th><th>from</th><th>at</th><th>alarms</th>"
                 "<th>last alarm</th></tr>")
         return f'<table style="font-size:13px">{head}{"".join(rows)}</table>'
 
     def _draw_alarms(self) -> None:
         with self._lock:
-            alarms = list(self.alarms)
-            obs = list(self._observations)
+            alarms = list(self.status_model.alarms)
+            obs = list(self.status_model.observations)
         if not alarms:
             return
         import pandas as pd
@@ -680,13 +677,13 @@ class ClientPanel:
         from camprotool.analysis.plots import alarm_timeline
 
         frame = pd.DataFrame({
-            "ts": pd.to_datetime([a[0] for a in alarms], utc=True),
-            "camera_id": [a[1] for a in alarms],
-            "alarm_type": [a[2] for a in alarms]})
+            "ts": pd.to_datetime([a.ts_ns for a in alarms], utc=True),
+            "camera_id": [a.camera_id for a in alarms],
+            "alarm_type": [a.alarm_type or "(none)" for a in alarms]})
         status = pd.DataFrame({
-            "ts": pd.to_datetime([o[0] for o in obs], utc=True),
-            "camera_id": [o[1] for o in obs],
-            "online": pd.array([o[2] for o in obs], dtype="boolean")})
+            "ts": pd.to_datetime([o.ts_ns for o in obs], utc=True),
+            "camera_id": [o.camera_id for o in obs],
+            "online": pd.array([o.online for o in obs], dtype="boolean")})
         now = pd.Timestamp.now(tz="UTC")
         fig = show_figure(self.alarm_plot,
                           lambda: alarm_timeline(frame, status, tz=self.zone, until=now))

@@ -323,3 +323,34 @@ def test_live_connections_link_data_to_their_main():
     # each data connection belongs to the last main connection opened before it
     assert conns["main_conn"].fillna(-1).tolist() == [-1, 0, -1, 2]
     assert conns["start"].isna().all()  # no TCP opening the log did not see
+
+
+def test_the_grid_and_alarms_are_the_status_model_fed_the_log(make_panel):
+    """No server: messages handed to the panel's log listener, as the client's loop does.
+    The grid shows the status model's states (an upload answer counts only on a data
+    connection, as in ``Capture.status``); the alarm list is its alarms."""
+    from camprotool.net.recording import LoggedMessage
+    from camprotool.protocol.catalogue import BY_NAME
+    from camprotool.protocol.messages import build_message
+
+    panel = make_panel()
+
+    def hear(ts: int, command: str, params: str, channel: str = "main") -> None:
+        message = build_message(BY_NAME[command], command, params)
+        panel._on_logged(None, LoggedMessage(ts, 1 if channel == "data" else 0, channel,
+                                             "s2c", "c", "s", message))
+
+    hear(1_000_000_000, "ReturnCaramerOnlineStatus", "CAM1;true|CAM2;null")
+    hear(2_000_000_000, "UploadSucess", "CAM3|true|1|1")  # main connection: not a status
+    hear(3_000_000_000, "UploadSucess", "CAM4|false|1|1", "data")
+    hear(4_000_000_000, "PrushCaramerAlarmInfo", "CAM1:")
+    panel.refresh()
+    assert {cid: (c["online"], c["source"], c["alarms"]) for cid, c in panel.cameras.items()
+            } == {"CAM1": (True, "query", 1), "CAM2": (None, "query", 0),
+                  "CAM4": (False, "upload", 0)}
+    assert panel.cameras["CAM1"]["last_alarm"].startswith("(none) at ")
+    assert [(a.camera_id, a.online) for a in panel.alarms] == [("CAM1", True)]
+    assert panel.status_model.cameras["CAM1"].alarms == 1
+    grid = panel.grid.value
+    assert "CAM4" in grid and "CAM3" not in grid and "unknown" in grid and "offline" in grid
+    assert panel.progress.value == 1  # the data connection's answers still drive the bar
