@@ -53,8 +53,11 @@ $(STAMP_BENCH): pyproject.toml | $(BIN)/python
 sysdeps:
 	@bash scripts/sysdeps.sh
 
+# ruff for style and common bugs; mypy for types on the whole package ([tool.mypy] in
+# pyproject.toml): message fields, Optional values and the layers' interfaces.
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check camprotool tests benchmarks captures notebooks
+	$(BIN)/mypy camprotool
 
 test: $(STAMP_TEST) sysdeps lint
 	$(BIN)/python -m pytest -q
@@ -87,4 +90,4 @@ fuzz: $(STAMP_TEST)
 	$(BIN)/python tests/fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $(DEMO_OUT)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis $(DEMO_OUT)
