@@ -161,7 +161,7 @@ class CaptureSet:
                 cap = open_capture(path, linktypes=linktypes)
             except (CaptureFormatError, OSError) as exc:
                 errors.append(str(exc))
-                self._bad.append(CaptureProblem(None, "bad_file",  # type: ignore[arg-type]
+                self._bad.append(CaptureProblem(None, "bad_file",
                                                 f"{path}: {_reason(exc)}; file skipped"))
                 continue
             first = next(iter(cap), None)
@@ -236,7 +236,7 @@ class CaptureSet:
         for m in self.members:
             cap = m.capture
             for p in cap.problems:
-                found.append(CaptureProblem(m.merged_frame(p.frame), p.kind,  # type: ignore
+                found.append(CaptureProblem(m.merged_frame(p.frame), p.kind,
                                             f"{m.label}: {p.detail}"))
             self.counts.update(cap.counts)
             self.skipped.update(cap.skipped)

@@ -58,10 +58,11 @@ class CaptureProblem(NamedTuple):
     ``kind`` a short tag such as ``truncated_file``, ``snaplen``,
     ``unsupported_linktype``, ``bad_block``, ``bad_timestamp`` (a packet time outside
     64-bit nanoseconds: the packet keeps the previous packet's time); ``detail`` one
-    sentence.
+    sentence. ``frame`` is None for a capture set's file that could not be read at all
+    (``bad_file``).
     """
 
-    frame: int
+    frame: int | None
     kind: str
     detail: str
 
