@@ -14,14 +14,15 @@ Decisions, in order of evidence:
   carrying a byte is listed only when its port was announced (an empty data
   connection).
 * **Links.** A data connection belongs to the main connection whose
-  ``ReturnDataSocketPort`` announced its server port to the same client IP
-  most recently before the data connection's first packet.
+  ``ReturnDataSocketPort`` it used, by the one linking rule
+  (:mod:`camprotool.protocol.linking`): the latest announcement of its server
+  port to the same client IP by the same server IP, at or before its first
+  packet, that no empty answer on its main connection cleared since.
 """
 
 from __future__ import annotations
 
 import functools
-from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Literal, overload
 
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 
 from camprotool.capture.packets import format_endpoint
 from camprotool.capture.streams import ConnState
+from camprotool.protocol import linking
 from camprotool.protocol.bulk import SCHEMA
 from camprotool.protocol.catalogue import COMMANDS, Channel, Direction
 from camprotool.protocol.dialect import Dialect
@@ -301,53 +303,52 @@ def _dialect_text(dialect: Dialect) -> str:
     return str(dialect)  # a few microseconds each: thousands of connections share a handful
 
 
-def _announcements(records: list[ConnectionRecord], table: pa.Table
-                   ) -> dict[bytes, list[tuple[int, int | None, int]]]:
-    """Per client IP: (ts_ns, port or None, main conn) of every ReturnDataSocketPort, by time."""
-    main_conns = pa.array([r.conn for r in records if r.channel == "main"], pa.int64())
-    mask = pc.and_(pc.and_(pc.equal(table["command"], "ReturnDataSocketPort"),
-                           pc.is_null(table["error"])),
-                   pc.is_in(table["conn"], main_conns))
-    picked = table.filter(mask)
-    by_conn = {r.conn: r for r in records}
-    found: dict[bytes, list[tuple[int, int | None, int]]] = {}
-    for ts, port, conn in zip(picked["ts_ns"].to_pylist(), picked["port"].to_pylist(),
-                              picked["conn"].to_pylist(), strict=True):
-        found.setdefault(by_conn[conn].client_ip, []).append((ts, port, conn))
-    for items in found.values():
-        items.sort(key=lambda a: a[0])
-    return found
-
-
-def _by_main(items) -> dict[int, list[tuple[int, int | None, int]]]:
-    """Announcements (sorted by time) grouped by the main connection that sent them."""
-    out: dict[int, list[tuple[int, int | None, int]]] = {}
-    for a in items:
-        out.setdefault(a[2], []).append(a)
-    return out
-
-
 def _link(records: list[ConnectionRecord], table: pa.Table) -> None:
-    announcements = {ip: _by_main(items)
-                     for ip, items in _announcements(records, table).items()}
-    clients_with_main = {r.client_ip for r in records if r.channel == "main"}
-    for rec in records:
-        if rec.channel == "main":
-            continue
-        # The latest announcement of each main connection of this client IP counts
-        # (another main connection behind the same NAT address announces its own).
-        latest = None
-        for per_main in announcements.get(rec.client_ip, {}).values():
-            at = bisect_right(per_main, rec.start_ns, key=lambda a: a[0])
-            last = per_main[at - 1] if at else None
-            if last is not None and last[1] == rec.server_port and (
-                    latest is None or last[0] >= latest[0]):
-                latest = last
-        if latest is not None:
-            rec.main_conn = latest[2]
+    """Link each data (or unknown) connection to the main connection whose announcement
+    it used, by the one linking rule (:mod:`camprotool.protocol.linking`; scope: the
+    same client IP and server IP). A linked ``unknown`` connection is ``data``; an
+    unlinked ``data`` one is ``announced=False`` when a main connection of that scope
+    was seen (its port should have been announced), else None (cannot tell)."""
+    scopes: dict[tuple[bytes, bytes], int] = {}
+    main_scope = {r.conn: scopes.setdefault((r.client_ip, r.server_ip), len(scopes))
+                  for r in records if r.channel == "main"}
+    with_main = len(scopes)  # scope codes below this have a main connection
+    linkable = [r for r in records if r.channel != "main"]
+    if not linkable:
+        return
+    anns = _announcements(table, main_scope)
+    data_scope = np.array([scopes.setdefault((r.client_ip, r.server_ip), len(scopes))
+                           for r in linkable], np.int64)
+    used = linking.link(data_scope, np.array([r.server_port for r in linkable], np.int64),
+                        np.array([r.start_ns for r in linkable], np.int64), *anns)
+    ann_main = anns[3]
+    for rec, at, scope in zip(linkable, used.tolist(), data_scope.tolist(), strict=True):
+        if at != linking.NONE:
+            rec.main_conn = int(ann_main[at])
             rec.announced = True
             if rec.channel == "unknown":
                 rec.channel = "data"
         elif rec.channel == "data":
-            # A main connection of this client was seen: the port should have been announced.
-            rec.announced = False if rec.client_ip in clients_with_main else None
+            rec.announced = False if scope < with_main else None
+
+
+def _announcements(table: pa.Table, main_scope: dict[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every ReturnDataSocketPort a server sent on a main connection, in the capture's
+    message order (time, then frame and connection, as ``build_connections`` sorts):
+    linking's (scope, port or -1, ts_ns, main conn) arrays."""
+    mains = np.fromiter(main_scope, np.int64, len(main_scope))
+    mask = pc.and_(pc.and_(pc.equal(table["command"], "ReturnDataSocketPort"),
+                           pc.is_null(table["error"])),
+                   pc.and_(pc.equal(table["direction"], "s2c"),
+                           pc.is_in(table["conn"], pa.array(mains))))
+    picked = table.filter(mask)
+    conn = picked["conn"].to_numpy()
+    ts = picked["ts_ns"].to_numpy()
+    order = np.lexsort((picked["end"].to_numpy(), conn, picked["frame"].to_numpy(), ts))
+    conn, ts = conn[order], ts[order]
+    port = pc.fill_null(picked["port"], -1).to_numpy(zero_copy_only=False)
+    port = port.astype(np.int64)[order]
+    scope_of = np.zeros(int(mains.max()) + 1 if len(mains) else 0, np.int64)
+    scope_of[mains] = list(main_scope.values())
+    return scope_of[conn], port, ts, conn

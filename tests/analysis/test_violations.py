@@ -128,8 +128,8 @@ def test_unannounced_data_port(announced):
 
 
 def test_an_older_announced_port_stays_usable():
-    """9001 then 9002 announced, the client uses 9001: allowed by the rules' helper
-    (``data_port_announced``), though the connection table links only the latest port."""
+    """9001 then 9002 announced, the client uses 9001: announced, by the one linking
+    rule (protocol/linking.py), in the connection table and for the rules alike."""
     w = PcapngWriter()
     m = logged_in(w)
     say(m, "c2s", "CreatDataSocket", "demo|demo", 5 * MS)
@@ -139,7 +139,8 @@ def test_an_older_announced_port_stays_usable():
     say(d, "s2c", "UploadSucess", "CAM1|true|1|1", 12 * MS)
     d.close(T0 + 13 * MS)
     cap = read_capture(w.getvalue())
-    assert cap.connections.at[1, "announced"] == False  # noqa: E712 (a nullable boolean)
+    assert cap.connections.at[1, "announced"] == True  # noqa: E712 (a nullable boolean)
+    assert cap.connections.at[1, "main_conn"] == 0
     assert found(cap) == []
 
 

@@ -254,3 +254,46 @@ def test_announced_data_connection_without_a_byte_is_an_empty_data_connection():
         (0, "main", None, None), (1, "data", 0, True)]
     assert cap.transfers["status"].astype(str).tolist() == ["empty"]
     assert cap.sessions["data_conns"].tolist() == [[1]]
+
+
+def test_two_ports_asked_for_before_either_is_used_both_link():
+    """The client asks twice, gets 9001 then 9002, then opens 9001: the older port is
+    still usable (no empty answer came), so it links (protocol/linking.py); the former
+    rule took only the latest port of each main connection and called it unannounced."""
+    w = PcapngWriter()
+    m = main_session(w, T0, client=(A, 50000), data_port=9001)
+    m.send("c2s", frame("CreatDataSocket", "a|pa"), T0 + 500)
+    m.send("s2c", frame("ReturnDataSocketPort", "9002"), T0 + 600)
+    upload(w, T0 + 1000, client=(A, 50001), server=(S, 9001))  # conn 1
+    upload(w, T0 + 2000, client=(A, 50002), server=(S, 9002))  # conn 2
+    cap = read(w.getvalue())
+    assert [(r[0], r[4], r[5]) for r in _table(cap)] == [(0, None, None), (1, 0, True),
+                                                           (2, 0, True)]
+    assert cap.transfers["client"].tolist() == [f"{A}:50000"] * 2
+    assert cap.violations.empty
+
+
+def test_a_port_of_another_server_is_not_linked():
+    """9001 announced by server S says nothing about port 9001 of server S2: the data
+    connection there is neither linked nor judged (no main connection to S2 was seen)."""
+    s2 = "10.0.0.7"
+    w = PcapngWriter()
+    main_session(w, T0, client=(A, 50000), data_port=9001)
+    upload(w, T0 + 1000, client=(A, 50001), server=(s2, 9001))  # conn 1
+    upload(w, T0 + 2000, client=(A, 50002), server=(S, 9001))  # conn 2
+    cap = read(w.getvalue())
+    assert [(r[0], r[4], r[5]) for r in _table(cap)] == [(0, None, None), (1, None, None),
+                                                           (2, 0, True)]
+
+
+def test_a_port_sent_by_the_client_announces_nothing():
+    """A ReturnDataSocketPort the client sends (a server command, the wrong way) is no
+    announcement: only the server hands out ports."""
+    w = PcapngWriter()
+    m = w.tcp((A, 50000), (S, 9000), T0)
+    m.send("c2s", frame("Login", "a|pa"), T0 + 100)
+    m.send("s2c", frame("LoginOk", "1|t|ip"), T0 + 200)
+    m.send("c2s", frame("ReturnDataSocketPort", "9001"), T0 + 300)
+    upload(w, T0 + 1000, client=(A, 50001), server=(S, 9001))  # conn 1
+    cap = read(w.getvalue())
+    assert [(r[0], r[4], r[5]) for r in _table(cap)] == [(0, None, None), (1, None, False)]
