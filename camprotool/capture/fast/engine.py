@@ -165,6 +165,13 @@ class FastEngine:
         assert isinstance(cap, CaptureFile)
         return cap
 
+    @property
+    def _capture_set(self) -> CaptureSet:
+        """The capture, which is a set here (merged packets, copied windows)."""
+        cap = self.capture
+        assert isinstance(cap, CaptureSet)
+        return cap
+
     def _windows(self, record_problems: bool) -> Iterator[_Window]:
         if self._set:
             yield from self._set_windows()
@@ -178,7 +185,9 @@ class FastEngine:
     def _pcap_windows(self, record_problems: bool) -> Iterator[_Window]:
         cap = self._file
         cap._start()
-        big = cap._pcap_record.format.startswith(">")  # type: ignore[union-attr]
+        record = cap._pcap_record
+        assert record is not None  # _start() chose it for a pcap file
+        big = record.format.startswith(">")
         mult = cap._pcap_mult
         linktype = cap._pcap_linktype
         size = len(self.buf)
@@ -230,7 +239,7 @@ class FastEngine:
     def _set_windows(self) -> Iterator[_Window]:
         """A capture set: its merged packets, each window's bytes copied into one buffer
         (the files stay mapped; the pages read are let go as windows are made)."""
-        cap = self.capture
+        cap = self._capture_set
         batch: list[RawPacket] = []
         for raw in cap:
             batch.append(raw)
@@ -244,7 +253,7 @@ class FastEngine:
         w = self._index(batch, offsets=False)
         w.rec_off = np.cumsum(w.cap_len) - w.cap_len
         w.buf = np.frombuffer(b"".join([r.data for r in batch]), np.uint8)
-        self.capture.release_consumed()  # type: ignore[union-attr]
+        self._capture_set.release_consumed()
         return w
 
     @staticmethod
@@ -288,11 +297,13 @@ class FastEngine:
             raw = RawPacket(int(frames[i]), int(w.ts[i]), int(w.linktype[i]),
                             self._view[o:o + c], int(w.orig_len[i]), c)
             r = decode_tcp(raw)
-            seg = r if type(r) is TcpSegment else None
-            if seg is None and r.problem:  # type: ignore[union-attr]
+            seg: TcpSegment | None = None
+            if isinstance(r, TcpSegment):
+                seg = r
+            elif r.problem:
                 if packet_problems:
-                    self.capture.add_problem(raw.frame, r.kind, r.detail)  # type: ignore
-                seg = r.segment  # type: ignore[union-attr]
+                    self.capture.add_problem(raw.frame, r.kind, r.detail)
+                seg = r.segment
             if seg is None:
                 continue
             w.python[i] = seg
@@ -393,7 +404,7 @@ class FastEngine:
         # pass one: which flows are in order (the reader's problems are collected here)
         state = self._new_flow_state(1024)
         empty_slow = np.zeros(0, np.int8)
-        kept: list[_Window] = []  # a capture of one window is not read twice
+        kept: list[_Window | None] = []  # a capture of one window is not read twice
         for w in self._windows(record_problems=True):
             self._parse(w, packet_problems=True)
             state = self._fit(state, self.nflows)
@@ -403,7 +414,7 @@ class FastEngine:
                 for seen in kept:
                     if seen is not None:
                         self._release(seen)
-                kept = [None]  # type: ignore[list-item]
+                kept = [None]
         slow = (state["fstate"][: self.nflows] == K.FLOW_SLOW).astype(np.int8)
         del state
         cap = self.capture
