@@ -15,10 +15,10 @@ its connection, and rebuilds the decoded ``Message`` objects the machines need:
   the opening was captured the heartbeat clock starts there (``opened_ns``).
   Bytes lost server->client before the login answer (``LoginOk``/``LoginError``,
   or with none seen) count as an opening not seen: the answer may have been lost.
-* ``DataSession(announced=...)``: :func:`~camprotool.protocol.rules.data_port_announced`
-  over the ReturnDataSocketPort answers sent to the same client IP on its main
-  connections; None (cannot tell) when ``Capture.connections.announced`` is
-  null because no main connection of that client was captured.
+* ``DataSession(announced=...)``: ``Capture.connections.announced``, which the
+  one linking rule (:mod:`camprotool.protocol.linking`) set: whether an
+  announcement to the same client IP by the same server links the connection;
+  None (cannot tell) when no main connection of that scope was captured.
   ``start_seen=handshake_seen`` as for main connections.
 * ``on_close`` only for connections seen to close (``close_reason`` fin or
   rst): a capture that stops, or a port reused, judges no ``incomplete_sync``.
@@ -30,7 +30,6 @@ its columns, so no parameter string is parsed again unless the row had an error.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 
 import numpy as np
@@ -52,10 +51,8 @@ from camprotool.protocol.messages import (
 from camprotool.protocol.rules import (
     DEFAULT_HEARTBEAT_TIMEOUT_NS,
     RULES,
-    Announcement,
     DataSession,
     MainSession,
-    data_port_announced,
 )
 
 CHUNK_ROWS = 1 << 17  # messages rebuilt at a time (bounds memory on big captures)
@@ -162,52 +159,6 @@ class RuleCheck:
         self.noted.sort(key=lambda v: (v[0], v[1]))
 
     # -- what each connection's machine is told
-    def _announced(self) -> dict[int, bool | None]:
-        """``announced`` per data connection, by the rules' own helper.
-
-        The fast engine asks the helper only about the connections
-        :func:`~camprotool.analysis.fastrules.ports_announced` cannot settle.
-        """
-        c = self.connections
-        m = self.messages
-        ok = ((m["channel"] == "main") & (m["direction"] == "s2c")
-              & (m["command"] == "ReturnDataSocketPort") & m["error"].isna()).to_numpy(bool)
-        pos = np.flatnonzero(ok)
-        ip_of = pd.Series(c["client_ip"].to_numpy(object), index=c["conn"].to_numpy(np.int64))
-        ann_conn = m["conn"].to_numpy(np.int64)[pos]
-        ann_ip = ip_of.reindex(ann_conn).to_numpy(object)
-        ann_port = m["port"].array.take(pos).to_numpy(np.int64, na_value=-1)
-        ann_ts = np.asarray(m["ts"].array.asi8, np.int64)[pos]
-        data = c[(c["channel"] == "data").to_numpy(bool)]
-        ids = data["conn"].to_numpy(np.int64)
-        ports = data["server_port"].tolist()
-        starts = np.asarray(data["start"].array.asi8, np.int64)
-        ips = data["client_ip"].to_numpy(object)
-        if self.engine == "fast":
-            settled = fastrules.ports_announced(
-                ann_ip, ann_conn, ann_port, ann_ts, ips,
-                data["server_port"].to_numpy(np.int64, na_value=-1), starts)
-        else:
-            settled = np.full(len(ids), fastrules.ASK, np.int8)
-        known = data["announced"].notna().to_numpy(bool)
-        out: dict[int, bool | None] = {}
-        by_ip: dict[str, list[Announcement]] | None = None
-        for k, conn in enumerate(ids.tolist()):
-            if not known[k]:
-                out[conn] = None
-            elif settled[k] != fastrules.ASK:
-                out[conn] = bool(settled[k])
-            else:
-                if by_ip is None:
-                    by_ip = defaultdict(list)
-                    for i, a_conn, port, t, ip in zip(
-                            pos.tolist(), ann_conn.tolist(), ann_port.tolist(),
-                            ann_ts.tolist(), ann_ip.tolist(), strict=True):
-                        by_ip[ip].append(Announcement(None if port < 0 else port, i, t, a_conn))
-                out[conn] = data_port_announced(ports[k], int(starts[k]),
-                                                by_ip.get(ips[k], ()))
-        return out
-
     def _login_answer_lost(self) -> set[int]:
         """Main connections whose server->client bytes were lost before the login answer.
 
@@ -236,10 +187,10 @@ class RuleCheck:
         start_seen[ids] = c["handshake_seen"].to_numpy(bool) & ~(main & lost)
         opened = np.zeros(size, np.int64)
         opened[ids] = c["start"].array.asi8
+        # what the linking rule decided (-1: cannot tell)
         announced = np.full(size, -1, np.int8)
-        for conn, known in self._announced().items():
-            if known is not None:
-                announced[conn] = known
+        told = c["announced"].notna().to_numpy(bool) & data
+        announced[ids[told]] = c["announced"][told].to_numpy(bool)
         closed = np.zeros(size, bool)
         closed[ids] = c["close_reason"].isin(CLOSED).to_numpy(bool)
         port = dict(zip(ids[data].tolist(), c["server_port"][data].tolist(), strict=True))

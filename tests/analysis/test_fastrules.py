@@ -311,32 +311,3 @@ def test_scripted_conversations(writer):
     cap = read_capture(w.getvalue())
     assert len(cap.violations)  # the unannounced port and the cut transfers at least
     assert_same_as_machines(cap)
-
-
-# ------------------------------------------------------------------ announced data ports
-
-_ANNOUNCEMENT = st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.3"]), st.integers(0, 2),
-                          st.sampled_from([-1, 9001, 9002]), st.integers(0, 5))
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_ANNOUNCEMENT, max_size=12),
-       st.lists(st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.3", "10.0.0.9"]),
-                          st.sampled_from([9001, 9002, 9003]), st.integers(0, 6)), max_size=8))
-def test_ports_announced_settles_as_the_rules_helper(announcements, data):
-    """Each data connection fastrules settles gets the helper's answer."""
-    from camprotool.protocol.rules import Announcement, data_port_announced
-
-    ip = np.array([a[0] for a in announcements], object)
-    conn = np.array([a[1] + (0 if a[0] == "10.0.0.1" else 10) for a in announcements], np.int64)
-    port = np.array([a[2] for a in announcements], np.int64)
-    ts = np.array([a[3] for a in announcements], np.int64)
-    got = fastrules.ports_announced(ip, conn, port, ts, np.array([d[0] for d in data], object),
-                                    np.array([d[1] for d in data], np.int64),
-                                    np.array([d[2] for d in data], np.int64))
-    for (d_ip, d_port, start), answer in zip(data, got.tolist(), strict=True):
-        mine = [Announcement(None if p < 0 else int(p), i, int(t), int(c))
-                for i, (a_ip, c, p, t) in enumerate(zip(ip, conn, port, ts, strict=True))
-                if a_ip == d_ip]
-        if answer != fastrules.ASK:
-            assert bool(answer) == data_port_announced(d_port, start, mine)
