@@ -181,7 +181,7 @@ class _Pass:
     def __iter__(self) -> Iterator[_Seg]:
         tap, keys = self.tap, self.keys
         halves: dict[tuple, _Half] = {}
-        for seg in iter_tcp_segments(tap):  # type: ignore[arg-type]
+        for seg in iter_tcp_segments(tap):
             key = (seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port)
             if keys is not None and key not in keys and seg.frame not in tap.frames:
                 continue

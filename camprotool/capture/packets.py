@@ -18,12 +18,9 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
-from camprotool.capture.readers import CaptureFile, RawPacket
-
-if TYPE_CHECKING:
-    from camprotool.capture.captureset import CaptureSet
+from camprotool.capture.readers import RawPacket
 
 __all__ = [
     "ACK",
@@ -281,12 +278,22 @@ def parse_tcp(raw: RawPacket) -> TcpSegment | None:
     The first fragment of a fragmented IP packet gives its partial segment.
     """
     r = decode_tcp(raw)
-    if type(r) is TcpSegment:
+    if isinstance(r, TcpSegment):
         return r
-    return r.segment  # type: ignore[union-attr]
+    return r.segment
 
 
-def iter_tcp_segments(capture_file: CaptureFile | CaptureSet) -> Iterator[TcpSegment]:
+class PacketSource(Protocol):
+    """What :func:`iter_tcp_segments` reads: packets in capture order, and where the
+    problems found in them go (a ``CaptureFile``, a ``CaptureSet``, a live stream's
+    batch, the drill-down's tap)."""
+
+    def __iter__(self) -> Iterator[RawPacket]: ...
+
+    def add_problem(self, frame: int, kind: str, detail: str) -> None: ...
+
+
+def iter_tcp_segments(capture_file: PacketSource) -> Iterator[TcpSegment]:
     """Yield every TCP segment of a capture in file order.
 
     Packets that are simply not TCP are skipped quietly; malformed or truncated

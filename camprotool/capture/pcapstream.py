@@ -108,7 +108,7 @@ class PcapStream(RecordReader):
 
     def segments(self, data: bytes | bytearray | memoryview) -> Iterator[TcpSegment]:
         """The TCP segments of the packets ``data`` completes (problems go to ``problems``)."""
-        return iter_tcp_segments(_Batch(self, self.feed(data)))  # type: ignore[arg-type]
+        return iter_tcp_segments(_Batch(self, self.feed(data)))
 
     def close(self) -> None:
         """End of stream: report a record cut short, as the file reader does."""

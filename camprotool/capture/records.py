@@ -362,7 +362,9 @@ class RecordReader:
         ``cut`` hands out the packet bytes, ``base`` is the input offset of
         ``v[0]`` (for messages), ``progress`` is called about every ``step`` bytes.
         """
-        unpack = self._pcap_record.unpack_from  # type: ignore[union-attr]
+        record = self._pcap_record
+        assert record is not None  # _start() chose it for a pcap file
+        unpack = record.unpack_from
         mult, linktype, wanted = self._pcap_mult, self._pcap_linktype, self._pcap_wanted
         new, RP = _new_raw, RawPacket
         mark = step
@@ -389,7 +391,8 @@ class RecordReader:
                     self._unsupported(frame, linktype)
                 if off >= mark:
                     mark = off + step
-                    progress(off)  # type: ignore[misc]
+                    if progress is not None:
+                        progress(off)
         finally:
             self.frames, self._stop, self._need = frame, off, need
         self._stopped(off, size, base, at_end, progress)
@@ -501,7 +504,8 @@ class RecordReader:
                 off = end
                 if off >= mark:
                     mark = off + step
-                    progress(off)  # type: ignore[misc]
+                    if progress is not None:
+                        progress(off)
         finally:
             self.frames, self._prev_ts, self._ifaces, self._bo = frame, prev_ts, ifaces, bo
             self._stop, self._need, self._pending_type = off, need, btype
