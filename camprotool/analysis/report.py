@@ -11,6 +11,10 @@ The page shows times in the display zone ``tz`` (default: the machine's local
 zone); the files keep UTC. Every value is HTML-escaped, long tables are cut
 with a note pointing at the full file, and passwords stay masked exactly as in
 the tables (unless the capture was read with ``reveal_passwords=True``).
+
+The HTML comes from :mod:`camprotool.analysis.render` (jinja2 templates in
+``camprotool/templates/``), the same path the explorer and the client panel
+render their tables with; this module decides what the page says.
 """
 
 from __future__ import annotations
@@ -23,16 +27,18 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from camprotool._version import __version__
-from camprotool.analysis import plots, tables
+from camprotool.analysis import plots, render, tables
 from camprotool.analysis.capture import Capture, read_capture
 from camprotool.analysis.export import write_frame
 from camprotool.analysis.hexview import wireshark_command
+from camprotool.analysis.render import Cell, Markup, Row, Table, fmt_delta, fmt_time
 
 __all__ = ["TABLES", "VIEWS", "camera_counts", "failures_by_reason", "findings", "write_report"]
 
@@ -43,158 +49,18 @@ MAX_ROWS = 200  # rows per HTML table; the files hold everything
 MAX_SEQUENCES = 6  # sequence diagrams (one per session)
 DPI = 96
 
-CSS = """
-:root { --fg:#1d2330; --muted:#5b6475; --line:#d8dce3; --bg:#f6f7f9; --accent:#1f4e9c;
-        --bad:#b3261e; --ok:#1e7d32; }
-* { box-sizing: border-box; }
-body { margin:0; font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",
-       "Liberation Sans","WenQuanYi Zen Hei",sans-serif; color:var(--fg); background:var(--bg); }
-header { background:#fff; border-bottom:1px solid var(--line); padding:18px 32px 10px; }
-h1 { margin:0; font-size:24px; } h1 small { color:var(--muted); font-weight:normal; }
-nav { margin-top:8px; font-size:14px; } nav a { margin-right:14px; color:var(--accent);
-      text-decoration:none; } nav a:hover { text-decoration:underline; }
-main { max-width:1400px; margin:0 auto; padding:8px 32px 40px; }
-section { background:#fff; border:1px solid var(--line); border-radius:8px;
-          padding:14px 20px 18px; margin:18px 0; }
-h2 { font-size:19px; margin:0 0 10px; } h2 .count { color:var(--muted); font-weight:normal; }
-h3 { font-size:16px; margin:16px 0 6px; }
-p.note { color:var(--muted); font-size:13px; margin:6px 0; }
-p.empty { color:var(--muted); font-style:italic; }
-.scroll { overflow-x:auto; max-height:640px; overflow-y:auto; border:1px solid var(--line);
-          border-radius:4px; }
-table.data { border-collapse:collapse; font-size:13px; white-space:nowrap; width:100%; }
-table.data th { position:sticky; top:0; background:#eef1f6; text-align:left;
-                font-weight:600; border-bottom:1px solid var(--line); }
-table.data th, table.data td { padding:4px 10px; }
-table.data tbody tr:nth-child(even) { background:#f8f9fb; }
-table.data tbody tr:hover { background:#fff7d6; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
-td.na { color:#b0b4bb; }
-td.text { white-space:normal; overflow-wrap:anywhere; min-width:14em; max-width:40em; }
-td.bad { color:var(--bad); font-weight:600; } td.good { color:var(--ok); }
-table.summary { border-collapse:collapse; font-size:14px; }
-table.summary th { text-align:left; font-weight:600; padding:3px 24px 3px 0;
-                   vertical-align:top; color:var(--muted); }
-table.summary td { padding:3px 0; }
-.alert { color:var(--bad); font-weight:600; }
-.findings { margin:0 0 14px; padding:10px 14px 10px 30px; border-left:4px solid var(--bad);
-            background:#fdf3f2; border-radius:4px; }
-.findings.clean { border-left-color:var(--ok); background:#f1f8f2; list-style:none;
-                  padding-left:14px; }
-.findings li { margin:3px 0; } .findings strong { color:var(--bad); }
-figure { margin:14px 0 6px; } figure img { max-width:100%; height:auto;
-         border:1px solid var(--line); border-radius:4px; background:#fff; }
-figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
-code { font-family:ui-monospace,"DejaVu Sans Mono",monospace; font-size:13px; }
-footer { color:var(--muted); font-size:12px; text-align:center; padding:10px 0 30px; }
-"""
-
-
-# ------------------------------------------------------------------ cell formatting
-
-
-def _fmt_time(zone: dt.tzinfo) -> Callable[[pd.Series], list[str | None]]:
-    def fmt(col: pd.Series) -> list[str | None]:
-        local = col.dt.tz_convert(zone) if col.dt.tz is not None else col
-        text = local.dt.strftime("%Y-%m-%d %H:%M:%S.%f").str.slice(0, 23)
-        return [None if pd.isna(v) else v for v in text]
-    return fmt
-
-
-def _fmt_delta(value: pd.Timedelta) -> str:
-    seconds = value.total_seconds()
-    if abs(seconds) < 60:
-        return f"{seconds:.3f} s"
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{sign}{int(h)}:{int(m):02d}:{s:06.3f}"
-
-
-def _fmt_value(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return ", ".join(str(_fmt_value(v)) for v in value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if pd.api.types.is_scalar(value) and pd.isna(value):
-        return None
-    if isinstance(value, float | np.floating):
-        return f"{value:,.3f}".rstrip("0").rstrip(".")
-    if isinstance(value, pd.Timedelta):
-        return _fmt_delta(value)
-    return str(value)
-
-
-def _column_cells(col: pd.Series, zone: dt.tzinfo) -> list[str | None]:
-    if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(col):
-        return _fmt_time(zone)(col)
-    if pd.api.types.is_timedelta64_dtype(col):
-        return [None if pd.isna(v) else _fmt_delta(v) for v in col]
-    return [_fmt_value(v) for v in col.astype(object)]
-
-
-def _is_numeric(col: pd.Series) -> bool:
-    return (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)) \
-        or pd.api.types.is_timedelta64_dtype(col)
-
-
-TEXT_COLUMNS = {"params", "detail", "reason", "error", "message_text"}
-MAX_CELL = 160  # characters of a text cell shown; the full value is its tooltip and in the file
-
-
-#: columns that hold a packet number (a Wireshark frame)
-FRAME_COLUMNS = ("frame", "first_frame")
+# ------------------------------------------------------------------ tables
 
 
 def html_table(df: pd.DataFrame, zone: dt.tzinfo, *, name: str = "", max_rows: int = MAX_ROWS,
-               columns: list[str] | None = None, source: object = None) -> str:
-    """``df`` as an escaped HTML table (at most ``max_rows`` rows, with a note).
-    ``source``: the capture's file; a frame cell's tooltip is then the command line
-    that opens it there in Wireshark."""
-    e = html.escape
-    if columns is not None:
-        df = df[[c for c in columns if c in df.columns]]
-    df = df.drop(columns=[c for c in ("raw",) if c in df.columns])
-    if not len(df):
-        return '<p class="empty">none</p>'
-    shown = df.iloc[:max_rows]
-    cells = {c: _column_cells(shown[c], zone) for c in shown.columns}
-    numeric = {c: _is_numeric(shown[c]) for c in shown.columns}
-    out = []
-    if len(df) > len(shown):
-        where = f" the full table is in <code>tables/{e(name)}.csv</code>" if name else ""
-        out.append(f'<p class="note">Showing the first {len(shown):,} of {len(df):,} rows;'
-                   f"{where}.</p>")
-    out.append('<div class="scroll"><table class="data"><thead><tr>')
-    out.extend(f"<th>{e(str(c))}</th>" for c in shown.columns)
-    out.append("</tr></thead><tbody>")
-    for i in range(len(shown)):
-        out.append("<tr>")
-        for c in shown.columns:
-            v = cells[c][i]
-            if v is None:
-                out.append('<td class="na"></td>')
-                continue
-            cls = "num" if numeric[c] else ("text" if c in TEXT_COLUMNS else "")
-            if c in ("outcome", "status", "close_reason"):
-                cls = {"ok": "good", "complete": "good", "error": "bad", "failed": "bad",
-                       "no_answer": "bad", "cut_short": "bad", "rst": "bad"}.get(v, cls)
-            elif c in ("lost_c2s", "lost_s2c") and v != "0":
-                cls = "bad"
-            attr = f' class="{cls}"' if cls else ""
-            if c in FRAME_COLUMNS and source is not None and v.isdigit():
-                cmd = wireshark_command(source, int(v))
-                if cmd:
-                    attr += f' title="{e(cmd)}"'
-            if len(v) > MAX_CELL:
-                attr += f' title="{e(v)}"'
-                v = v[: MAX_CELL - 1] + "…"
-            out.append(f"<td{attr}>{e(v)}</td>")
-        out.append("</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)
+               columns: list[str] | None = None, source: object = None) -> Markup:
+    """``df`` as an escaped HTML table (at most ``max_rows`` rows, with a note naming
+    the file ``tables/<name>.csv`` with all of them). ``source``: the capture's file;
+    a frame cell's tooltip is then the command line that opens it there in Wireshark."""
+    more = Markup("; the full table is in <code>tables/{}.csv</code>").format(name) \
+        if name else Markup("")
+    return render.frame_table(df, zone=zone, max_rows=max_rows, columns=columns,
+                              source=source, more=more)
 
 
 # ------------------------------------------------------------------ figures
@@ -210,11 +76,9 @@ def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
     return buf.getvalue()
 
 
-def _figure(fig: Figure, alt: str, caption: str = "") -> str:
+def _figure(fig: Figure, alt: str, caption: str = "") -> Markup:
     data = base64.b64encode(png_bytes(fig)).decode("ascii")
-    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
-            f"{cap}</figure>")
+    return render.fragment("figure", f"data:image/png;base64,{data}", alt, caption)
 
 
 # ------------------------------------------------------------------ the page
@@ -377,7 +241,8 @@ def findings(cap: Capture) -> list[str]:
     return items
 
 
-def _summary(cap: Capture, zone: dt.tzinfo, fmt_time) -> list[tuple[str, str, bool]]:
+def _summary(cap: Capture, zone: dt.tzinfo,
+             fmt_time: Callable[[pd.Series], list[str | None]]) -> list[tuple[str, str, bool]]:
     """(label, escaped HTML, alert) rows of the summary."""
     e = html.escape
     m, conns = cap.messages, cap.connections
@@ -413,7 +278,7 @@ def _summary(cap: Capture, zone: dt.tzinfo, fmt_time) -> list[tuple[str, str, bo
     if len(m):
         first, last = m["ts"].min(), m["ts"].max()
         t0, t1 = fmt_time(pd.Series([first, last]))
-        span = _fmt_delta(last - first)
+        span = fmt_delta(last - first)
         rows.append(("time span", e(f"{t0} → {t1} ({span})"), False))
     rows.append(("time zone", e(f"{plots.zone_name(zone)} (files in tables/ are in UTC)"),
                  False))
@@ -439,13 +304,14 @@ def _summary(cap: Capture, zone: dt.tzinfo, fmt_time) -> list[tuple[str, str, bo
     return rows
 
 
-def _findings_html(cap: Capture) -> str:
-    items = findings(cap)
+def _findings_html(cap: Capture) -> Markup:
+    items = findings(cap)  # escaped HTML already
     if not items:
-        return ('<ul class="findings clean"><li>Nothing went wrong: no capture problems, no '
-                "refused or failed camera, no protocol violation, no decoding error.</li></ul>")
-    return ('<h3>What went wrong</h3><ul class="findings">'
-            + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
+        return render.fragment("items", ["Nothing went wrong: no capture problems, no refused "
+                                         "or failed camera, no protocol violation, no decoding "
+                                         "error."], "findings clean")
+    return render.fragment("heading", "What went wrong") + render.fragment(
+        "items", [Markup(item) for item in items], "findings")
 
 
 def _jump(source: object) -> str:
@@ -454,29 +320,34 @@ def _jump(source: object) -> str:
     return "" if cmd is None else cmd[: -len(" -g 1")] + " -g FRAME"
 
 
-def _jump_note(source: object) -> str:
+def _jump_note(source: object) -> Markup:
     cmd = _jump(source)
     if not cmd:
-        return ""
-    return (f'<p class="note jump">Every <b>frame</b> on this page is a packet number: '
-            f"<code>{html.escape(cmd)}</code> opens the capture at it in Wireshark "
-            "(a frame's tooltip has its command line), and "
-            "<code>cap.packets(FRAME)</code> shows its bytes.</p>")
+        return Markup("")
+    return render.fragment("note", Markup(
+        "Every <b>frame</b> on this page is a packet number: <code>{}</code> opens the "
+        "capture at it in Wireshark (a frame's tooltip has its command line), and "
+        "<code>cap.packets(FRAME)</code> shows its bytes.").format(cmd), "note jump")
 
 
-def _section(ident: str, title: str, body: str, count: int | None = None) -> str:
-    n = f' <span class="count">({count:,})</span>' if count is not None else ""
-    return f'<section id="{ident}"><h2>{html.escape(title)}{n}</h2>{body}</section>'
+def _section(ident: str, title: str, body: str, count: int | None = None) -> Markup:
+    return render.fragment("section", ident, title, Markup(body), count)
 
 
-def _files_table(written: dict[str, int]) -> str:
-    rows = "".join(
-        f'<tr><td><code>{html.escape(name)}</code></td><td class="num">{n:,}</td>'
-        f'<td><a href="tables/{html.escape(name)}.csv">csv</a> · '
-        f'<a href="tables/{html.escape(name)}.parquet">parquet</a></td></tr>'
-        for name, n in written.items())
-    return ('<div class="scroll"><table class="data"><thead><tr><th>table</th><th>rows</th>'
-            f"<th>files</th></tr></thead><tbody>{rows}</tbody></table></div>")
+def _note(text: str) -> Markup:
+    return render.fragment("note", text)
+
+
+def _empty(text: str) -> Markup:
+    return render.fragment("note", text, "empty")
+
+
+def _files_table(written: dict[str, int]) -> Markup:
+    rows = [Row([Cell(name, code=True), Cell(f"{n:,}", "num"),
+                 Cell("", links=(("csv", f"tables/{name}.csv"),
+                                 ("parquet", f"tables/{name}.parquet")))])
+            for name, n in written.items()]
+    return render.table(Table(["table", "rows", "files"], rows))
 
 
 def write_report(cap: Capture | str | os.PathLike[str], out_dir: str | os.PathLike[str],
@@ -512,39 +383,38 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
         write_frame(df, table_dir / f"{name}.parquet")
         written[name] = len(df)
 
-    fmt_time = _fmt_time(zone)
-    e = html.escape
+    times = fmt_time(zone)
 
     source = getattr(cap, "origin", None) or cap.source
 
-    def table(name: str, df: pd.DataFrame | None = None, **kw) -> str:
+    def table(name: str, df: pd.DataFrame | None = None, **kw: Any) -> Markup:
         kw.setdefault("columns", VIEWS.get(name))
         return html_table(getattr(cap, name) if df is None else df, zone, name=name,
                           max_rows=max_rows, source=source, **kw)
 
-    summary_rows = "".join(
-        f'<tr><th>{e(label)}</th><td{" class=alert" if alert else ""}>{value}</td></tr>'
-        for label, value, alert in _summary(cap, zone, fmt_time))
+    summary_rows = [(label, Markup(value), alert)
+                    for label, value, alert in _summary(cap, zone, times)]
     sections = [_section("summary", "Summary",
                          _findings_html(cap) + _jump_note(source)
-                         + f'<table class="summary">{summary_rows}</table>'
+                         + render.fragment("pairs", summary_rows, "summary")
                          + _figure(plots.message_rate(cap.messages, "auto", zone),
                                    "Message rate by command",
                                    "Messages per interval, stacked by command."))]
 
     p = cap.problems
-    body = (f'<p class="note">What the reader and the reassembler could not use: lost bytes, '
-            f"connections begun before the capture, cut packets, a cut file... Open a frame in "
-            f"Wireshark with <code>{e(_jump(source))}</code>.</p>"
-            + table("problems")) if len(p) else \
-        '<p class="empty">None: every byte of every connection was captured and read.</p>'
+    body = (render.fragment("note", Markup(
+        "What the reader and the reassembler could not use: lost bytes, connections begun "
+        "before the capture, cut packets, a cut file... Open a frame in Wireshark with "
+        "<code>{}</code>.").format(_jump(source))) + table("problems")) if len(p) else \
+        _empty("None: every byte of every connection was captured and read.")
     sections.append(_section("problems", "Capture problems", body, len(p)))
 
     v = cap.violations
     body = table("violations", violations_view(cap)) if len(v) else \
-        '<p class="empty">No breach of the PROTOCOL.md section 5 rules.</p>'
+        _empty("No breach of the PROTOCOL.md section 5 rules.")
     if len(cap.notes):
-        body += "<h3>Notes</h3><p class=\"note\">Oddities no rule covers.</p>" + table("notes")
+        body += render.fragment("heading", "Notes") + _note("Oddities no rule covers.") \
+            + table("notes")
     sections.append(_section("violations", "Protocol violations", body, len(v)))
 
     s = cap.sessions
@@ -558,14 +428,14 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
     for sid in ids:
         fig = plots.sequence_diagram(cap.messages, sid, zone, sessions=s,
                                      connections=cap.connections, violations=cap.violations)
-        body += f"<h3>Session {sid}</h3>" + _figure(
+        body += render.fragment("heading", f"Session {sid}") + _figure(
             fig, f"Message sequence of session {sid}",
             "Client, server and data connections; one arrow per message with its frame, time "
             "going down, long pauses cut out; closes, resets and violations marked.")
     if len(s) > len(ids):
-        body += (f'<p class="note">Sequence diagrams for the first {len(ids)} of {len(s)} '
-                 "sessions; draw others with "
-                 "<code>plots.sequence_diagram(cap, session)</code>.</p>")
+        body += render.fragment("note", Markup(
+            "Sequence diagrams for the first {} of {} sessions; draw others with "
+            "<code>plots.sequence_diagram(cap, session)</code>.").format(len(ids), len(s)))
     sections.append(_section("sessions", "Sessions", body, len(s)))
 
     t = cap.transfers
@@ -576,10 +446,10 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
         "many); red crosses are failed steps.")
     failed = cap.sync[cap.sync["outcome"].astype(str) != "ok"]
     if len(failed):
-        body += ("<h3>Failures by reason</h3>"
+        body += (render.fragment("heading", "Failures by reason")
                  + html_table(failures_by_reason(cap), zone, max_rows=max_rows,
                               source=source)
-                 + "<h3>Failed or unanswered sync steps</h3>"
+                 + render.fragment("heading", "Failed or unanswered sync steps")
                  + table("sync", sync_view(cap, failed)))
     sections.append(_section("transfers", "Transfers", body, len(t)))
 
@@ -594,7 +464,7 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
     changes = st[st["changed"].astype(bool)]
     body = _figure(plots.status_timeline(st, zone, until=until), "Camera status timeline",
                    "Online (green), offline (red), unknown (grey); black ticks are changes.")
-    body += "<h3>Status changes</h3>" + table("status", changes)
+    body += render.fragment("heading", "Status changes") + table("status", changes)
     sections.append(_section("status", "Camera status", body, st["camera_id"].nunique()))
 
     sections.append(_section("connections", "Connections", table("connections"),
@@ -607,24 +477,21 @@ def _write_page(cap: Capture, out: Path, zone: dt.tzinfo, max_rows: int,
         sections.append(_section("errors", "Decoding errors", body, len(bad)))
 
     sections.append(_section("files", "Tables as files",
-                             '<p class="note">Every table in full, times in UTC, next to this '
-                             "page.</p>" + _files_table(written)))
+                             _note("Every table in full, times in UTC, next to this page.")
+                             + _files_table(written)))
 
-    nav = "".join(f'<a href="#{ident}">{e(label)}</a>' for ident, label in [
+    nav = [
         ("summary", "Summary"), ("problems", "Problems"), ("violations", "Violations"),
         ("sessions", "Sessions"), ("transfers", "Transfers"), ("alarms", "Alarms"),
         ("status", "Camera status"), ("connections", "Connections"),
-        *([("errors", "Errors")] if len(bad) else []), ("files", "Files")])
+        *([("errors", "Errors")] if len(bad) else []), ("files", "Files")]
     name = os.path.basename(cap.source)
     now = dt.datetime.now(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>camprotool report: {e(name)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>camprotool report <small>{e(name)}</small></h1><nav>{nav}</nav></header>"
-        f"<main>{''.join(sections)}</main>"
-        f"<footer>camprotool {e(__version__)} · generated {e(now)} · times shown in "
-        f"{e(plots.zone_name(zone))}</footer></body></html>\n")
+    page = render.page(
+        title=f"camprotool report: {name}", heading="camprotool report", subtitle=name,
+        nav=nav, sections=sections,
+        footer=f"camprotool {__version__} · generated {now} · times shown in "
+               f"{plots.zone_name(zone)}")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
