@@ -3,6 +3,7 @@ is typed, ``--version`` works, and a missing extra is named in one line."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -37,7 +38,13 @@ def test_the_core_library_needs_no_jupyter_and_no_pyshark() -> None:
 
 
 def test_version_everywhere() -> None:
-    assert camprotool.__version__ == PYPROJECT["project"]["version"]
+    # one place: camprotool/_version.py, which the build reads (hatch's dynamic version)
+    assert "version" not in PYPROJECT["project"]
+    assert PYPROJECT["project"]["dynamic"] == ["version"]
+    assert PYPROJECT["tool"]["hatch"]["version"]["path"] == "camprotool/_version.py"
+    from camprotool._version import __version__
+
+    assert camprotool.__version__ == __version__ == importlib.metadata.version("camprotool")
     result = subprocess.run([sys.executable, "-m", "camprotool", "--version"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
