@@ -12,14 +12,17 @@ both, across connections (the per-connection session machines cannot):
   connection per ``ReturnDataSocketPort``): another program on the client's
   host or behind its NAT, or a client reusing a port it was not given again.
 
-A data connection "uses" the latest announcement of its server address and
-port made to its own IP address before it opened (as the connection table
-links it); only when its address was never given that port does it use the
-latest announcement made to anyone. Why not simply the latest announcement:
-a server with more clients than data ports gives one port to many clients
-in turn, and client A may connect after the port was also announced to B.
-Connections to a port never announced are ``unannounced_data_port``'s
-business, not this rule's.
+Which announcement a data connection used is the one linking rule's
+(:mod:`camprotool.protocol.linking`, the same as the connection table's
+``main_conn``): the latest announcement of its port to its own IP address by
+its server, at or before its opening, that no empty answer on that main
+connection cleared since. Only a connection its own address holds no usable
+announcement for is matched by the same rule among the announcements of its
+server to anyone (which one it may have taken from another address). Why
+not simply the latest announcement to anyone: a server with more clients
+than data ports gives one port to many clients in turn, and client A may
+connect after the port was also announced to B. Connections to a port
+never announced are ``unannounced_data_port``'s business, not this rule's.
 The finding is attached to the connection's first message, or, when it
 carried none (a server that refused it), to the announcement it hit.
 """
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from camprotool.analysis.judging import Found
+from camprotool.protocol import linking
 
 RULE = "data_port_hijack"
 #: Ranks above every machine finding: a message's own violations come first, in RULES order.
@@ -43,43 +47,44 @@ def data_port_findings(messages: pd.DataFrame, connections: pd.DataFrame) -> lis
     if not len(c) or not len(m):
         return []
     is_ann = ((m["command"] == "ReturnDataSocketPort") & (m["direction"] == "s2c")
-              & m["error"].isna() & m["port"].notna()).to_numpy(bool)
+              & m["error"].isna()).to_numpy(bool)  # empty answers too: they clear ports
     if not is_ann.any():
         return []
     by_conn = c.set_index("conn")
     pos = np.flatnonzero(is_ann)
     ann_conn = m["conn"].to_numpy(np.int64)[pos]
     mains = by_conn.reindex(ann_conn)
-    ann = pd.DataFrame({
-        "ann_message": pos.astype(np.int64),
-        "ann_conn": ann_conn,
-        "ann_client": mains["client_ip"].to_numpy(object),
-        "server_ip": mains["server_ip"].to_numpy(object),
-        "port": m["port"].to_numpy(np.int64, na_value=-1)[pos],
-        "at": np.asarray(m["ts"].array.asi8, np.int64)[pos],
-    })
-    ann = ann[(mains["channel"] == "main").to_numpy(bool)].sort_values("at", kind="stable")
+    on_main = (mains["channel"] == "main").to_numpy(bool)
+    pos, ann_conn, mains = pos[on_main], ann_conn[on_main], mains[on_main]
     data = c[c["channel"].isin(("data", "unknown")).to_numpy(bool)]
-    if not len(ann) or not len(data):
+    if not len(pos) or not len(data):
         return []
-    conns = pd.DataFrame({
-        "conn": data["conn"].to_numpy(np.int64),
-        "client_ip": data["client_ip"].to_numpy(object),
-        "client": data["client"].to_numpy(object),
-        "server_ip": data["server_ip"].to_numpy(object),
-        "port": data["server_port"].to_numpy(np.int64, na_value=-1),
-        "at": np.asarray(data["start"].array.asi8, np.int64),
-    }).sort_values(["at", "conn"], kind="stable")
-    own = pd.merge_asof(conns, ann.assign(client_ip=ann["ann_client"]), on="at",
-                        by=["server_ip", "port", "client_ip"], direction="backward")
-    mine = own["ann_message"].notna().to_numpy(bool)
-    anyone = pd.merge_asof(conns[~mine], ann, on="at", by=["server_ip", "port"],
-                           direction="backward")
-    used = pd.concat([own[mine], anyone]).sort_values(["at", "conn"], kind="stable")
-    used = used[used["ann_message"].notna()].reset_index(drop=True)
-    if not len(used):
+    ann_port = m["port"].to_numpy(np.int64, na_value=-1)[pos]
+    ann_ts = np.asarray(m["ts"].array.asi8, np.int64)[pos]
+    d_port = data["server_port"].to_numpy(np.int64, na_value=-1)
+    d_open = np.asarray(data["start"].array.asi8, np.int64)
+    client = _codes(mains["client_ip"], data["client_ip"])
+    server = _codes(mains["server_ip"], data["server_ip"])
+    # its own address's usable announcement (as the connection table links it) ...
+    own = linking.link(client[1] * server[2] + server[1], d_port, d_open,
+                       client[0] * server[2] + server[0], ann_port, ann_ts, ann_conn)
+    # ... else the one it used among those its server made to anyone
+    anyone = linking.link(server[1], d_port, d_open, server[0], ann_port, ann_ts, ann_conn)
+    at = np.where(own != linking.NONE, own, anyone)
+    hit = at != linking.NONE
+    if not hit.any():
         return []
-    used = used.astype({"ann_message": np.int64, "ann_conn": np.int64})
+    which = at[hit]
+    used = pd.DataFrame({
+        "conn": data["conn"].to_numpy(np.int64)[hit],
+        "client_ip": data["client_ip"].to_numpy(object)[hit],
+        "client": data["client"].to_numpy(object)[hit],
+        "port": d_port[hit],
+        "at": d_open[hit],
+        "ann_message": pos[which].astype(np.int64),
+        "ann_conn": ann_conn[which],
+        "ann_client": mains["client_ip"].to_numpy(object)[which],
+    }).sort_values(["at", "conn"], kind="stable").reset_index(drop=True)
     used["nth"] = used.groupby("ann_message").cumcount()
     first_of = used.groupby("ann_message")["conn"].first()
     first_client = used.groupby("ann_message")["client"].first()
@@ -110,3 +115,11 @@ def data_port_findings(messages: pd.DataFrame, connections: pd.DataFrame) -> lis
             message = row.ann_message
         found.append((int(message), RANK_BASE + k, RULE, detail))
     return found
+
+
+def _codes(ann: pd.Series, data: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer codes of the announcements' and the data connections' addresses (equal
+    addresses, equal codes), and how many addresses there are."""
+    codes, uniq = pd.factorize(np.concatenate([ann.to_numpy(object), data.to_numpy(object)]))
+    codes = codes.astype(np.int64)
+    return codes[:len(ann)], codes[len(ann):], len(uniq)

@@ -112,3 +112,19 @@ def test_a_refused_connection_without_messages_is_reported_on_the_announcement()
     found = hijacks(w.getvalue())
     assert [(m, c) for m, c, _ in found] == [(3, 0)]
     assert "carried no message; reported on the announcement" in found[0][2]
+
+
+def test_a_port_used_after_an_empty_answer_is_unannounced_not_a_hijack():
+    """After an empty answer the client holds no announcement of 9001 (the one linking
+    rule, protocol/linking.py): connecting to it again is ``unannounced_data_port``, not
+    a second connection to the old announcement (which the rule used to say as well)."""
+    w = PcapngWriter()
+    m = announced(w)
+    download(w, (CLIENT, 50001), 10 * MS)  # conn 1: messages 4-5
+    say(m, "c2s", "CreatDataSocket", "demo|demo", 30 * MS)  # 6
+    say(m, "s2c", "ReturnDataSocketPort", "", 31 * MS)  # 7: no free port
+    download(w, (CLIENT, 50002), 40 * MS)  # conn 2: messages 8-9
+    assert hijacks(w.getvalue()) == []
+    cap = read_capture(w.getvalue())
+    assert cap.violations[["rule", "message", "conn"]].values.tolist() == [
+        ["unannounced_data_port", 8, 2]]
