@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from camprotool.protocol import Dialect, LocalProtocolError, Message, encode
 from camprotool.protocol.catalogue import ANSWERS as CATALOGUE_ANSWERS
 from camprotool.protocol.catalogue import Direction, spec_for
+from camprotool.protocol.linking import Announcement, announcing
 from camprotool.protocol.messages import build_message
 from camprotool.protocol.pairing import Pairing
-from camprotool.protocol.rules import Announcement, announcing
 
 if TYPE_CHECKING:
     from camprotool.capture.decode import DecodedCapture
@@ -207,10 +207,12 @@ def _pair(rc: _RecConn) -> None:
 def _link_data(conns: dict[int, _RecConn], notes: list[str]) -> None:
     """Find, for each data connection, the ReturnDataSocketPort that announced its port.
 
-    The capture linked it to its main connection; the announcement is the one
-    the session rules' linking rule names (:func:`camprotool.protocol.rules.announcing`:
-    the latest usable one naming the port when it opened), each used once; one
-    just after the opening stands in when clocks disagree."""
+    The capture linked it to its main connection; the announcement is the one the
+    one linking rule names (:func:`camprotool.protocol.linking.announcing`: the
+    latest usable one naming the port when it opened) among that main connection's
+    announcements no earlier data connection took: a live port opens one connection,
+    so each is replayed once. One just after the opening stands in when clocks
+    disagree."""
     used: set[int] = set()
     for rc in sorted(conns.values(), key=lambda c: (c.start, c.conn)):
         if rc.channel != "data" or rc.main_conn is None:
