@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from camprotool.analysis.render import frame_table
 from camprotool.widgets._common import (
     ERROR,
     INFO,
@@ -544,16 +545,14 @@ class CaptureExplorer:
         self._start("plot", lambda: self._draw(gen, [n for n in PLOTS if n in self._stale]))
 
     def _table_html(self, sel: pd.DataFrame) -> str:
-        if not len(sel):
-            return "<i>no message matches these filters</i>"
-        cols = [c for c in TABLE_COLUMNS if c in sel]
-        shown = sel[cols].head(self.max_rows).copy()
-        shown["ts"] = shown["ts"].dt.tz_convert(self.zone).dt.strftime("%H:%M:%S.%f").str[:-3]
-        body = _html_table(shown)
-        note = "" if len(sel) <= self.max_rows else \
-            f"<small>first {self.max_rows} of {len(sel)} rows</small>"
-        return (f'{note}<div style="max-height:360px;overflow:auto;font-size:12px">'
-                f"{body}</div>")
+        """The first ``max_rows`` selected messages, ``#`` their label in ``cap.messages``
+        (the one table renderer: escaped, frame cells with their Wireshark line)."""
+        source = None if self.capture is None else _origin(self.capture)
+        return frame_table(sel, zone=self.zone, max_rows=self.max_rows, columns=TABLE_COLUMNS,
+                           source=source, label="#", time_format="%H:%M:%S.%f",
+                           more="; export has them all", flavour="widget",
+                           empty="no message matches these filters",
+                           box_style="max-height:360px;overflow:auto;font-size:12px")
 
     def _draw(self, gen: int, names: list[str]) -> None:
         from camprotool.analysis import plots
@@ -687,21 +686,3 @@ def _descendants(w: Any) -> list[Any]:
     for child in getattr(w, "children", ()):
         out += _descendants(child)
     return [*out, w]
-
-
-_CELL = 'style="text-align:left;padding:1px 8px 1px 0;white-space:nowrap"'
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    """A plain left-aligned table (pandas' right-aligned headers drift off their columns
-    in JupyterLab's widget area); the row label is the message index."""
-    head = "".join(f"<th {_CELL}>{html.escape(str(c))}</th>" for c in ["#", *df.columns])
-    rows = []
-    for label, values in zip(df.index, df.itertuples(index=False), strict=True):
-        cells = "".join(
-            f"<td {_CELL}>{'' if pd.isna(v) else html.escape(str(v))}</td>"
-            if not isinstance(v, list | tuple) else f"<td {_CELL}>{html.escape(str(v))}</td>"
-            for v in values
-        )
-        rows.append(f"<tr><td {_CELL}><b>{label}</b></td>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -295,3 +295,18 @@ def test_plots_mark_the_selections_violations():
         assert "upload_sequence" in texts, texts
     finally:
         ex.close()
+
+
+def test_the_table_is_the_one_renderer_bounded_escaped_with_frame_tooltips(explorer):
+    ex = loaded(explorer)
+    first = ex.selection.iloc[0]
+    # a frame cell's tooltip opens the capture at that packet, as in the report
+    assert f'title="wireshark -r {SAMPLE} -g {first.frame}"' in ex.table.value
+    assert f"<b>{ex.selection.index[0]}</b>" in ex.table.value  # the # column
+    ex.max_rows = 3
+    ex.command_filter.value = ()
+    ex.camera_filter.value = ("DEMO0001",)
+    assert ex.wait(10)
+    assert table_rows(ex) == 3
+    assert f"Showing the first 3 of {len(ex.selection)} rows; export has them all." \
+        in ex.table.value
