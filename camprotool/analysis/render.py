@@ -210,7 +210,7 @@ def _cell(column: str, text: str, numeric: bool, source: object, flavour: Flavou
 def frame_table(df: pd.DataFrame, *, zone: dt.tzinfo = dt.UTC, max_rows: int = 200,
                 columns: Sequence[str] | None = None, source: object = None,
                 label: str | None = None, time_format: str = "%Y-%m-%d %H:%M:%S.%f",
-                more: str = "", flavour: Flavour = "page", empty: str = "none",
+                more: str = "", flavour: Flavour = "page", empty: str | None = "none",
                 box_style: str = "") -> Markup:
     """``df`` as an escaped HTML table of at most ``max_rows`` rows.
 
@@ -220,7 +220,7 @@ def frame_table(df: pd.DataFrame, *, zone: dt.tzinfo = dt.UTC, max_rows: int = 2
     first, bold column with the row labels (the explorer's message ``#``).
     ``more``: appended to the note when rows are left out (where the rest
     is; escaped unless it is :class:`Markup`). ``empty``: shown when ``df``
-    has no row.
+    has no row (None: the table with its header only).
     """
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]

@@ -6,14 +6,19 @@ to the command line that opens the capture at that packet in Wireshark. The
 packets come from :mod:`camprotool.analysis.drilldown` (which reads the
 capture again), so the lookup runs on the explorer's worker thread; this
 module only holds the widgets and turns a choice into a
-:class:`~camprotool.analysis.hexview.PacketList`.
+:class:`~camprotool.analysis.hexview.PacketList`, shown through the one HTML
+rendering path (:mod:`camprotool.analysis.render`): the packets table is
+rendered like the explorer's messages table and the report's tables.
 """
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
+from camprotool.analysis import render
+from camprotool.analysis.hexview import SHOWN, wireshark_command
 from camprotool.widgets._ipywidgets import widgets
 
 if TYPE_CHECKING:
@@ -21,6 +26,9 @@ if TYPE_CHECKING:
     from camprotool.analysis.hexview import PacketList
 
 KINDS = (("message #", "message"), ("frame", "frame"), ("connection", "connection"))
+#: the packets table's columns
+COLUMNS = ["frame", "ts", "conn", "direction", "src", "dst", "tcp_flags", "rel_seq", "rel_ack",
+           "window", "len", "analysis", "messages"]
 HINT = ("<i>pick a message (its # in the table), a frame or a connection and press "
         "<b>Packets</b></i>")
 
@@ -65,18 +73,31 @@ class PacketsPanel:
 
     def show(self, packets: PacketList | None) -> None:
         self.packets = packets
-        self.view.value = HINT if packets is None else packets.to_html()
+        self.view.value = HINT if packets is None else packets_html(packets)
 
     def clear(self) -> None:
         self.show(None)
 
 
+def packets_html(packets: PacketList, limit: int = SHOWN) -> str:
+    """The packets as a table (frame cells with their Wireshark line), the hex view of the
+    first ``limit`` with password bytes hidden, and the command that opens the first."""
+    df = packets.df
+    shown = df[COLUMNS].head(limit).copy()
+    shown["ts"] = shown["ts"].map(lambda t: pd.Timestamp(t).strftime("%H:%M:%S.%f"))
+    table = render.frame_table(shown, max_rows=limit, source=packets.source,
+                               flavour="widget", empty=None, box_style="overflow-x:auto")
+    if len(df) > limit:
+        table += render.fragment("note", render.Markup(
+            "<small>first {} of {:,} packets (all in <code>.df</code>)</small>").format(
+                limit, len(df)))
+    return render.fragment("packets", packets._title(), " (UTC)" if len(df) else "", table,
+                           packets.hexdump(limit), packets.wireshark() or "")
+
+
 def wireshark_hint(source: Any, frame: int | None) -> str:
     """A line under the table: the command that opens the capture at a message's frame."""
-    from camprotool.analysis.hexview import wireshark_command
-
     cmd = None if frame is None else wireshark_command(source, frame)
     if cmd is None:
         return ""
-    return (f'<small class="camprotool-wireshark">jump to a packet (the <b>frame</b> column) in '
-            f"Wireshark: <code>{html.escape(cmd)}</code></small>")
+    return render.fragment("wireshark_hint", cmd)
