@@ -11,7 +11,9 @@ panel's worker thread (see :mod:`camprotool.widgets._common`), so the kernel
 never waits for the network; action buttons are disabled while one runs
 (Logout stays available). What the client sends and receives reaches the panel
 through the client's message log listener, on the client's loop thread: it
-updates plain state, and debounced redraws update the widgets.
+updates plain state, and debounced redraws update the widgets. The log and
+the grid are rendered by :mod:`camprotool.analysis.render`, the HTML path the
+report and the explorer use.
 
 What the server says about cameras (status pushes and answers, upload and
 download answers, alarms) goes to a :class:`camprotool.protocol.status.StatusModel`,
@@ -37,6 +39,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from camprotool.analysis import render
+from camprotool.analysis.render import Cell, Row, Table
 from camprotool.net import Client, NotConnected
 from camprotool.net.table import mask_params
 from camprotool.protocol import Dialect, Message
@@ -631,40 +635,29 @@ class ClientPanel:
         elif wanted:
             rows = [r for r in rows if r.command == wanted]
         shown = rows[::-1][: self.log_limit]
-        lines = []
-        for r in shown:
-            color = COLORS[r.kind]
-            err = (f' <span style="color:{ERROR}">[{html.escape(r.error)}]</span>'
-                   if r.error else "")
-            lines.append(
-                f'<tr style="color:{color}"><td>{self._time(r.ts_ns)}</td><td>{r.conn}</td>'
-                f"<td>{r.channel}</td><td>{ARROWS[r.kind]}</td>"
-                f"<td><b>{html.escape(r.command)}</b></td>"
-                f"<td>{html.escape(r.params)}{err}</td></tr>")
-        note = (f"<small>newest first; {len(shown)} of {len(rows)} messages shown</small>"
-                if len(rows) > len(shown) else
-                f"<small>newest first; {len(rows)} message(s)</small>")
-        head = ("<tr><th>time</th><th>conn</th><th>channel</th><th>dir</th><th>command</th>"
-                "<th>params</th></tr>")
-        return (f'{note}<div style="max-height:320px;overflow-y:auto;font-family:monospace;'
-                f'font-size:12px"><table>{head}{"".join(lines)}</table></div>')
+        lines = [Row([Cell(self._time(r.ts_ns)), Cell(str(r.conn)), Cell(r.channel),
+                      Cell(ARROWS[r.kind]), Cell(r.command, strong=True),
+                      Cell(r.params, suffix=f"[{r.error}]" if r.error else "",
+                           suffix_color=ERROR)],
+                     style=f"color:{COLORS[r.kind]}") for r in shown]
+        note = (f"newest first; {len(shown)} of {len(rows)} messages shown"
+                if len(rows) > len(shown) else f"newest first; {len(rows)} message(s)")
+        return render.table(Table(
+            ["time", "conn", "channel", "dir", "command", "params"], lines, note=note,
+            note_tag="small",
+            box_style="max-height:320px;overflow-y:auto;font-family:monospace;font-size:12px"))
 
     def _grid_html(self, cams: list[CameraState]) -> str:
-        if not cams:
-            return "<small><i>no camera seen yet: query a status, sync, or wait for a " \
-                   "push</i></small>"
-        rows = []
-        for c in sorted(cams, key=lambda c: c.camera_id):
-            on = c.online
-            badge = (f'<span style="background:{STATE_COLORS[on]};color:white;'
-                     f'padding:0 6px;border-radius:3px">{STATE_NAMES[on]}</span>')
-            when = self._time(c.ts_ns) if c.observed else ""
-            rows.append(f"<tr><td><b>{html.escape(c.camera_id)}</b></td><td>{badge}</td>"
-                        f"<td>{c.source}</td><td>{when}</td><td>{c.alarms}</td>"
-                        f"<td>{html.escape(self._last_alarm(c))}</td></tr>")
-        head = ("<tr><th>camera</th><th>status</th><th>from</th><th>at</th><th>alarms</th>"
-                "<th>last alarm</th></tr>")
-        return f'<table style="font-size:13px">{head}{"".join(rows)}</table>'
+        rows = [Row([Cell(c.camera_id, strong=True),
+                     Cell(STATE_NAMES[c.online], badge=STATE_COLORS[c.online]),
+                     Cell(c.source), Cell(self._time(c.ts_ns) if c.observed else ""),
+                     Cell(str(c.alarms)), Cell(self._last_alarm(c))])
+                for c in sorted(cams, key=lambda c: c.camera_id)]
+        return render.table(Table(
+            ["camera", "status", "from", "at", "alarms", "last alarm"], rows,
+            empty="no camera seen yet: query a status, sync, or wait for a push",
+            empty_style="font-size:12px;font-style:italic;margin:2px 0",
+            table_style="font-size:13px"))
 
     def _draw_alarms(self) -> None:
         with self._lock:

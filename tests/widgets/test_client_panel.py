@@ -354,3 +354,22 @@ def test_the_grid_and_alarms_are_the_status_model_fed_the_log(make_panel):
     grid = panel.grid.value
     assert "CAM4" in grid and "CAM3" not in grid and "unknown" in grid and "offline" in grid
     assert panel.progress.value == 1  # the data connection's answers still drive the bar
+
+
+def test_the_log_escapes_and_shows_decoding_errors_in_red(make_panel):
+    from camprotool.net.recording import LoggedMessage
+    from camprotool.protocol.catalogue import BY_NAME
+    from camprotool.protocol.messages import build_message
+    from camprotool.widgets._common import ERROR
+
+    panel = make_panel()
+    for params in ("<b>X</b>:motion", "CAM1:maybe"):
+        command = "PrushCaramerAlarmInfo" if "motion" in params else "PrushCaramerOnlineStatus"
+        message = build_message(BY_NAME[command], command, params)
+        panel._on_logged(None, LoggedMessage(1, 0, "main", "s2c", "c", "s", message))
+    panel.refresh()
+    log = panel.log.value
+    assert "<b>X</b>" not in log and "&lt;b&gt;X&lt;/b&gt;:motion" in log
+    assert f'<span style="color:{ERROR}">[online: &#39;maybe&#39; is not true' in log
+    assert "newest first; 2 message(s)" in log
+    assert "&lt;b&gt;X&lt;/b&gt;" in panel.grid.value  # the alarm's camera, escaped
