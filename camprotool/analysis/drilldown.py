@@ -189,7 +189,9 @@ class _Pass:
             if h is None:
                 h = halves[key] = _Half()
             peer = halves.get((seg.dst_ip, seg.dst_port, seg.src_ip, seg.src_port))
-            yield _analyse(seg, h, peer, tap.last)  # type: ignore[arg-type]
+            last = tap.last
+            assert last is not None  # the packet this segment was read from
+            yield _analyse(seg, h, peer, last)
 
 
 def _analyse(seg: Any, h: _Half, peer: _Half | None, raw: RawPacket) -> _Seg:
