@@ -338,11 +338,11 @@ def _announcements(table: pa.Table, main_scope: dict[int, int]
     message order (time, then frame and connection, as ``build_connections`` sorts):
     linking's (scope, port or -1, ts_ns, main conn) arrays."""
     mains = np.fromiter(main_scope, np.int64, len(main_scope))
-    mask = pc.and_(pc.and_(pc.equal(table["command"], "ReturnDataSocketPort"),
-                           pc.is_null(table["error"])),
-                   pc.and_(pc.equal(table["direction"], "s2c"),
-                           pc.is_in(table["conn"], pa.array(mains))))
-    picked = table.filter(mask)
+    # the command first: the other tests then run over a few rows, not every message
+    picked = table.filter(pc.equal(table["command"], "ReturnDataSocketPort"))
+    picked = picked.filter(pc.and_(pc.and_(pc.is_null(picked["error"]),
+                                           pc.equal(picked["direction"], "s2c")),
+                                   pc.is_in(picked["conn"], pa.array(mains))))
     conn = picked["conn"].to_numpy()
     ts = picked["ts_ns"].to_numpy()
     order = np.lexsort((picked["end"].to_numpy(), conn, picked["frame"].to_numpy(), ts))
