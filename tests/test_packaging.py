@@ -26,7 +26,7 @@ def _names(requirements: list[str]) -> set[str]:
 
 def test_the_core_library_needs_no_jupyter_and_no_pyshark() -> None:
     core = _names(PYPROJECT["project"]["dependencies"])
-    assert core == {"numpy", "pandas", "matplotlib", "pyarrow", "numba"}
+    assert core == {"numpy", "pandas", "matplotlib", "pyarrow", "numba", "jinja2"}
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert {"jupyterlab", "ipywidgets", "ipykernel"} <= _names(extras["jupyter"])
     assert _names(extras["pyshark"]) == {"pyshark"}
