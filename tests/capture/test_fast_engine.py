@@ -173,3 +173,18 @@ def test_detection_that_gives_up_on_named_commands_is_a_problem(engine):
     assert cap.messages.empty
     assert cap.problems["kind"].tolist() == ["dialect_not_found"]
     assert cap.problems["detail"].iloc[0].startswith("connection 0: ")
+
+
+def test_addresses_ending_in_zero_bytes_survive_the_column_wise_path():
+    """IPv4 addresses are packed column-wise for settled connections: 10.1.0.0 and
+    10.0.0.0 keep their trailing zero bytes (NumPy's fixed bytes would strip them)."""
+    w = PcapWriter()
+    for k, client in enumerate(["10.1.0.0", "10.0.0.0", "192.168.1.0"]):
+        c = w.tcp((client, 40000 + k), ("10.0.2.0", 9000), T0 + k * 10_000)
+        c.send("c2s", frame("Heartbeat"), T0 + k * 10_000 + 1000)
+        c.close(T0 + k * 10_000 + 2000)
+    data = w.getvalue()
+    cap = read_capture(data)
+    assert cap.connections["client_ip"].tolist() == ["10.1.0.0", "10.0.0.0", "192.168.1.0"]
+    assert set(cap.messages["server"]) == {"10.0.2.0:9000"}
+    _assert_same(read_capture(data, engine="bulk"), cap)

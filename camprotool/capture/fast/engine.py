@@ -724,7 +724,9 @@ def _with_last(items: Iterator[_Window]) -> Iterator[tuple[_Window, bool]]:
 def _ips(fam: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[bytes]:
     """Packed addresses of many keys at once (IPv4 in one NumPy step)."""
     if not np.any(fam):
-        return lo.astype(">u4").view("S4").tolist()
+        # not .view("S4"): NumPy bytes strip trailing zero bytes (10.0.0.0 would be b"\n")
+        packed = lo.astype(">u4").tobytes()
+        return [packed[i:i + 4] for i in range(0, len(packed), 4)]
     return [_ip_bytes(int(f), int(h), int(v)) for f, h, v in zip(fam, hi, lo, strict=True)]
 
 
