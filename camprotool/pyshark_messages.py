@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from camprotool.protocol.catalogue import BY_NAME, COMMANDS, FIELD_NAMES, SECRET_FIELDS, Channel
 from camprotool.protocol.catalogue import Direction as CommandDirection
+from camprotool.protocol.linking import Announcement, announcing
 from camprotool.protocol.messages import Message, UnknownMessage, build_message
 from camprotool.protocol.typed_messages import ReturnDataSocketPort
 from camprotool.pyshark_bridge import LAYER, _iterate_in_thread, _loop_running_here
@@ -239,23 +239,22 @@ def _connections(streams: dict[int, _Stream], rows: list[_Row]) -> dict[int, _Co
 
 
 def _link(conns: dict[int, _Conn], rows: list[_Row]) -> None:
-    """A connection without a vote is ``data`` when its server port was announced to its
-    client IP (by the latest ReturnDataSocketPort of a main connection) before it began."""
-    announced: dict[str, dict[int, list[tuple[int, int | None]]]] = {}
-    for row in rows:
+    """A connection without a vote is ``data`` when the one linking rule
+    (:func:`camprotool.protocol.linking.announcing`, scope: the same client IP and
+    server IP, as the connection table links) finds the announcement it used."""
+    scopes: dict[tuple[str, str], list[Announcement]] = {}
+    for index, row in enumerate(rows):
         conn = conns[row.stream]
         msg = row.message
-        if conn.channel == "main" and isinstance(msg, ReturnDataSocketPort) and not msg.error:
-            per_main = announced.setdefault(conn.client[0], {}).setdefault(conn.conn, [])
-            per_main.append((row.ts_ns, msg.port))
+        if (conn.channel == "main" and isinstance(msg, ReturnDataSocketPort)
+                and not msg.error and row.src == conn.server):  # sent by the server
+            scopes.setdefault((conn.client[0], conn.server[0]), []).append(
+                Announcement(msg.port, index, row.ts_ns, conn.conn))
     for conn in conns.values():
-        if conn.channel != "unknown":
-            continue
-        for items in announced.get(conn.client[0], {}).values():
-            at = bisect_right(items, conn.start_ns, key=lambda a: a[0])
-            if at and items[at - 1][1] == conn.server[1]:
-                conn.channel = "data"
-                break
+        if conn.channel == "unknown" and announcing(
+                conn.server[1], conn.start_ns,
+                scopes.get((conn.client[0], conn.server[0]), ())) is not None:
+            conn.channel = "data"
 
 
 def _field_value(name: str, value: Any, reveal: bool) -> Any:
