@@ -11,7 +11,6 @@ passes for a real ``0x2a``.
 
 from __future__ import annotations
 
-import html
 import os
 import shlex
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,9 @@ __all__ = ["PacketList", "hexdump_lines", "wireshark_command"]
 #: bytes per hexdump line, as Wireshark's packet bytes pane
 WIDTH = 16
 #: packets a repr shows in full (the DataFrame has them all)
+#: the packets table's columns (the explorer's packets view too)
+COLUMNS = ["frame", "ts", "conn", "direction", "src", "dst", "tcp_flags", "rel_seq", "rel_ack",
+           "window", "len", "analysis", "messages"]
 SHOWN = 20
 
 
@@ -151,37 +153,27 @@ class PacketList:
 
     # -- HTML ---------------------------------------------------------------
     def to_html(self, limit: int = SHOWN) -> str:
-        """A table of the packets and the hex view of the first ``limit`` (self-contained)."""
-        e = html.escape
-        cols = ["frame", "ts", "conn", "direction", "src", "dst", "tcp_flags", "rel_seq", "rel_ack",
-                "window", "len", "analysis", "messages"]
-        shown = self.df[cols].head(limit).copy()
+        """A table of the packets (frame cells with their Wireshark line), the hex view of
+        the first ``limit`` with password bytes hidden, and the command that opens the
+        first: through the one HTML path (:mod:`camprotool.analysis.render`), as the
+        explorer shows it."""
+        from camprotool.analysis import render
+
+        df = self.df
+        shown = df[COLUMNS].head(limit).copy()
         shown["ts"] = shown["ts"].map(lambda t: pd.Timestamp(t).strftime("%H:%M:%S.%f"))
-        shown["messages"] = shown["messages"].map(lambda v: ", ".join(str(x) for x in v))
-        cell = 'style="text-align:left;padding:1px 8px 1px 0;white-space:nowrap"'
-        head = "".join(f"<th {cell}>{e(c)}</th>" for c in cols)
-        rows = "".join(
-            "<tr>" + "".join(f"<td {cell}>{'' if _isna(v) else e(str(v))}</td>" for v in row)
-            + "</tr>" for row in shown.itertuples(index=False))
-        more = (f"<p><small>first {limit} of {len(self.df):,} packets (all in "
-                "<code>.df</code>)</small></p>" if len(self.df) > limit else "")
-        dump = e(self.hexdump(limit))
-        cmd = self.wireshark()
-        jump = (f'<p class="camprotool-wireshark">in Wireshark: <code>{e(cmd)}</code></p>'
-                if cmd else "")
-        zone = "" if not len(self.df) else " (UTC)"
-        return (f'<div class="camprotool-packets"><p><b>{e(self._title())}</b>{zone}</p>'
-                f'<div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead>'
-                f"<tbody>{rows}</tbody></table></div>{more}"
-                f'<pre style="font-size:12px;line-height:1.25;white-space:pre-wrap">{dump}'
-                f"</pre>{jump}</div>")
+        table = render.frame_table(shown, max_rows=limit, source=self.source,
+                                   flavour="widget", empty=None, box_style="overflow-x:auto")
+        if len(df) > limit:
+            table += render.fragment("note", render.Markup(
+                "<small>first {} of {:,} packets (all in <code>.df</code>)</small>").format(
+                    limit, len(df)))
+        return render.fragment("packets", self._title(), " (UTC)" if len(df) else "", table,
+                               self.hexdump(limit), self.wireshark() or "")
 
     def _repr_html_(self) -> str:
         return self.to_html()
 
-
-def _isna(v: Any) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
 
 
 def _time(ts: Any) -> str:

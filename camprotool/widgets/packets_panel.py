@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from camprotool.analysis import render
 from camprotool.analysis.hexview import SHOWN, wireshark_command
 from camprotool.widgets._ipywidgets import widgets
@@ -26,9 +24,6 @@ if TYPE_CHECKING:
     from camprotool.analysis.hexview import PacketList
 
 KINDS = (("message #", "message"), ("frame", "frame"), ("connection", "connection"))
-#: the packets table's columns
-COLUMNS = ["frame", "ts", "conn", "direction", "src", "dst", "tcp_flags", "rel_seq", "rel_ack",
-           "window", "len", "analysis", "messages"]
 HINT = ("<i>pick a message (its # in the table), a frame or a connection and press "
         "<b>Packets</b></i>")
 
@@ -80,19 +75,8 @@ class PacketsPanel:
 
 
 def packets_html(packets: PacketList, limit: int = SHOWN) -> str:
-    """The packets as a table (frame cells with their Wireshark line), the hex view of the
-    first ``limit`` with password bytes hidden, and the command that opens the first."""
-    df = packets.df
-    shown = df[COLUMNS].head(limit).copy()
-    shown["ts"] = shown["ts"].map(lambda t: pd.Timestamp(t).strftime("%H:%M:%S.%f"))
-    table = render.frame_table(shown, max_rows=limit, source=packets.source,
-                               flavour="widget", empty=None, box_style="overflow-x:auto")
-    if len(df) > limit:
-        table += render.fragment("note", render.Markup(
-            "<small>first {} of {:,} packets (all in <code>.df</code>)</small>").format(
-                limit, len(df)))
-    return render.fragment("packets", packets._title(), " (UTC)" if len(df) else "", table,
-                           packets.hexdump(limit), packets.wireshark() or "")
+    """The packets as the panel shows them: :meth:`PacketList.to_html` (one HTML path)."""
+    return packets.to_html(limit)
 
 
 def wireshark_hint(source: Any, frame: int | None) -> str:
