@@ -107,10 +107,27 @@ def test_push_redraws_the_prompt_and_ctrl_c_exits_130(server) -> None:
         term.type(b"0001\r")
         term.read_until(STAMP + rb" -> CheckCaramerOnlineStatus DEMO0001\r\n")
         term.read_until(rb"DEMO0001 offline\r\n" + re.escape(PROMPT))
-        term.type(b"\x03")  # Ctrl-C at the prompt
-        assert term.proc.wait(STOP_DEADLINE) == 130
+        assert ctrl_c_at_the_prompt(term) == 130
     finally:
         term.close()
+
+
+def ctrl_c_at_the_prompt(term: Terminal) -> int:
+    """Type ^C at the prompt; the client's exit status.
+
+    CPython's readline has a window between drawing the prompt and waiting for
+    a key in which a SIGINT is only noted: the wait then lasts until the next
+    key, so a user presses ^C again. Typed the moment the prompt shows, as a
+    test does, it lands there about once in three on a busy machine; so a
+    second (and third) ^C follows if the first was missed, as a user's would.
+    """
+    for _ in range(3):
+        term.type(b"\x03")
+        try:
+            return term.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            continue
+    return term.proc.wait(STOP_DEADLINE)
 
 
 def test_ctrl_c_during_a_command_only_stops_that_command() -> None:
