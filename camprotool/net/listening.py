@@ -59,6 +59,28 @@ def check_max_per_address(value: int | None) -> int | None:
     return value
 
 
+class KeptLimits:
+    """``listen``, ``max_connections`` and ``max_per_address`` for a service that keeps
+    them itself (the proxy, the replay server; the emulator reads its frozen config).
+    Listed first among the bases, its properties are the service's."""
+
+    _main_address: tuple[str, int]
+    _max_connections: int
+    _max_per_address: int | None
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return self._main_address
+
+    @property
+    def max_connections(self) -> int:
+        return self._max_connections
+
+    @property
+    def max_per_address(self) -> int | None:
+        return self._max_per_address
+
+
 class ListeningService(BackgroundService):
     """A :class:`BackgroundService` that listens on ``listen`` and serves connections.
 

@@ -44,6 +44,7 @@ from camprotool.net.addresses import format_endpoint, parse_endpoint
 from camprotool.net.breaches import Breaches
 from camprotool.net.listening import (
     DEFAULT_MAX_PER_ADDRESS,
+    KeptLimits,
     ListeningService,
     check_max_per_address,
 )
@@ -81,7 +82,7 @@ def _endpoint(value: str | tuple) -> tuple[str, int]:
     return parse_endpoint(value)
 
 
-class Proxy(ListeningService):
+class Proxy(KeptLimits, ListeningService):
     """Forward ``listen`` -> ``upstream``, decoding and recording both ways.
 
     ``listen``/``upstream`` are ``(host, port)`` or ``"host:port"``; listen
@@ -123,20 +124,8 @@ class Proxy(ListeningService):
         self._max_per_address = check_max_per_address(max_per_address)  # None: no limit
 
     @property
-    def listen(self) -> tuple[str, int]:
-        return self._main_address
-
-    @property
     def dialect(self) -> Dialect:
         return self._dialect
-
-    @property
-    def max_connections(self) -> int:
-        return self._max_connections
-
-    @property
-    def max_per_address(self) -> int | None:
-        return self._max_per_address
 
     def _describe(self) -> str:
         return f" -> {format_endpoint(self.upstream)}"

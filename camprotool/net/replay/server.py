@@ -14,6 +14,7 @@ from camprotool.net.addresses import format_endpoint, parse_endpoint
 from camprotool.net.listening import (
     DEFAULT_MAX_PER_ADDRESS,
     PEER_GONE,
+    KeptLimits,
     ListeningService,
     check_max_per_address,
 )
@@ -58,7 +59,7 @@ class _Playback:
         return self.requests[pick]
 
 
-class ReplayServer(ListeningService):
+class ReplayServer(KeptLimits, ListeningService):
     """Answer clients with a recording's server side (mitmproxy's server playback).
 
     ``capture_or_path``: a pcap/pcapng path or a ``Capture``. ``listen``:
@@ -119,18 +120,6 @@ class ReplayServer(ListeningService):
     @property
     def dialect(self) -> Dialect:
         return self.plan.dialect
-
-    @property
-    def listen(self) -> tuple[str, int]:
-        return self._main_address
-
-    @property
-    def max_connections(self) -> int:
-        return self._max_connections
-
-    @property
-    def max_per_address(self) -> int | None:
-        return self._max_per_address
 
     @property
     def notes(self) -> list[str]:
