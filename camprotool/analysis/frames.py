@@ -25,12 +25,14 @@ def messages_frame(
 
     Built column by column straight into the schema's dtypes, each column
     reordered once: NumPy for numbers, Arrow ``take`` for text and lists
-    (zero-copy into pandas' Arrow-backed ``str``), codes for categories.
+    (zero-copy into pandas' Arrow-backed ``str``), codes for categories
+    (``client`` and ``server`` too: a code a row, not a string). Text columns
+    with no value (``error`` mostly) all share one array of nulls.
     """
     if not reveal_passwords:
         table = mask_table(table)
     n = table.num_rows
-    take = _Reorder(order)
+    take = _Reorder(order, n)
     conn_ids = take.numpy(table["conn"])
     ids = np.array(sorted(rec.conn for rec in connections), np.int64)
     by_conn = {rec.conn: rec for rec in connections}
@@ -73,11 +75,29 @@ def _one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 class _Reorder:
-    """Apply one row order to columns of several kinds."""
+    """Apply one row order to columns of several kinds.
 
-    def __init__(self, order: np.ndarray | None) -> None:
+    ``n``: the table's rows. Every text column without a value shares one array
+    of ``n`` nulls (each its own would be ``8 * n`` bytes of offsets and a validity
+    bitmap: about 1 MB a column for a capture of 126,000 messages).
+    """
+
+    def __init__(self, order: np.ndarray | None, n: int = 0) -> None:
         self.order = order
         self.indices = None if order is None else pa.array(order)
+        self.n = n
+        self._null_text: pa.Array | None = None
+
+    def null_text(self, found: pa.Array) -> pa.Array:
+        """The shared all-null text array; ``found``: an all-null column of the table.
+
+        Without a reorder the first such column is it (the caller's table holds it
+        already, so it costs nothing); with one, ``n`` nulls made once (zero-filled,
+        one buffer for validity and offsets)."""
+        if self._null_text is None:
+            self._null_text = found if self.indices is None \
+                else pa.nulls(self.n, pa.large_string())
+        return self._null_text
 
     def numpy(self, column) -> np.ndarray:
         values = column.to_numpy() if isinstance(column, pa.ChunkedArray | pa.Array) else column
@@ -92,7 +112,13 @@ class _Reorder:
         return array.take(self.indices)
 
     def text(self, column: pa.ChunkedArray | pa.Array) -> pd.Series:
-        return pd.Series(pd.array(self.arrow(column), dtype="str"))
+        """A ``str`` column, zero-copy over Arrow; one with no value is the shared nulls."""
+        array = _one_chunk(column)
+        if array.null_count == len(array) == self.n and pa.types.is_large_string(array.type):
+            array = self.null_text(array)
+        else:
+            array = self.arrow(array)
+        return pd.Series(pd.array(array, dtype="str"))
 
     def field(self, column: pa.ChunkedArray | pa.Array, dtype) -> pd.Series:
         if isinstance(dtype, pd.ArrowDtype):
@@ -110,12 +136,24 @@ class _Reorder:
         return pd.Series(pd.arrays.IntegerArray(values.astype(np.int64, copy=False), ~valid))
 
 
-def _endpoints(names: list[str], lookup: np.ndarray) -> pd.Series:
-    """Per row, its connection's ``ip:port`` (the Contract's ``str``: Arrow-backed,
-    built by one ``take`` from the per-connection names)."""
+def _endpoints(names: list[str], lookup: np.ndarray) -> pd.Categorical:
+    """Per row, its connection's ``ip:port`` as a category (``names``: one per connection,
+    ``lookup``: each row's connection).
+
+    A capture has thousands of rows per endpoint, so a row holds a code into the
+    endpoints, not a string of its own. The categories are the endpoints of the
+    connections that have rows, sorted: what ``astype("category")`` of the text
+    gives, so sorting, ``value_counts`` and ``groupby`` say what the text said and
+    two frames of the same connections have the same categories.
+    """
     per_conn = pa.array(names, pa.large_string())
-    values = per_conn.take(pa.array(lookup)) if len(lookup) else per_conn.slice(0, 0)
-    return pd.Series(pd.array(values, dtype="str"))
+    used = np.bincount(lookup, minlength=len(names)).astype(bool) if len(lookup) \
+        else np.zeros(len(names), bool)
+    present = pc.unique(per_conn.filter(pa.array(used))).drop_null()
+    categories = present.take(pc.array_sort_indices(present))
+    code_of = pc.index_in(per_conn, value_set=categories).fill_null(-1).to_numpy()
+    dtype = pd.CategoricalDtype(pd.Index(pd.array(categories, dtype="str")))
+    return pd.Categorical.from_codes(code_of[lookup], dtype=dtype, validate=False)
 
 
 #: ``command`` categories: every catalogue command, so tables of two captures

@@ -47,8 +47,8 @@ MESSAGES: dict[str, str | pd.ArrowDtype] = {
     "conn": "int64",
     "channel": "category",
     "direction": "category",
-    "client": "str",
-    "server": "str",
+    "client": "category",  # the connections' ip:port, sorted: a code a row, not a string
+    "server": "category",
     "command": "category",
     "params": "str",
     "error": "str",

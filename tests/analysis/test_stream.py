@@ -18,8 +18,9 @@ def _same_messages(chunks: list[pd.DataFrame], whole: pd.DataFrame) -> None:
     got = pd.concat(chunks, ignore_index=True) if chunks else whole.iloc[:0]
     a = got.sort_values(KEY, kind="stable").reset_index(drop=True)
     b = whole.sort_values(KEY, kind="stable").reset_index(drop=True)
-    for frame in (a, b):  # chunks may lack commands that other chunks add to the categories
-        frame["command"] = frame["command"].astype(str)
+    for frame in (a, b):  # chunks may lack commands or endpoints other chunks have
+        for name in ("command", "client", "server"):
+            frame[name] = frame[name].astype(str)
     pd.testing.assert_frame_equal(a, b)
 
 

@@ -65,3 +65,21 @@ def test_clear_errors(dataset: Path, tmp_path: Path) -> None:
         ds.table("alarms", columns=["cam"])
     with pytest.raises(ValueError, match="days"):
         cpt.read_dataset(dataset, days=("2026-11-30",))
+
+
+def test_endpoints_of_all_sets_are_one_category(dataset: Path) -> None:
+    """``client``/``server`` are categories in every file (``dictionary<int32, string>``);
+    read together, the categories are every set's endpoints, sorted, and each set's rows
+    keep their values."""
+    ds = cpt.read_dataset(dataset)
+    messages = ds.messages
+    for name in ("client", "server"):
+        column = messages[name]
+        assert isinstance(column.dtype, pd.CategoricalDtype), name
+        assert list(column.cat.categories) == sorted(set(column.astype(str))), name
+    for one in ("sensor-a", "sensor-b"):
+        alone = cpt.read_dataset(dataset, sets=one).messages
+        assert alone["client"].astype(str).tolist() == messages.loc[
+            messages["capture_set"] == one, "client"].astype(str).tolist()
+    assert columns.arrow_schema("messages").field("client").type == columns.arrow_type(
+        "client", "category")
