@@ -107,6 +107,9 @@ def _take_rows(engine: FastEngine, sink: MessageSink, ids: _Ids,
     engine.bulk_tables = []
     settled = engine.settled
     engine.settled = []
+    streaming = engine.streaming_batch()  # still open: records as they stand, for these rows
+    if streaming is not None:
+        settled = [*settled, streaming]
     for batch in settled:
         batch.conn = final_of(batch.conn, final)
     pending = {c: st for c, st in sink.conns.items()

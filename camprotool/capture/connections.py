@@ -91,7 +91,7 @@ class SettledBatch:
     b_port: list[int]
     start_ns: list[int]
     end_ns: list[int]
-    close_reason: list[str]
+    close_reason: list[str | None]  # None: still open (a chunked reader's view)
     dialect: list[str]
     bytes_c2s: list[int]
     bytes_s2c: list[int]
@@ -100,6 +100,9 @@ class SettledBatch:
 _EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()),
           ("frame", pa.int64())]
 MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
+
+
+_MAX_CHUNKS = 64  # the most chunks a merged column keeps unjoined
 
 
 def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = None,
@@ -129,10 +132,12 @@ def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = 
         stamped = SCHEMA.append(pa.field("ts_ns", pa.int64())).append(
             pa.field("frame", pa.int64()))
         return stamped.empty_table(), np.zeros(0, np.int64), np.zeros(0, np.int8)
-    # One chunk per column: kernels over thousands of small chunks cost per chunk.
+    # Few chunks stay as they are (the fast engine's, a window each: joining them would
+    # copy every column, the largest allocation of a decode); thousands of small ones
+    # (the sink's, a connection each) are joined, as kernels cost per chunk.
     merged = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    if any(c.num_chunks > 1 for c in merged.columns):
-        merged = merged.combine_chunks()  # it copies: only when there is something to join
+    if any(c.num_chunks > _MAX_CHUNKS for c in merged.columns):
+        merged = merged.combine_chunks()
     return merged, np.concatenate(conns), np.concatenate(dirs)
 
 

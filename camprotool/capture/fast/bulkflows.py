@@ -41,6 +41,7 @@ from camprotool.protocol.dialect import Dialect
 # verdicts (kernels.detect_flows): DECODE as line UTF-8 with the GBK fallback (ASCII
 # samples), DECODE_UTF8 without it, IGNORE (not ours), FALLBACK (the sink decides)
 DECODE, IGNORE, FALLBACK, DECODE_UTF8 = K.V_DECODE, K.V_IGNORE, K.V_FALLBACK, K.V_DECODE_UTF8
+V_NONE = K.V_NONE  # not decided yet: the flow is open and no attempt settled it
 
 _NAME_BYTES = [n.encode() for n in _NAMES]
 _NAME_TABLE = np.zeros((len(_NAME_BYTES), max(map(len, _NAME_BYTES))), np.uint8)
@@ -76,61 +77,60 @@ class Groups:
 
 @dataclass
 class Outcome:
-    """What became of the window's whole flows."""
+    """What became of the window's flows."""
 
-    verdict: dict[int, int]  # flow -> DECODE / IGNORE / FALLBACK
+    verdict: dict[int, int]  # flow -> DECODE / IGNORE / FALLBACK (V_NONE: undecided yet)
     table: pa.Table  # rows of DECODE flows: bulk SCHEMA + flow, direction (int8), ts_ns, frame
     fell_back: set[tuple[int, int]]  # (flow, direction) whose frames were re-read as GBK
-    totals: dict[int, tuple[int, int]]  # flow -> stream bytes (c2s, s2c)
+    # groups of flows decoded and still open: group index, and the bytes of the group
+    # decoded (complete lines; what follows is the tail the next window continues)
+    open_groups: np.ndarray
+    open_used: np.ndarray
 
 
 def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
            pkt_flow: np.ndarray, pkt_dir: np.ndarray, pkt_len: np.ndarray,
-           dialect: Dialect | None, ts: np.ndarray, frames: np.ndarray) -> Outcome:
-    """Decide and decode the whole flows ``flows`` (sorted) of one window.
+           dialect: Dialect | None, ts: np.ndarray, frames: np.ndarray, *,
+           known: np.ndarray | None = None, closing: np.ndarray | None = None,
+           base: np.ndarray | None = None) -> Outcome:
+    """Decide and decode the flows ``flows`` (sorted) of one window.
 
     ``capture_order``: their delivered packets grouped by flow, each flow's in
     capture order, with ``pkt_flow``/``pkt_dir``/``pkt_len`` of each; ``ts`` and
-    ``frames`` are per window packet.
+    ``frames`` are per window packet. ``known``: per flow, the verdict an earlier
+    window reached (-1: detect now); ``closing``: per flow, whether it ends in this
+    window (default: all do), else its complete lines are decoded and the rest is
+    left to the next window; ``base``: per group (of ``groups``), the stream offset
+    of its first byte (a flow continued from an earlier window).
     """
+    nf = len(flows)
+    known = np.full(nf, V_NONE, np.int64) if known is None else known
+    closing = np.ones(nf, bool) if closing is None else closing
     g_sel = np.flatnonzero(np.isin(groups.flow, flows))
     g_start = groups.start_byte(g_sel)
     g_stop = groups.stop_byte(g_sel)
     g_len = g_stop - g_start
+    g_pos = np.searchsorted(flows, groups.flow[g_sel])  # each group's flow, in ``flows``
     used = np.zeros(len(g_sel), np.int64)
     K.last_newlines(groups.data, g_start, g_stop, used)
     speculative = dialect if dialect is not None else _LINE
     table, owner, stream_end, pkt = _decode_lines(groups.data, g_start, used, speculative, groups,
                                              g_sel, ts, frames)
-    tails = _tails(groups.data, g_start, used, g_len, speculative)
-    # detection
-    totals_arr = np.zeros((int(flows.max()) + 1 if len(flows) else 0, 2), np.int64)
-    verdict: dict[int, int]
-    if dialect is None:
-        n = len(capture_order)
-        a_flow, a_c2s, a_s2c = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
-        k = K.detection_attempts(pkt_flow, pkt_dir, pkt_len, n, a_flow, a_c2s, a_s2c,
-                                 totals_arr)
-        good_end = _first_end(table, owner, stream_end, len(g_sel), _clean_rows(table))
-        bad_end = _first_end(table, owner, stream_end, len(g_sel), _invalid_utf8_rows(table))
-        group_of = np.full((len(flows), 2), -1, np.int64)
-        pos = np.searchsorted(flows, groups.flow[g_sel])
-        group_of[pos, groups.direction[g_sel]] = np.arange(len(g_sel))
-        out = np.empty(len(flows), np.int64)
-        K.detect_flows(flows, group_of, np.searchsorted(flows, a_flow[:k]), a_c2s, a_s2c, k,
-                       totals_arr, groups.data, g_start, good_end, bad_end, _NAME_TABLE,
-                       _NAME_LEN, _PREFIX, _LINE.max_frame, _MAX_HITS, out)
-        verdict = dict(zip(flows.tolist(), out.tolist(), strict=True))
-    else:
-        K.detection_attempts(pkt_flow, pkt_dir, pkt_len, len(capture_order),
-                             np.empty(len(capture_order), np.int64),
-                             np.empty(len(capture_order), np.int64),
-                             np.empty(len(capture_order), np.int64), totals_arr)
-        verdict = dict.fromkeys(flows.tolist(), DECODE)
-    totals = {f: (int(totals_arr[f, 0]), int(totals_arr[f, 1])) for f in flows.tolist()}
-    # rows of the decoded flows, tails included, stamped
-    keep_groups = np.array([verdict[int(f)] in (DECODE, DECODE_UTF8)
-                            for f in groups.flow[g_sel]], bool)
+    # detection, for the flows no earlier window decided
+    out = known.copy()
+    unknown = np.flatnonzero(known == V_NONE)
+    if len(unknown):
+        if dialect is None:
+            out[unknown] = _detect(groups, flows, unknown, closing, capture_order, pkt_flow,
+                                   pkt_dir, pkt_len, table, owner, stream_end, g_sel, g_start,
+                                   g_pos)
+        else:
+            out[unknown] = DECODE
+    verdict = dict(zip(flows.tolist(), out.tolist(), strict=True))
+    # rows of the decoded flows (tails of those that end here), stamped
+    decoded = (out == DECODE) | (out == DECODE_UTF8)
+    keep_groups = decoded[g_pos]
+    ends_groups = closing[g_pos]
     parts: list[tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None]] = []
     if table.num_rows:
         mask = keep_groups[owner]
@@ -139,17 +139,22 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
         else:
             parts.append((table.filter(pa.array(mask)), owner[mask], stream_end[mask],
                           pkt[mask]))
-    tail_table, tail_owner = tails
+    tail_table, tail_owner = _tails(groups.data, g_start, used,
+                                    np.where(ends_groups, g_len, used), speculative)
     if tail_table.num_rows:
         mine = keep_groups[tail_owner]
         if not mine.all():
             tail_table, tail_owner = tail_table.filter(pa.array(mine)), tail_owner[mine]
         parts.append((tail_table, tail_owner, tail_table["end"].to_numpy(), None))
+    still = np.flatnonzero(keep_groups & ~ends_groups)
+    open_groups, open_used = g_sel[still], used[still]
+    group_base = np.zeros(len(g_sel), np.int64) if base is None else base[g_sel]
     fell_back: set[tuple[int, int]] = set()
     if not parts:
         none = np.zeros(0, np.int64)
         return Outcome(verdict, _stamped(table.slice(0, 0), none, none, groups, g_sel, none,
-                                         ts, frames), fell_back, totals)
+                                         ts, frames, group_base), fell_back, open_groups,
+                       open_used)
     rows = pa.concat_tables([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     own = np.concatenate([p[1] for p in parts])
     end = np.concatenate([p[2] for p in parts])
@@ -157,10 +162,36 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
                           else _completing_packet(p[1], p[2], groups, g_sel, g_start)
                           for p in parts])
     if dialect is None:
-        ascii_flows = np.array([verdict[int(f)] == DECODE for f in groups.flow[g_sel]], bool)
+        ascii_flows = (out == DECODE)[g_pos]
         rows = _reread_as_gbk(rows, own, groups, g_sel, fell_back, ascii_flows)
-    return Outcome(verdict, _stamped(rows, own, end, groups, g_sel, pkt, ts, frames),
-                   fell_back, totals)
+    return Outcome(verdict, _stamped(rows, own, end, groups, g_sel, pkt, ts, frames, group_base),
+                   fell_back, open_groups, open_used)
+
+
+def _detect(groups: Groups, flows: np.ndarray, unknown: np.ndarray, closing: np.ndarray,
+            capture_order: np.ndarray, pkt_flow: np.ndarray, pkt_dir: np.ndarray,
+            pkt_len: np.ndarray, table: pa.Table, owner: np.ndarray, stream_end: np.ndarray,
+            g_sel: np.ndarray, g_start: np.ndarray, g_pos: np.ndarray) -> np.ndarray:
+    """The sink's dialect detection replayed for the flows ``flows[unknown]``: each
+    attempt the sink would make on their packets here (a flow still open and
+    undecided stays V_NONE)."""
+    mine = np.isin(pkt_flow, flows[unknown])
+    p_flow, p_dir, p_len = pkt_flow[mine], pkt_dir[mine], pkt_len[mine]
+    n = len(p_flow)
+    totals = np.zeros((int(flows.max()) + 1, 2), np.int64)
+    a_flow, a_c2s, a_s2c = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    k = K.detection_attempts(p_flow, p_dir, p_len, n, a_flow, a_c2s, a_s2c, totals)
+    good_end = _first_end(table, owner, stream_end, len(g_sel), _clean_rows(table))
+    bad_end = _first_end(table, owner, stream_end, len(g_sel), _invalid_utf8_rows(table))
+    group_of = np.full((len(flows), 2), -1, np.int64)
+    group_of[g_pos, groups.direction[g_sel]] = np.arange(len(g_sel))
+    these = flows[unknown]
+    verdicts = np.empty(len(these), np.int64)
+    K.detect_flows(these, closing[unknown].astype(np.int8), group_of[unknown],
+                   np.searchsorted(these, a_flow[:k]), a_c2s, a_s2c, k, totals, groups.data,
+                   g_start, good_end, bad_end, _NAME_TABLE, _NAME_LEN, _PREFIX,
+                   _LINE.max_frame, _MAX_HITS, verdicts)
+    return verdicts
 
 
 def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, dialect: Dialect,
@@ -343,11 +374,11 @@ def _reread_as_gbk(rows: pa.Table, own: np.ndarray, groups: Groups, g_sel: np.nd
 
 def _stamped(rows: pa.Table, own: np.ndarray, end: np.ndarray, groups: Groups,
              g_sel: np.ndarray, pkt: np.ndarray, ts: np.ndarray,
-             frames: np.ndarray) -> pa.Table:
+             frames: np.ndarray, group_base: np.ndarray) -> pa.Table:
     """Rows with flow, direction, and the ts and frame of the packet ``pkt`` that completed
-    each."""
+    each; ``end`` is made a stream offset by each group's ``group_base``."""
     gi = g_sel[own]
-    rows = rows.set_column(0, "end", pa.array(end, pa.int64()))
+    rows = rows.set_column(0, "end", pa.array(end + group_base[own], pa.int64()))
     return (rows.append_column("flow", pa.array(groups.flow[gi], pa.int64()))
             .append_column("dir", pa.array(groups.direction[gi].astype(np.int8)))
             .append_column("ts_ns", pa.array(ts[pkt], pa.int64()))

@@ -31,6 +31,7 @@ from camprotool.capture.captureset import CaptureSet
 from camprotool.capture.connections import SettledBatch, _dialect_text
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
+from camprotool.capture.fast.malloc import return_big_buffers
 from camprotool.capture.packets import TcpSegment, decode_tcp
 from camprotool.capture.readers import CaptureFile, RawPacket
 from camprotool.capture.reassembly import ConnectionInfo, Reassembler
@@ -38,8 +39,10 @@ from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
 
 _I64 = np.int64
-#: records per window: bounds the per-packet arrays (about 200 bytes a record)
-WINDOW = 1 << 19
+#: records per window: bounds the per-packet arrays (about 200 bytes a record) and the
+#: file pages resident at once; flows longer than a window stream on column-wise, so a
+#: smaller window costs no speed (65,536 records: as fast as 524,288 on 211,305 packets)
+WINDOW = 1 << 16
 SLOW_BASE = 1 << 40  # provisional ids of connections the exact reassembler opens
 _DIRS = ("c2s", "s2c")
 
@@ -401,6 +404,7 @@ class FastEngine:
         """Both passes, pausing after each window of pass two (True after the last, once
         every connection is closed): a streaming reader takes the rows decoded so far."""
         K.warm_up()
+        return_big_buffers()
         # pass one: which flows are in order (the reader's problems are collected here)
         state = self._new_flow_state(1024)
         empty_slow = np.zeros(0, np.int8)
@@ -427,6 +431,18 @@ class FastEngine:
         self._open_at: dict[int, tuple[int, int]] = {}
         self._carry: _Packets | None = None  # packets of deferred flows
         self._deferred = np.zeros(0, _I64)
+        flows = len(state["fstate"])
+        # flows decoded column-wise window after window (their verdict), until they close
+        self._verdict = np.full(flows, bulkflows.V_NONE, np.int8)
+        self._streaming = np.zeros(flows, bool)
+        self._ignored = np.zeros(flows, bool)  # not ours: their packets are dropped
+        self._bytes = np.zeros((flows, 2), _I64)  # stream bytes so far, per direction
+        self._base = np.zeros((flows, 2), _I64)  # stream offset of the bytes carried over
+        self._fell_back: set[tuple[int, int]] = set()
+        # what streaming flows carry into the next window: the bytes after their last
+        # complete line, as packets of their own (negative offsets, into ``_tail_data``)
+        self._tails: _Packets | None = None
+        self._tail_data = np.zeros(0, np.uint8)
         self.bulk_tables: list[pa.Table] = []
         self.settled: list[SettledBatch] = []
         if len(kept) == 1 and kept[0] is not None:
@@ -467,36 +483,60 @@ class FastEngine:
         sel = np.flatnonzero(pkt_dir >= 0)
         packets = _Packets(w.pay_off[sel], w.pay_len[sel], w.ts[sel], frames[sel],
                            pkt_dir[sel].astype(_I64), w.half[sel] >> 1)
+        if len(packets.flow):
+            np.add.at(self._bytes, (packets.flow, packets.dir), packets.pay_len)
+            if self._ignored.any():
+                packets = packets._take(~self._ignored[packets.flow])
         if self._carry is not None:  # flows deferred from earlier windows come first
             packets = self._carry.then(packets)
         # Flows not yet in the sink (opened here, or deferred) whose whole life is known
-        # now (closed here, or the capture ends) are settled column-wise; a short one
-        # still open is deferred to the next window; the others open in the sink.
+        # now (closed here, or the capture ends) are decided column-wise; a short one
+        # still open is deferred to the next window; a longer one is decided on what it
+        # has (it streams on, window after window, once detection settles it) or else
+        # opens in the sink.
         fresh = np.union1d(opened, self._deferred)
         state_now = fstate[fresh]
         ends_here = (state_now == K.FLOW_CLOSED) | (last & (state_now == K.FLOW_OPEN))
         counts = np.bincount(packets.flow, minlength=len(fstate))[fresh] if len(packets.flow) \
             else np.zeros(len(fresh), _I64)
-        defer = ~ends_here & (counts <= CARRY_PACKETS) & (state_now == K.FLOW_OPEN) \
-            & self._bulk_ok()
+        bulk = self._bulk_ok()
+        defer = ~ends_here & (counts <= CARRY_PACKETS) & (state_now == K.FLOW_OPEN) & bulk
         self._deferred = fresh[defer]
         self._carry = packets.only(self._deferred) if len(self._deferred) else None
         carry_from = self._side
-        whole = fresh[ends_here] if self._bulk_ok() else fresh[:0]
-        whole = np.intersect1d(whole, packets.flow)  # flows with bytes
-        settle = set(whole.tolist())
-        skip = settle | set(self._deferred.tolist())
+        if bulk:
+            whole = np.intersect1d(fresh[ends_here], packets.flow)  # flows with bytes
+            partial = np.intersect1d(fresh[~ends_here & ~defer & (state_now == K.FLOW_OPEN)],
+                                     packets.flow)
+        else:
+            whole = partial = fresh[:0]
+        streams = np.flatnonzero(self._streaming)
+        s_state = fstate[streams]
+        s_closing = streams[(s_state == K.FLOW_CLOSED) | (last & (s_state == K.FLOW_OPEN))]
+        column_wise = set(whole.tolist()) | set(partial.tolist())
         for f in fresh[~defer].tolist():
-            if f not in settle:
+            if f not in column_wise:
                 self._open_fast(f)
         packets = packets.drop(self._deferred)  # groups index these packets
         if self._set and self._carry is not None:
             self._side = self._rehome(self._carry, carry_from)
+        if self._tails is not None:  # what streaming flows carried over goes first
+            packets.pay_off[packets.pay_off < 0] -= len(self._tail_data)
+            packets = self._tails.then(packets)
+            carry_from = np.concatenate([carry_from, self._tail_data])
+            self._tails, self._tail_data = None, np.zeros(0, np.uint8)
         groups = self._gather(w, packets, carry_from)
+        done_here: set[int] = set()
         if groups is not None:
-            if len(whole):
-                self._whole_flows(state, groups, whole, packets, last)
-            self._fast_data(packets, groups, skip)
+            here = np.intersect1d(streams, groups.flow)
+            flows = np.union1d(np.union1d(whole, partial), here)
+            if len(flows):
+                done_here = self._column_wise(state, groups, flows, whole, s_closing,
+                                              packets, last)
+            self._fast_data(packets, groups, column_wise)
+        quiet = np.setdiff1d(s_closing, np.fromiter(done_here, _I64, len(done_here)))
+        if len(quiet):  # streams that closed with nothing left to decode
+            self._settle_closed(state, quiet)
         self._closes(state, skip=self._deferred)
         for i in np.flatnonzero(is_slow).tolist():
             self.reassembler.add(self._segment(w, i, frames))
@@ -534,7 +574,7 @@ class FastEngine:
         data = np.empty(int(lens.sum()), np.uint8)
         dest = np.empty(len(by_group), _I64)
         dest[by_group] = np.cumsum(lens) - lens
-        if self._set:
+        if len(side):  # carried bytes (a set's, or streams' tails) have negative offsets
             K.scatter_sided(self.buf, side, p.pay_off, p.pay_len, dest, data)
         else:
             K.scatter(self.buf, p.pay_off, p.pay_len, dest, data)
@@ -561,59 +601,118 @@ class FastEngine:
             with contextlib.suppress(OSError, ValueError):
                 mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
-    def _whole_flows(self, state: dict[str, np.ndarray], groups: bulkflows.Groups,
-                     whole: np.ndarray, p: _Packets, last: bool) -> None:
-        sel = np.flatnonzero(np.isin(p.flow, whole))
+    def _column_wise(self, state: dict[str, np.ndarray], groups: bulkflows.Groups,
+                     flows: np.ndarray, whole: np.ndarray, s_closing: np.ndarray, p: _Packets,
+                     last: bool) -> set[int]:
+        """Decide and decode ``flows`` (sorted) column-wise: new flows, closed here
+        (``whole``) or still open, and streaming flows (closing if in ``s_closing``).
+        Returns the flows settled (or dropped) here."""
+        sel = np.flatnonzero(np.isin(p.flow, flows))
         sel = sel[np.argsort(p.flow[sel], kind="stable")]  # by flow, capture order kept
-        out = bulkflows.decide(groups, whole, sel, p.flow[sel], p.dir[sel], p.pay_len[sel],
-                               self.sink.dialect, p.ts, p.frame)
-        reasons = {K.CLOSE_FIN: "fin", K.CLOSE_RST: "rst"}
-        decoded = []
-        for f, verdict in out.verdict.items():
-            if verdict == bulkflows.FALLBACK:
-                self._open_fast(f)
+        closing = np.isin(flows, whole) | np.isin(flows, s_closing)
+        out = bulkflows.decide(groups, flows, sel, p.flow[sel], p.dir[sel], p.pay_len[sel],
+                               self.sink.dialect, p.ts, p.frame,
+                               known=self._verdict[flows].astype(_I64), closing=closing,
+                               base=self._base[groups.flow, groups.direction])
+        self._fell_back |= out.fell_back
+        ended: list[int] = []
+        gone: set[int] = set()
+        for f, verdict, closes in zip(flows.tolist(), (out.verdict[f] for f in flows.tolist()),
+                                      closing.tolist(), strict=True):
+            if verdict in (bulkflows.FALLBACK, bulkflows.V_NONE):
+                self._open_fast(f)  # the sink decides (this window's bytes reach it next)
                 continue
-            self._done[f] = True
             if verdict == bulkflows.IGNORE:
+                self._done[f] = self._ignored[f] = True
                 self.sink.ignored += 1
+                self._open_at.pop(f, None)
+                gone.add(f)
                 continue
-            decoded.append(f)
-        if decoded:
-            flows = np.asarray(decoded, _I64)
-            closed = state["fstate"][flows] == K.FLOW_CLOSED
-            last_ts = self.last_ts
-            assert last_ts is not None  # flows were decoded: packets were read
-            close_ts = np.where(closed, state["fclose_ts"][flows], last_ts).tolist()
-            close_why = [reasons[r] if c else "end_of_capture" for r, c in
-                         zip(state["fclose"][flows].tolist(), closed.tolist(), strict=True)]
-            self._settle(flows, out, close_ts, close_why)
+            self._verdict[f] = verdict
+            if closes:
+                ended.append(f)
+            else:
+                self._streaming[f] = True
+        self._carry_tails(groups, p, out.open_groups, out.open_used)
+        if ended:
+            flows_ended = np.asarray(ended, _I64)
+            self._settle_closed(state, flows_ended)
+            gone.update(ended)
         if out.table.num_rows:
             self.bulk_tables.append(out.table)
+        return gone
 
-    def _settle(self, flows: np.ndarray, out: bulkflows.Outcome, close_ts: list[int],
-                close_why: list[str]) -> None:
-        """Connections settled column-wise (their rows are in ``bulk_tables``) become one
-        :class:`SettledBatch`: columns, not a sink state each (thousands of short
-        connections would cost a kilobyte of Python objects apiece)."""
+    def _carry_tails(self, groups: bulkflows.Groups, p: _Packets, open_groups: np.ndarray,
+                     used: np.ndarray) -> None:
+        """Streaming groups: what follows their last complete line waits for the next
+        window, as one packet each (stamped as the last packet that brought bytes)."""
+        if not len(open_groups):
+            return
+        flow, direction = groups.flow[open_groups], groups.direction[open_groups]
+        self._base[flow, direction] += used
+        start = groups.start_byte(open_groups) + used
+        size = groups.stop_byte(open_groups) - start
+        keep = np.flatnonzero(size > 0)
+        if not len(keep):
+            return
+        start, size = start[keep], size[keep]
+        last = groups.order[groups.stop[open_groups[keep]] - 1]
+        data = np.empty(int(size.sum()), np.uint8)
+        K.copy_ranges(groups.data, start, size, data)
+        offsets = np.cumsum(size) - size - len(data)  # negative: counted from the end
+        self._tails = _Packets(offsets, size.astype(_I64), p.ts[last], p.frame[last],
+                               direction[keep].astype(_I64), flow[keep].astype(_I64))
+        self._tail_data = data
+
+    def _settle_closed(self, state: dict[str, np.ndarray], flows: np.ndarray) -> None:
+        """Flows decoded column-wise that end now (closed, or the capture ends): their
+        connections are settled (their rows are in ``bulk_tables``)."""
+        self._done[flows] = True
+        self._streaming[flows] = False
+        closed = state["fstate"][flows] == K.FLOW_CLOSED
+        last_ts = self.last_ts
+        assert last_ts is not None  # flows were decoded: packets were read
+        close_ts = np.where(closed, state["fclose_ts"][flows], last_ts).tolist()
+        reasons = {K.CLOSE_FIN: "fin", K.CLOSE_RST: "rst"}
+        close_why: list[str | None] = [reasons[r] if c else "end_of_capture" for r, c in
+                     zip(state["fclose"][flows].tolist(), closed.tolist(), strict=True)]
+        self.settled.append(self._batch(flows, close_ts, close_why, pop=True))
+
+    def _batch(self, flows: np.ndarray, close_ts: list[int], close_why: list[str | None],
+               pop: bool) -> SettledBatch:
+        """Connections decoded column-wise as one :class:`SettledBatch`: columns, not a
+        sink state each (thousands of short connections would cost a kilobyte of Python
+        objects apiece)."""
         k = self.keys[self._state_fa[flows]]
         auto = self.sink.dialect is None
         plain = _dialect_text(_LINE if auto else self.sink.dialect)
         gbk = _dialect_text(_LINE_GBK)
-        open_at, fell_back, verdict = self._open_at, out.fell_back, out.verdict
+        fell_back, verdict = self._fell_back, self._verdict
         ids = flows.tolist()
-        opened = [open_at.pop(f) for f in ids]
-        totals = [out.totals[f] for f in ids]
+        opened = [self._open_at.pop(f) if pop else self._open_at[f] for f in ids]
+        totals = self._bytes[flows]
         dialects = [gbk if auto and verdict[f] == bulkflows.DECODE
                     and ((f, 0) in fell_back or (f, 1) in fell_back) else plain for f in ids]
-        self.settled.append(SettledBatch(
+        return SettledBatch(
             conn=flows.astype(_I64),
             a_ip=_ips(k[:, 0], k[:, 1], k[:, 2]), a_port=k[:, 3].tolist(),
             b_ip=_ips(k[:, 0], k[:, 4], k[:, 5]), b_port=k[:, 6].tolist(),
             start_ns=[ts for ts, _ in opened], end_ns=close_ts, close_reason=close_why,
-            dialect=dialects, bytes_c2s=[t[0] for t in totals],
-            bytes_s2c=[t[1] for t in totals]))
+            dialect=dialects, bytes_c2s=totals[:, 0].tolist(),
+            bytes_s2c=totals[:, 1].tolist())
+
+    def streaming_batch(self) -> SettledBatch | None:
+        """The connections still streaming (open, decoded column-wise), as they stand: a
+        chunked reader needs their records for the rows it hands out now."""
+        flows = np.flatnonzero(self._streaming)
+        if not len(flows):
+            return None
+        last = self.last_ts if self.last_ts is not None else 0
+        return self._batch(flows.astype(_I64), [last] * len(flows), [None] * len(flows),
+                           pop=False)
 
     def _fast_data(self, p: _Packets, groups: bulkflows.Groups, whole: set[int]) -> None:
+        # ``whole``: flows decided column-wise here (those settled or streaming are skipped)
         """Flows not settled column-wise: chunks into the sink (chunk by chunk while it
         detects, in bulk once it decodes)."""
         ends, order = groups.ends, groups.order

@@ -565,14 +565,16 @@ def _named(data, g_start, j0, j1, c, s, names, name_len, prefix, limit):
 
 
 @njit(cache=True, nogil=True)
-def detect_flows(flows, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals, data, g_start,
-                 good_end, bad_end, names, name_len, prefix, limit, max_hits, out):
+def detect_flows(flows, whole, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals, data,
+                 g_start, good_end, bad_end, names, name_len, prefix, limit, max_hits, out):
     """``MessageSink``'s detection for every flow at once (see ``bulkflows``).
 
     ``group_of[k]``: the group of flow ``flows[k]``'s (c2s, s2c) stream (-1: none);
     ``a_pos``: position in ``flows`` of each attempt's flow, attempts grouped by
     flow in order. A flow detection gives up on while its samples name commands
-    is left to the sink (V_FALLBACK), which reports it.
+    is left to the sink (V_FALLBACK), which reports it. ``whole[k]``: the flow has
+    closed (or the capture ends), so the sink's last attempt, at the close, is made;
+    a flow still open that no attempt decided stays V_NONE (undecided).
     """
     a = 0
     for k in range(len(flows)):
@@ -596,7 +598,7 @@ def detect_flows(flows, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals, data,
                     elif not named:
                         verdict = V_IGNORE
             a += 1
-        if verdict == V_NONE:
+        if verdict == V_NONE and whole[k]:
             c, s = min(totals[f, 0], LONG), min(totals[f, 1], LONG)
             verdict = _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, True,
                                names, name_len, prefix, limit, max_hits)
@@ -646,7 +648,7 @@ def warm_up() -> None:
     scatter(ro, i64[:0], i64[:0], i64[:0], u8)
     scatter(u8, i64[:0], i64[:0], i64[:0], u8)
     scatter_sided(ro, u8, i64[:0], i64[:0], i64[:0], u8)
-    detect_flows(i64[:0], np.zeros((0, 2), np.int64), i64, i64, i64, 0,
+    detect_flows(i64[:0], i8[:0], np.zeros((0, 2), np.int64), i64, i64, i64, 0,
                  np.zeros((1, 2), np.int64), u8, i64, i64, i64, names, np.ones(1, np.int64),
                  u8[:2], 16, 32, i64)
     from camprotool.protocol.packing import pack_ranges
