@@ -105,15 +105,19 @@ class _Reorder:
             values = column.to_numpy(zero_copy_only=False)
         return values if self.order is None else values[self.order]
 
-    def arrow(self, column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    def arrow(self, column: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
+        """The column in order: as it is (chunks too: pandas wraps them without a copy,
+        where joining them would copy) when no reorder is asked."""
+        if self.indices is None:
+            return column
         array = _one_chunk(column)
-        if self.indices is None or array.null_count == len(array):
-            return array if self.indices is None else pa.nulls(len(array), array.type)
+        if array.null_count == len(array):
+            return pa.nulls(len(array), array.type)
         return array.take(self.indices)
 
     def text(self, column: pa.ChunkedArray | pa.Array) -> pd.Series:
         """A ``str`` column, zero-copy over Arrow; one with no value is the shared nulls."""
-        array = _one_chunk(column)
+        array = column
         if array.null_count == len(array) == self.n and pa.types.is_large_string(array.type):
             array = self.null_text(array)
         else:

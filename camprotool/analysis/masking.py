@@ -76,7 +76,21 @@ def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def mask_table(table: pa.Table) -> pa.Table:
-    """Mask an Arrow message table (bulk decoder schema) column-wise.
+    """Mask an Arrow message table (bulk decoder schema) column-wise, chunk by chunk.
+
+    A table the fast engine decoded holds a chunk per window: each is masked
+    on its own, so a chunk without a password is kept as it is and nothing is
+    joined (joining copies every column; a decode's largest allocation).
+    """
+    if all(c.num_chunks <= 1 for c in table.columns):
+        return _mask_one(table)
+    batches = table.to_batches()  # zero-copy slices on the columns' common chunking
+    return pa.concat_tables([_mask_one(pa.Table.from_batches([b])) for b in batches]) \
+        if batches else table
+
+
+def _mask_one(table: pa.Table) -> pa.Table:
+    """:func:`mask_table` of a table whose columns are one chunk each (or none).
 
     Only the rows that can hold a password (commands with secret fields,
     frames no command could be read from) are touched: they are taken out,

@@ -31,7 +31,6 @@ from camprotool.capture.captureset import CaptureSet
 from camprotool.capture.connections import SettledBatch, _dialect_text
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
-from camprotool.capture.fast.malloc import return_big_buffers
 from camprotool.capture.packets import TcpSegment, decode_tcp
 from camprotool.capture.readers import CaptureFile, RawPacket
 from camprotool.capture.reassembly import ConnectionInfo, Reassembler
@@ -404,7 +403,6 @@ class FastEngine:
         """Both passes, pausing after each window of pass two (True after the last, once
         every connection is closed): a streaming reader takes the rows decoded so far."""
         K.warm_up()
-        return_big_buffers()
         # pass one: which flows are in order (the reader's problems are collected here)
         state = self._new_flow_state(1024)
         empty_slow = np.zeros(0, np.int8)
