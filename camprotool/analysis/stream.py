@@ -56,7 +56,9 @@ def iter_capture(
     Same arguments and columns as :func:`camprotool.read_capture`; see the
     module docstring for how chunks are ordered. Each chunk has its own
     RangeIndex; ``pd.concat(iter_capture(p), ignore_index=True)`` holds the
-    same messages as ``read_capture(p).messages``. ``problems``: a list that
+    same messages as ``read_capture(p).messages`` (``client``/``server`` come
+    back as ``str`` where chunks have different endpoints: pandas concatenates
+    categories only when they are equal; ``union_categoricals`` keeps them). ``problems``: a list that
     gets what the reader found (``read_capture(p).decoded.problems``: frame,
     kind, detail) once the last chunk is out.
     """

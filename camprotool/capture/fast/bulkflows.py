@@ -162,8 +162,9 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
                           else _completing_packet(p[1], p[2], groups, g_sel, g_start)
                           for p in parts])
     if dialect is None:
-        ascii_flows = (out == DECODE)[g_pos]
-        rows = _reread_as_gbk(rows, own, groups, g_sel, fell_back, ascii_flows)
+        gi = g_sel[own]
+        rows = _reread_as_gbk(rows, groups.flow[gi], groups.direction[gi], fell_back,
+                              (out == DECODE)[g_pos][own])
     return Outcome(verdict, _stamped(rows, own, end, groups, g_sel, pkt, ts, frames, group_base),
                    fell_back, open_groups, open_used)
 
@@ -339,14 +340,15 @@ def _first_end(table: pa.Table, owner: np.ndarray, stream_end: np.ndarray, group
     return out
 
 
-def _reread_as_gbk(rows: pa.Table, own: np.ndarray, groups: Groups, g_sel: np.ndarray,
+def _reread_as_gbk(rows: pa.Table, row_flow: np.ndarray, row_dir: np.ndarray,
                    fell_back: set[tuple[int, int]], eligible: np.ndarray) -> pa.Table:
-    """``MessageSink._reread_as_gbk`` for the rows of ASCII-detected flows."""
+    """``MessageSink._reread_as_gbk`` for the rows of ASCII-detected flows (``eligible``,
+    per row; ``row_flow``/``row_dir``: each row's stream)."""
     errors = rows["error"]
     if errors.null_count == rows.num_rows:
         return rows
     suspects = pc.fill_null(pc.match_substring(errors, "invalid utf-8"), False)
-    idx = np.flatnonzero(suspects.to_numpy(zero_copy_only=False) & eligible[own])
+    idx = np.flatnonzero(suspects.to_numpy(zero_copy_only=False) & eligible)
     if not len(idx):
         return rows
     gbk = _LINE_GBK
@@ -361,8 +363,7 @@ def _reread_as_gbk(rows: pa.Table, own: np.ndarray, groups: Groups, g_sel: np.nd
             new.append((end, found[0]))
             where.append(i)
             keep[i] = False
-            j = int(g_sel[own[i]])
-            fell_back.add((int(groups.flow[j]), int(groups.direction[j])))
+            fell_back.add((int(row_flow[i]), int(row_dir[i])))
     if not new:
         return rows
     replaced = rows_to_table(new).select(rows.column_names).cast(rows.schema)
@@ -370,6 +371,58 @@ def _reread_as_gbk(rows: pa.Table, own: np.ndarray, groups: Groups, g_sel: np.nd
     positions = np.concatenate([np.flatnonzero(keep), np.asarray(where, np.int64)])
     merged = pa.concat_tables([rows.filter(pa.array(keep)), replaced])
     return merged.take(pa.array(np.argsort(positions, kind="stable")))
+
+
+def lines_in_time_order(data: np.ndarray, c_pkt: np.ndarray, c_end: np.ndarray,
+                        c_offset: np.ndarray, flow: np.ndarray, direction: np.ndarray,
+                        ts: np.ndarray, frames: np.ndarray, dialect: Dialect | None,
+                        ascii_flow: np.ndarray, fell_back: set[tuple[int, int]]) -> pa.Table:
+    """Rows of complete lines already joined in the order they complete.
+
+    Why: once every stream of a window is decided, the lines can be joined in
+    capture order of the packets that complete them
+    (:func:`kernels.lines_in_time_order`), which is the order of
+    ``Capture.messages`` (time, frame, then offset): no gathering per stream,
+    no reordering. ``c_*``: the kernel's contributions (completing packet, end
+    in ``data``, stream offset there); ``flow``/``direction``/``ts``/``frames``
+    per packet; ``ascii_flow``: per flow, whether its frames may be re-read as GBK.
+    """
+    speculative = dialect if dialect is not None else _LINE
+    cap = K.count_byte(data, 0x0A)
+    starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    n = K.line_frames(data, speculative.max_frame, starts, ends)
+    ends = ends[:n]
+    c = np.searchsorted(c_end, ends, side="left")
+    pkt = c_pkt[c]
+    stream_end = c_offset[c] - (c_end[c] - ends)
+    rows = BulkDecoder(speculative).feed(data.tobytes())
+    if rows.num_rows != n:  # cannot happen: the decoder frames lines as line_frames does
+        raise AssertionError(f"{rows.num_rows} rows from {n} lines")
+    row_flow, row_dir = flow[pkt], direction[pkt]
+    if dialect is None:
+        rows = _reread_as_gbk(rows, row_flow, row_dir, fell_back, ascii_flow[row_flow])
+    return _with_stamps(rows, stream_end, row_flow, row_dir, ts[pkt], frames[pkt])
+
+
+def tail_rows(data: np.ndarray, t_start: np.ndarray, t_len: np.ndarray, end: np.ndarray,
+              flow: np.ndarray, direction: np.ndarray, ts: np.ndarray, frames: np.ndarray,
+              dialect: Dialect | None) -> pa.Table:
+    """The rows of streams that close inside a frame: ``data[t_start:t_start+t_len]``
+    is each one's unfinished frame, ``end`` its stream offset at the close, ``ts`` and
+    ``frames`` those of the packet that brought its last byte."""
+    speculative = dialect if dialect is not None else _LINE
+    rows, owner = _tails(data, t_start, np.zeros(len(t_start), np.int64), t_len, speculative)
+    return _with_stamps(rows, end[owner], flow[owner], direction[owner], ts[owner],
+                        frames[owner])
+
+
+def _with_stamps(rows: pa.Table, end: np.ndarray, flow: np.ndarray, direction: np.ndarray,
+                 ts: np.ndarray, frames: np.ndarray) -> pa.Table:
+    rows = rows.set_column(0, "end", pa.array(end, pa.int64()))
+    return (rows.append_column("flow", pa.array(flow, pa.int64()))
+            .append_column("dir", pa.array(direction.astype(np.int8)))
+            .append_column("ts_ns", pa.array(ts, pa.int64()))
+            .append_column("frame", pa.array(frames, pa.int64())))
 
 
 def _stamped(rows: pa.Table, own: np.ndarray, end: np.ndarray, groups: Groups,

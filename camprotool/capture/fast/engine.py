@@ -518,6 +518,14 @@ class FastEngine:
         packets = packets.drop(self._deferred)  # groups index these packets
         if self._set and self._carry is not None:
             self._side = self._rehome(self._carry, carry_from)
+        if not len(whole) and not len(partial) and self._in_time_order(packets):
+            self._lines_in_time_order(w, packets, s_closing)
+            if len(s_closing):
+                self._settle_closed(state, s_closing)
+            self._closes(state, skip=self._deferred)
+            for i in np.flatnonzero(is_slow).tolist():
+                self.reassembler.add(self._segment(w, i, frames))
+            return
         if self._tails is not None:  # what streaming flows carried over goes first
             packets.pay_off[packets.pay_off < 0] -= len(self._tail_data)
             packets = self._tails.then(packets)
@@ -538,6 +546,61 @@ class FastEngine:
         self._closes(state, skip=self._deferred)
         for i in np.flatnonzero(is_slow).tolist():
             self.reassembler.add(self._segment(w, i, frames))
+
+    def _in_time_order(self, p: _Packets) -> bool:
+        """Can the window's lines be joined in capture order? Every packet's flow
+        streams (decided earlier), and packet times never go back."""
+        if not len(p.flow) or not self._streaming[p.flow].all():
+            return False
+        if np.any(p.pay_off < 0) or np.any(p.ts[1:] < p.ts[:-1]):
+            return False
+        tails = self._tails
+        return tails is None or not len(tails.ts) or int(tails.ts.max()) <= int(p.ts[0])
+
+    def _lines_in_time_order(self, w: _Window, packets: _Packets, closing: np.ndarray) -> None:
+        """Decode a window of streaming flows with their lines joined in the order they
+        complete (:func:`kernels.lines_in_time_order`); what each stream has after its
+        last newline is carried on, or reported if the stream closes here."""
+        p, side = packets, self._tail_data
+        if self._tails is not None:
+            p = self._tails.then(packets)
+        self._tails, self._tail_data = None, np.zeros(0, np.uint8)
+        n = len(p.flow)
+        total = int(p.pay_len.sum())
+        out, tail_out = np.empty(total, np.uint8), np.empty(total, np.uint8)
+        prev, c_pkt, c_end, c_off = (np.empty(n, _I64) for _ in range(4))
+        t_stream, t_start, t_len, t_last = (np.empty(n, _I64) for _ in range(4))
+        o, c, t = K.lines_in_time_order(self.buf, side, p.pay_off, p.pay_len, p.flow * 2 + p.dir,
+                                        self._base.reshape(-1), prev, out, c_pkt, c_end, c_off,
+                                        tail_out, t_stream, t_start, t_len, t_last)
+        self._release(w)
+        fell_back: set[tuple[int, int]] = set()
+        table = bulkflows.lines_in_time_order(
+            out[:o], c_pkt[:c], c_end[:c], c_off[:c], p.flow, p.dir, p.ts, p.frame,
+            self.sink.dialect, self._verdict == bulkflows.DECODE, fell_back)
+        self._fell_back |= fell_back
+        if table.num_rows:
+            self.bulk_tables.append(table)
+        if not t:
+            return
+        t_stream, t_start, t_len, t_last = t_stream[:t], t_start[:t], t_len[:t], t_last[:t]
+        flow, direction = t_stream >> 1, t_stream & 1
+        ends = np.isin(flow, closing)
+        if ends.any():
+            at = np.flatnonzero(ends)
+            end = self._base.reshape(-1)[t_stream[at]] + t_len[at]
+            self.bulk_tables.append(bulkflows.tail_rows(
+                tail_out, t_start[at], t_len[at], end, flow[at], direction[at],
+                p.ts[t_last[at]], p.frame[t_last[at]], self.sink.dialect))
+        keep = np.flatnonzero(~ends)
+        if len(keep):
+            size = t_len[keep]
+            data = np.empty(int(size.sum()), np.uint8)
+            K.copy_ranges(tail_out, t_start[keep], size, data)
+            last = t_last[keep]
+            self._tails = _Packets(np.cumsum(size) - size - len(data), size, p.ts[last],
+                                   p.frame[last], direction[keep], flow[keep])
+            self._tail_data = data
 
     def _bulk_ok(self) -> bool:
         """The column-wise path knows ``line`` streams (and detection) only."""

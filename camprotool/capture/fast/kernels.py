@@ -339,6 +339,116 @@ def scatter_sided(src, side, starts, lengths, dest, out):
 
 
 @njit(cache=True, nogil=True)
+def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_pkt, c_end,
+                        c_offset, tail_out, t_stream, t_start, t_len, t_last):
+    """Complete lines of many interleaved streams, in the order they complete.
+
+    Packets come in capture order (``stream``: each one's stream; a negative
+    start is in ``side``, counted from its end). A packet holding a newline
+    completes every line up to its last one: the stream's bytes still waiting
+    (from its earlier packets) and its own up to that newline go to ``out``
+    as one contribution (``c_pkt``: the packet, ``c_end``: where it ends in
+    ``out``, ``c_offset``: the stream offset there). ``base``: each stream's
+    offset before this window, updated to where its waiting bytes start. The
+    bytes still waiting at the end go to ``tail_out``, one range per stream
+    (``t_stream``, ``t_start``, ``t_len``, ``t_last``: its last packet).
+    ``prev``: scratch, one per packet. Returns (bytes out, contributions, tails).
+    """
+    ns = len(side)
+    n = len(starts)
+    last = np.full(len(base), -1, np.int64)  # each stream's last packet so far
+    wait_pkt = np.full(len(base), -1, np.int64)  # first packet with waiting bytes
+    wait_at = np.zeros(len(base), np.int64)  # where they start in it
+    run = np.zeros(len(base), np.int64)  # stream offset after the last packet
+    touched = np.empty(n, np.int64)
+    nt = 0
+    o = 0
+    c = 0
+    chain = np.empty(n, np.int64)
+    for k in range(n):
+        s = stream[k]
+        if last[s] < 0:
+            run[s] = base[s]
+            touched[nt] = s
+            nt += 1
+        prev[k] = last[s]
+        last[s] = k
+        a = starts[k]
+        m = lengths[k]
+        nl = -1
+        for q in range(m - 1, -1, -1):
+            b = side[ns + a + q] if a < 0 else src[a + q]
+            if b == 0x0A:
+                nl = q
+                break
+        pkt_offset = run[s]
+        run[s] += m
+        if nl < 0:
+            if wait_pkt[s] < 0:
+                wait_pkt[s] = k
+                wait_at[s] = 0
+            continue
+        if wait_pkt[s] >= 0:  # the waiting bytes first, oldest packet first
+            depth = 0
+            j = prev[k]
+            while True:
+                chain[depth] = j
+                depth += 1
+                if j == wait_pkt[s]:
+                    break
+                j = prev[j]
+            for d in range(depth - 1, -1, -1):
+                j = chain[d]
+                lo = wait_at[s] if j == wait_pkt[s] else 0
+                aj = starts[j]
+                for q in range(lo, lengths[j]):
+                    out[o] = side[ns + aj + q] if aj < 0 else src[aj + q]
+                    o += 1
+        for q in range(nl + 1):
+            out[o] = side[ns + a + q] if a < 0 else src[a + q]
+            o += 1
+        c_pkt[c] = k
+        c_end[c] = o
+        c_offset[c] = pkt_offset + nl + 1
+        c += 1
+        if nl + 1 < m:
+            wait_pkt[s] = k
+            wait_at[s] = nl + 1
+        else:
+            wait_pkt[s] = -1
+    t = 0
+    w = 0
+    for i in range(nt):
+        s = touched[i]
+        if wait_pkt[s] < 0:
+            base[s] = run[s]
+            continue
+        depth = 0
+        j = last[s]
+        while True:
+            chain[depth] = j
+            depth += 1
+            if j == wait_pkt[s]:
+                break
+            j = prev[j]
+        t_start[t] = w
+        first = wait_pkt[s]
+        for d in range(depth - 1, -1, -1):
+            j = chain[d]
+            lo = wait_at[s] if j == first else 0
+            aj = starts[j]
+            for q in range(lo, lengths[j]):
+                tail_out[w] = side[ns + aj + q] if aj < 0 else src[aj + q]
+                w += 1
+        t_stream[t] = s
+        t_len[t] = w - t_start[t]
+        t_last[t] = last[s]
+        base[s] = run[s] - t_len[t]
+        t += 1
+    return o, c, t
+
+
+@njit(cache=True, nogil=True)
 def count_byte(data, byte):
     """How many times ``byte`` occurs in ``data``."""
     k = 0
@@ -648,6 +758,9 @@ def warm_up() -> None:
     scatter(ro, i64[:0], i64[:0], i64[:0], u8)
     scatter(u8, i64[:0], i64[:0], i64[:0], u8)
     scatter_sided(ro, u8, i64[:0], i64[:0], i64[:0], u8)
+    for b in (ro, u8):
+        lines_in_time_order(b, u8, i64[:0], i64[:0], i64[:0], i64, i64[:0], u8, i64, i64, i64,
+                            u8, i64, i64, i64, i64)
     detect_flows(i64[:0], i8[:0], np.zeros((0, 2), np.int64), i64, i64, i64, 0,
                  np.zeros((1, 2), np.int64), u8, i64, i64, i64, names, np.ones(1, np.int64),
                  u8[:2], 16, 32, i64)
