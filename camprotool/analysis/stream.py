@@ -58,9 +58,10 @@ def iter_capture(
     RangeIndex; ``pd.concat(iter_capture(p), ignore_index=True)`` holds the
     same messages as ``read_capture(p).messages`` (``client``/``server`` come
     back as ``str`` where chunks have different endpoints: pandas concatenates
-    categories only when they are equal; ``union_categoricals`` keeps them). ``problems``: a list that
-    gets what the reader found (``read_capture(p).decoded.problems``: frame,
-    kind, detail) once the last chunk is out.
+    categories only when they are equal; ``union_categoricals`` keeps them).
+    ``problems``: a list that gets what the reader found
+    (``read_capture(p).decoded.problems``: frame, kind, detail) once the last
+    chunk is out.
     """
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size: {chunk_size!r} is not a positive number of messages")
