@@ -63,7 +63,7 @@ def messages_frame(
     columns["stream_offset"] = take.numpy(table["end"])
     columns["raw"] = take.arrow(table["raw"]).to_pandas()
     df = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
-                       for k, v in columns.items()})
+                       for k, v in columns.items()}, copy=False)
     return schema.conform(df, schema.MESSAGES)
 
 
@@ -87,6 +87,7 @@ class _Reorder:
         self.indices = None if order is None else pa.array(order)
         self.n = n
         self._null_text: pa.Array | None = None
+        self.pieces = None if order is None else _pieces(order)
 
     def null_text(self, found: pa.Array) -> pa.Array:
         """The shared all-null text array; ``found``: an all-null column of the table.
@@ -110,10 +111,16 @@ class _Reorder:
         where joining them would copy) when no reorder is asked."""
         if self.indices is None:
             return column
-        array = _one_chunk(column)
-        if array.null_count == len(array):
-            return pa.nulls(len(array), array.type)
-        return array.take(self.indices)
+        if column.null_count == len(column):
+            return pa.nulls(len(column), column.type)
+        if self.pieces is not None:  # mostly in order: slices of it, and a few takes
+            chunked = column if isinstance(column, pa.ChunkedArray) \
+                else pa.chunked_array([column])
+            return pa.chunked_array(
+                [c for piece in self.pieces for c in (
+                    chunked.slice(piece[0], piece[1]).chunks if isinstance(piece, tuple)
+                    else chunked.take(piece).chunks)], column.type)
+        return _one_chunk(column).take(self.indices)
 
     def text(self, column: pa.ChunkedArray | pa.Array) -> pd.Series:
         """A ``str`` column, zero-copy over Arrow; one with no value is the shared nulls."""
@@ -138,6 +145,40 @@ class _Reorder:
         if dtype == "UInt16":
             return pd.Series(pd.arrays.IntegerArray(values.astype(np.uint16), ~valid))
         return pd.Series(pd.arrays.IntegerArray(values.astype(np.int64, copy=False), ~valid))
+
+
+#: a run of rows already in order this long is kept as a slice when reordering
+_RUN = 4096
+
+
+def _pieces(order: np.ndarray) -> list[tuple[int, int] | pa.Array] | None:
+    """``order`` as zero-copy slices (start, length) of the rows already in order and
+    ``take`` indices for what lies between them, or None when it is too scattered.
+
+    Why: the fast engine's rows are in order but for a few rows carried across a
+    window seam; reordering every column (a copy of the whole table) for those
+    would double the table in memory, where slices share its buffers.
+    """
+    n = len(order)
+    if n < 2 * _RUN:
+        return None
+    cut = np.flatnonzero(np.diff(order) != 1) + 1
+    starts = np.concatenate([[0], cut])
+    lengths = np.diff(np.concatenate([starts, [n]]))
+    long_runs = np.flatnonzero(lengths >= _RUN)
+    if lengths[long_runs].sum() < n * 0.9:
+        return None
+    pieces: list[tuple[int, int] | pa.Array] = []
+    at = 0
+    for r in long_runs.tolist():
+        s, m = int(starts[r]), int(lengths[r])
+        if s > at:
+            pieces.append(pa.array(order[at:s]))
+        pieces.append((int(order[s]), m))
+        at = s + m
+    if at < n:
+        pieces.append(pa.array(order[at:]))
+    return pieces
 
 
 def _endpoints(names: list[str], lookup: np.ndarray) -> pd.Categorical:

@@ -211,4 +211,4 @@ def conform(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
         elif str(col.dtype) != str(dtype):
             col = col.astype(dtype)
         out[name] = col
-    return pd.DataFrame(out, index=df.index)
+    return pd.DataFrame(out, index=df.index, copy=False)

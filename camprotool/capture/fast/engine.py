@@ -488,36 +488,34 @@ class FastEngine:
         if self._carry is not None:  # flows deferred from earlier windows come first
             packets = self._carry.then(packets)
         # Flows not yet in the sink (opened here, or deferred) whose whole life is known
-        # now (closed here, or the capture ends) are decided column-wise; a short one
-        # still open is deferred to the next window; a longer one is decided on what it
-        # has (it streams on, window after window, once detection settles it) or else
-        # opens in the sink.
+        # now (closed here, or the capture ends) are decided column-wise; one still open
+        # is decided on what it has: once detection settles it, it streams on, window
+        # after window (its rows come out in time order with the others'); one still
+        # undecided is carried to the next window while short, else opens in the sink.
         fresh = np.union1d(opened, self._deferred)
         state_now = fstate[fresh]
         ends_here = (state_now == K.FLOW_CLOSED) | (last & (state_now == K.FLOW_OPEN))
         counts = np.bincount(packets.flow, minlength=len(fstate))[fresh] if len(packets.flow) \
             else np.zeros(len(fresh), _I64)
         bulk = self._bulk_ok()
-        defer = ~ends_here & (counts <= CARRY_PACKETS) & (state_now == K.FLOW_OPEN) & bulk
-        self._deferred = fresh[defer]
-        self._carry = packets.only(self._deferred) if len(self._deferred) else None
-        carry_from = self._side
+        open_now = ~ends_here & (state_now == K.FLOW_OPEN) & bulk
+        waiting = fresh[open_now & (counts == 0)]  # no byte yet: nothing to decide on
         if bulk:
             whole = np.intersect1d(fresh[ends_here], packets.flow)  # flows with bytes
-            partial = np.intersect1d(fresh[~ends_here & ~defer & (state_now == K.FLOW_OPEN)],
-                                     packets.flow)
+            partial = fresh[open_now & (counts > 0)]
         else:
             whole = partial = fresh[:0]
+        self._deferred, self._carry = waiting, None
+        carry_from = self._side
         streams = np.flatnonzero(self._streaming)
         s_state = fstate[streams]
         s_closing = streams[(s_state == K.FLOW_CLOSED) | (last & (s_state == K.FLOW_OPEN))]
         column_wise = set(whole.tolist()) | set(partial.tolist())
-        for f in fresh[~defer].tolist():
-            if f not in column_wise:
+        for f in fresh.tolist():
+            if f not in column_wise and f not in self._deferred:
                 self._open_fast(f)
-        packets = packets.drop(self._deferred)  # groups index these packets
-        if self._set and self._carry is not None:
-            self._side = self._rehome(self._carry, carry_from)
+        if self._set:
+            self._side = np.zeros(0, np.uint8)
         if not len(whole) and not len(partial) and self._in_time_order(packets):
             self._lines_in_time_order(w, packets, s_closing)
             if len(s_closing):
@@ -537,8 +535,9 @@ class FastEngine:
             here = np.intersect1d(streams, groups.flow)
             flows = np.union1d(np.union1d(whole, partial), here)
             if len(flows):
-                done_here = self._column_wise(state, groups, flows, whole, s_closing,
-                                              packets, last)
+                done_here, undecided = self._column_wise(state, groups, flows, whole,
+                                                         s_closing, packets, last)
+                self._defer(undecided, packets, counts, fresh, carry_from)
             self._fast_data(packets, groups, column_wise)
         quiet = np.setdiff1d(s_closing, np.fromiter(done_here, _I64, len(done_here)))
         if len(quiet):  # streams that closed with nothing left to decode
@@ -664,10 +663,10 @@ class FastEngine:
 
     def _column_wise(self, state: dict[str, np.ndarray], groups: bulkflows.Groups,
                      flows: np.ndarray, whole: np.ndarray, s_closing: np.ndarray, p: _Packets,
-                     last: bool) -> set[int]:
+                     last: bool) -> tuple[set[int], list[int]]:
         """Decide and decode ``flows`` (sorted) column-wise: new flows, closed here
         (``whole``) or still open, and streaming flows (closing if in ``s_closing``).
-        Returns the flows settled (or dropped) here."""
+        Returns the flows settled (or dropped) here, and the open ones still undecided."""
         sel = np.flatnonzero(np.isin(p.flow, flows))
         sel = sel[np.argsort(p.flow[sel], kind="stable")]  # by flow, capture order kept
         closing = np.isin(flows, whole) | np.isin(flows, s_closing)
@@ -678,9 +677,13 @@ class FastEngine:
         self._fell_back |= out.fell_back
         ended: list[int] = []
         gone: set[int] = set()
+        undecided: list[int] = []
         for f, verdict, closes in zip(flows.tolist(), (out.verdict[f] for f in flows.tolist()),
                                       closing.tolist(), strict=True):
-            if verdict in (bulkflows.FALLBACK, bulkflows.V_NONE):
+            if verdict == bulkflows.V_NONE:
+                undecided.append(f)  # open, and no attempt settled it yet
+                continue
+            if verdict == bulkflows.FALLBACK:
                 self._open_fast(f)  # the sink decides (this window's bytes reach it next)
                 continue
             if verdict == bulkflows.IGNORE:
@@ -701,7 +704,26 @@ class FastEngine:
             gone.update(ended)
         if out.table.num_rows:
             self.bulk_tables.append(out.table)
-        return gone
+        return gone, undecided
+
+    def _defer(self, undecided: list[int], p: _Packets, counts: np.ndarray, fresh: np.ndarray,
+               side: np.ndarray) -> None:
+        """Flows detection has not settled yet: a short one waits for the next window with
+        its packets (decided again on all of them there), a long one opens in the sink
+        (which gets this window's bytes next)."""
+        if not undecided:
+            return
+        flows = np.asarray(undecided, _I64)
+        short = counts[np.searchsorted(fresh, flows)] <= CARRY_PACKETS
+        for f in flows[~short].tolist():
+            self._open_fast(f)
+        carried = flows[short]
+        if not len(carried):
+            return
+        self._deferred = np.union1d(self._deferred, carried)
+        self._carry = p.only(carried)
+        if self._set:
+            self._side = self._rehome(self._carry, side)
 
     def _carry_tails(self, groups: bulkflows.Groups, p: _Packets, open_groups: np.ndarray,
                      used: np.ndarray) -> None:
