@@ -13,7 +13,7 @@ from camprotool.analysis.frames import connections_frame, messages_frame
 from camprotool.analysis.problems import build_problems
 from camprotool.analysis.violations import RuleCheck
 from camprotool.capture.captureset import CaptureSource
-from camprotool.capture.decode import DecodedCapture, decode_file
+from camprotool.capture.decode import DecodedCapture, decode_file, gc_paused
 from camprotool.protocol.dialect import Dialect
 from camprotool.protocol.rules import DEFAULT_HEARTBEAT_TIMEOUT_NS
 
@@ -43,8 +43,9 @@ class Capture:
     @cached_property
     def messages(self) -> pd.DataFrame:
         d = self.decoded
-        return messages_frame(d.rows, d.connections, reveal_passwords=self.reveal_passwords,
-                              order=d.order)
+        with gc_paused():  # a full collection midway (tens of ms) finds no cycles here
+            return messages_frame(d.rows, d.connections,
+                                  reveal_passwords=self.reveal_passwords, order=d.order)
 
     @cached_property
     def connections(self) -> pd.DataFrame:
