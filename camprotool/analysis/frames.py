@@ -117,9 +117,10 @@ class _Reorder:
             chunked = column if isinstance(column, pa.ChunkedArray) \
                 else pa.chunked_array([column])
             return pa.chunked_array(
-                [c for piece in self.pieces for c in (
-                    chunked.slice(piece[0], piece[1]).chunks if isinstance(piece, tuple)
-                    else chunked.take(piece).chunks)], column.type)
+                [c for start, length, local in self.pieces for c in (
+                    chunked.slice(start, length).chunks if local is None
+                    # only the rows around: a take over every chunk would join them all
+                    else chunked.slice(start, length).take(local).chunks)], column.type)
         return _one_chunk(column).take(self.indices)
 
     def text(self, column: pa.ChunkedArray | pa.Array) -> pd.Series:
@@ -151,9 +152,11 @@ class _Reorder:
 _RUN = 4096
 
 
-def _pieces(order: np.ndarray) -> list[tuple[int, int] | pa.Array] | None:
-    """``order`` as zero-copy slices (start, length) of the rows already in order and
-    ``take`` indices for what lies between them, or None when it is too scattered.
+def _pieces(order: np.ndarray) -> list[tuple[int, int, pa.Array | None]] | None:
+    """``order`` as pieces (start, length, local): zero-copy slices of the rows already
+    in order (``local`` None), and for what lies between them a ``take`` (``local``,
+    counted from ``start``) from the few rows they come from; None when it is too
+    scattered.
 
     Why: the fast engine's rows are in order but for a few rows carried across a
     window seam; reordering every column (a copy of the whole table) for those
@@ -168,16 +171,21 @@ def _pieces(order: np.ndarray) -> list[tuple[int, int] | pa.Array] | None:
     long_runs = np.flatnonzero(lengths >= _RUN)
     if lengths[long_runs].sum() < n * 0.9:
         return None
-    pieces: list[tuple[int, int] | pa.Array] = []
+    pieces: list[tuple[int, int, pa.Array | None]] = []
+
+    def take(rows: np.ndarray) -> None:
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        pieces.append((lo, hi - lo, pa.array(rows - lo)))
+
     at = 0
     for r in long_runs.tolist():
         s, m = int(starts[r]), int(lengths[r])
         if s > at:
-            pieces.append(pa.array(order[at:s]))
-        pieces.append((int(order[s]), m))
+            take(order[at:s])
+        pieces.append((int(order[s]), m, None))
         at = s + m
     if at < n:
-        pieces.append(pa.array(order[at:]))
+        take(order[at:])
     return pieces
 
 
