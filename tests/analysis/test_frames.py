@@ -112,3 +112,25 @@ def test_empty_capture_has_empty_endpoint_categories():
     for name in ("client", "server"):
         assert isinstance(m[name].dtype, pd.CategoricalDtype)
         assert len(m[name].cat.categories) == 0
+
+
+def test_a_mostly_sorted_order_is_applied_by_slices_and_gives_the_same_frame(monkeypatch):
+    """Rows carried across a window seam: the frame is made of zero-copy slices and small
+    takes, and equals the frame a take of every column makes."""
+    from camprotool.analysis import frames
+    from camprotool.capture.decode import decode_file
+
+    d = decode_file(heartbeats([("10.0.1.1", 40000 + k) for k in range(60)]))
+    n = d.rows.num_rows
+    assert n == 120
+    order = np.arange(n)
+    order[n // 3:n // 3 + 5] = order[n // 3:n // 3 + 5][::-1]  # a few rows displaced
+    order[-3:] = order[-3:][::-1]
+    monkeypatch.setattr(frames, "_RUN", 4)
+    pieces = frames._pieces(order)
+    assert pieces is not None and any(local is not None for _, _, local in pieces)
+    sliced = frames.messages_frame(d.rows, d.connections, order=order)
+    monkeypatch.setattr(frames, "_pieces", lambda order: None)
+    taken = frames.messages_frame(d.rows, d.connections, order=order)
+    pd.testing.assert_frame_equal(sliced, taken)
+    assert sliced["frame"].tolist() == d.rows["frame"].to_numpy()[order].tolist()
