@@ -32,40 +32,49 @@ __all__ = ["MASK", "SECRET_POSITIONS", "mask_params", "mask_table"]
 _QUOTED_NAME = r"""not a command name: (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
 
 
-def _masked_fields(commands: pa.Array, params: pa.Array) -> pa.Array:
-    """:func:`mask_params` of each row, column-wise for rows with the right field count."""
+def _masked_params(commands: pa.Array, params: pa.Array, whole: np.ndarray) -> pa.Array:
+    """``params`` with every secret field of the rows of commands that have one shown as
+    ``***`` (and the rows ``whole`` says, all of it unless empty), in one compiled pass
+    over the column's bytes (:func:`bulk_kernels.mask_fields`): where splitting and
+    joining the touched rows' fields cost a split, a replace and a join per chunk.
+    A row with the wrong number of fields is worded by :func:`mask_params`."""
+    from camprotool.protocol import bulk_kernels as BK
+
     n = len(params)
     encoded = pc.dictionary_encode(commands)
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     distinct = encoded.dictionary.to_pylist()
-    # fields the command has (0: no secret), looked up once per distinct name
-    want = np.array([*(_FIELD_COUNTS.get(c, 0) for c in distinct), 0], np.int64)[codes] \
-        if n else np.zeros(0, np.int64)
-    names = np.array([*distinct, None], dtype=object)
-    parts = pc.split_pattern(pc.fill_null(params, ""), "|")
-    counts = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
-    well = (want > 0) & (counts == want) & params.is_valid().to_numpy(zero_copy_only=False)
-    offsets = parts.offsets.to_numpy()
-    hide = np.zeros(len(parts.values), bool)
-    for code, command in enumerate(distinct):
-        positions = SECRET_POSITIONS.get(command, ())
-        mine = np.flatnonzero(well & (codes == code)) if positions else ()
-        for i in positions:
-            hide[offsets[mine] + i] = True
-    values = pc.replace_with_mask(parts.values, pa.array(hide),
-                                  pa.array([MASK] * int(hide.sum()), parts.values.type))
-    joined = pc.binary_join(type(parts).from_arrays(parts.offsets, values),
-                            pa.scalar("|", parts.values.type))
-    out = pc.if_else(pa.array(well), joined, params)
-    odd = np.flatnonzero(~well & (want > 0) & params.is_valid().to_numpy(zero_copy_only=False))
+    bits = np.array([*(sum(1 << i for i in SECRET_POSITIONS.get(c, ())) for c in distinct),
+                     0], np.int64)
+    want = np.array([*(_FIELD_COUNTS.get(c, 0) for c in distinct), 0], np.int64)[codes]
+    hide = bits[codes]
+    hide[whole] = -1
+    valid = params.is_valid().to_numpy(zero_copy_only=False)
+    hide[~valid] = 0
+    base = params.offset
+    validity, offsets_buf, data_buf = params.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int64)[base:base + n + 1] if n else \
+        np.zeros(1, np.int64)
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None and data_buf.size \
+        else np.zeros(0, np.uint8)
+    out = np.empty(int(offsets[-1] - offsets[0]) + 3 * n, np.uint8)
+    # the new offsets start ``base`` slots in, so the validity bitmap is reused as it is
+    out_offsets = np.zeros(base + n + 1, np.int64)
+    ok = np.ones(n, bool)
+    size = BK.mask_fields(BK.readonly(data), offsets, hide, want, ok, out,
+                          out_offsets[base:])
+    masked = pa.Array.from_buffers(pa.large_string(), n, [
+        validity, pa.py_buffer(out_offsets), pa.py_buffer(out[:size])],
+        null_count=params.null_count, offset=base)
+    odd = np.flatnonzero(~ok)
     if len(odd):  # wrong field count: mask_params words it
-        fixed = [mask_params(c, p) for c, p in zip(names[codes[odd]],
-                                                   params.take(pa.array(odd)).to_pylist(),
-                                                   strict=True)]
+        fixed = [mask_params(c, p) for c, p in zip(
+            commands.take(pa.array(odd)).to_pylist(),
+            params.take(pa.array(odd)).to_pylist(), strict=True)]
         mask = np.zeros(n, bool)
         mask[odd] = True
-        out = pc.replace_with_mask(out, pa.array(mask), pa.array(fixed, params.type))
-    return out
+        masked = pc.replace_with_mask(masked, pa.array(mask), pa.array(fixed, params.type))
+    return masked
 
 
 def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -122,17 +131,14 @@ def _mask_one(table: pa.Table) -> pa.Table:
         table = table.set_column(table.schema.get_field_index("error"), "error", error)
     if not pc.any(touched).as_py():
         return table
-    rows = pa.array(np.flatnonzero(touched.to_numpy(zero_copy_only=False)))
-    t_cmd = command.take(rows)
-    t_params = _masked_fields(t_cmd, params.take(rows))
-    t_unreadable = unreadable.take(rows)
-    # its "command name" may itself be password text (a cut Login tail)
-    t_params = pc.if_else(pc.and_(t_unreadable, pc.greater(pc.binary_length(t_params), 0)),
-                          pa.scalar(MASK, params.type), t_params)
-    t_cmd = pc.if_else(pc.and_(t_unreadable, pc.greater(pc.binary_length(t_cmd), 0)),
-                       pa.scalar(MASK, command.type), t_cmd)
-    params = pc.replace_with_mask(params, touched, t_params)
-    command = pc.replace_with_mask(command, touched, t_cmd)
+    hide_all = pc.fill_null(unreadable, False).to_numpy(zero_copy_only=False)
+    params = _masked_params(command, params, hide_all)
+    if hide_all.any():  # its "command name" may itself be password text (a cut Login tail)
+        rows = pa.array(np.flatnonzero(hide_all))
+        t_cmd = command.take(rows)
+        t_cmd = pc.if_else(pc.greater(pc.binary_length(t_cmd), 0),
+                           pa.scalar(MASK, command.type), t_cmd)
+        command = pc.replace_with_mask(command, pa.array(hide_all), t_cmd)
     raw = pc.if_else(touched, pa.scalar(None, raw.type), raw)
     table = table.set_column(table.schema.get_field_index("command"), "command", command)
     table = table.set_column(table.schema.get_field_index("error"), "error", error)

@@ -516,6 +516,59 @@ def copy_ranges(data, starts, offsets, out):
 # ------------------------------------------------------------------ loading
 
 
+@njit(cache=True, nogil=True)
+def mask_fields(data, offsets, hide, want, ok, out, out_offsets):
+    """Copy ``n`` strings (``data[offsets[i]:offsets[i + 1]]``) to ``out``, hiding fields.
+
+    ``hide[i]``: 0 copies row i as it is; -1 replaces it with ``***`` unless it is
+    empty; else bit k set hides its field k (``|``-separated) as ``***``, when it
+    has exactly ``want[i]`` fields (``ok[i]`` is cleared, and the row copied as it
+    is, when it has not). Returns the bytes written.
+    """
+    o = 0
+    out_offsets[0] = 0
+    for i in range(len(hide)):
+        lo = offsets[i]
+        hi = offsets[i + 1]
+        h = hide[i]
+        if h == -1 and hi > lo:
+            for _ in range(3):
+                out[o] = 0x2A
+                o += 1
+        elif h == 0 or h == -1:
+            out[o:o + hi - lo] = data[lo:hi]
+            o += hi - lo
+        else:
+            fields = 1
+            for q in range(lo, hi):
+                if data[q] == _PIPE:
+                    fields += 1
+            if fields != want[i]:
+                ok[i] = False
+                out[o:o + hi - lo] = data[lo:hi]
+                o += hi - lo
+            else:
+                k = 0
+                start = lo
+                for q in range(lo, hi + 1):
+                    if q < hi and data[q] != _PIPE:
+                        continue
+                    if (h >> k) & 1:
+                        for _ in range(3):
+                            out[o] = 0x2A
+                            o += 1
+                    else:
+                        out[o:o + q - start] = data[start:q]
+                        o += q - start
+                    if q < hi:
+                        out[o] = _PIPE
+                        o += 1
+                    k += 1
+                    start = q + 1
+        out_offsets[i + 1] = o
+    return o
+
+
 def readonly(data: np.ndarray) -> np.ndarray:
     """``data`` (uint8) as a read-only view: the one signature the kernels are compiled for."""
     if data.flags.writeable:
@@ -542,3 +595,5 @@ def warm_up() -> None:
     status_items(text, i64, i64, i64, flags, i64, i64, i64, flags, flags)
     range_offsets(i64, i64, np.zeros(2, np.int64))
     copy_ranges(text, i64, np.zeros(2, np.int64), np.zeros(32, np.uint8))
+    mask_fields(text, np.zeros(2, np.int64), i64, i64, flags, np.zeros(32, np.uint8),
+                np.zeros(2, np.int64))

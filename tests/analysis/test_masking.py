@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -148,16 +149,26 @@ def test_unreadable_frame_name_and_error_do_not_leak_password_text(dialect):
     assert "ub4dor" in revealed or "Secret" in revealed
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["Login", "UploadCaramer", "LoginOk", "Heartbeat",
-                                           "DownloadCaramer", "Frob"]),
-                          st.one_of(st.none(), st.text("ab|*\\n界", max_size=12))),
-                max_size=30))
-def test_column_wise_masking_equals_mask_params(rows):
-    """mask_table's params are mask_params of each row (the reference wording)."""
-    from camprotool.analysis.masking import _masked_fields
+                                           "DownloadCaramer", "Frob", None]),
+                          st.one_of(st.none(), st.text("ab|*\\n界", max_size=12)),
+                          st.booleans()),
+                max_size=30),
+       st.integers(0, 3))
+def test_column_wise_masking_equals_mask_params(rows, skip):
+    """mask_table's params are mask_params of each row (the reference wording); a row
+    marked whole is all ``***`` unless empty. Also on a slice of a column (a window's
+    chunk cut by the rows of the others: its offsets and validity start inside)."""
+    from camprotool.analysis.masking import _masked_params
 
-    commands = pa.array([c for c, _ in rows], pa.large_string())
-    params = pa.array([p for _, p in rows], pa.large_string())
-    got = _masked_fields(commands, params).to_pylist()
-    assert got == [p if p is None else mask_params(c, p) for c, p in rows]
+    pad = [("Heartbeat", "x|y", False)] * skip
+    rows = pad + rows
+    commands = pa.array([c for c, _, _ in rows], pa.large_string()).slice(skip)
+    params = pa.array([p for _, p, _ in rows], pa.large_string()).slice(skip)
+    whole = np.array([w and p is not None for _, p, w in rows], bool)[skip:]
+    got = _masked_params(commands, params, whole).to_pylist()
+    want = [p if p is None else (("***" if p else "") if w else
+                                 mask_params(c, p) if c is not None else p)
+            for (c, p, _), w in zip(rows[skip:], whole, strict=True)]
+    assert got == want
