@@ -69,7 +69,7 @@ def iter_capture(
         dialect = Dialect.parse(dialect)
     sink = MessageSink(dialect, ports=_normalise_ports(ports), engine="bulk")
     with open_source(path, progress=progress) as capture:
-        engine = FastEngine(capture, sink, window=STREAM_WINDOW)
+        engine = FastEngine(capture, sink, window=STREAM_WINDOW, keep_pass_one=False)
         ids = _Ids(engine)
         steps = engine.steps()
         while True:

@@ -23,6 +23,7 @@ import contextlib
 import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +39,7 @@ from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
 
 _I64 = np.int64
+_T = TypeVar("_T")
 #: records per window: bounds the per-packet arrays (about 200 bytes a record) and the
 #: file pages resident at once; flows longer than a window stream on column-wise, so a
 #: smaller window costs no speed (65,536 records: as fast as 524,288 on 211,305 packets)
@@ -92,6 +94,49 @@ class _Window:
     python: dict[int, TcpSegment | None] | None = None
 
 
+#: pass one's windows are kept for pass two (37 bytes a record) up to this many records
+KEEP_RECORDS = 1 << 22
+
+
+@dataclass
+class _Compact:
+    """What pass two reads of a window pass one parsed, in narrow columns (37 bytes a
+    record instead of about 200): reading and parsing the file again cost more.
+    Only for a single file none of whose flows needs the exact reassembler (whose
+    segments would need the addresses and ports too)."""
+
+    n: int
+    frame_no: np.ndarray  # int32
+    ts: np.ndarray
+    half: np.ndarray  # int32
+    flags: np.ndarray  # uint8
+    seq: np.ndarray  # uint32
+    pay_off: np.ndarray
+    pay_len: np.ndarray  # int32
+    missing: np.ndarray  # int32
+    span: tuple[int, int, int]  # first record's offset, last record's offset and length
+    python: dict[int, TcpSegment | None] | None
+
+    @classmethod
+    def of(cls, w: _Window) -> _Compact:
+        span = (int(w.rec_off[0]), int(w.rec_off[-1]), int(w.cap_len[-1])) if w.n \
+            else (0, 0, 0)
+        return cls(w.n, w.frame_no.astype(np.int32), w.ts, w.half.astype(np.int32),
+                   w.flags.astype(np.uint8), w.seq.astype(np.uint32), w.pay_off,
+                   w.pay_len.astype(np.int32), w.missing.astype(np.int32), span, w.python)
+
+    def window(self) -> _Window:
+        """The window again, with the columns pass two reads (int64, as the kernels take)."""
+        first, last, size = self.span
+        w = _Window(self.n, self.frame_no.astype(_I64), np.array([first, last], _I64),
+                    np.array([0, size], _I64), _unparsed(), self.ts, _unparsed())
+        w.half, w.flags = self.half.astype(_I64), self.flags.astype(_I64)
+        w.seq, w.pay_off = self.seq.astype(_I64), self.pay_off
+        w.pay_len, w.missing = self.pay_len.astype(_I64), self.missing.astype(_I64)
+        w.python = self.python
+        return w
+
+
 #: a flow still open at the end of a window is deferred to the next one (and settled
 #: column-wise when it closes) while it has at most this many payload packets; longer
 #: ones go to the sink, so what is carried stays small
@@ -135,10 +180,13 @@ class FastEngine:
     """Decode one open :class:`CaptureFile` into a :class:`MessageSink`; see the module doc."""
 
     def __init__(self, capture: CaptureFile | CaptureSet, sink: MessageSink, *,
-                 window: int | None = None) -> None:
+                 window: int | None = None, keep_pass_one: bool = True) -> None:
         self.capture = capture
         self.sink = sink
         self.window = window or WINDOW
+        # keep what pass two needs of pass one's windows (KEEP_RECORDS at most), rather
+        # than reading and parsing the file again; a streaming reader does not
+        self.keep_pass_one = keep_pass_one
         self._set = isinstance(capture, CaptureSet)
         self._use(np.zeros(0, np.uint8) if isinstance(capture, CaptureSet) else
                   np.frombuffer(capture._view, dtype=np.uint8))
@@ -407,10 +455,18 @@ class FastEngine:
         state = self._new_flow_state(1024)
         empty_slow = np.zeros(0, np.int8)
         kept: list[_Window | None] = []  # a capture of one window is not read twice
+        # what pass two needs of each window, in narrow columns (see _Compact)
+        compact: list[_Compact] | None = [] if self.keep_pass_one and not self._set else None
+        records = 0
         for w in self._windows(record_problems=True):
             self._parse(w, packet_problems=True)
             state = self._fit(state, self.nflows)
             self._track(w, state, empty_slow, emit=False)
+            records += w.n
+            if compact is not None:
+                compact.append(_Compact.of(w))
+                if records > KEEP_RECORDS:
+                    compact = None
             kept.append(w)
             if len(kept) > 1:  # more than one window: pass two reads the file again
                 for seen in kept:
@@ -445,6 +501,8 @@ class FastEngine:
         self.settled: list[SettledBatch] = []
         if len(kept) == 1 and kept[0] is not None:
             windows = iter([(kept[0], True)])
+        elif compact is not None and not slow.any():
+            windows = ((c.window(), last) for c, last in _with_last(iter(compact)))
         else:
             windows = ((self._parsed(w), last) for w, last in
                        _with_last(self._windows(record_problems=False)))
@@ -892,7 +950,7 @@ class FastEngine:
                           self._view[o:o + n], int(w.missing[i]))
 
 
-def _with_last(items: Iterator[_Window]) -> Iterator[tuple[_Window, bool]]:
+def _with_last(items: Iterator[_T]) -> Iterator[tuple[_T, bool]]:
     """Each window, and whether it is the last one."""
     held = None
     for item in items:
