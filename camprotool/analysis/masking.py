@@ -32,6 +32,21 @@ __all__ = ["MASK", "SECRET_POSITIONS", "mask_params", "mask_table"]
 _QUOTED_NAME = r"""not a command name: (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
 
 
+def _all_masked(column: pa.Array) -> pa.Array:
+    """``column`` with every value ``***`` (nulls stay null), made from its validity
+    alone: an ``if_else`` over the column cost a pass over its text."""
+    if not pa.types.is_large_string(column.type):
+        return pc.if_else(pc.is_valid(column), pa.scalar(MASK, column.type), column)
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(column) + 1, np.int64)
+    np.cumsum(valid * len(MASK), out=offsets[1:])
+    bitmap = pa.array(valid).buffers()[1] if column.null_count else None
+    return pa.Array.from_buffers(
+        column.type, len(column),
+        [bitmap, pa.py_buffer(offsets), pa.py_buffer(MASK.encode() * int(valid.sum()))],
+        null_count=column.null_count)
+
+
 def _masked_params(commands: pa.Array, params: pa.Array, whole: np.ndarray) -> pa.Array:
     """``params`` with every secret field of the rows of commands that have one shown as
     ``***`` (and the rows ``whole`` says, all of it unless empty), in one compiled pass
@@ -112,7 +127,7 @@ def _mask_one(table: pa.Table) -> pa.Table:
             col = table[name]
             if col.null_count == len(col):
                 continue
-            masked = pc.if_else(pc.is_valid(col), pa.scalar(MASK, col.type), col)
+            masked = _all_masked(_array(col))
             table = table.set_column(table.schema.get_field_index(name), name, masked)
     command, params, raw, error = (_array(table[name])
                                    for name in ("command", "params", "raw", "error"))

@@ -172,3 +172,14 @@ def test_column_wise_masking_equals_mask_params(rows, skip):
                                  mask_params(c, p) if c is not None else p)
             for (c, p, _), w in zip(rows[skip:], whole, strict=True)]
     assert got == want
+
+
+def test_a_secret_column_is_masked_from_its_validity_alone():
+    """Every value becomes ``***`` and every null stays null, on a slice too (a chunk cut
+    from a window's table starts inside its buffers)."""
+    from camprotool.analysis.masking import _all_masked
+
+    column = pa.array(["pw", None, "", "s3cret", None], pa.large_string())
+    assert _all_masked(column).to_pylist() == ["***", None, "***", "***", None]
+    assert _all_masked(column.slice(1, 3)).to_pylist() == [None, "***", "***"]
+    assert _all_masked(pa.array(["a"], pa.string())).to_pylist() == ["***"]
