@@ -339,6 +339,30 @@ def scatter_sided(src, side, starts, lengths, dest, out):
 
 
 @njit(cache=True, nogil=True)
+def _copy_waiting(src, side, starts, lengths, prev, chain, newest, first, first_at, out, o):
+    """Copy a stream's waiting bytes to ``out`` at ``o``: from packet ``first`` (at
+    ``first_at``) through ``newest``, following ``prev`` back and copying forward
+    (``chain``: scratch). Returns where the copy ended."""
+    ns = len(side)
+    depth = 0
+    j = newest
+    while True:
+        chain[depth] = j
+        depth += 1
+        if j == first:
+            break
+        j = prev[j]
+    for d in range(depth - 1, -1, -1):
+        j = chain[d]
+        lo = first_at if j == first else 0
+        a = starts[j]
+        for q in range(lo, lengths[j]):
+            out[o] = side[ns + a + q] if a < 0 else src[a + q]
+            o += 1
+    return o
+
+
+@njit(cache=True, nogil=True)
 def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_pkt, c_end,
                         c_offset, tail_out, t_stream, t_start, t_len, t_last):
     """Complete lines of many interleaved streams, in the order they complete.
@@ -389,21 +413,8 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
                 wait_at[s] = 0
             continue
         if wait_pkt[s] >= 0:  # the waiting bytes first, oldest packet first
-            depth = 0
-            j = prev[k]
-            while True:
-                chain[depth] = j
-                depth += 1
-                if j == wait_pkt[s]:
-                    break
-                j = prev[j]
-            for d in range(depth - 1, -1, -1):
-                j = chain[d]
-                lo = wait_at[s] if j == wait_pkt[s] else 0
-                aj = starts[j]
-                for q in range(lo, lengths[j]):
-                    out[o] = side[ns + aj + q] if aj < 0 else src[aj + q]
-                    o += 1
+            o = _copy_waiting(src, side, starts, lengths, prev, chain, prev[k], wait_pkt[s],
+                              wait_at[s], out, o)
         for q in range(nl + 1):
             out[o] = side[ns + a + q] if a < 0 else src[a + q]
             o += 1
@@ -423,23 +434,9 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
         if wait_pkt[s] < 0:
             base[s] = run[s]
             continue
-        depth = 0
-        j = last[s]
-        while True:
-            chain[depth] = j
-            depth += 1
-            if j == wait_pkt[s]:
-                break
-            j = prev[j]
         t_start[t] = w
-        first = wait_pkt[s]
-        for d in range(depth - 1, -1, -1):
-            j = chain[d]
-            lo = wait_at[s] if j == first else 0
-            aj = starts[j]
-            for q in range(lo, lengths[j]):
-                tail_out[w] = side[ns + aj + q] if aj < 0 else src[aj + q]
-                w += 1
+        w = _copy_waiting(src, side, starts, lengths, prev, chain, last[s], wait_pkt[s],
+                          wait_at[s], tail_out, w)
         t_stream[t] = s
         t_len[t] = w - t_start[t]
         t_last[t] = last[s]
