@@ -44,7 +44,6 @@ def messages_frame(
         lookup = np.searchsorted(ids, conn_ids)
     recs = [by_conn[i] for i in ids.tolist()]
     channel_codes = np.array([CHANNELS.index(r.channel) for r in recs], np.int8)
-    where = _Addresses(recs)  # each distinct IP formatted once
     direction = take.numpy(pc.equal(table["direction"], "s2c")).astype(np.int8)
     columns: dict[str, object] = {
         "ts": pd.Series(take.numpy(table["ts_ns"]).view("datetime64[ns]")).dt.tz_localize("UTC"),
@@ -52,8 +51,8 @@ def messages_frame(
         "channel": pd.Categorical.from_codes(channel_codes[lookup] if n else [],
                                              categories=CHANNELS),
         "direction": pd.Categorical.from_codes(direction, categories=["c2s", "s2c"]),
-        "client": _endpoints(where.client, lookup),
-        "server": _endpoints(where.server, lookup),
+        "client": _endpoints([r.client for r in recs], lookup),
+        "server": _endpoints([r.server for r in recs], lookup),
         "command": _commands(table["command"], take),
         "params": take.text(table["params"]),
         "error": take.text(table["error"]),
