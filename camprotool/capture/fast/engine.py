@@ -652,13 +652,8 @@ class FastEngine:
                 p.ts[t_last[at]], p.frame[t_last[at]], self.sink.dialect))
         keep = np.flatnonzero(~ends)
         if len(keep):
-            size = t_len[keep]
-            data = np.empty(int(size.sum()), np.uint8)
-            K.copy_ranges(tail_out, t_start[keep], size, data)
-            last = t_last[keep]
-            self._tails = _Packets(np.cumsum(size) - size - len(data), size, p.ts[last],
-                                   p.frame[last], direction[keep], flow[keep])
-            self._tail_data = data
+            self._carry_on(tail_out, t_start[keep], t_len[keep], t_last[keep], p,
+                           direction[keep], flow[keep])
 
     def _bulk_ok(self) -> bool:
         """The column-wise path knows ``line`` streams (and detection) only."""
@@ -797,13 +792,21 @@ class FastEngine:
         keep = np.flatnonzero(size > 0)
         if not len(keep):
             return
-        start, size = start[keep], size[keep]
-        last = groups.order[groups.stop[open_groups[keep]] - 1]
+        self._carry_on(groups.data, start[keep], size[keep],
+                       groups.order[groups.stop[open_groups[keep]] - 1], p,
+                       direction[keep], flow[keep])
+
+    def _carry_on(self, src: np.ndarray, start: np.ndarray, size: np.ndarray,
+                  last: np.ndarray, p: _Packets, direction: np.ndarray,
+                  flow: np.ndarray) -> None:
+        """Streams' bytes after their last newline (``src[start:start+size]``) wait for
+        the next window as one packet each, stamped as ``p``'s packet ``last`` (the last
+        that brought bytes), its payload in ``_tail_data`` (a negative offset)."""
         data = np.empty(int(size.sum()), np.uint8)
-        K.copy_ranges(groups.data, start, size, data)
+        K.copy_ranges(src, start, size, data)
         offsets = np.cumsum(size) - size - len(data)  # negative: counted from the end
         self._tails = _Packets(offsets, size.astype(_I64), p.ts[last], p.frame[last],
-                               direction[keep].astype(_I64), flow[keep].astype(_I64))
+                               direction.astype(_I64), flow.astype(_I64))
         self._tail_data = data
 
     def _settle_closed(self, state: dict[str, np.ndarray], flows: np.ndarray) -> None:
