@@ -8,7 +8,13 @@ sans-I/O codec do not pay for pandas, matplotlib or asyncio.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import TYPE_CHECKING, Any
+
+if "pyarrow" not in sys.modules:  # Arrow reads it once, when it is first imported
+    # the system allocator gives freed buffers back: camprotool.capture.allocator says why
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 from camprotool._version import __version__
 from camprotool.protocol import (

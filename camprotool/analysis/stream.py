@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 import pandas as pd
 
 from camprotool.analysis.frames import messages_frame
+from camprotool.capture.allocator import prefer_system_allocator
 from camprotool.capture.captureset import CaptureSource, open_source
 from camprotool.capture.connections import build_connections
 from camprotool.capture.decode import (
@@ -68,6 +69,7 @@ def iter_capture(
     if dialect not in (None, "auto"):
         dialect = Dialect.parse(dialect)
     sink = MessageSink(dialect, ports=_normalise_ports(ports), engine="bulk")
+    prefer_system_allocator()
     with open_source(path, progress=progress) as capture:
         engine = FastEngine(capture, sink, window=STREAM_WINDOW, keep_pass_one=False)
         ids = _Ids(engine)

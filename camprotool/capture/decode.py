@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from camprotool.capture.allocator import prefer_system_allocator
 from camprotool.capture.captureset import CaptureSet, CaptureSource, open_source
 from camprotool.capture.connections import ConnectionRecord, build_connections
 from camprotool.capture.packets import iter_tcp_segments
@@ -147,6 +148,7 @@ def decode_file(
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    prefer_system_allocator()
     if engine == "fast":
         with gc_paused():
             return _decode_fast(path, dialect=dialect, ports=ports, progress=progress)
