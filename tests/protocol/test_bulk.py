@@ -450,19 +450,21 @@ def test_kernel_line_frames(data, start, limit, room):
         if at == len(data):
             break
     assert newline.tolist() == [i for i in range(start, len(data)) if data[i] == 10]
-    starts, body_ends, ends = (np.zeros(count, np.int64) for _ in range(3))
+    starts, body_ends, ends, name_ends = (np.zeros(count, np.int64) for _ in range(4))
     long = np.zeros(count, bool)
     found, used = k.line_frames(_view(data), start, limit, newline, starts, body_ends, ends,
-                                long)
+                                long, name_ends)
     expected, line = [], start
     while (nl := data.find(b"\n", line)) >= 0:
         body_end = nl - 1 if nl > line and data[nl - 1] == 13 else nl
         if body_end > line or nl - line > limit:
-            expected.append((line, body_end, nl + 1, nl - line > limit))
+            pipe = data.find(b"|", line, body_end)
+            expected.append((line, body_end, nl + 1, nl - line > limit,
+                             body_end if pipe < 0 else pipe))
         line = nl + 1
     assert used == line
     got = list(zip(starts[:found].tolist(), body_ends[:found].tolist(), ends[:found].tolist(),
-                   long[:found].tolist(), strict=True))
+                   long[:found].tolist(), name_ends[:found].tolist(), strict=True))
     assert got == expected
 
 
@@ -556,54 +558,106 @@ def test_kernel_counts_and_statuses(case):
         assert (online[i], valid[i]) == (status is True, status in (True, False))
 
 
+def _list_room(starts, ends):
+    sizes = ends - starts
+    return np.zeros(int((sizes // 2).sum()) + len(sizes) + 1, np.int64), np.zeros(
+        int(sizes.sum()) + 8, np.uint8)
+
+
 @settings(max_examples=300, deadline=None)
 @given(_ranges())
 def test_kernel_list_items(case):
+    """id_lists / status_lists against splitting in Python, with the room the decoder
+    gives them (bad status rows leave no item behind)."""
     data, starts, ends = case
     k, m = _kernels(), len(starts)
     view = _view(data)
     counts = np.zeros(m, np.int64)
-    room = k.separators(view, starts, ends, ord(";"), counts) + m
-    assert counts.tolist() == [data.count(b";", s, e) for s, e in zip(starts, ends, strict=True)]
-    owner, item_starts, item_ends = (np.zeros(room, np.int64) for _ in range(3))
-    found = k.id_items(view, starts, ends, counts, owner, item_starts, item_ends)
-    expected = [(i, p) for i, (s, e) in enumerate(zip(starts, ends, strict=True))
-                for p in data[s:e].split(b";") if p]
-    got = [(o, data[a:b]) for o, a, b in zip(owner[:found], item_starts[:found],
-                                             item_ends[:found], strict=True)]
-    assert got == expected
-    assert counts.tolist() == [sum(o == i for o, _ in expected) for i in range(m)]
+    offsets, out = _list_room(starts, ends)
+    found, size = k.id_lists(view, starts, ends, counts, offsets, out)
+    pieces = [[p for p in data[s:e].split(b";") if p] for s, e in zip(starts, ends, strict=True)]
+    assert counts.tolist() == [len(p) for p in pieces]
+    items = [bytes(out[offsets[j] : offsets[j + 1]]) for j in range(found)]
+    assert items == [p for row in pieces for p in row]
+    assert size == offsets[found] == sum(map(len, items))
 
-    room = k.separators(view, starts, ends, ord("|"), counts) + m
-    owner, item_starts, semis = (np.zeros(room, np.int64) for _ in range(3))
-    online, valid, bad = np.zeros(room, bool), np.zeros(room, bool), np.zeros(m, bool)
-    found = k.status_items(view, starts, ends, counts, bad, owner, item_starts, semis,
-                           online, valid)
-    expected, wrong = [], [False] * m
+    offsets, out = _list_room(starts, ends)
+    online, valid = np.zeros(len(offsets), bool), np.zeros(len(offsets), bool)
+    found, size = k.status_lists(view, starts, ends, counts, offsets, out, online, valid)
+    expected = []
     for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
         pieces = data[s:e].split(b"|")
         if pieces[-1] == b"":
             pieces.pop()  # a trailing separator
+        row = []
         for piece in pieces:
-            status = None
+            status = "bad"
             if piece.count(b";") == 1:
                 status = {b"true": True, b"false": False, b"null": None}.get(
                     bytes(c | 0x20 for c in piece.split(b";")[1]), "bad")
-            wrong[i] |= piece.count(b";") != 1 or status == "bad"
-            if piece.count(b";") == 1 and status != "bad":
-                expected.append((i, piece.split(b";")[0], status is True, status is not None))
-            else:
-                expected.append((i, None, None, None))
-    got = [(o, data[a:b], on, va) for o, a, b, on, va in zip(
-        owner[:found], item_starts[:found], semis[:found], online[:found], valid[:found],
-        strict=True)]
-    assert len(got) == len(expected)
-    for g, x in zip(got, expected, strict=True):
-        assert g[0] == x[0]
-        if x[1] is not None:
-            assert g == x
-    assert bad.tolist() == wrong
-    assert counts.tolist() == [sum(x[0] == i for x in expected) for i in range(m)]
+            row.append((piece.split(b";")[0], status))
+        good = bool(row) and all(status != "bad" for _, status in row)
+        assert counts[i] == (len(row) if good else -1)
+        expected += row if good else []
+    got = [(bytes(out[offsets[j] : offsets[j + 1]]), bool(online[j]) if valid[j] else None)
+           for j in range(found)]
+    assert got == expected
+    assert size == offsets[found]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=60))
+def test_kernel_row_offsets(rows):
+    """row_offsets and size_offsets: the cumulative sizes of every row."""
+    k = _kernels()
+    sizes = np.array([size if has else 0 for has, size in rows], np.int64)
+    expected = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    owners = np.array([i for i, (has, _) in enumerate(rows) if has], np.int64)
+    offsets = np.full(len(rows) + 1, -7, np.int64)
+    k.row_offsets(owners, sizes[owners], offsets)
+    assert offsets.tolist() == expected.tolist()
+    offsets[:] = -7
+    k.size_offsets(sizes, offsets)
+    assert offsets.tolist() == expected.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ranges(max_ranges=30), st.randoms(use_true_random=False))
+def test_kernel_copy_to(case, random):
+    """copy_to writes each range exactly where it is told, in any order."""
+    data, starts, ends = case
+    sizes = ends - starts
+    dsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if len(sizes) else sizes
+    order = list(range(len(starts)))
+    random.shuffle(order)
+    order = np.array(order, np.int64)
+    out = np.zeros(int(sizes.sum()), np.uint8)
+    _kernels().copy_to(_view(data), starts[order], ends[order], dsts[order], out)
+    assert out.tobytes() == b"".join(data[s:e] for s, e in zip(starts, ends, strict=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=10),
+       st.lists(st.integers(0, 9), max_size=50))
+def test_kernel_gather_strings(names, picks):
+    codes = np.array([p % len(names) for p in picks], np.int32)
+    sizes = np.array([len(n) for n in names], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    out_offsets = np.zeros(len(codes) + 1, np.int64)
+    out = _kernels().gather_strings(_view(b"".join(names)), offsets, codes, out_offsets)
+    got = [bytes(out[out_offsets[i] : out_offsets[i + 1]]) for i in range(len(codes))]
+    assert got == [names[c] for c in codes]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=20) | st.text(max_size=12).map(str.encode), max_size=30))
+def test_kernel_ascii_rows(values):
+    sizes = np.array([len(v) for v in values], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    out = np.zeros(len(values), bool)
+    wide = _kernels().ascii_rows(_view(b"".join(values)), offsets, out)
+    assert out.tolist() == [v.isascii() for v in values]
+    assert wide == sum(not v.isascii() for v in values)
 
 
 @settings(max_examples=300, deadline=None)
@@ -663,3 +717,20 @@ def test_kernels_are_loaded_by_warm_up():
         streams.append((dialect, b"".join(_frame(b, d) for b in bodies)))
     subprocess.run([sys.executable, "-c", _WARM_CHECK], input=repr(streams), text=True,
                    check=True, timeout=300)
+
+
+def test_list_parts_merge_and_keep():
+    """Lists of several commands' rows merge in row order; rejected rows drop their items."""
+    from camprotool.protocol.bulk import _Assembler, _ListPart
+
+    def part(owners, counts, items):
+        return _ListPart(np.array(owners), np.array(counts), pa.array(items, pa.large_string()))
+
+    a = part([0, 3], [2, 1], ["a0", "a1", "a3"])
+    b = part([1, 4], [1, 2], ["b1", "b4", "b4'"])
+    kept = b.keep(np.array([True, True, True, True, False]), np.arange(10, 15))
+    assert kept.owners.tolist() == [11] and kept.items.to_pylist() == ["b1"]
+    asm = _Assembler(6)
+    asm.lists["ids"] += [a, b]
+    column = asm._list_column("ids", pa.large_list(pa.large_string()), None)
+    assert column.to_pylist() == [["a0", "a1"], ["b1"], None, ["a3"], ["b4", "b4'"], None]
