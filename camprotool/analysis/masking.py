@@ -11,35 +11,174 @@ A frame whose command could not be read (cut by lost bytes, garbage) may
 hold a password anywhere: its ``params`` and ``command`` become ``***``, the
 name quoted in its error is replaced by ``***`` and its raw bytes are dropped;
 ``reveal_passwords=True`` shows them all.
+
+How: the ``command`` column is read once into a code a row (:class:`Commands`);
+which rows hold a password, how many fields they need and which to hide are
+then lookups by code, and only the chunks holding such rows are rewritten.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from camprotool.protocol.catalogue import BY_NAME, SECRET_FIELDS
+from camprotool.protocol.catalogue import COMMANDS, SECRET_FIELDS
 
 # The one masking rule and its tables live in the sans-I/O core (a message's repr
 # needs them); this module applies the rule column-wise to whole captures.
 from camprotool.protocol.masking import FIELD_COUNTS as _FIELD_COUNTS
 from camprotool.protocol.masking import MASK, SECRET_POSITIONS, mask_params
 
-__all__ = ["MASK", "SECRET_POSITIONS", "mask_params", "mask_table"]
+__all__ = ["CATALOGUE_NAMES", "MASK", "SECRET_POSITIONS", "Commands", "encode_commands",
+           "mask_messages", "mask_params", "mask_table"]
 
 #: the quoted name in the codec's "not a command name: 'xyz'" error
 _QUOTED_NAME = r"""not a command name: (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
 
+#: every catalogue command name, in catalogue order: the first codes of :class:`Commands`
+CATALOGUE_NAMES: list[str] = [spec.name for spec in COMMANDS]
+_KNOWN = len(CATALOGUE_NAMES)
+#: per catalogue command: its secret fields as bits by position (0: none), its field count
+_SECRET_BITS = np.array([sum(1 << i for i in SECRET_POSITIONS.get(name, ()))
+                         for name in CATALOGUE_NAMES], np.int64)
+_FIELD_COUNT = np.array([_FIELD_COUNTS.get(name, 0) for name in CATALOGUE_NAMES], np.int64)
+#: the most ``***`` one row's params can gain (each at most 3 bytes longer than its field)
+_MAX_STARS = 3 * max([len(p) for p in SECRET_POSITIONS.values()] + [1])
+
+
+class Commands(NamedTuple):
+    """A ``command`` column as a code a row: ``names[codes[i]]``, -1 for a null.
+
+    ``names``: the catalogue's, in catalogue order, then the other names the rows
+    hold, sorted; what ``Capture.messages`` has as ``command`` categories, so the
+    codes are its codes. Why: masking and the frame each ask per row which command
+    it is; reading the text once and looking the rest up by code costs a fraction
+    of an ``is_in`` or ``dictionary_encode`` of the text per question.
+    """
+
+    codes: np.ndarray  # intp
+    names: list[str]
+
+    def lookup(self, per_known: np.ndarray) -> np.ndarray:
+        """``per_known`` (a value per catalogue command) of each row; 0 for others and nulls."""
+        table = np.zeros(len(self.names) + 1, per_known.dtype)  # the last one: code -1
+        table[:_KNOWN] = per_known
+        return table[self.codes]
+
+    def column(self, type_: pa.DataType) -> pa.Array:
+        """The names as text again."""
+        codes = pa.array(self.codes, pa.int64(), mask=self.codes < 0)
+        return pa.array(self.names, type_).take(codes)
+
+
+def encode_commands(column: pa.ChunkedArray | pa.Array) -> Commands:
+    """:class:`Commands` of a text column: one hash lookup a row in the catalogue's
+    names, then the rows of other names (unknown commands, garbage: few) on their own."""
+    if not len(column):
+        return Commands(np.zeros(0, np.intp), CATALOGUE_NAMES)
+    found = pc.index_in(column, value_set=pa.array(CATALOGUE_NAMES, column.type))
+    # as indices (intp): each lookup by them would convert them again
+    codes = (found.fill_null(-1) if found.null_count else found).to_numpy().astype(np.intp)
+    if not found.null_count:
+        return Commands(codes, CATALOGUE_NAMES)
+    rows = np.flatnonzero(codes < 0)
+    others = column.take(pa.array(rows))
+    extra = sorted(pc.unique(others).drop_null().to_pylist())
+    if extra:
+        at = pc.index_in(others, value_set=pa.array(extra, column.type))
+        codes[rows] = at.fill_null(-_KNOWN - 1).to_numpy() + _KNOWN  # a null: -1
+    return Commands(codes, CATALOGUE_NAMES + extra)
+
+
+def mask_table(table: pa.Table) -> pa.Table:
+    """Mask an Arrow message table (bulk decoder schema): :func:`mask_messages`."""
+    return mask_messages(table, encode_commands(table["command"]))[0]
+
+
+def mask_messages(table: pa.Table, commands: Commands) -> tuple[pa.Table, Commands]:
+    """``table`` (bulk decoder schema) masked, and its commands after masking
+    (``commands``: its ``command`` column, :func:`encode_commands`).
+
+    Only the rows that can hold a password (commands with secret fields, frames
+    no command could be read from) are rewritten, and only in the chunks holding
+    them: a chunk (a fast-engine window) without one keeps its buffers.
+    """
+    table = _mask_secret_columns(table)
+    codes = commands.codes
+    error = table["error"]
+    has_error = _valid(error)
+    # A frame no command could be read from (cut by lost bytes, garbage) may
+    # still carry a password: keep its error, hide its text and bytes.
+    unreadable = has_error & ((codes < 0) | (codes >= _KNOWN))
+    if has_error.any():  # the name an error quotes may be password text too
+        table = _set(table, "error", _per_chunk(error, _unquoted))
+    touched = (commands.lookup(_SECRET_BITS) != 0) | unreadable
+    if not touched.any():
+        return table, commands
+    table = _set(table, "params", _per_chunk(
+        table["params"], lambda chunk, rows: _masked_params(
+            chunk, Commands(codes[rows], commands.names), unreadable[rows])))
+    if unreadable.any():  # its "command name" may itself be password text (a cut Login tail)
+        commands = _renamed(table["command"], commands, unreadable)
+        table = _set(table, "command", commands.column(table.schema.field("command").type))
+    raw = table["raw"]
+    if raw.null_count < len(raw):
+        table = _set(table, "raw", _per_chunk(raw, lambda chunk, rows: _nulls_where(
+            chunk, touched[rows])))
+    return table, commands
+
+
+def _per_chunk(column: pa.ChunkedArray | pa.Array,
+               step: Callable[[pa.Array, slice], pa.Array | pa.ChunkedArray]
+               ) -> pa.ChunkedArray:
+    """``step(chunk, rows)`` of each chunk (``rows``: its rows in the whole column)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out, at = [], 0
+    for chunk in chunks:
+        done = step(chunk, slice(at, at + len(chunk)))
+        out.extend(done.chunks if isinstance(done, pa.ChunkedArray) else [done])
+        at += len(chunk)
+    return pa.chunked_array(out, column.type)
+
+
+def _set(table: pa.Table, name: str, column: pa.ChunkedArray | pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, column)
+
+
+def _valid(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Per row: not null (no pass over the column when it has no null, or no value)."""
+    if not column.null_count:
+        return np.ones(len(column), bool)
+    if column.null_count == len(column):
+        return np.zeros(len(column), bool)
+    return column.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _mask_secret_columns(table: pa.Table) -> pa.Table:
+    """Every value of the typed password columns ``***``."""
+    for name in sorted(SECRET_FIELDS):
+        if name in table.column_names and table[name].null_count < len(table[name]):
+            table = _set(table, name, _per_chunk(table[name], lambda c, _: _all_masked(c)))
+    return table
+
 
 def _all_masked(column: pa.Array) -> pa.Array:
     """``column`` with every value ``***`` (nulls stay null), made from its validity
-    alone: an ``if_else`` over the column cost a pass over its text."""
+    alone: an ``if_else`` over the column cost a pass over its text. One without a
+    value is kept as it is (most chunks hold no login)."""
+    if column.null_count == len(column):
+        return column
     if not pa.types.is_large_string(column.type):
         return pc.if_else(pc.is_valid(column), pa.scalar(MASK, column.type), column)
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(column) + 1, np.int64)
-    np.cumsum(valid * len(MASK), out=offsets[1:])
+    valid = _valid(column)
+    offsets = np.empty(len(column) + 1, np.int64)
+    offsets[0] = 0
+    np.cumsum(valid, out=offsets[1:])
+    offsets *= len(MASK)
     bitmap = pa.array(valid).buffers()[1] if column.null_count else None
     return pa.Array.from_buffers(
         column.type, len(column),
@@ -47,115 +186,124 @@ def _all_masked(column: pa.Array) -> pa.Array:
         null_count=column.null_count)
 
 
-def _masked_params(commands: pa.Array, params: pa.Array, whole: np.ndarray) -> pa.Array:
-    """``params`` with every secret field of the rows of commands that have one shown as
-    ``***`` (and the rows ``whole`` says, all of it unless empty), in one compiled pass
-    over the column's bytes (:func:`bulk_kernels.mask_fields`): where splitting and
-    joining the touched rows' fields cost a split, a replace and a join per chunk.
-    A row with the wrong number of fields is worded by :func:`mask_params`."""
+def _unquoted(error: pa.Array, _: slice) -> pa.Array:
+    """``error`` with the name a "not a command name" error quotes replaced by ``***``."""
+    if error.null_count == len(error):
+        return error
+    return pc.replace_substring_regex(error, _QUOTED_NAME, "not a command name: " + MASK)
+
+
+#: a run of at least this many rows without a password is kept as a zero-copy slice
+_KEEP = 4096
+
+
+def _masked_params(params: pa.Array, commands: Commands,
+                   whole: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """``params`` (one chunk; ``commands``: its rows') with every secret field of the
+    rows of commands that have one shown as ``***``, and the rows ``whole`` says all
+    ``***`` unless empty.
+
+    Only the stretches holding such rows are rewritten; the long runs without one
+    between them (``_KEEP`` rows or more: a capture's logins and uploads come in
+    bursts) stay slices of ``params``, so the result is a few chunks sharing its
+    buffers where a copy of all of it cost more time and memory than the masking.
+    """
+    hide = commands.lookup(_SECRET_BITS)
+    hide[whole] = -1
+    if params.null_count:
+        hide[~_valid(params)] = 0
+    touched = np.flatnonzero(hide)
+    if not len(touched):
+        return params
+    if not pa.types.is_large_string(params.type):
+        params = params.cast(pa.large_string())
+    want = commands.lookup(_FIELD_COUNT)
+    pieces = [_rewritten(params.slice(lo, hi - lo), hide[lo:hi], want[lo:hi],
+                         Commands(commands.codes[lo:hi], commands.names))
+              if rewrite else params.slice(lo, hi - lo)
+              for lo, hi, rewrite in _stretches(touched, len(params))]
+    return pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, params.type)
+
+
+def _stretches(touched: np.ndarray, n: int) -> list[tuple[int, int, bool]]:
+    """Rows 0 to ``n`` as stretches (start, stop, rewrite): the runs of ``_KEEP`` rows or
+    more between two ``touched`` rows are kept (False), the rest is rewritten."""
+    gap_lo = np.concatenate([[0], touched + 1])
+    gap_hi = np.concatenate([touched, [n]])
+    out: list[tuple[int, int, bool]] = []
+    at = 0
+    for g in np.flatnonzero(gap_hi - gap_lo >= _KEEP).tolist():
+        lo, hi = int(gap_lo[g]), int(gap_hi[g])
+        if lo > at:
+            out.append((at, lo, True))
+        out.append((lo, hi, False))
+        at = hi
+    if at < n:
+        out.append((at, n, True))
+    return out
+
+
+def _rewritten(params: pa.Array, hide: np.ndarray, want: np.ndarray,
+               commands: Commands) -> pa.Array:
+    """``params`` (large_string) masked as ``hide`` and ``want`` say
+    (:func:`bulk_kernels.mask_rows`: one compiled pass copying the rows between two
+    masked ones at once). A row with the wrong number of fields is worded by
+    :func:`mask_params`."""
     from camprotool.protocol import bulk_kernels as BK
 
-    n = len(params)
-    encoded = pc.dictionary_encode(commands)
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    distinct = encoded.dictionary.to_pylist()
-    bits = np.array([*(sum(1 << i for i in SECRET_POSITIONS.get(c, ())) for c in distinct),
-                     0], np.int64)
-    want = np.array([*(_FIELD_COUNTS.get(c, 0) for c in distinct), 0], np.int64)[codes]
-    hide = bits[codes]
-    hide[whole] = -1
-    valid = params.is_valid().to_numpy(zero_copy_only=False)
-    hide[~valid] = 0
-    base = params.offset
+    n, base = len(params), params.offset
     validity, offsets_buf, data_buf = params.buffers()
-    offsets = np.frombuffer(offsets_buf, np.int64)[base:base + n + 1] if n else \
-        np.zeros(1, np.int64)
+    offsets = np.frombuffer(offsets_buf, np.int64, count=n + 1, offset=8 * base)
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None and data_buf.size \
         else np.zeros(0, np.uint8)
-    out = np.empty(int(offsets[-1] - offsets[0]) + 3 * n, np.uint8)
-    # the new offsets start ``base`` slots in, so the validity bitmap is reused as it is
+    out = np.empty(int(offsets[-1] - offsets[0]) + _MAX_STARS * int(np.count_nonzero(hide))
+                   + 8, np.uint8)
+    if validity is None:
+        base = 0
+    # else the new offsets start ``base`` slots in, so the validity bitmap is reused as it is
     out_offsets = np.zeros(base + n + 1, np.int64)
     ok = np.ones(n, bool)
-    size = BK.mask_fields(BK.readonly(data), offsets, hide, want, ok, out,
-                          out_offsets[base:])
+    # read-only views: the one signature bulk_kernels.warm_up loads
+    size = BK.mask_rows(BK.readonly(data), BK.readonly(offsets), hide, want, ok, out,
+                        out_offsets[base:])
     masked = pa.Array.from_buffers(pa.large_string(), n, [
         validity, pa.py_buffer(out_offsets), pa.py_buffer(out[:size])],
         null_count=params.null_count, offset=base)
     odd = np.flatnonzero(~ok)
     if len(odd):  # wrong field count: mask_params words it
-        fixed = [mask_params(c, p) for c, p in zip(
-            commands.take(pa.array(odd)).to_pylist(),
-            params.take(pa.array(odd)).to_pylist(), strict=True)]
+        fixed = [mask_params(commands.names[c], p) for c, p in zip(
+            commands.codes[odd].tolist(), params.take(pa.array(odd)).to_pylist(), strict=True)]
         mask = np.zeros(n, bool)
         mask[odd] = True
-        masked = pc.replace_with_mask(masked, pa.array(mask), pa.array(fixed, params.type))
+        masked = pc.replace_with_mask(masked, pa.array(mask), pa.array(fixed, masked.type))
     return masked
 
 
-def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """One array, without a copy when there is one chunk (``combine_chunks`` copies)."""
-    if not isinstance(column, pa.ChunkedArray):
+def _renamed(column: pa.ChunkedArray | pa.Array, commands: Commands,
+             unreadable: np.ndarray) -> Commands:
+    """``commands`` with the name of each ``unreadable`` row ``***`` (an empty or null
+    one stays as it is), the other names again only those the rows hold, sorted."""
+    rows = np.flatnonzero(unreadable)
+    sizes = pc.binary_length(column.take(pa.array(rows))).fill_null(0)
+    named = rows[sizes.to_numpy() > 0]
+    if not len(named):
+        return commands
+    codes = commands.codes.copy()
+    codes[named] = len(commands.names)
+    names = [*commands.names, MASK]
+    other = codes >= _KNOWN
+    used = np.unique(codes[other]).tolist()
+    extra = sorted({names[c] for c in used})
+    new_code = {name: _KNOWN + k for k, name in enumerate(extra)}
+    remap = np.arange(len(names), dtype=codes.dtype)
+    for c in used:
+        remap[c] = new_code[names[c]]
+    codes[other] = remap[codes[other]]
+    return Commands(codes, CATALOGUE_NAMES + extra)
+
+
+def _nulls_where(column: pa.Array, rows: np.ndarray) -> pa.Array:
+    """``column`` with the ``rows`` (flags) null."""
+    if not rows.any():
         return column
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
-def mask_table(table: pa.Table) -> pa.Table:
-    """Mask an Arrow message table (bulk decoder schema) column-wise, chunk by chunk.
-
-    A table the fast engine decoded holds a chunk per window: each is masked
-    on its own, so a chunk without a password is kept as it is and nothing is
-    joined (joining copies every column; a decode's largest allocation).
-    """
-    if all(c.num_chunks <= 1 for c in table.columns):
-        return _mask_one(table)
-    batches = table.to_batches()  # zero-copy slices on the columns' common chunking
-    return pa.concat_tables([_mask_one(pa.Table.from_batches([b])) for b in batches]) \
-        if batches else table
-
-
-def _mask_one(table: pa.Table) -> pa.Table:
-    """:func:`mask_table` of a table whose columns are one chunk each (or none).
-
-    Only the rows that can hold a password (commands with secret fields,
-    frames no command could be read from) are touched: they are taken out,
-    masked with :func:`mask_params` and put back with one
-    ``replace_with_mask`` per column, so the cost follows the Login count,
-    not the capture's length.
-    """
-    for name in SECRET_FIELDS:
-        if name in table.column_names:
-            col = table[name]
-            if col.null_count == len(col):
-                continue
-            masked = _all_masked(_array(col))
-            table = table.set_column(table.schema.get_field_index(name), name, masked)
-    command, params, raw, error = (_array(table[name])
-                                   for name in ("command", "params", "raw", "error"))
-    secret = pc.is_in(command, pa.array(list(SECRET_POSITIONS), command.type))
-    # A frame no command could be read from (cut by lost bytes, garbage) may
-    # still carry a password: keep its error, hide its text and bytes.
-    known = pc.is_in(command, pa.array(list(BY_NAME), command.type))
-    unreadable = pc.and_(pc.is_valid(error), pc.invert(known))
-    touched = pc.fill_null(pc.or_(secret, unreadable), False)
-    # the name an error quotes may be password text too
-    has_error = pc.is_valid(error)
-    if error.null_count < len(error):
-        quoted = pc.replace_substring_regex(error.filter(has_error), _QUOTED_NAME,
-                                            "not a command name: " + MASK)
-        error = pc.replace_with_mask(error, has_error, quoted)
-        table = table.set_column(table.schema.get_field_index("error"), "error", error)
-    if not pc.any(touched).as_py():
-        return table
-    hide_all = pc.fill_null(unreadable, False).to_numpy(zero_copy_only=False)
-    params = _masked_params(command, params, hide_all)
-    if hide_all.any():  # its "command name" may itself be password text (a cut Login tail)
-        rows = pa.array(np.flatnonzero(hide_all))
-        t_cmd = command.take(rows)
-        t_cmd = pc.if_else(pc.greater(pc.binary_length(t_cmd), 0),
-                           pa.scalar(MASK, command.type), t_cmd)
-        command = pc.replace_with_mask(command, pa.array(hide_all), t_cmd)
-    raw = pc.if_else(touched, pa.scalar(None, raw.type), raw)
-    table = table.set_column(table.schema.get_field_index("command"), "command", command)
-    table = table.set_column(table.schema.get_field_index("error"), "error", error)
-    table = table.set_column(table.schema.get_field_index("params"), "params", params)
-    return table.set_column(table.schema.get_field_index("raw"), "raw", raw)
+    return pc.if_else(pa.array(rows), pa.scalar(None, column.type), column)

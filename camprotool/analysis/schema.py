@@ -202,7 +202,14 @@ def empty_frame(schema: dict[str, str]) -> pd.DataFrame:
 
 
 def conform(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
-    """Order ``df``'s columns as the schema says and give each its dtype."""
+    """Order ``df``'s columns as the schema says and give each its dtype.
+
+    A frame that conforms already is returned as it is: a builder that makes each
+    column in its dtype (``messages_frame``) pays one look at the dtypes, not a
+    new frame of every column."""
+    if list(df.columns) == list(schema) and all(
+            str(have) == str(want) for have, want in zip(df.dtypes, schema.values(), strict=True)):
+        return df
     out = {}
     for name, dtype in schema.items():
         col = df[name] if name in df else pd.Series(pd.NA, index=df.index, dtype="object")

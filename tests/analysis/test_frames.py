@@ -4,10 +4,15 @@ of nulls for every text column without a value (issue 9: compact tables)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from camprotool import encode, read_capture
 from camprotool.analysis.frames import messages_frame
@@ -134,3 +139,76 @@ def test_a_mostly_sorted_order_is_applied_by_slices_and_gives_the_same_frame(mon
     taken = frames.messages_frame(d.rows, d.connections, order=order)
     pd.testing.assert_frame_equal(sliced, taken)
     assert sliced["frame"].tolist() == d.rows["frame"].to_numpy()[order].tolist()
+
+
+def test_endpoint_texts_are_what_format_endpoint_writes():
+    """IPv4 ones are made column-wise, others through format_endpoint: the same text."""
+    from camprotool.analysis.frames import _endpoint_texts
+    from camprotool.capture.packets import format_endpoint
+
+    v4 = [bytes([10, 0, k, 255 - k]) for k in range(3)] + [bytes(4)]
+    v6 = [bytes(15) + b"\x01", bytes.fromhex("20010db8000000000000000000000001")]
+    for ips in (v4, v4 + v6, v6, []):
+        records = [SimpleNamespace(client_ip=ip, client_port=port)
+                   for ip, port in zip(ips, range(0, 70000, 9000), strict=False)]
+        assert _endpoint_texts(records, "client").to_pylist() == [
+            format_endpoint(r.client_ip, r.client_port) for r in records]
+    live = [SimpleNamespace(server="10.0.0.2:9000"), SimpleNamespace(server="[::1]:9001")]
+    assert _endpoint_texts(live, "server").to_pylist() == ["10.0.0.2:9000", "[::1]:9001"]
+
+
+def _chunked(values: list, kind: pa.DataType, cuts: list[int], skip: int) -> pa.ChunkedArray:
+    """``values`` in chunks cut at ``cuts``, each a slice starting ``skip`` rows inside
+    a larger array (as a window's chunk is); numbers have junk under their nulls
+    (Arrow leaves those bytes undefined)."""
+    bounds = [0, *sorted(c % (len(values) + 1) for c in cuts), len(values)]
+    return pa.chunked_array([_junk_under_nulls(pa.array([None] * skip + values[a:b], kind))
+                             .slice(skip) for a, b in pairwise(bounds)], kind)
+
+
+def _junk_under_nulls(array: pa.Array) -> pa.Array:
+    if array.type != pa.int64() or not array.null_count:
+        return array
+    values = np.frombuffer(array.buffers()[1], np.int64, count=len(array)).copy()
+    values[~array.is_valid().to_numpy(zero_copy_only=False)] = 12345
+    return pa.Array.from_buffers(array.type, len(array),
+                                 [array.buffers()[0], pa.py_buffer(values)], array.null_count)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.sampled_from([("Int64", pa.int64()), ("UInt16", pa.int64()),
+                                   ("boolean", pa.bool_())]),
+       st.lists(st.integers(0, 60), max_size=3), st.integers(0, 9), st.booleans())
+def test_nullable_columns_from_buffers_equal_arrow_conversion(data, kinds, cuts, skip,
+                                                              reorder):
+    """Values and validity read from each chunk's buffers (any chunking, slices, an
+    order or none) give what ``fill_null`` and ``to_pandas`` give."""
+    from camprotool.analysis.frames import _Reorder
+
+    dtype, kind = kinds
+    value = st.booleans() if kind == pa.bool_() else st.integers(0, 2**40)
+    values = data.draw(st.lists(st.one_of(st.none(), value), max_size=50))
+    column = _chunked(values, kind, cuts, skip)
+    order = np.array(data.draw(st.permutations(range(len(values)))), np.int64) \
+        if reorder else None
+    got = _Reorder(order, len(values)).field(column, dtype)
+    want = pd.array(values, dtype="Int64" if dtype == "UInt16" else dtype)
+    if dtype == "UInt16":
+        want = want.astype("UInt16")  # the port column keeps the low 16 bits, as before
+    if order is not None:
+        want = want[order]
+    pd.testing.assert_extension_array_equal(got, want)
+    assert (got._data[got.isna()] == 0).all()  # 0 under a null, as fill_null(0) gave
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["c2s", "s2c", "s2x", "sc", "s2cc"]), max_size=20),
+       st.lists(st.integers(0, 30), max_size=2), st.integers(0, 4))
+def test_directions_are_read_in_place_or_compared(values, cuts, skip):
+    from camprotool.analysis.frames import _Reorder, _s2c
+
+    for kind in (pa.string(), pa.large_string()):
+        column = _chunked(values, kind, cuts, skip)
+        got = _s2c(column, _Reorder(None, len(values)))
+        assert got.dtype == np.int8
+        assert got.tolist() == [int(v == "s2c") for v in values]

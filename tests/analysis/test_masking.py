@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -155,23 +157,90 @@ def test_unreadable_frame_name_and_error_do_not_leak_password_text(dialect):
                           st.one_of(st.none(), st.text("ab|*\\n界", max_size=12)),
                           st.booleans()),
                 max_size=30),
-       st.integers(0, 3))
-def test_column_wise_masking_equals_mask_params(rows, skip):
+       st.integers(0, 3), st.integers(1, 6))
+def test_column_wise_masking_equals_mask_params(rows, skip, keep):
     """mask_table's params are mask_params of each row (the reference wording); a row
     marked whole is all ``***`` unless empty. Also on a slice of a column (a window's
-    chunk cut by the rows of the others: its offsets and validity start inside)."""
-    from camprotool.analysis.masking import _masked_params
+    chunk cut by the rows of the others: its offsets and validity start inside), and
+    with runs of ``keep`` rows without a password kept as slices of the column."""
+    from camprotool.analysis import masking
+    from camprotool.analysis.masking import _masked_params, encode_commands
 
     pad = [("Heartbeat", "x|y", False)] * skip
     rows = pad + rows
     commands = pa.array([c for c, _, _ in rows], pa.large_string()).slice(skip)
     params = pa.array([p for _, p, _ in rows], pa.large_string()).slice(skip)
     whole = np.array([w and p is not None for _, p, w in rows], bool)[skip:]
-    got = _masked_params(commands, params, whole).to_pylist()
+    with patch.object(masking, "_KEEP", keep):
+        got = _masked_params(params, encode_commands(commands), whole)
     want = [p if p is None else (("***" if p else "") if w else
                                  mask_params(c, p) if c is not None else p)
             for (c, p, _), w in zip(rows[skip:], whole, strict=True)]
-    assert got == want
+    assert got.to_pylist() == want
+    assert got.type == pa.large_string()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["Login", "Heartbeat", "LoginOk", ""]),
+                          st.text("aZ.*界", max_size=6)), max_size=25),
+       st.integers(1, 4))
+def test_commands_are_codes_into_the_catalogue_then_the_other_names_sorted(names, chunks):
+    from camprotool.analysis.masking import CATALOGUE_NAMES, encode_commands
+
+    pieces = [names[k::chunks] for k in range(chunks)]  # any chunking of the column
+    column = pa.chunked_array([pa.array(p, pa.large_string()) for p in pieces],
+                              pa.large_string())
+    flat = [name for p in pieces for name in p]
+    commands = encode_commands(column)
+    extra = sorted({n for n in flat if n is not None} - set(CATALOGUE_NAMES))
+    assert commands.names == CATALOGUE_NAMES + extra
+    assert commands.codes.dtype == np.intp
+    assert [None if c < 0 else commands.names[c] for c in commands.codes] == flat
+    assert commands.column(pa.large_string()).to_pylist() == flat
+
+
+def test_unreadable_names_become_the_mask_and_unused_names_go():
+    """A frame no command could be read from: its name (password text, maybe) is
+    ``***`` in the commands and the table, an empty or null one stays, and a name
+    only such frames held is no longer among the names."""
+    from camprotool.analysis.masking import CATALOGUE_NAMES, encode_commands, mask_messages
+
+    n = 6
+    table = pa.table({
+        "command": pa.array(["Heartbeat", "pw-tail", "", None, "Zed", "Login"],
+                            pa.large_string()),
+        "params": pa.array(["", "x|y", "z", "w", "q", "u|p"], pa.large_string()),
+        "error": pa.array([None, "cut", "cut", "cut", None, None], pa.large_string()),
+        "raw": pa.array([b"h", b"r", b"r", b"r", b"z", b"l"], pa.large_binary()),
+        "password": pa.array([None] * 5 + ["p"], pa.large_string()),
+    })
+    assert table.num_rows == n
+    masked, commands = mask_messages(table, encode_commands(table["command"]))
+    names = ["Heartbeat", MASK, "", None, "Zed", "Login"]
+    assert commands.names == CATALOGUE_NAMES + sorted(["", MASK, "Zed"])
+    assert [None if c < 0 else commands.names[c] for c in commands.codes] == names
+    assert masked["command"].to_pylist() == names
+    assert masked["params"].to_pylist() == ["", "***", "***", "***", "q", "u|***"]
+    assert masked["raw"].to_pylist() == [b"h", None, None, None, b"z", None]
+    assert masked["password"].to_pylist() == [None] * 5 + [MASK]
+
+
+def test_chunks_without_a_password_keep_their_buffers():
+    """A window without a login is not copied: its params are the table's."""
+    from camprotool.analysis.masking import mask_table
+
+    quiet = pa.array(["a|b", "c"] * 3, pa.large_string())
+    loud = pa.array(["demo|s3cret", "c"], pa.large_string())
+    table = pa.table({
+        "command": pa.chunked_array([pa.array(names, pa.large_string()) for names in (
+            ["LoginOk", "Heartbeat"] * 3, ["Login", "Heartbeat"])]),
+        "params": pa.chunked_array([quiet, loud]),
+        "error": pa.nulls(8, pa.large_string()),
+        "raw": pa.nulls(8, pa.large_binary()),
+    })
+    masked = mask_table(table)["params"]
+    assert masked.to_pylist() == ["a|b", "c"] * 3 + ["demo|***", "c"]
+    assert masked.chunk(0).buffers()[2].address == quiet.buffers()[2].address
 
 
 def test_a_secret_column_is_masked_from_its_validity_alone():

@@ -182,3 +182,15 @@ def test_problems_frame_dtypes():
     assert list(p.columns) == ["frame", "kind", "conn", "direction", "detail"]
     assert [str(t) for t in p.dtypes] == ["Int64", "category", "Int64", "category", "str"]
     assert p["kind"].tolist() == ["truncated_file"]
+
+
+def test_conform_keeps_a_conforming_frame_and_converts_any_other():
+    spec = {"n": "Int64", "s": "str", "c": "category"}
+    ready = pd.DataFrame({"n": pd.array([1, None], dtype="Int64"),
+                          "s": pd.array(["a", None], dtype="str"),
+                          "c": pd.Categorical(["x", "y"])})
+    assert schema.conform(ready, spec) is ready
+    loose = pd.DataFrame({"c": ["x", "y"], "n": [1, 2], "s": ["a", "b"]})
+    got = schema.conform(loose, spec)
+    assert list(got.columns) == list(spec)
+    assert [str(t) for t in got.dtypes] == list(spec.values())
