@@ -478,16 +478,11 @@ def lines_in_time_order(data: np.ndarray, c_pkt: np.ndarray, c_end: np.ndarray,
     per packet; ``ascii_flow``: per flow, whether its frames may be re-read as GBK.
     """
     speculative = dialect if dialect is not None else _LINE
-    cap = K.count_byte(data, 0x0A)
-    starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
-    n = K.line_frames(data, speculative.max_frame, starts, ends)
-    ends = ends[:n]
+    rows = BulkDecoder(speculative).feed(data.tobytes())
+    ends = rows["end"].to_numpy()  # where each line ends in ``data`` (a fresh decoder)
     c = np.searchsorted(c_end, ends, side="left")
     pkt = c_pkt[c]
     stream_end = c_offset[c] - (c_end[c] - ends)
-    rows = BulkDecoder(speculative).feed(data.tobytes())
-    if rows.num_rows != n:  # cannot happen: the decoder frames lines as line_frames does
-        raise AssertionError(f"{rows.num_rows} rows from {n} lines")
     row_flow, row_dir = flow[pkt], direction[pkt]
     if dialect is None:
         rows = _reread_as_gbk(rows, row_flow, row_dir, fell_back, ascii_flow[row_flow])

@@ -356,9 +356,12 @@ def _copy_waiting(src, side, starts, lengths, prev, chain, newest, first, first_
         j = chain[d]
         lo = first_at if j == first else 0
         a = starts[j]
-        for q in range(lo, lengths[j]):
-            out[o] = side[ns + a + q] if a < 0 else src[a + q]
-            o += 1
+        m = lengths[j] - lo
+        if a < 0:
+            out[o:o + m] = side[ns + a + lo:ns + a + lo + m]
+        else:
+            out[o:o + m] = src[a + lo:a + lo + m]
+        o += m
     return o
 
 
@@ -415,9 +418,11 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
         if wait_pkt[s] >= 0:  # the waiting bytes first, oldest packet first
             o = _copy_waiting(src, side, starts, lengths, prev, chain, prev[k], wait_pkt[s],
                               wait_at[s], out, o)
-        for q in range(nl + 1):
-            out[o] = side[ns + a + q] if a < 0 else src[a + q]
-            o += 1
+        if a < 0:
+            out[o:o + nl + 1] = side[ns + a:ns + a + nl + 1]
+        else:
+            out[o:o + nl + 1] = src[a:a + nl + 1]
+        o += nl + 1
         c_pkt[c] = k
         c_end[c] = o
         c_offset[c] = pkt_offset + nl + 1
