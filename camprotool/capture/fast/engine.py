@@ -173,6 +173,22 @@ class _Packets:
             strict=True)))
 
 
+def _to_first_attempt(p: _Packets, sel: np.ndarray) -> np.ndarray:
+    """Which of the packets ``p[sel]`` (grouped by flow, capture order within each) come
+    no later than their flow's first detection attempt: the packet that takes either
+    direction to ``DETECT_AT[0]`` bytes, and those before it. Detection on these
+    alone gives each flow the verdict of that attempt, the one most flows get."""
+    flow, size = p.flow[sel], p.pay_len[sel]
+    c2s = np.where(p.dir[sel] == 0, size, 0)
+    s2c = size - c2s
+    first = np.flatnonzero(np.concatenate([[True], flow[1:] != flow[:-1]]))
+    at = np.repeat(first, np.diff(np.append(first, len(flow))))  # each one's flow's first
+    c_before = np.cumsum(c2s) - c2s
+    s_before = np.cumsum(s2c) - s2c
+    threshold = int(K.DETECT_AT[0])
+    return ((c_before - c_before[at]) < threshold) & ((s_before - s_before[at]) < threshold)
+
+
 def _empty(n: int, dtype=_I64) -> np.ndarray:
     return np.zeros(n, dtype)
 
@@ -702,10 +718,16 @@ class FastEngine:
         if not (mine | self._streaming[p.flow]).all() or np.any(p.pay_off[mine] < 0):
             return None
         sel = np.flatnonzero(mine)
-        groups = self._groups(p, sel, np.zeros(0, np.uint8))
         sel = sel[np.argsort(p.flow[sel], kind="stable")]  # by flow, capture order kept
-        verdict = bulkflows.detect(groups, flows, np.isin(flows, whole), p.flow[sel],
-                                   p.dir[sel], p.pay_len[sel], self.sink.dialect)
+        # most flows are settled by their first attempt: try that on the few packets up
+        # to it, and read the others' bytes in full only for the flows still open
+        verdict = self._detect_on(p, flows, sel[_to_first_attempt(p, sel)],
+                                  np.zeros(len(flows), bool))
+        again = np.flatnonzero(verdict == bulkflows.V_NONE)
+        if len(again):
+            rest = flows[again]
+            verdict[again] = self._detect_on(p, rest, sel[np.isin(p.flow[sel], rest)],
+                                             np.isin(rest, whole))
         undecided = flows[verdict == bulkflows.V_NONE]
         if (verdict == bulkflows.FALLBACK).any() or (
                 counts[np.searchsorted(fresh, undecided)] > CARRY_PACKETS).any():
@@ -722,6 +744,14 @@ class FastEngine:
             self._deferred = np.union1d(self._deferred, undecided)
             self._carry = p.only(undecided)
         return p.drop(np.union1d(ignored, undecided))
+
+    def _detect_on(self, p: _Packets, flows: np.ndarray, sel: np.ndarray,
+                   closing: np.ndarray) -> np.ndarray:
+        """:func:`bulkflows.detect` for ``flows`` on their packets ``p[sel]`` (grouped by
+        flow, capture order within each); ``closing``: which flows end here."""
+        groups = self._groups(p, np.sort(sel), np.zeros(0, np.uint8))
+        return bulkflows.detect(groups, flows, closing, p.flow[sel], p.dir[sel],
+                                p.pay_len[sel], self.sink.dialect)
 
     def _gather(self, w: _Window, p: _Packets, side: np.ndarray) -> bulkflows.Groups | None:
         """The payloads of packets ``p``, copied per (flow, direction) in capture order
