@@ -121,9 +121,10 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
     unknown = np.flatnonzero(known == V_NONE)
     if len(unknown):
         if dialect is None:
-            out[unknown] = _detect(groups, flows, unknown, closing, capture_order, pkt_flow,
-                                   pkt_dir, pkt_len, table, owner, stream_end, g_sel, g_start,
-                                   g_pos)
+            good_end = _first_end(table, owner, stream_end, len(g_sel), _clean_rows(table))
+            bad_end = _first_end(table, owner, stream_end, len(g_sel), _invalid_utf8_rows(table))
+            out[unknown] = _detect(groups, flows, unknown, closing, pkt_flow, pkt_dir, pkt_len,
+                                   g_sel, g_start, g_pos, good_end, bad_end)
         else:
             out[unknown] = DECODE
     verdict = dict(zip(flows.tolist(), out.tolist(), strict=True))
@@ -169,21 +170,104 @@ def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
                    fell_back, open_groups, open_used)
 
 
+def detect(groups: Groups, flows: np.ndarray, closing: np.ndarray, pkt_flow: np.ndarray,
+           pkt_dir: np.ndarray, pkt_len: np.ndarray, dialect: Dialect | None) -> np.ndarray:
+    """Verdicts for flows no earlier window decided (``flows``, sorted; ``groups`` holds
+    their bytes and no one else's), decoding only what detection reads.
+
+    Why: :func:`decide` decodes every line of every stream before it knows which
+    flows are the protocol's; deciding first lets the decided flows' lines be
+    decoded once, in capture order, with the streaming ones
+    (``FastEngine._lines_in_time_order``). Detection reads two things of each
+    stream's decoded rows within its first 64 KiB: where the first clean row ends
+    and where the first "invalid utf-8" row ends. :func:`sample_ends` finds both
+    from the first row and the few rows that could be invalid.
+    ``pkt_*``: the flows' packets grouped by flow, each flow's in capture order.
+    """
+    if dialect is not None:
+        return np.full(len(flows), DECODE, np.int64)
+    g_sel = np.arange(len(groups.flow))
+    g_start, g_stop = groups.start_byte(g_sel), groups.stop_byte(g_sel)
+    good_end, bad_end = sample_ends(groups.data, g_start, g_stop)
+    return _detect(groups, flows, np.arange(len(flows)), closing, pkt_flow, pkt_dir, pkt_len,
+                   g_sel, g_start, np.searchsorted(flows, groups.flow), good_end, bad_end)
+
+
+_QUOTED = np.frombuffer(b"invalid utf-8", np.uint8).copy()
+_NEVER = np.iinfo(np.int64).max
+
+
+def sample_ends(data: np.ndarray, g_start: np.ndarray, g_stop: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per stream ``data[g_start:g_stop]``: the end (stream offset) of its first clean
+    row and of its first row with an "invalid utf-8" error, as :func:`_first_end`
+    gives them over all its decoded rows, for rows within a sample's reach.
+
+    Decodes the first row of each stream; if it is clean, that is the first
+    clean row. Invalid rows can only be rows holding a byte past ASCII (or
+    quoting the words), so only those are decoded to find the first. A stream
+    whose first row is not clean has its whole reach decoded, as before.
+    """
+    n = len(g_start)
+    first_start, first_end = np.empty(n, np.int64), np.empty(n, np.int64)
+    room = K.count_byte(data, 0x0A)
+    c_start, c_end, c_group = (np.empty(room, np.int64) for _ in range(3))
+    k = K.sample_lines(data, g_start, g_stop, K.LONG, _LINE.max_frame, _QUOTED, first_start,
+                       first_end, c_start, c_end, c_group)
+    good, bad = np.full(n, _NEVER, np.int64), np.full(n, _NEVER, np.int64)
+    has = np.flatnonzero(first_start >= 0)
+    clean = _clean_rows(_decode_ranges(data, first_start[has], first_end[has]))
+    good[has[clean]] = (first_end - g_start)[has[clean]]
+    if k:
+        c_start, c_end, c_group = c_start[:k], c_end[:k], c_group[:k]
+        invalid = _invalid_utf8_rows(_decode_ranges(data, c_start, c_end))
+        np.minimum.at(bad, c_group[invalid], (c_end - g_start[c_group])[invalid])
+    unsure = has[~clean]
+    if len(unsure):  # a first row that is not clean: decode all the sample's rows
+        starts = g_start[unsure]
+        used = np.zeros(len(unsure), np.int64)
+        K.last_newlines(data, starts, np.minimum(g_stop[unsure], starts + K.LONG), used)
+        joined = np.empty(int(used.sum()), np.uint8)
+        K.copy_ranges(data, starts, used, joined)
+        bounds = np.cumsum(used)
+        cap = K.count_byte(joined, 0x0A)
+        r_start, r_end = np.empty(cap, np.int64), np.empty(cap, np.int64)
+        r = K.line_frames(joined, _LINE.max_frame, r_start, r_end)
+        r_end = r_end[:r]
+        owner = np.searchsorted(bounds, r_end, side="left")
+        end = r_end - (bounds - used)[owner]
+        rows = BulkDecoder(_LINE).feed(joined.tobytes())
+        good[unsure] = _first_end(rows, owner, end, len(unsure), _clean_rows(rows))
+        bad[unsure] = _first_end(rows, owner, end, len(unsure), _invalid_utf8_rows(rows))
+    return good, bad
+
+
+def _decode_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Table:
+    """The rows of the lines ``data[starts[i]:ends[i]]`` (each one row), decoded as
+    ``line``."""
+    lens = ends - starts
+    joined = np.empty(int(lens.sum()), np.uint8)
+    K.copy_ranges(data, starts, lens, joined)
+    rows = BulkDecoder(_LINE).feed(joined.tobytes())
+    if rows.num_rows != len(starts):  # cannot happen: each range is one row
+        raise AssertionError(f"{rows.num_rows} rows from {len(starts)} lines")
+    return rows
+
+
 def _detect(groups: Groups, flows: np.ndarray, unknown: np.ndarray, closing: np.ndarray,
-            capture_order: np.ndarray, pkt_flow: np.ndarray, pkt_dir: np.ndarray,
-            pkt_len: np.ndarray, table: pa.Table, owner: np.ndarray, stream_end: np.ndarray,
-            g_sel: np.ndarray, g_start: np.ndarray, g_pos: np.ndarray) -> np.ndarray:
+            pkt_flow: np.ndarray, pkt_dir: np.ndarray, pkt_len: np.ndarray, g_sel: np.ndarray,
+            g_start: np.ndarray, g_pos: np.ndarray, good_end: np.ndarray,
+            bad_end: np.ndarray) -> np.ndarray:
     """The sink's dialect detection replayed for the flows ``flows[unknown]``: each
     attempt the sink would make on their packets here (a flow still open and
-    undecided stays V_NONE)."""
+    undecided stays V_NONE). ``good_end``/``bad_end``: per group (of ``g_sel``), where
+    its first clean row and its first "invalid utf-8" row end."""
     mine = np.isin(pkt_flow, flows[unknown])
     p_flow, p_dir, p_len = pkt_flow[mine], pkt_dir[mine], pkt_len[mine]
     n = len(p_flow)
     totals = np.zeros((int(flows.max()) + 1, 2), np.int64)
     a_flow, a_c2s, a_s2c = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
     k = K.detection_attempts(p_flow, p_dir, p_len, n, a_flow, a_c2s, a_s2c, totals)
-    good_end = _first_end(table, owner, stream_end, len(g_sel), _clean_rows(table))
-    bad_end = _first_end(table, owner, stream_end, len(g_sel), _invalid_utf8_rows(table))
     group_of = np.full((len(flows), 2), -1, np.int64)
     group_of[g_pos, groups.direction[g_sel]] = np.arange(len(g_sel))
     these = flows[unknown]
@@ -394,16 +478,11 @@ def lines_in_time_order(data: np.ndarray, c_pkt: np.ndarray, c_end: np.ndarray,
     per packet; ``ascii_flow``: per flow, whether its frames may be re-read as GBK.
     """
     speculative = dialect if dialect is not None else _LINE
-    cap = K.count_byte(data, 0x0A)
-    starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
-    n = K.line_frames(data, speculative.max_frame, starts, ends)
-    ends = ends[:n]
+    rows = BulkDecoder(speculative).feed(data.tobytes())
+    ends = rows["end"].to_numpy()  # where each line ends in ``data`` (a fresh decoder)
     c = np.searchsorted(c_end, ends, side="left")
     pkt = c_pkt[c]
     stream_end = c_offset[c] - (c_end[c] - ends)
-    rows = BulkDecoder(speculative).feed(data.tobytes())
-    if rows.num_rows != n:  # cannot happen: the decoder frames lines as line_frames does
-        raise AssertionError(f"{rows.num_rows} rows from {n} lines")
     row_flow, row_dir = flow[pkt], direction[pkt]
     if dialect is None:
         rows = _reread_as_gbk(rows, row_flow, row_dir, fell_back, ascii_flow[row_flow])

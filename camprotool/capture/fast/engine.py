@@ -173,6 +173,22 @@ class _Packets:
             strict=True)))
 
 
+def _to_first_attempt(p: _Packets, sel: np.ndarray) -> np.ndarray:
+    """Which of the packets ``p[sel]`` (grouped by flow, capture order within each) come
+    no later than their flow's first detection attempt: the packet that takes either
+    direction to ``DETECT_AT[0]`` bytes, and those before it. Detection on these
+    alone gives each flow the verdict of that attempt, the one most flows get."""
+    flow, size = p.flow[sel], p.pay_len[sel]
+    c2s = np.where(p.dir[sel] == 0, size, 0)
+    s2c = size - c2s
+    first = np.flatnonzero(np.concatenate([[True], flow[1:] != flow[:-1]]))
+    at = np.repeat(first, np.diff(np.append(first, len(flow))))  # each one's flow's first
+    c_before = np.cumsum(c2s) - c2s
+    s_before = np.cumsum(s2c) - s2c
+    threshold = int(K.DETECT_AT[0])
+    return ((c_before - c_before[at]) < threshold) & ((s_before - s_before[at]) < threshold)
+
+
 def _empty(n: int, dtype=_I64) -> np.ndarray:
     return np.zeros(n, dtype)
 
@@ -575,6 +591,14 @@ class FastEngine:
                 self._open_fast(f)
         if self._set:
             self._side = np.zeros(0, np.uint8)
+        elif len(whole) or len(partial):
+            decided = self._decide_first(packets, whole, partial, counts, fresh)
+            if decided is not None:  # the new flows stream on with the others (or wait)
+                packets, whole, partial = decided, fresh[:0], fresh[:0]
+                streams = np.flatnonzero(self._streaming)
+                s_state = fstate[streams]
+                s_closing = streams[(s_state == K.FLOW_CLOSED)
+                                    | (last & (s_state == K.FLOW_OPEN))]
         if not len(whole) and not len(partial) and self._in_time_order(packets):
             self._lines_in_time_order(w, packets, s_closing)
             if len(s_closing):
@@ -677,26 +701,86 @@ class FastEngine:
         carry.pay_off = dest - len(data)
         return data
 
+    def _decide_first(self, p: _Packets, whole: np.ndarray, partial: np.ndarray,
+                      counts: np.ndarray, fresh: np.ndarray) -> _Packets | None:
+        """Detect the window's new flows (``whole``: ending here, ``partial``: still open)
+        on what detection reads alone (:func:`bulkflows.detect`), so that the decided
+        ones stream at once and every line of the window is decoded in one pass, in
+        capture order (no decoding of all streams and then dropping the undecided).
+
+        Returns the packets left to decode (less those of flows ignored, or carried
+        to the next window undecided), or None, changing nothing, where the general
+        path must run: packets of flows the sink decodes, or a flow detection hands
+        to the sink (FALLBACK, or undecided and too long to carry).
+        """
+        flows = np.union1d(whole, partial)
+        mine = np.isin(p.flow, flows)
+        if not (mine | self._streaming[p.flow]).all() or np.any(p.pay_off[mine] < 0):
+            return None
+        sel = np.flatnonzero(mine)
+        sel = sel[np.argsort(p.flow[sel], kind="stable")]  # by flow, capture order kept
+        # most flows are settled by their first attempt: try that on the few packets up
+        # to it, and read the others' bytes in full only for the flows still open
+        verdict = self._detect_on(p, flows, sel[_to_first_attempt(p, sel)],
+                                  np.zeros(len(flows), bool))
+        again = np.flatnonzero(verdict == bulkflows.V_NONE)
+        if len(again):
+            rest = flows[again]
+            verdict[again] = self._detect_on(p, rest, sel[np.isin(p.flow[sel], rest)],
+                                             np.isin(rest, whole))
+        undecided = flows[verdict == bulkflows.V_NONE]
+        if (verdict == bulkflows.FALLBACK).any() or (
+                counts[np.searchsorted(fresh, undecided)] > CARRY_PACKETS).any():
+            return None
+        decoded = (verdict == bulkflows.DECODE) | (verdict == bulkflows.DECODE_UTF8)
+        self._verdict[flows[decoded]] = verdict[decoded]
+        self._streaming[flows[decoded]] = True
+        ignored = flows[verdict == bulkflows.IGNORE]
+        self._done[ignored] = self._ignored[ignored] = True
+        self.sink.ignored += len(ignored)
+        for f in ignored.tolist():
+            self._open_at.pop(f, None)
+        if len(undecided):
+            self._deferred = np.union1d(self._deferred, undecided)
+            self._carry = p.only(undecided)
+        return p.drop(np.union1d(ignored, undecided))
+
+    def _detect_on(self, p: _Packets, flows: np.ndarray, sel: np.ndarray,
+                   closing: np.ndarray) -> np.ndarray:
+        """:func:`bulkflows.detect` for ``flows`` on their packets ``p[sel]`` (grouped by
+        flow, capture order within each); ``closing``: which flows end here."""
+        groups = self._groups(p, np.sort(sel), np.zeros(0, np.uint8))
+        return bulkflows.detect(groups, flows, closing, p.flow[sel], p.dir[sel],
+                                p.pay_len[sel], self.sink.dialect)
+
     def _gather(self, w: _Window, p: _Packets, side: np.ndarray) -> bulkflows.Groups | None:
         """The payloads of packets ``p``, copied per (flow, direction) in capture order
         (``side``: where carried packets with a negative offset are)."""
         if not len(p.flow):
             self._release(w)
             return None
-        by_group = np.argsort(p.flow * 2 + p.dir, kind="stable")  # p is in capture order
+        groups = self._groups(p, np.arange(len(p.flow)), side)
+        self._release(w)
+        return groups
+
+    def _groups(self, p: _Packets, sel: np.ndarray, side: np.ndarray) -> bulkflows.Groups:
+        """The payloads of packets ``p[sel]`` (``sel`` ascending: capture order), copied
+        per (flow, direction); ``order`` holds indices into ``p``."""
+        grouped = np.argsort(p.flow[sel] * 2 + p.dir[sel], kind="stable")
+        by_group = sel[grouped]
         lens = p.pay_len[by_group]
         data = np.empty(int(lens.sum()), np.uint8)
-        dest = np.empty(len(by_group), _I64)
-        dest[by_group] = np.cumsum(lens) - lens
+        dest = np.empty(len(sel), _I64)
+        dest[grouped] = np.cumsum(lens) - lens
+        off, size = p.pay_off[sel], p.pay_len[sel]  # read in capture order: file order
         if len(side):  # carried bytes (a set's, or streams' tails) have negative offsets
-            K.scatter_sided(self.buf, side, p.pay_off, p.pay_len, dest, data)
+            K.scatter_sided(self.buf, side, off, size, dest, data)
         else:
-            K.scatter(self.buf, p.pay_off, p.pay_len, dest, data)
+            K.scatter(self.buf, off, size, dest, data)
         key = p.flow[by_group] * 2 + p.dir[by_group]
         cut = np.flatnonzero(np.diff(key)) + 1
         first = np.concatenate([[0], cut]).astype(_I64)
         stop = np.concatenate([cut, [len(by_group)]]).astype(_I64)
-        self._release(w)
         return bulkflows.Groups(data, by_group, np.cumsum(lens), key[first] >> 1,
                                 key[first] & 1, first, stop)
 

@@ -356,9 +356,12 @@ def _copy_waiting(src, side, starts, lengths, prev, chain, newest, first, first_
         j = chain[d]
         lo = first_at if j == first else 0
         a = starts[j]
-        for q in range(lo, lengths[j]):
-            out[o] = side[ns + a + q] if a < 0 else src[a + q]
-            o += 1
+        m = lengths[j] - lo
+        if a < 0:
+            out[o:o + m] = side[ns + a + lo:ns + a + lo + m]
+        else:
+            out[o:o + m] = src[a + lo:a + lo + m]
+        o += m
     return o
 
 
@@ -415,9 +418,11 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
         if wait_pkt[s] >= 0:  # the waiting bytes first, oldest packet first
             o = _copy_waiting(src, side, starts, lengths, prev, chain, prev[k], wait_pkt[s],
                               wait_at[s], out, o)
-        for q in range(nl + 1):
-            out[o] = side[ns + a + q] if a < 0 else src[a + q]
-            o += 1
+        if a < 0:
+            out[o:o + nl + 1] = side[ns + a:ns + a + nl + 1]
+        else:
+            out[o:o + nl + 1] = src[a:a + nl + 1]
+        o += nl + 1
         c_pkt[c] = k
         c_end[c] = o
         c_offset[c] = pkt_offset + nl + 1
@@ -630,6 +635,54 @@ def copy_ranges(data, starts, lengths, out):
         at += m
 
 
+@njit(cache=True, nogil=True)
+def sample_lines(data, starts, stops, long_, limit, quoted, first_start, first_end,
+                 c_start, c_end, c_group):
+    """What detection reads of each range ``data[starts[g]:stops[g]]``, without decoding
+    it all: the rows (as ``line_frames`` frames them) that end within its first
+    ``long_`` bytes (a sample never holds more). Sets ``first_start``/``first_end`` to
+    its first row (-1: none), and lists the rows that may be decoded as "invalid
+    utf-8" (``c_*``, with the range of each): those holding a byte past ASCII or the
+    bytes ``quoted`` (an error message quotes a line's text). Returns their count.
+    """
+    k = 0
+    m = len(quoted)
+    for g in range(len(starts)):
+        lo = starts[g]
+        hi = min(stops[g], lo + long_)
+        first_start[g] = -1
+        first_end[g] = -1
+        start = lo
+        odd = False
+        for q in range(lo, hi):
+            b = data[q]
+            if b != 0x0A:
+                if b >= 0x80:
+                    odd = True
+                elif b == quoted[0] and q + m <= hi:
+                    same = True
+                    for i in range(1, m):
+                        if data[q + i] != quoted[i]:
+                            same = False
+                            break
+                    if same:
+                        odd = True
+                continue
+            body_end = q - 1 if q > start and data[q - 1] == 0x0D else q
+            if body_end > start or q - start > limit:
+                if first_start[g] < 0:
+                    first_start[g] = start
+                    first_end[g] = q + 1
+                if odd:
+                    c_start[k] = start
+                    c_end[k] = q + 1
+                    c_group[k] = g
+                    k += 1
+            start = q + 1
+            odd = False
+    return k
+
+
 # verdicts of detect_flows (bulkflows.DECODE ...)
 V_DECODE, V_IGNORE, V_FALLBACK, V_DECODE_UTF8, V_NONE = 0, 1, 2, 3, -1
 
@@ -761,6 +814,7 @@ def warm_up() -> None:
     detect_flows(i64[:0], i8[:0], np.zeros((0, 2), np.int64), i64, i64, i64, 0,
                  np.zeros((1, 2), np.int64), u8, i64, i64, i64, names, np.ones(1, np.int64),
                  u8[:2], 16, 32, i64)
+    sample_lines(u8, i64[:0], i64[:0], 16, 16, u8[:2], i64[:0], i64[:0], i64, i64, i64)
     from camprotool.protocol.packing import pack_ranges
 
     for b in (u8, ro):  # Arrow buffers come read-only
