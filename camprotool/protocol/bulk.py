@@ -788,8 +788,14 @@ def _item_room(g: _Group) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _strings(offsets: np.ndarray, data: np.ndarray, k: int, size: int) -> pa.Array:
-    """A ``large_string`` array over ``k`` packed values, zero-copy (already UTF-8)."""
-    buffers = [None, pa.py_buffer(offsets[: k + 1]), pa.py_buffer(data[:size])]
+    """A ``large_string`` array over ``k`` packed values (already UTF-8). ``offsets`` was
+    sized for the most items the text could hold, several times what most lists
+    have: the array keeps a copy of the part used, not the whole reservation
+    (address space counts under a memory limit even where no page is touched)."""
+    used = offsets[: k + 1]
+    if 2 * (k + 1) < len(offsets):
+        used = used.copy()
+    buffers = [None, pa.py_buffer(used), pa.py_buffer(data[:size])]
     return pa.Array.from_buffers(pa.large_string(), k, buffers, 0)
 
 
