@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -12,7 +9,7 @@ import pyarrow.compute as pc
 
 from camprotool.analysis import schema
 from camprotool.analysis.masking import mask_table
-from camprotool.capture.connections import ConnectionRecord
+from camprotool.capture.connections import ConnectionRecord, ConnectionTable
 from camprotool.protocol.catalogue import COMMANDS, FIELD_NAMES
 
 CHANNELS = ["main", "data", "unknown"]  # the same categories in every table
@@ -229,59 +226,39 @@ def _commands(column: pa.ChunkedArray | pa.Array, take: _Reorder) -> pd.Categori
     return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype="str"))
 
 
-class _Addresses:
-    """The address texts of connections: each distinct IP formatted once (a capture has
-    thousands of connections and a handful of servers)."""
-
-    def __init__(self, records: list[ConnectionRecord]) -> None:
-        texts: dict[bytes, str] = {}
-
-        def text(packed: bytes) -> str:
-            found = texts.get(packed)
-            if found is None:
-                found = texts[packed] = (socket.inet_ntoa(packed) if len(packed) == 4
-                                         else str(ipaddress.ip_address(packed)))
-            return found
-
-        def endpoint(ip: str, port: int) -> str:
-            return f"{ip}:{port}" if ":" not in ip else f"[{ip}]:{port}"
-
-        self.client_ip = [text(r.client_ip) for r in records]
-        self.server_ip = [text(r.server_ip) for r in records]
-        self.client = [endpoint(ip, r.client_port)
-                       for ip, r in zip(self.client_ip, records, strict=True)]
-        self.server = [endpoint(ip, r.server_port)
-                       for ip, r in zip(self.server_ip, records, strict=True)]
-
-
-def connections_frame(connections: list[ConnectionRecord]) -> pd.DataFrame:
-    """``Capture.connections``: one row per decoded TCP connection."""
-    if not connections:
+def connections_frame(connections: ConnectionTable | list[ConnectionRecord]) -> pd.DataFrame:
+    """``Capture.connections``: one row per decoded TCP connection, column by column from
+    the connection table (no Python object per row: a capture may hold 200,000)."""
+    if not isinstance(connections, ConnectionTable):
+        connections = ConnectionTable.from_records(connections)
+    if not len(connections):
         df = schema.empty_frame(schema.CONNECTIONS)
         df["channel"] = pd.Categorical([], categories=CHANNELS)
         return df
-    where = _Addresses(connections)
+    t = connections
+    client_ip, client = t.client_texts()
+    server_ip, server = t.server_texts()
     rows = {
-        "conn": [r.conn for r in connections],
-        "channel": pd.Categorical([r.channel for r in connections], categories=CHANNELS),
-        "client": where.client,
-        "server": where.server,
-        "client_ip": where.client_ip,
-        "client_port": [r.client_port for r in connections],
-        "server_ip": where.server_ip,
-        "server_port": [r.server_port for r in connections],
-        "main_conn": [r.main_conn for r in connections],
-        "announced": [r.announced for r in connections],
-        "dialect": [r.dialect for r in connections],
-        "handshake_seen": [r.handshake_seen for r in connections],
-        "start": pd.to_datetime([r.start_ns for r in connections], unit="ns", utc=True),
-        "end": pd.to_datetime([r.end_ns for r in connections], unit="ns", utc=True),
-        "close_reason": [r.close_reason for r in connections],
-        "messages": [r.messages for r in connections],
-        "bytes_c2s": [r.bytes_c2s for r in connections],
-        "bytes_s2c": [r.bytes_s2c for r in connections],
-        "lost_c2s": [r.lost_c2s for r in connections],
-        "lost_s2c": [r.lost_s2c for r in connections],
+        "conn": t.conn,
+        "channel": pd.Categorical.from_codes(t.channel, categories=CHANNELS),
+        "client": pd.array(client, dtype="str"),
+        "server": pd.array(server, dtype="str"),
+        "client_ip": pd.array(client_ip, dtype="str"),
+        "client_port": t.client_port,
+        "server_ip": pd.array(server_ip, dtype="str"),
+        "server_port": t.server_port,
+        "main_conn": pd.arrays.IntegerArray(t.main_conn, t.main_conn < 0),
+        "announced": pd.arrays.BooleanArray(t.announced == 1, t.announced < 0),
+        "dialect": pd.Series(t.dialect).astype("category"),
+        "handshake_seen": t.handshake_seen,
+        "start": pd.Series(t.start_ns.view("datetime64[ns]")).dt.tz_localize("UTC"),
+        "end": pd.Series(t.end_ns.view("datetime64[ns]")).dt.tz_localize("UTC"),
+        "close_reason": pd.Series(t.close_reason).astype("category"),
+        "messages": t.messages,
+        "bytes_c2s": t.bytes_c2s,
+        "bytes_s2c": t.bytes_s2c,
+        "lost_c2s": t.lost_c2s,
+        "lost_s2c": t.lost_s2c,
     }
     df = pd.DataFrame(rows)
     df["duration"] = df["end"] - df["start"]
