@@ -97,8 +97,7 @@ class Capture:
         timeout = self.heartbeat_timeout
         return RuleCheck(self.decoded.messages, self.messages, self.connections,
                          reveal_passwords=self.reveal_passwords,
-                         first_gap_s2c={r.conn: r.first_gap_s2c for r in self.decoded.connections
-                                        if r.first_gap_s2c is not None},
+                         first_gap_s2c=self.decoded.connections.first_gaps_s2c(),
                          heartbeat_timeout_ns=None if timeout is None else int(timeout * 1e9))
 
     @cached_property

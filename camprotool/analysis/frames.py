@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
-import socket
 from collections.abc import Sequence
 from operator import attrgetter
 
@@ -15,7 +13,7 @@ import pyarrow.compute as pc
 
 from camprotool.analysis import schema
 from camprotool.analysis.masking import CATALOGUE_NAMES, Commands, encode_commands, mask_messages
-from camprotool.capture.connections import ConnectionRecord
+from camprotool.capture.connections import ConnectionRecord, ConnectionTable
 from camprotool.capture.packets import format_endpoint
 from camprotool.protocol.catalogue import FIELD_NAMES
 
@@ -27,7 +25,7 @@ COMMAND_CATEGORIES = CATALOGUE_NAMES
 
 
 def messages_frame(
-    table: pa.Table, connections: Sequence[ConnectionRecord], *,
+    table: pa.Table, connections: ConnectionTable | Sequence[ConnectionRecord], *,
     reveal_passwords: bool = False, order: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """``Capture.messages`` from the decoder's Arrow table, in ``order`` (None: as it is).
@@ -135,10 +133,21 @@ def _commands(commands: Commands, take: _Reorder) -> pd.Categorical:
 class _Ends:
     """Each row's connection, for the columns that come from it.
 
-    ``connections``: the records, in any order; ``conn_ids``: each row's ``conn``.
+    ``connections``: a capture's :class:`ConnectionTable` (read column-wise: a
+    capture may hold 200,000), or records (the live table's) in any order;
+    ``conn_ids``: each row's ``conn``.
     """
 
-    def __init__(self, connections: Sequence[ConnectionRecord], conn_ids: np.ndarray) -> None:
+    def __init__(self, connections: ConnectionTable | Sequence[ConnectionRecord],
+                 conn_ids: np.ndarray) -> None:
+        self.table = connections if isinstance(connections, ConnectionTable) else None
+        if self.table is not None:  # ordered by conn
+            ids = self.table.conn
+            self.records = []
+            self.lookup = np.searchsorted(ids, conn_ids) if len(conn_ids) else conn_ids
+            if len(ids) and len(conn_ids) and ids[-1] == len(ids) - 1:  # ids 0..k-1
+                self.lookup = conn_ids
+            return
         ids = np.fromiter(map(attrgetter("conn"), connections), np.int64, len(connections))
         if not len(conn_ids):
             self.records, self.lookup = list(connections), np.zeros(0, np.int64)
@@ -150,6 +159,9 @@ class _Ends:
             self.lookup = np.searchsorted(ids[by_id], conn_ids)
 
     def channels(self) -> pd.Categorical:
+        if self.table is not None:  # codes in CHANNELS order
+            return pd.Categorical.from_codes(self.table.channel.astype(np.int8)[self.lookup],
+                                             dtype=_CHANNELS, validate=False)
         names = pa.array(list(map(attrgetter("channel"), self.records)), pa.string())
         codes = pc.index_in(names, value_set=_CHANNEL_NAMES)
         if codes.null_count:
@@ -166,7 +178,11 @@ class _Ends:
         gives, so sorting, ``value_counts`` and ``groupby`` say what the text said and
         two frames of the same connections have the same categories.
         """
-        per_conn = _endpoint_texts(self.records, side)
+        if self.table is not None:
+            per_conn = (self.table.client_texts() if side == "client"
+                        else self.table.server_texts())[1]
+        else:
+            per_conn = _endpoint_texts(self.records, side)
         used = np.zeros(len(per_conn), bool)
         used[self.lookup] = True
         present = pc.unique(per_conn.filter(pa.array(used))).drop_null()
@@ -385,59 +401,39 @@ def _pieces(order: np.ndarray) -> list[tuple[int, int, pa.Array | None]] | None:
     return pieces
 
 
-class _Addresses:
-    """The address texts of connections: each distinct IP formatted once (a capture has
-    thousands of connections and a handful of servers)."""
-
-    def __init__(self, records: list[ConnectionRecord]) -> None:
-        texts: dict[bytes, str] = {}
-
-        def text(packed: bytes) -> str:
-            found = texts.get(packed)
-            if found is None:
-                found = texts[packed] = (socket.inet_ntoa(packed) if len(packed) == 4
-                                         else str(ipaddress.ip_address(packed)))
-            return found
-
-        def endpoint(ip: str, port: int) -> str:
-            return f"{ip}:{port}" if ":" not in ip else f"[{ip}]:{port}"
-
-        self.client_ip = [text(r.client_ip) for r in records]
-        self.server_ip = [text(r.server_ip) for r in records]
-        self.client = [endpoint(ip, r.client_port)
-                       for ip, r in zip(self.client_ip, records, strict=True)]
-        self.server = [endpoint(ip, r.server_port)
-                       for ip, r in zip(self.server_ip, records, strict=True)]
-
-
-def connections_frame(connections: list[ConnectionRecord]) -> pd.DataFrame:
-    """``Capture.connections``: one row per decoded TCP connection."""
-    if not connections:
+def connections_frame(connections: ConnectionTable | list[ConnectionRecord]) -> pd.DataFrame:
+    """``Capture.connections``: one row per decoded TCP connection, column by column from
+    the connection table (no Python object per row: a capture may hold 200,000)."""
+    if not isinstance(connections, ConnectionTable):
+        connections = ConnectionTable.from_records(connections)
+    if not len(connections):
         df = schema.empty_frame(schema.CONNECTIONS)
         df["channel"] = pd.Categorical([], categories=CHANNELS)
         return df
-    where = _Addresses(connections)
+    t = connections
+    client_ip, client = t.client_texts()
+    server_ip, server = t.server_texts()
     rows = {
-        "conn": [r.conn for r in connections],
-        "channel": pd.Categorical([r.channel for r in connections], categories=CHANNELS),
-        "client": where.client,
-        "server": where.server,
-        "client_ip": where.client_ip,
-        "client_port": [r.client_port for r in connections],
-        "server_ip": where.server_ip,
-        "server_port": [r.server_port for r in connections],
-        "main_conn": [r.main_conn for r in connections],
-        "announced": [r.announced for r in connections],
-        "dialect": [r.dialect for r in connections],
-        "handshake_seen": [r.handshake_seen for r in connections],
-        "start": pd.to_datetime([r.start_ns for r in connections], unit="ns", utc=True),
-        "end": pd.to_datetime([r.end_ns for r in connections], unit="ns", utc=True),
-        "close_reason": [r.close_reason for r in connections],
-        "messages": [r.messages for r in connections],
-        "bytes_c2s": [r.bytes_c2s for r in connections],
-        "bytes_s2c": [r.bytes_s2c for r in connections],
-        "lost_c2s": [r.lost_c2s for r in connections],
-        "lost_s2c": [r.lost_s2c for r in connections],
+        "conn": t.conn,
+        "channel": pd.Categorical.from_codes(t.channel, categories=CHANNELS),
+        "client": pd.array(client, dtype="str"),
+        "server": pd.array(server, dtype="str"),
+        "client_ip": pd.array(client_ip, dtype="str"),
+        "client_port": t.client_port,
+        "server_ip": pd.array(server_ip, dtype="str"),
+        "server_port": t.server_port,
+        "main_conn": pd.arrays.IntegerArray(t.main_conn, t.main_conn < 0),
+        "announced": pd.arrays.BooleanArray(t.announced == 1, t.announced < 0),
+        "dialect": pd.Series(t.dialect).astype("category"),
+        "handshake_seen": t.handshake_seen,
+        "start": pd.Series(t.start_ns.view("datetime64[ns]")).dt.tz_localize("UTC"),
+        "end": pd.Series(t.end_ns.view("datetime64[ns]")).dt.tz_localize("UTC"),
+        "close_reason": pd.Series(t.close_reason).astype("category"),
+        "messages": t.messages,
+        "bytes_c2s": t.bytes_c2s,
+        "bytes_s2c": t.bytes_s2c,
+        "lost_c2s": t.lost_c2s,
+        "lost_s2c": t.lost_s2c,
     }
     df = pd.DataFrame(rows)
     df["duration"] = df["end"] - df["start"]

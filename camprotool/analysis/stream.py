@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from camprotool.analysis.frames import messages_frame
@@ -33,7 +34,7 @@ from camprotool.capture.decode import (
     fast_problems,
     gc_paused,
 )
-from camprotool.capture.fast.engine import FastEngine, final_of
+from camprotool.capture.fast.engine import FastEngine, FinalIds
 from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
 
@@ -94,13 +95,10 @@ class _Ids:
 
     def __init__(self, engine: FastEngine) -> None:
         self.engine = engine
-        self.final: dict[int, int] = {}
+        self.final = FinalIds(np.zeros(0, np.int64), {})
 
-    def settle(self) -> dict[int, int]:
-        first = self.engine.first_frame
-        new = [c for c in first if c not in self.final]
-        for c in sorted(new, key=lambda c: (first[c], c)):
-            self.final[c] = len(self.final)
+    def settle(self) -> FinalIds:
+        self.final.number(self.engine.first_frame, self.engine.slow_first_frame)
         return self.final
 
 
@@ -116,7 +114,7 @@ def _take_rows(engine: FastEngine, sink: MessageSink, ids: _Ids,
     if streaming is not None:
         settled = [*settled, streaming]
     for batch in settled:
-        batch.conn = final_of(batch.conn, final)
+        batch.conn = final.of_flows(batch.conn)
     pending = {c: st for c, st in sink.conns.items()
                if any(d.tables for d in st.dirs.values())}
     in_extra = set()
@@ -131,7 +129,8 @@ def _take_rows(engine: FastEngine, sink: MessageSink, ids: _Ids,
     for conn, st in states.items():
         st.info.conn_id = conn
     records, table, order = build_connections(states, extra, sort=False, settled=settled)
-    frame = messages_frame(table, records, reveal_passwords=reveal_passwords, order=order)
+    frame = messages_frame(table, records, reveal_passwords=reveal_passwords,
+                           order=order)
     # what is closed and out can go: the reader keeps only open connections
     for c in [c for c, st in sink.conns.items()
               if st.close_ts is not None and not any(d.tables for d in st.dirs.values())]:

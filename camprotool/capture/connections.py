@@ -22,6 +22,7 @@ Decisions, in order of evidence:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Literal, overload
@@ -30,7 +31,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from camprotool.capture.packets import format_endpoint
+from camprotool.capture.conntable import (
+    DATA,
+    MAIN,
+    NO_VALUE,
+    UNKNOWN,
+    Addresses,
+    ConnectionRecord,
+    ConnectionTable,
+)
 from camprotool.capture.streams import ConnState
 from camprotool.protocol import linking
 from camprotool.protocol.bulk import SCHEMA
@@ -44,40 +53,6 @@ _DATA_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.DATA]
 
 
 @dataclass(slots=True)
-class ConnectionRecord:
-    """One row of ``Capture.connections``."""
-
-    conn: int
-    client_ip: bytes
-    client_port: int
-    server_ip: bytes
-    server_port: int
-    swapped: bool  # roles reversed from the reassembler's first guess
-    handshake_seen: bool
-    start_ns: int
-    end_ns: int
-    close_reason: str | None
-    dialect: str | None
-    bytes_c2s: int
-    bytes_s2c: int
-    lost_c2s: int
-    lost_s2c: int
-    messages: int = 0
-    channel: str = "unknown"
-    main_conn: int | None = None
-    announced: bool | None = None  # data channel only; None: no main connection to judge by
-    first_gap_s2c: int | None = None  # server->client stream offset of the first lost bytes
-
-    @property
-    def client(self) -> str:
-        return format_endpoint(self.client_ip, self.client_port)
-
-    @property
-    def server(self) -> str:
-        return format_endpoint(self.server_ip, self.server_port)
-
-
-@dataclass(slots=True)
 class SettledBatch:
     """Connections the fast engine decoded column-wise, as columns: what each one's
     ``ConnState`` would hold after its close (their rows are in the engine's
@@ -85,16 +60,16 @@ class SettledBatch:
     one), nothing was lost, and ``a`` is the client."""
 
     conn: np.ndarray  # provisional ids until renumbered
-    a_ip: list[bytes]
-    a_port: list[int]
-    b_ip: list[bytes]
-    b_port: list[int]
-    start_ns: list[int]
-    end_ns: list[int]
-    close_reason: list[str | None]  # None: still open (a chunked reader's view)
-    dialect: list[str]
-    bytes_c2s: list[int]
-    bytes_s2c: list[int]
+    a_ip: Addresses
+    a_port: np.ndarray  # int64
+    b_ip: Addresses
+    b_port: np.ndarray
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+    close_reason: np.ndarray  # object: str, None while still open (a chunked reader's view)
+    dialect: np.ndarray  # object: str
+    bytes_c2s: np.ndarray
+    bytes_s2c: np.ndarray
 
 
 _EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()),
@@ -158,26 +133,26 @@ def _command_flags(codes: tuple[np.ndarray, list[str]], names: list[str]) -> np.
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *,
     sort: Literal[True] = True, settled: list[SettledBatch] | None = None,
-) -> tuple[list[ConnectionRecord], pa.Table]: ...
+) -> tuple[ConnectionTable, pa.Table]: ...
 
 
 @overload
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *,
     sort: Literal[False], settled: list[SettledBatch] | None = None,
-) -> tuple[list[ConnectionRecord], pa.Table, np.ndarray | None]: ...
+) -> tuple[ConnectionTable, pa.Table, np.ndarray | None]: ...
 
 
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *, sort: bool = True,
     settled: list[SettledBatch] | None = None,
-) -> tuple[list[ConnectionRecord], pa.Table] | tuple[list[ConnectionRecord], pa.Table,
-                                                     np.ndarray | None]:
-    """One record per decoded connection (roles and channels settled, data linked to main),
-    and the messages of them all as one Arrow table sorted by time (MESSAGES_SCHEMA).
-    ``settled``: connections the fast engine settled column-wise (final ids; their
-    rows are in ``extra``). With ``sort=False`` the table is left in stream order and
-    the order that sorts it (None: already sorted) comes third."""
+) -> tuple[ConnectionTable, pa.Table] | tuple[ConnectionTable, pa.Table, np.ndarray | None]:
+    """The connection table (roles and channels settled, data linked to main; a row per
+    decoded connection, by id), and the messages of them all as one Arrow table sorted
+    by time (MESSAGES_SCHEMA). ``settled``: connections the fast engine settled
+    column-wise (final ids; their rows are in ``extra``). With ``sort=False`` the table
+    is left in stream order and the order that sorts it (None: already sorted) comes
+    third."""
     decoding = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding"]
     # Connections that closed without a byte are kept until _link: an announced
     # data port makes them (empty) data connections; the others are dropped.
@@ -194,89 +169,117 @@ def build_connections(
 
     codes = _command_codes(table)
     client_cmd = _command_flags(codes, _CLIENT_COMMANDS)
-    sent_by_a = per_conn(client_cmd, is_c2s)
-    sent_by_b = per_conn(client_cmd, ~is_c2s)
     server_cmd = _command_flags(codes, _SERVER_COMMANDS)
-    served_by_a = per_conn(server_cmd, is_c2s)
-    served_by_b = per_conn(server_cmd, ~is_c2s)
-    main_votes = per_conn(_command_flags(codes, _MAIN_COMMANDS))
-    data_votes = per_conn(_command_flags(codes, _DATA_COMMANDS))
-    rows = np.bincount(conn, minlength=size)
+    # per connection: client commands sent by the reassembler's first guess of the client
+    # and of the server, then server commands by each: the votes that swap the roles
+    votes = (per_conn(client_cmd, is_c2s), per_conn(client_cmd, ~is_c2s),
+             per_conn(server_cmd, is_c2s), per_conn(server_cmd, ~is_c2s))
+    conns = _concat([_state_rows(kept, votes)]
+                    + [_settled_rows(b) for b in settled])
+    main_votes = per_conn(_command_flags(codes, _MAIN_COMMANDS))[conns.conn]
+    data_votes = per_conn(_command_flags(codes, _DATA_COMMANDS))[conns.conn]
+    conns.messages = np.bincount(conn, minlength=size)[conns.conn]
+    conns.channel = np.where(main_votes + data_votes == 0, UNKNOWN,
+                             np.where(main_votes >= data_votes, MAIN, DATA)).astype(np.int8)
     swap = np.zeros(size, bool)
-    records = []
-    for conn_id, state in kept:
-        info = state.info
-        swapped = bool(not info.syn_seen and sent_by_b[conn_id] + served_by_a[conn_id]
-                       > sent_by_a[conn_id] + served_by_b[conn_id])
-        swap[conn_id] = swapped
-        c2s, s2c = state.dirs["c2s"], state.dirs["s2c"]
-        if swapped:
-            c2s, s2c = s2c, c2s
-        rec = ConnectionRecord(
-            conn=conn_id,
-            client_ip=info.b_ip if swapped else info.a_ip,
-            client_port=info.b_port if swapped else info.a_port,
-            server_ip=info.a_ip if swapped else info.b_ip,
-            server_port=info.a_port if swapped else info.b_port,
-            swapped=swapped,
-            handshake_seen=info.syn_seen,
-            start_ns=info.first_ts_ns,
-            end_ns=state.close_ts if state.close_ts is not None else state.last_ts,
-            close_reason=state.close_reason,
-            dialect=_dialect_name(state),
-            bytes_c2s=c2s.bytes,
-            bytes_s2c=s2c.bytes,
-            lost_c2s=c2s.lost,
-            lost_s2c=s2c.lost,
-            messages=int(rows[conn_id]),
-            first_gap_s2c=s2c.first_gap,
-        )
-        main, data = main_votes[conn_id], data_votes[conn_id]
-        if main or data:
-            rec.channel = "main" if main >= data else "data"
-        records.append(rec)
-    if settled:
-        for batch in settled:
-            records += _settled_records(batch, rows, main_votes, data_votes)
-        records.sort(key=_by_conn)
+    swap[conns.conn[conns.swapped]] = True
     direction = np.where(swap[conn], ~is_c2s, is_c2s)
     names = pa.DictionaryArray.from_arrays(
         pa.array(np.where(direction, 0, 1).astype(np.int8)), pa.array(["c2s", "s2c"]))
     table = table.append_column("conn", pa.array(conn)).append_column(
         "direction", names.cast(pa.string()))
     table = table.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA)
-    _link(records, table)
-    empty = {i for i, st in kept if st.status != "decoding"}
-    if empty:
-        records = [r for r in records if r.conn not in empty or r.channel != "unknown"]
+    _link(conns, table)
+    empty = np.array([i for i, st in kept if st.status != "decoding"], np.int64)
+    if len(empty):
+        conns = conns.take(np.flatnonzero(~np.isin(conns.conn, empty)
+                                          | (conns.channel != UNKNOWN)))
     # by time; ties (one packet completing several messages) in stream order
     keys = (table["end"].to_numpy(), conn, table["frame"].to_numpy(), table["ts_ns"].to_numpy())
     order = None if _is_sorted(keys) else _sorting_order(keys)
     if not sort:
-        return records, table, order
+        return conns, table, order
     if order is not None:
         table = table.take(pa.array(order))
-    return records, table
+    return conns, table
 
 
-def _by_conn(rec: ConnectionRecord) -> int:
-    return rec.conn
+def _unjudged(n: int) -> dict[str, np.ndarray]:
+    """The columns ``build_connections`` fills after the rows are together, unfilled."""
+    return {"messages": np.zeros(n, np.int64), "channel": np.full(n, UNKNOWN, np.int8),
+            "main_conn": np.full(n, NO_VALUE, np.int64),
+            "announced": np.full(n, NO_VALUE, np.int8)}
 
 
-def _settled_records(batch: SettledBatch, rows: np.ndarray, main_votes: np.ndarray,
-                     data_votes: np.ndarray) -> list[ConnectionRecord]:
-    """The records of connections settled column-wise: never swapped (their handshake
-    was seen), nothing lost; channel by the same votes as the others."""
-    ids = batch.conn
-    main, data = main_votes[ids], data_votes[ids]
-    channel = np.where(main + data == 0, "unknown", np.where(main >= data, "main", "data"))
-    return [ConnectionRecord(c, a_ip, a_port, b_ip, b_port, False, True, start, end, why, dn,
-                             up, down, 0, 0, n, ch)
-            for c, a_ip, a_port, b_ip, b_port, start, end, why, dn, up, down, n, ch in zip(
-                ids.tolist(), batch.a_ip, batch.a_port, batch.b_ip, batch.b_port,
-                batch.start_ns, batch.end_ns, batch.close_reason, batch.dialect,
-                batch.bytes_c2s, batch.bytes_s2c, rows[ids].tolist(), channel.tolist(),
-                strict=True)]
+def _objects(values: list) -> np.ndarray:
+    """A column of Python values (a few distinct strings, shared between rows)."""
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
+
+
+def _state_rows(kept: list[tuple[int, ConnState]],
+                votes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> ConnectionTable:
+    """The rows of connections the sink decoded (a state each): roles swapped where no
+    handshake was seen and the commands say the other side is the client."""
+    n = len(kept)
+    ids = np.fromiter((i for i, _ in kept), np.int64, n)
+    infos = [st.info for _, st in kept]
+    syn = np.fromiter((info.syn_seen for info in infos), bool, n)
+    sent_by_a, sent_by_b, served_by_a, served_by_b = (v[ids] for v in votes)
+    swapped = ~syn & (sent_by_b + served_by_a > sent_by_a + served_by_b)
+    a_ip, b_ip = Addresses.of([i.a_ip for i in infos]), Addresses.of([i.b_ip for i in infos])
+    a_port = np.fromiter((i.a_port for i in infos), np.int64, n)
+    b_port = np.fromiter((i.b_port for i in infos), np.int64, n)
+
+    def per_dir(name: str, attr: str) -> np.ndarray:
+        return np.fromiter((getattr(st.dirs[name], attr) for _, st in kept), np.int64, n)
+
+    def gap(name: str) -> np.ndarray:
+        return np.fromiter((NO_VALUE if st.dirs[name].first_gap is None
+                            else st.dirs[name].first_gap for _, st in kept), np.int64, n)
+
+    def roles(c2s: np.ndarray, s2c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.where(swapped, s2c, c2s), np.where(swapped, c2s, s2c)
+
+    bytes_c2s, bytes_s2c = roles(per_dir("c2s", "bytes"), per_dir("s2c", "bytes"))
+    lost_c2s, lost_s2c = roles(per_dir("c2s", "lost"), per_dir("s2c", "lost"))
+    return ConnectionTable(
+        conn=ids, client_ip=a_ip.where(swapped, b_ip),
+        client_port=np.where(swapped, b_port, a_port), server_ip=b_ip.where(swapped, a_ip),
+        server_port=np.where(swapped, a_port, b_port), swapped=swapped, handshake_seen=syn,
+        start_ns=np.fromiter((i.first_ts_ns for i in infos), np.int64, n),
+        end_ns=np.fromiter((st.close_ts if st.close_ts is not None else st.last_ts
+                            for _, st in kept), np.int64, n),
+        close_reason=_objects([st.close_reason for _, st in kept]),
+        dialect=_objects([_dialect_name(st) for _, st in kept]),
+        bytes_c2s=bytes_c2s, bytes_s2c=bytes_s2c, lost_c2s=lost_c2s, lost_s2c=lost_s2c,
+        first_gap_s2c=roles(gap("c2s"), gap("s2c"))[1], **_unjudged(n))
+
+
+def _settled_rows(batch: SettledBatch) -> ConnectionTable:
+    """The rows of connections settled column-wise: never swapped (their handshake was
+    seen), nothing lost."""
+    n = len(batch.conn)
+    zeros = np.zeros(n, np.int64)
+    return ConnectionTable(
+        conn=batch.conn, client_ip=batch.a_ip, client_port=batch.a_port,
+        server_ip=batch.b_ip, server_port=batch.b_port, swapped=np.zeros(n, bool),
+        handshake_seen=np.ones(n, bool), start_ns=batch.start_ns, end_ns=batch.end_ns,
+        close_reason=batch.close_reason, dialect=batch.dialect, bytes_c2s=batch.bytes_c2s,
+        bytes_s2c=batch.bytes_s2c, lost_c2s=zeros, lost_s2c=zeros,
+        first_gap_s2c=np.full(n, NO_VALUE, np.int64), **_unjudged(n))
+
+
+def _concat(parts: list[ConnectionTable]) -> ConnectionTable:
+    """The rows of ``parts``, ordered by ``conn``."""
+    joined = parts[0] if len(parts) == 1 else ConnectionTable(**{
+        f.name: (Addresses.concat if f.name.endswith("_ip") else np.concatenate)(
+            [getattr(p, f.name) for p in parts]) for f in dataclasses.fields(ConnectionTable)})
+    order = np.argsort(joined.conn, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        return joined
+    return joined.take(order)
 
 
 def _sorting_order(keys: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -319,41 +322,51 @@ def _dialect_text(dialect: Dialect) -> str:
     return str(dialect)  # a few microseconds each: thousands of connections share a handful
 
 
-def _link(records: list[ConnectionRecord], table: pa.Table) -> None:
+def _link(conns: ConnectionTable, table: pa.Table) -> None:
     """Link each data (or unknown) connection to the main connection whose announcement
     it used, by the one linking rule (:mod:`camprotool.protocol.linking`; scope: the
     same client IP and server IP). A linked ``unknown`` connection is ``data``; an
     unlinked ``data`` one is ``announced=False`` when a main connection of that scope
     was seen (its port should have been announced), else None (cannot tell)."""
-    scopes: dict[tuple[bytes, bytes], int] = {}
-    main_scope = {r.conn: scopes.setdefault((r.client_ip, r.server_ip), len(scopes))
-                  for r in records if r.channel == "main"}
-    with_main = len(scopes)  # scope codes below this have a main connection
-    linkable = [r for r in records if r.channel != "main"]
-    if not linkable:
+    is_main = conns.channel == MAIN
+    linkable = np.flatnonzero(~is_main)
+    if not len(linkable):
         return
-    anns = _announcements(table, main_scope)
-    data_scope = np.array([scopes.setdefault((r.client_ip, r.server_ip), len(scopes))
-                           for r in linkable], np.int64)
-    used = linking.link(data_scope, np.array([r.server_port for r in linkable], np.int64),
-                        np.array([r.start_ns for r in linkable], np.int64), *anns)
-    ann_main = anns[3]
-    for rec, at, scope in zip(linkable, used.tolist(), data_scope.tolist(), strict=True):
-        if at != linking.NONE:
-            rec.main_conn = int(ann_main[at])
-            rec.announced = True
-            if rec.channel == "unknown":
-                rec.channel = "data"
-        elif rec.channel == "data":
-            rec.announced = False if scope < with_main else None
+    scope = _scopes(conns.client_ip, conns.server_ip)
+    with_main = np.zeros(int(scope.max()) + 1, bool)
+    with_main[scope[is_main]] = True
+    anns = _announcements(table, conns.conn[is_main], scope[is_main])
+    used = linking.link(scope[linkable], conns.server_port[linkable],
+                        conns.start_ns[linkable], *anns)
+    found = used != linking.NONE
+    rows = linkable[found]
+    conns.main_conn[rows] = anns[3][used[found]]
+    conns.announced[rows] = 1
+    conns.channel[rows[conns.channel[rows] == UNKNOWN]] = DATA
+    judged = linkable[~found & (conns.channel[linkable] == DATA)]
+    conns.announced[judged] = np.where(with_main[scope[judged]], 0, NO_VALUE)
 
 
-def _announcements(table: pa.Table, main_scope: dict[int, int]
+def _scopes(client: Addresses, server: Addresses) -> np.ndarray:
+    """A code per row for its (client IP, server IP): equal pairs, equal codes."""
+    columns = (client.v6, client.hi, client.lo, server.v6, server.hi, server.lo)
+    order = np.lexsort(columns)
+    step = np.zeros(len(order), bool)
+    step[0] = True
+    for column in columns:
+        ordered = column[order]
+        step[1:] |= ordered[1:] != ordered[:-1]
+    codes = np.empty(len(order), np.int64)
+    codes[order] = np.cumsum(step) - 1
+    return codes
+
+
+def _announcements(table: pa.Table, mains: np.ndarray, main_scope: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every ReturnDataSocketPort a server sent on a main connection, in the capture's
-    message order (time, then frame and connection, as ``build_connections`` sorts):
-    linking's (scope, port or -1, ts_ns, main conn) arrays."""
-    mains = np.fromiter(main_scope, np.int64, len(main_scope))
+    """Every ReturnDataSocketPort a server sent on a main connection (``mains``, each of
+    scope ``main_scope``), in the capture's message order (time, then frame and
+    connection, as ``build_connections`` sorts): linking's (scope, port or -1, ts_ns,
+    main conn) arrays."""
     # the command first: the other tests then run over a few rows, not every message
     picked = table.filter(pc.equal(table["command"], "ReturnDataSocketPort"))
     picked = picked.filter(pc.and_(pc.and_(pc.is_null(picked["error"]),
@@ -366,5 +379,9 @@ def _announcements(table: pa.Table, main_scope: dict[int, int]
     port = pc.fill_null(picked["port"], -1).to_numpy(zero_copy_only=False)
     port = port.astype(np.int64)[order]
     scope_of = np.zeros(int(mains.max()) + 1 if len(mains) else 0, np.int64)
-    scope_of[mains] = list(main_scope.values())
+    scope_of[mains] = main_scope
     return scope_of[conn], port, ts, conn
+
+
+__all__ = ["MESSAGES_SCHEMA", "ConnectionRecord", "ConnectionTable", "SettledBatch",
+           "build_connections"]

@@ -12,18 +12,23 @@ import contextlib
 import gc
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from camprotool.capture.allocator import prefer_system_allocator
 from camprotool.capture.captureset import CaptureSet, CaptureSource, open_source
-from camprotool.capture.connections import ConnectionRecord, build_connections
+from camprotool.capture.connections import build_connections
+from camprotool.capture.conntable import ConnectionTable
 from camprotool.capture.packets import iter_tcp_segments
 from camprotool.capture.readers import CaptureFile
 from camprotool.capture.reassembly import Reassembler
 from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
+
+if TYPE_CHECKING:
+    from camprotool.capture.fast.engine import FinalIds
 
 
 @dataclass
@@ -41,7 +46,7 @@ class DecodedCapture:
     format: str | None
     packets: int
     rows: pa.Table  # SCHEMA + conn, direction, ts_ns, frame
-    connections: list[ConnectionRecord]
+    connections: ConnectionTable  # iterates as ConnectionRecord rows
     problems: list[tuple[int | None, str, str]] = field(default_factory=list)
     order: np.ndarray | None = None
 
@@ -186,7 +191,7 @@ def _decode_fast(
         fast = FastEngine(capture, sink)
         fast.run()
         sink.flush()
-        mapping = final_ids(fast.first_frame)
+        mapping = final_ids(fast.first_frame, fast.slow_first_frame)
         renumber(sink, mapping, fast.settled)
         extra = [_with_final_ids(t, mapping) for t in fast.bulk_tables]
         fast.bulk_tables = []
@@ -199,7 +204,7 @@ def _decode_fast(
 
 
 def fast_problems(capture: CaptureFile | CaptureSet, fast, sink: MessageSink,
-                  mapping: dict[int, int]) -> list[tuple[int | None, str, str]]:
+                  mapping: FinalIds) -> list[tuple[int | None, str, str]]:
     """The problems of a capture read by the fast engine, worded and ordered as the exact
     path words them: the reader's by frame, the reassembler's, then the sink's."""
     from camprotool.capture.fast.engine import SLOW_BASE
@@ -214,10 +219,7 @@ def fast_problems(capture: CaptureFile | CaptureSet, fast, sink: MessageSink,
     return found
 
 
-def _with_final_ids(table: pa.Table, mapping: dict[int, int]) -> pa.Table:
+def _with_final_ids(table: pa.Table, mapping: FinalIds) -> pa.Table:
     """A fast-engine table (``flow`` = provisional id) with ``conn`` = final id."""
-
-    from camprotool.capture.fast.engine import final_of
-
-    conn = final_of(table["flow"].to_numpy(), mapping)
+    conn = mapping.of_flows(table["flow"].to_numpy())
     return table.drop_columns(["flow"]).append_column("conn", pa.array(conn, pa.int64()))

@@ -212,3 +212,18 @@ def test_directions_are_read_in_place_or_compared(values, cuts, skip):
         got = _s2c(column, _Reorder(None, len(values)))
         assert got.dtype == np.int8
         assert got.tolist() == [int(v == "s2c") for v in values]
+
+
+@pytest.mark.parametrize("name", ["sample.pcapng", "download.pcapng", "failed_sync.pcapng"])
+def test_a_connection_table_and_its_records_give_the_same_frame(name):
+    """``messages_frame`` reads a capture's :class:`ConnectionTable` column-wise and a
+    live table's records one by one: both give the same frame, records in any order."""
+    from pathlib import Path
+
+    d = read_capture(Path(__file__).parents[2] / "captures" / name).decoded
+    table = d.connections
+    records = list(table)[::-1]
+    by_table = messages_frame(d.rows, table, order=d.order)
+    by_records = messages_frame(d.rows, records, order=d.order)
+    assert len(by_table)
+    pd.testing.assert_frame_equal(by_table, by_records)

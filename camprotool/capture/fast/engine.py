@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from camprotool.capture.captureset import CaptureSet
 from camprotool.capture.connections import SettledBatch, _dialect_text
+from camprotool.capture.conntable import Addresses
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
 from camprotool.capture.packets import TcpSegment, decode_tcp
@@ -45,6 +46,7 @@ _T = TypeVar("_T")
 #: smaller window costs no speed (65,536 records: as fast as 524,288 on 211,305 packets)
 WINDOW = 1 << 16
 SLOW_BASE = 1 << 40  # provisional ids of connections the exact reassembler opens
+_NOWHERE = 1 << 62  # a file offset past any file
 _DIRS = ("c2s", "s2c")
 
 
@@ -216,7 +218,11 @@ class FastEngine:
         self.nflows = 0
         self.last_ts: int | None = None
         self.reassembler = Reassembler(_SlowSink(self))
-        self.first_frame: dict[int, int] = {}  # provisional conn id -> first frame
+        # first frame of each connection: per fast flow (-1: none opened; sized in pass
+        # two), and of the exact reassembler's connections by provisional id
+        self.first_frame = np.zeros(0, _I64)
+        self.slow_first_frame: dict[int, int] = {}
+        self._reread_from = _NOWHERE  # file offset of the first carried packet read again
 
     # ------------------------------------------------------------ records
     def _use(self, buf: np.ndarray) -> None:
@@ -460,9 +466,22 @@ class FastEngine:
 
     # ------------------------------------------------------------ run
     def run(self) -> None:
-        """Both passes; afterwards ``sink.conns`` has every connection, ids provisional."""
+        """Both passes; afterwards ``sink.conns`` has every connection, ids provisional.
+        What the passes kept per flow goes then (the flow table and the column-wise
+        path's state: 38 MB for 200,000 short connections): a whole run is read after
+        only for ``first_frame``, ``bulk_tables``, ``settled`` and the reassembler.
+        (A streaming reader drives ``steps`` instead, and keeps it between them.)"""
         for _ in self.steps():
             pass
+        self._forget_flows()
+
+    def _forget_flows(self) -> None:
+        """Drop the per-flow state ``steps`` keeps between windows."""
+        for name in ("table", "keys", "_state_fa", "_done", "_verdict", "_streaming",
+                     "_ignored", "_bytes", "_base", "_open_ts", "_deferred", "_fell_back",
+                     "_carry", "_tails", "_tail_data", "_side"):
+            if hasattr(self, name):
+                delattr(self, name)
 
     def steps(self) -> Iterator[bool]:
         """Both passes, pausing after each window of pass two (True after the last, once
@@ -499,7 +518,8 @@ class FastEngine:
         self._state_fa = state["fa"]
         slow = np.concatenate([slow, np.zeros(len(state["fstate"]) - len(slow), np.int8)])
         self._done = np.zeros(len(state["fstate"]), bool)  # closed in the sink (or settled)
-        self._open_at: dict[int, tuple[int, int]] = {}
+        self.first_frame = np.full(len(state["fstate"]), -1, _I64)
+        self._open_ts = np.zeros(len(state["fstate"]), _I64)  # first packet's time, per flow
         self._carry: _Packets | None = None  # packets of deferred flows
         self._deferred = np.zeros(0, _I64)
         flows = len(state["fstate"])
@@ -550,9 +570,8 @@ class FastEngine:
         is_slow[tcp] = fstate[w.half[tcp] >> 1] == K.FLOW_SLOW
         fast = fstate[self._opened] != K.FLOW_SLOW
         opened, at = self._opened[fast], self._opened_at[fast]
-        for f, i in zip(opened.tolist(), at.tolist(), strict=True):
-            self.first_frame[f] = int(frames[i])
-            self._open_at[f] = (int(w.ts[i]), int(frames[i]))
+        self.first_frame[opened] = frames[at]
+        self._open_ts[opened] = w.ts[at]
         sel = np.flatnonzero(pkt_dir >= 0)
         packets = _Packets(w.pay_off[sel], w.pay_len[sel], w.ts[sel], frames[sel],
                            pkt_dir[sel].astype(_I64), w.half[sel] >> 1)
@@ -562,6 +581,9 @@ class FastEngine:
                 packets = packets._take(~self._ignored[packets.flow])
         if self._carry is not None:  # flows deferred from earlier windows come first
             packets = self._carry.then(packets)
+            in_file = self._carry.pay_off[self._carry.pay_off >= 0]
+            if len(in_file):
+                self._reread_from = int(in_file.min())
         # Flows not yet in the sink (opened here, or deferred) whose whole life is known
         # now (closed here, or the capture ends) are decided column-wise; one still open
         # is decided on what it has: once detection settles it, it streams on, window
@@ -689,7 +711,7 @@ class FastEngine:
         fam = int(k[0])
         a_ip = _ip_bytes(fam, int(k[1]), int(k[2]))
         b_ip = _ip_bytes(fam, int(k[4]), int(k[5]))
-        ts, frame = self._open_at.pop(f)
+        ts, frame = int(self._open_ts[f]), int(self.first_frame[f])
         self.sink.on_open(ConnectionInfo(f, a_ip, int(k[3]), b_ip, int(k[6]), True, ts, frame))
 
     def _rehome(self, carry: _Packets, side: np.ndarray) -> np.ndarray:
@@ -738,8 +760,6 @@ class FastEngine:
         ignored = flows[verdict == bulkflows.IGNORE]
         self._done[ignored] = self._ignored[ignored] = True
         self.sink.ignored += len(ignored)
-        for f in ignored.tolist():
-            self._open_at.pop(f, None)
         if len(undecided):
             self._deferred = np.union1d(self._deferred, undecided)
             self._carry = p.only(undecided)
@@ -786,14 +806,19 @@ class FastEngine:
 
     def _release(self, w: _Window) -> None:
         """The window's payloads are copied out: let the kernel drop the file's pages we
-        read (they stay in the page cache), so resident memory follows the window."""
+        read (they stay in the page cache), so resident memory follows the window.
+
+        The pages of packets carried from earlier windows (flows not decided yet) go
+        too: reading them again with this window's mapped them back (200,000 short
+        connections, open up to 30 s each: 110 MB of the file resident at the end)."""
         if self._set:
             return  # the window's own buffer goes with it
         mm = self._file._mmap
         if mm is None or not w.n or not hasattr(mm, "madvise"):
             return
         page = mmap.PAGESIZE
-        lo = (int(w.rec_off[0]) // page) * page
+        lo = (min(int(w.rec_off[0]), self._reread_from) // page) * page
+        self._reread_from = _NOWHERE
         hi = (int(w.rec_off[-1] + w.cap_len[-1]) // page) * page
         if hi > lo:
             with contextlib.suppress(OSError, ValueError):
@@ -827,7 +852,6 @@ class FastEngine:
             if verdict == bulkflows.IGNORE:
                 self._done[f] = self._ignored[f] = True
                 self.sink.ignored += 1
-                self._open_at.pop(f, None)
                 gone.add(f)
                 continue
             self._verdict[f] = verdict
@@ -901,34 +925,36 @@ class FastEngine:
         closed = state["fstate"][flows] == K.FLOW_CLOSED
         last_ts = self.last_ts
         assert last_ts is not None  # flows were decoded: packets were read
-        close_ts = np.where(closed, state["fclose_ts"][flows], last_ts).tolist()
-        reasons = {K.CLOSE_FIN: "fin", K.CLOSE_RST: "rst"}
-        close_why: list[str | None] = [reasons[r] if c else "end_of_capture" for r, c in
-                     zip(state["fclose"][flows].tolist(), closed.tolist(), strict=True)]
-        self.settled.append(self._batch(flows, close_ts, close_why, pop=True))
+        close_ts = np.where(closed, state["fclose_ts"][flows], last_ts)
+        close_why = np.full(len(flows), "end_of_capture", object)
+        close_why[closed & (state["fclose"][flows] == K.CLOSE_FIN)] = "fin"
+        close_why[closed & (state["fclose"][flows] == K.CLOSE_RST)] = "rst"
+        self.settled.append(self._batch(flows, close_ts, close_why))
 
-    def _batch(self, flows: np.ndarray, close_ts: list[int], close_why: list[str | None],
-               pop: bool) -> SettledBatch:
+    def _batch(self, flows: np.ndarray, close_ts: np.ndarray,
+               close_why: np.ndarray) -> SettledBatch:
         """Connections decoded column-wise as one :class:`SettledBatch`: columns, not a
         sink state each (thousands of short connections would cost a kilobyte of Python
         objects apiece)."""
         k = self.keys[self._state_fa[flows]]
         auto = self.sink.dialect is None
-        plain = _dialect_text(_LINE if auto else self.sink.dialect)
-        gbk = _dialect_text(_LINE_GBK)
-        fell_back, verdict = self._fell_back, self._verdict
-        ids = flows.tolist()
-        opened = [self._open_at.pop(f) if pop else self._open_at[f] for f in ids]
+        dialects = np.full(len(flows), _dialect_text(_LINE if auto else self.sink.dialect),
+                           object)
+        if auto and self._fell_back:
+            fell_back = self._fell_back
+            gbk = np.fromiter(((f, 0) in fell_back or (f, 1) in fell_back
+                               for f in flows.tolist()), bool, len(flows))
+            dialects[gbk & (self._verdict[flows] == bulkflows.DECODE)] = _dialect_text(
+                _LINE_GBK)
+        v6 = k[:, 0] != 0
         totals = self._bytes[flows]
-        dialects = [gbk if auto and verdict[f] == bulkflows.DECODE
-                    and ((f, 0) in fell_back or (f, 1) in fell_back) else plain for f in ids]
         return SettledBatch(
             conn=flows.astype(_I64),
-            a_ip=_ips(k[:, 0], k[:, 1], k[:, 2]), a_port=k[:, 3].tolist(),
-            b_ip=_ips(k[:, 0], k[:, 4], k[:, 5]), b_port=k[:, 6].tolist(),
-            start_ns=[ts for ts, _ in opened], end_ns=close_ts, close_reason=close_why,
-            dialect=dialects, bytes_c2s=totals[:, 0].tolist(),
-            bytes_s2c=totals[:, 1].tolist())
+            a_ip=Addresses(v6, k[:, 1], k[:, 2]), a_port=k[:, 3].astype(_I64),
+            b_ip=Addresses(v6, k[:, 4], k[:, 5]), b_port=k[:, 6].astype(_I64),
+            start_ns=self._open_ts[flows], end_ns=close_ts.astype(_I64),
+            close_reason=close_why, dialect=dialects, bytes_c2s=totals[:, 0].copy(),
+            bytes_s2c=totals[:, 1].copy())
 
     def streaming_batch(self) -> SettledBatch | None:
         """The connections still streaming (open, decoded column-wise), as they stand: a
@@ -937,8 +963,8 @@ class FastEngine:
         if not len(flows):
             return None
         last = self.last_ts if self.last_ts is not None else 0
-        return self._batch(flows.astype(_I64), [last] * len(flows), [None] * len(flows),
-                           pop=False)
+        return self._batch(flows.astype(_I64), np.full(len(flows), last, _I64),
+                           np.full(len(flows), None, object))
 
     def _fast_data(self, p: _Packets, groups: bulkflows.Groups, whole: set[int]) -> None:
         # ``whole``: flows decided column-wise here (those settled or streaming are skipped)
@@ -1049,15 +1075,6 @@ def _with_last(items: Iterator[_T]) -> Iterator[tuple[_T, bool]]:
         yield held, True
 
 
-def _ips(fam: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[bytes]:
-    """Packed addresses of many keys at once (IPv4 in one NumPy step)."""
-    if not np.any(fam):
-        # not .view("S4"): NumPy bytes strip trailing zero bytes (10.0.0.0 would be b"\n")
-        packed = lo.astype(">u4").tobytes()
-        return [packed[i:i + 4] for i in range(0, len(packed), 4)]
-    return [_ip_bytes(int(f), int(h), int(v)) for f, h, v in zip(fam, hi, lo, strict=True)]
-
-
 def _ip_bytes(fam: int, hi: int, lo: int) -> bytes:
     if fam == 0:
         return lo.to_bytes(4, "big")
@@ -1079,7 +1096,7 @@ class _SlowSink:
 
     def on_open(self, conn: ConnectionInfo) -> None:
         conn = replace(conn, conn_id=conn.conn_id + SLOW_BASE)
-        self.engine.first_frame[conn.conn_id] = conn.first_frame
+        self.engine.slow_first_frame[conn.conn_id] = conn.first_frame
         self.sink.on_open(conn)
 
     def on_data(self, conn_id, direction, data, ts_ns, frame) -> None:
@@ -1092,13 +1109,59 @@ class _SlowSink:
         self.sink.on_close(conn_id + SLOW_BASE, ts_ns, reason)
 
 
-def final_ids(first_frame: dict[int, int]) -> dict[int, int]:
+@dataclass
+class FinalIds:
+    """Provisional connection id -> final id (connections numbered by first packet):
+    an array over the fast engine's flows (ids 0..n-1; -1 where no connection opened)
+    and a dict for the exact reassembler's few (ids from ``SLOW_BASE``), rather than a
+    dict entry per connection (200,000 short connections: 15 MB)."""
+
+    fast: np.ndarray
+    slow: dict[int, int]
+
+    def __getitem__(self, conn: int) -> int:
+        if conn >= SLOW_BASE:
+            return self.slow[conn]
+        found = int(self.fast[conn]) if 0 <= conn < len(self.fast) else -1
+        if found < 0:
+            raise KeyError(conn)
+        return found
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.fast >= 0)) + len(self.slow)
+
+    def of_flows(self, flows: np.ndarray) -> np.ndarray:
+        """The final ids of fast-engine flow ids."""
+        return self.fast[flows]
+
+    def number(self, first_frame: np.ndarray, slow_first_frame: dict[int, int]) -> None:
+        """Number the connections not numbered yet (by first frame, then provisional
+        id), after those that are: ``first_frame`` per fast flow (-1: none), and the
+        exact reassembler's by provisional id."""
+        if len(self.fast) < len(first_frame):
+            self.fast = np.concatenate([self.fast, np.full(len(first_frame) - len(self.fast),
+                                                           -1, np.int64)])
+        flows = np.flatnonzero((first_frame >= 0) & (self.fast[:len(first_frame)] < 0))
+        slow = [c for c in slow_first_frame if c not in self.slow]
+        ids = np.concatenate([flows, np.array(slow, np.int64)])
+        frames = np.concatenate([first_frame[flows],
+                                 np.array([slow_first_frame[c] for c in slow], np.int64)])
+        order = np.lexsort((ids, frames))
+        final = len(self) + np.arange(len(ids), dtype=np.int64)
+        fast_now = order < len(flows)
+        self.fast[flows[order[fast_now]]] = final[fast_now]
+        for c, f in zip(ids[order[~fast_now]].tolist(), final[~fast_now].tolist(), strict=True):
+            self.slow[c] = f
+
+
+def final_ids(first_frame: np.ndarray, slow_first_frame: dict[int, int]) -> FinalIds:
     """Provisional id -> final id: connections numbered by their first packet."""
-    ordered = sorted(first_frame, key=lambda c: (first_frame[c], c))
-    return {c: i for i, c in enumerate(ordered)}
+    ids = FinalIds(np.zeros(0, np.int64), {})
+    ids.number(first_frame, slow_first_frame)
+    return ids
 
 
-def renumber(sink: MessageSink, mapping: dict[int, int],
+def renumber(sink: MessageSink, mapping: FinalIds,
              settled: list[SettledBatch] | None = None) -> None:
     """Give every connection in ``sink`` (and in ``settled``) its final id."""
     conns = {}
@@ -1108,16 +1171,7 @@ def renumber(sink: MessageSink, mapping: dict[int, int],
         conns[new] = st
     sink.conns = conns
     for batch in settled or ():
-        batch.conn = final_of(batch.conn, mapping)
+        batch.conn = mapping.of_flows(batch.conn)
 
 
-def final_of(flows: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
-    """The final ids of fast-engine flow ids (small and dense: one lookup array)."""
-    fast = {k: v for k, v in mapping.items() if k < SLOW_BASE}
-    lookup = np.zeros(max(fast, default=0) + 1, np.int64)
-    lookup[np.fromiter(fast.keys(), np.int64, len(fast))] = np.fromiter(
-        fast.values(), np.int64, len(fast))
-    return lookup[flows]
-
-
-__all__ = ["FastEngine", "final_ids", "final_of", "renumber"]
+__all__ = ["FastEngine", "FinalIds", "final_ids", "renumber"]
