@@ -20,7 +20,6 @@ import functools
 import ipaddress
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -149,23 +148,6 @@ def endpoint_texts(ips: Addresses, ip_text: pa.Array, port: np.ndarray) -> pa.Ar
     return pc.if_else(pa.array(ips.v6), bracketed, plain)
 
 
-def _shared(texts: pa.Array) -> list[str]:
-    """Per row its text, one ``str`` object per distinct text: thousands of connections
-    go to a handful of servers (200,000 copies of one endpoint were 13 MB)."""
-    encoded = pc.dictionary_encode(texts)
-    values = encoded.dictionary.to_pylist()
-    return [values[i] for i in encoded.indices.to_numpy(zero_copy_only=False).tolist()]
-
-
-class Endpoints(NamedTuple):
-    """What the messages table reads of a connection: its id, channel and two ends."""
-
-    conn: int
-    channel: str
-    client: str
-    server: str
-
-
 @dataclass
 class ConnectionTable:
     """``Capture.connections`` as columns, ordered by ``conn``; see the module doc.
@@ -263,14 +245,6 @@ class ConnectionTable:
         ip = self.server_ip.texts()
         return ip, endpoint_texts(self.server_ip, ip, self.server_port)
 
-    def endpoints(self) -> list[Endpoints]:
-        """Per row: id, channel name and both ends' ``ip:port`` (what the messages table
-        reads of a connection; a tuple each rather than a whole record)."""
-        client = _shared(self.client_texts()[1])
-        server = _shared(self.server_texts()[1])
-        return [Endpoints(c, CHANNELS[ch], a, b) for c, ch, a, b in zip(
-            self.conn.tolist(), self.channel.tolist(), client, server, strict=True)]
-
     def first_gaps_s2c(self) -> dict[int, int]:
         """``conn`` -> server->client offset of its first lost bytes, where bytes were lost."""
         lost = np.flatnonzero(self.first_gap_s2c != NO_VALUE)
@@ -279,4 +253,4 @@ class ConnectionTable:
 
 
 __all__ = ["CHANNELS", "NO_VALUE", "Addresses", "ConnectionRecord", "ConnectionTable",
-           "Endpoints", "endpoint_texts"]
+           "endpoint_texts"]
