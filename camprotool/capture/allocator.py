@@ -2,7 +2,7 @@
 
 Why: pyarrow's default pool on Linux (mimalloc) keeps the pages of freed
 buffers resident for reuse. Decoding frees a window's worth of buffers
-every 65,536 packets, so with mimalloc those pages pile up; with the system
+every 32,768 packets, so with mimalloc those pages pile up; with the system
 allocator (glibc) large buffers go back to the kernel when freed. Measured
 with ``../shared/bench/speed.sh`` on a 2-core Xeon VM: per-file peak memory
 115 MB -> 89 MB on 126,719 messages and 161 MB -> 119 MB on 185,156, at the
