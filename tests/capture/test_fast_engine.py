@@ -337,3 +337,16 @@ def test_final_ids_number_by_first_frame_then_id(case):
     assert {c: ids[c] for c in expected} == expected
     with pytest.raises(KeyError):
         ids[len(fast) + 1]
+
+
+@given(st.sets(st.integers(0, 1 << 40)), st.sets(st.integers(0, 1 << 40)))
+def test_union_of_flow_ids_is_numpy_s(a, b):
+    """The engine's linear-time union of sorted id arrays equals ``np.union1d``."""
+    import numpy as np
+
+    from camprotool.capture.fast.engine import _union
+
+    x, y = np.array(sorted(a), np.int64), np.array(sorted(b), np.int64)
+    got = _union(x, y)
+    assert got.dtype == np.int64
+    assert got.tolist() == np.union1d(x, y).tolist()
