@@ -189,7 +189,7 @@ def build_connections(
     table = table.append_column("conn", pa.array(conn)).append_column(
         "direction", names.cast(pa.string()))
     table = table.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA)
-    _link(conns, table)
+    _link(conns, table, np.flatnonzero(_command_flags(codes, ["ReturnDataSocketPort"])))
     empty = np.array([i for i, st in kept if st.status != "decoding"], np.int64)
     if len(empty):
         conns = conns.take(np.flatnonzero(~np.isin(conns.conn, empty)
@@ -322,12 +322,13 @@ def _dialect_text(dialect: Dialect) -> str:
     return str(dialect)  # a few microseconds each: thousands of connections share a handful
 
 
-def _link(conns: ConnectionTable, table: pa.Table) -> None:
+def _link(conns: ConnectionTable, table: pa.Table, returns: np.ndarray) -> None:
     """Link each data (or unknown) connection to the main connection whose announcement
     it used, by the one linking rule (:mod:`camprotool.protocol.linking`; scope: the
     same client IP and server IP). A linked ``unknown`` connection is ``data``; an
     unlinked ``data`` one is ``announced=False`` when a main connection of that scope
-    was seen (its port should have been announced), else None (cannot tell)."""
+    was seen (its port should have been announced), else None (cannot tell).
+    ``returns``: the rows of ``table`` whose command is ReturnDataSocketPort."""
     is_main = conns.channel == MAIN
     linkable = np.flatnonzero(~is_main)
     if not len(linkable):
@@ -335,7 +336,8 @@ def _link(conns: ConnectionTable, table: pa.Table) -> None:
     scope = _scopes(conns.client_ip, conns.server_ip)
     with_main = np.zeros(int(scope.max()) + 1, bool)
     with_main[scope[is_main]] = True
-    anns = _announcements(table, conns.conn[is_main], scope[is_main])
+    anns = _announcements(table.take(pa.array(returns, pa.int64())), conns.conn[is_main],
+                          scope[is_main])
     used = linking.link(scope[linkable], conns.server_port[linkable],
                         conns.start_ns[linkable], *anns)
     found = used != linking.NONE
@@ -361,17 +363,16 @@ def _scopes(client: Addresses, server: Addresses) -> np.ndarray:
     return codes
 
 
-def _announcements(table: pa.Table, mains: np.ndarray, main_scope: np.ndarray
+def _announcements(returns: pa.Table, mains: np.ndarray, main_scope: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every ReturnDataSocketPort a server sent on a main connection (``mains``, each of
-    scope ``main_scope``), in the capture's message order (time, then frame and
-    connection, as ``build_connections`` sorts): linking's (scope, port or -1, ts_ns,
-    main conn) arrays."""
-    # the command first: the other tests then run over a few rows, not every message
-    picked = table.filter(pc.equal(table["command"], "ReturnDataSocketPort"))
-    picked = picked.filter(pc.and_(pc.and_(pc.is_null(picked["error"]),
-                                           pc.equal(picked["direction"], "s2c")),
-                                   pc.is_in(picked["conn"], pa.array(mains))))
+    """Every ReturnDataSocketPort (``returns``: the rows of that command, picked by its
+    code: the other tests then run over a few rows, not every message) a server sent
+    on a main connection (``mains``, each of scope ``main_scope``), in the capture's
+    message order (time, then frame and connection, as ``build_connections`` sorts):
+    linking's (scope, port or -1, ts_ns, main conn) arrays."""
+    picked = returns.filter(pc.and_(pc.and_(pc.is_null(returns["error"]),
+                                            pc.equal(returns["direction"], "s2c")),
+                                    pc.is_in(returns["conn"], pa.array(mains))))
     conn = picked["conn"].to_numpy()
     ts = picked["ts_ns"].to_numpy()
     order = np.lexsort((picked["end"].to_numpy(), conn, picked["frame"].to_numpy(), ts))
