@@ -137,7 +137,8 @@ def _per_chunk(column: pa.ChunkedArray | pa.Array,
                ) -> pa.ChunkedArray:
     """``step(chunk, rows)`` of each chunk (``rows``: its rows in the whole column)."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    out, at = [], 0
+    out: list[pa.Array] = []
+    at = 0
     for chunk in chunks:
         done = step(chunk, slice(at, at + len(chunk)))
         out.extend(done.chunks if isinstance(done, pa.ChunkedArray) else [done])

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import pyarrow as pa
@@ -273,9 +273,12 @@ def _settled_rows(batch: SettledBatch) -> ConnectionTable:
 
 def _concat(parts: list[ConnectionTable]) -> ConnectionTable:
     """The rows of ``parts``, ordered by ``conn``."""
-    joined = parts[0] if len(parts) == 1 else ConnectionTable(**{
-        f.name: (Addresses.concat if f.name.endswith("_ip") else np.concatenate)(
-            [getattr(p, f.name) for p in parts]) for f in dataclasses.fields(ConnectionTable)})
+    joined = parts[0]
+    if len(parts) > 1:
+        columns: dict[str, Any] = {
+            f.name: (Addresses.concat if f.name.endswith("_ip") else np.concatenate)(
+                [getattr(p, f.name) for p in parts]) for f in dataclasses.fields(ConnectionTable)}
+        joined = ConnectionTable(**columns)
     order = np.argsort(joined.conn, kind="stable")
     if np.array_equal(order, np.arange(len(order))):
         return joined
