@@ -339,7 +339,9 @@ def _link(conns: ConnectionTable, table: pa.Table, returns: np.ndarray) -> None:
     scope = _scopes(conns.client_ip, conns.server_ip)
     with_main = np.zeros(int(scope.max()) + 1, bool)
     with_main[scope[is_main]] = True
-    anns = _announcements(table.take(pa.array(returns, pa.int64())), conns.conn[is_main],
+    # only the columns read, then the rows: ``take`` joins a column's chunks first
+    wanted = table.select(["error", "direction", "conn", "ts_ns", "end", "frame", "port"])
+    anns = _announcements(wanted.take(pa.array(returns, pa.int64())), conns.conn[is_main],
                           scope[is_main])
     used = linking.link(scope[linkable], conns.server_port[linkable],
                         conns.start_ns[linkable], *anns)
