@@ -144,9 +144,11 @@ class _Ends:
         if self.table is not None:  # ordered by conn
             ids = self.table.conn
             self.records = []
-            self.lookup = np.searchsorted(ids, conn_ids) if len(conn_ids) else conn_ids
-            if len(ids) and len(conn_ids) and ids[-1] == len(ids) - 1:  # ids 0..k-1
-                self.lookup = conn_ids
+            self.lookup = conn_ids
+            if len(ids) and len(conn_ids) and ids[-1] != len(ids) - 1:  # not ids 0..k-1
+                position = np.zeros(int(ids[-1]) + 1, np.int64)  # a gather, not a search
+                position[ids] = np.arange(len(ids))
+                self.lookup = position[conn_ids]
             return
         ids = np.fromiter(map(attrgetter("conn"), connections), np.int64, len(connections))
         if not len(conn_ids):
