@@ -401,18 +401,25 @@ def parse_statuses(text, starts, ends, online, valid, ok):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _copy(data, src, out, dst, size):
-    """``out[dst:dst + size] = data[src:src + size]``, 8 bytes at a time: the last word
-    may spill up to 7 bytes past ``dst + size`` (``out`` needs that slack; whatever is
-    written next overwrites the spill)."""
+def _copy_words(data, src, out, dst, size, words_below):
+    """``out[dst:dst + size] = data[src:src + size]``: whole 8-byte words while the offset
+    is below ``words_below`` (and the source has a whole word), then byte by byte."""
     n = len(data)
     j = 0
-    while j < size and src + j + 8 <= n:
+    while j < words_below and src + j + 8 <= n:
         _store8(out, dst + j, _load8(data, src + j))
         j += 8
     while j < size:
         out[dst + j] = data[src + j]
         j += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copy(data, src, out, dst, size):
+    """``out[dst:dst + size] = data[src:src + size]``, 8 bytes at a time: the last word
+    may spill up to 7 bytes past ``dst + size`` (``out`` needs that slack; whatever is
+    written next overwrites the spill)."""
+    _copy_words(data, src, out, dst, size, size)
 
 
 @njit(cache=True, nogil=True)
@@ -577,18 +584,9 @@ def copy_to(data, starts, ends, dsts, out):
     """``data[starts[j]:ends[j]]`` to ``out[dsts[j]:]``, exactly (whole words, then the
     last bytes one by one): the ranges may be written in any order. Only the rows with
     a value are visited, where :func:`copy_ranges` visits every row of a column."""
-    n = len(data)
     for k in range(len(starts)):
-        src = starts[k]
-        dst = dsts[k]
-        size = ends[k] - src
-        j = 0
-        while j + 8 <= size and src + j + 8 <= n:
-            _store8(out, dst + j, _load8(data, src + j))
-            j += 8
-        while j < size:
-            out[dst + j] = data[src + j]
-            j += 1
+        size = ends[k] - starts[k]
+        _copy_words(data, starts[k], out, dsts[k], size, size - 7)  # no word past the end
 
 
 @njit(cache=True, nogil=True)
@@ -632,59 +630,6 @@ def ascii_rows(data, offsets, out):
 # ------------------------------------------------------------------ loading
 
 
-@njit(cache=True, nogil=True)
-def mask_fields(data, offsets, hide, want, ok, out, out_offsets):
-    """Copy ``n`` strings (``data[offsets[i]:offsets[i + 1]]``) to ``out``, hiding fields.
-
-    ``hide[i]``: 0 copies row i as it is; -1 replaces it with ``***`` unless it is
-    empty; else bit k set hides its field k (``|``-separated) as ``***``, when it
-    has exactly ``want[i]`` fields (``ok[i]`` is cleared, and the row copied as it
-    is, when it has not). Returns the bytes written.
-    """
-    o = 0
-    out_offsets[0] = 0
-    for i in range(len(hide)):
-        lo = offsets[i]
-        hi = offsets[i + 1]
-        h = hide[i]
-        if h == -1 and hi > lo:
-            for _ in range(3):
-                out[o] = 0x2A
-                o += 1
-        elif h == 0 or h == -1:
-            out[o:o + hi - lo] = data[lo:hi]
-            o += hi - lo
-        else:
-            fields = 1
-            for q in range(lo, hi):
-                if data[q] == _PIPE:
-                    fields += 1
-            if fields != want[i]:
-                ok[i] = False
-                out[o:o + hi - lo] = data[lo:hi]
-                o += hi - lo
-            else:
-                k = 0
-                start = lo
-                for q in range(lo, hi + 1):
-                    if q < hi and data[q] != _PIPE:
-                        continue
-                    if (h >> k) & 1:
-                        for _ in range(3):
-                            out[o] = 0x2A
-                            o += 1
-                    else:
-                        out[o:o + q - start] = data[start:q]
-                        o += q - start
-                    if q < hi:
-                        out[o] = _PIPE
-                        o += 1
-                    k += 1
-                    start = q + 1
-        out_offsets[i + 1] = o
-    return o
-
-
 def readonly(data: np.ndarray) -> np.ndarray:
     """``data`` (uint8) as a read-only view: the one signature the kernels are compiled for."""
     if data.flags.writeable:
@@ -716,8 +661,6 @@ def warm_up() -> None:
     gather_strings(text, np.zeros(2, np.int64), np.zeros(1, np.int32), np.zeros(2, np.int64))
     copy_ranges(text, i64, np.zeros(2, np.int64), np.zeros(32, np.uint8))
     ascii_rows(text, np.zeros(2, np.int64), flags)
-    mask_fields(text, np.zeros(2, np.int64), i64, i64, flags, np.zeros(32, np.uint8),
-                np.zeros(2, np.int64))
     mask_rows(text, readonly(np.zeros(2, np.int64)), i64, i64, flags, np.zeros(32, np.uint8),
               np.zeros(2, np.int64))
 
@@ -737,14 +680,18 @@ def _stars(out, at):
 
 @njit(cache=True, nogil=True)
 def mask_rows(data, offsets, hide, want, ok, out, out_offsets):
-    """:func:`mask_fields`' result (same arguments and contract), for a column where few
-    rows hide anything; ``out`` needs 8 bytes of slack after the bytes written.
+    """Copy ``n`` strings (``data[offsets[i]:offsets[i + 1]]``) to ``out``, hiding fields;
+    ``out`` needs 8 bytes of slack after the bytes written.
 
-    Why not mask_fields: it copies row by row and field by field with slice
-    assignments, which numba compiles to a loop of a byte at a time; that cost
-    more than the masking (2.3 ms for 126,000 rows, 4,400 with a password). Here
-    the rows between two that hide something are one copy, 8 bytes at a time,
-    and a hidden row's ``|`` are found 8 bytes at a time, once.
+    ``hide[i]``: 0 copies row i as it is; -1 replaces it with ``***`` unless it is
+    empty; else bit k set hides its field k (``|``-separated) as ``***``, when it
+    has exactly ``want[i]`` fields (``ok[i]`` is cleared, and the row copied as it
+    is, when it has not). Returns the bytes written.
+
+    Few rows of a column hide anything, so the rows between two that do are one
+    copy, 8 bytes at a time, and a hidden row's ``|`` are found 8 bytes at a time,
+    once (a row-by-row copy with slice assignments, which numba compiles to a byte
+    at a time, cost more than the masking: 2.3 ms for 126,000 rows).
     """
     rows = len(hide)
     o = 0

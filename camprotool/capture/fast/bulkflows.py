@@ -88,15 +88,15 @@ class Outcome:
     open_used: np.ndarray
 
 
-def decide(groups: Groups, flows: np.ndarray, capture_order: np.ndarray,
+def decide(groups: Groups, flows: np.ndarray,
            pkt_flow: np.ndarray, pkt_dir: np.ndarray, pkt_len: np.ndarray,
            dialect: Dialect | None, ts: np.ndarray, frames: np.ndarray, *,
            known: np.ndarray | None = None, closing: np.ndarray | None = None,
            base: np.ndarray | None = None) -> Outcome:
     """Decide and decode the flows ``flows`` (sorted) of one window.
 
-    ``capture_order``: their delivered packets grouped by flow, each flow's in
-    capture order, with ``pkt_flow``/``pkt_dir``/``pkt_len`` of each; ``ts`` and
+    ``pkt_flow``/``pkt_dir``/``pkt_len``: their delivered packets grouped by flow,
+    each flow's in capture order; ``ts`` and
     ``frames`` are per window packet. ``known``: per flow, the verdict an earlier
     window reached (-1: detect now); ``closing``: per flow, whether it ends in this
     window (default: all do), else its complete lines are decoded and the rest is
@@ -230,15 +230,7 @@ def sample_ends(data: np.ndarray, g_start: np.ndarray, g_stop: np.ndarray
         starts = g_start[unsure]
         used = np.zeros(len(unsure), np.int64)
         K.last_newlines(data, starts, np.minimum(g_stop[unsure], starts + K.LONG), used)
-        joined = np.empty(int(used.sum()), np.uint8)
-        K.copy_ranges(data, starts, used, joined)
-        bounds = np.cumsum(used)
-        cap = K.count_byte(joined, 0x0A)
-        r_start, r_end = np.empty(cap, np.int64), np.empty(cap, np.int64)
-        r = K.line_frames(joined, _LINE.max_frame, r_start, r_end)
-        r_end = r_end[:r]
-        owner = np.searchsorted(bounds, r_end, side="left")
-        end = r_end - (bounds - used)[owner]
+        joined, _, _, owner, end = _joined_lines(data, starts, used, _LINE)
         rows = BulkDecoder(_LINE).feed(joined.tobytes())
         good[unsure] = _first_end(rows, owner, end, len(unsure), _clean_rows(rows))
         bad[unsure] = _first_end(rows, owner, end, len(unsure), _invalid_utf8_rows(rows))
@@ -291,22 +283,11 @@ def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, diale
     connection, stream offset) before decoding, so the decoded columns never
     need reordering: moving bytes is cheaper than reordering typed columns.
     """
-    total = int(used.sum())
-    if not total:
+    if not int(used.sum()):
         empty = BulkDecoder(dialect).feed(b"")
         return empty, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if len(g_start) == len(groups.flow) and total == len(data):  # every byte, in order
-        joined = data
-    else:
-        joined = np.empty(total, np.uint8)
-        K.copy_ranges(data, g_start, used, joined)
-    bounds = np.cumsum(used)
-    cap = K.count_byte(joined, 0x0A)
-    starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
-    n = K.line_frames(joined, dialect.max_frame, starts, ends)
-    starts, ends = starts[:n], ends[:n]
-    owner = np.searchsorted(bounds, ends, side="left")
-    stream_end = ends - (bounds - used)[owner]
+    joined, starts, ends, owner, stream_end = _joined_lines(data, g_start, used, dialect)
+    n = len(ends)
     pkt = _completing_packet(owner, stream_end, groups, g_sel, g_start)
     order = _time_order(pkt, stream_end, groups.flow[g_sel][owner], ts, frames)
     if np.any(order[1:] < order[:-1]):
@@ -324,6 +305,26 @@ def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, diale
     if table.num_rows != n:  # cannot happen: the decoder frames lines as line_frames does
         raise AssertionError(f"{table.num_rows} rows from {n} lines")
     return table, owner, stream_end, pkt
+
+
+def _joined_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, dialect: Dialect
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``used`` bytes of each stream (from ``g_start``, complete lines) joined,
+    with the lines the decoder frames in them: (joined bytes, line starts and ends in
+    them, each line's stream, its end as a stream offset)."""
+    total = int(used.sum())
+    if total == len(data) and np.array_equal(g_start, np.cumsum(used) - used):
+        joined = data  # every byte, in order
+    else:
+        joined = np.empty(total, np.uint8)
+        K.copy_ranges(data, g_start, used, joined)
+    bounds = np.cumsum(used)
+    cap = K.count_byte(joined, 0x0A)
+    starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    n = K.line_frames(joined, dialect.max_frame, starts, ends)
+    starts, ends = starts[:n], ends[:n]
+    owner = np.searchsorted(bounds, ends, side="left")
+    return joined, starts, ends, owner, ends - (bounds - used)[owner]
 
 
 def _time_order(pkt: np.ndarray, stream_end: np.ndarray, flow: np.ndarray, ts: np.ndarray,

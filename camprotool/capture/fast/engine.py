@@ -849,7 +849,7 @@ class FastEngine:
         sel = np.flatnonzero(np.isin(p.flow, flows))
         sel = sel[np.argsort(p.flow[sel], kind="stable")]  # by flow, capture order kept
         closing = np.isin(flows, whole) | np.isin(flows, s_closing)
-        out = bulkflows.decide(groups, flows, sel, p.flow[sel], p.dir[sel], p.pay_len[sel],
+        out = bulkflows.decide(groups, flows, p.flow[sel], p.dir[sel], p.pay_len[sel],
                                self.sink.dialect, p.ts, p.frame,
                                known=self._verdict[flows].astype(_I64), closing=closing,
                                base=self._base[groups.flow, groups.direction])
