@@ -44,8 +44,9 @@ class Capture:
     def messages(self) -> pd.DataFrame:
         d = self.decoded
         with gc_paused():  # a full collection midway (tens of ms) finds no cycles here
-            return messages_frame(d.rows, d.connections,
-                                  reveal_passwords=self.reveal_passwords, order=d.order)
+            d.put_in_order()  # the frame then shares the decoder's columns
+            return messages_frame(d.rows, d.connections, reveal_passwords=self.reveal_passwords,
+                                  numbers=d.numbers)
 
     @cached_property
     def connections(self) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
 import numpy as np
@@ -15,6 +15,7 @@ from camprotool.analysis import schema
 from camprotool.analysis.masking import CATALOGUE_NAMES, Commands, encode_commands, mask_messages
 from camprotool.capture.connections import ConnectionRecord, ConnectionTable
 from camprotool.capture.packets import format_endpoint
+from camprotool.capture.reorder import Reorder, chunks
 from camprotool.protocol.catalogue import FIELD_NAMES
 
 CHANNELS = ["main", "data", "unknown"]  # the same categories in every table
@@ -27,6 +28,7 @@ COMMAND_CATEGORIES = CATALOGUE_NAMES
 def messages_frame(
     table: pa.Table, connections: ConnectionTable | Sequence[ConnectionRecord], *,
     reveal_passwords: bool = False, order: np.ndarray | None = None,
+    numbers: Mapping[str, tuple[np.ndarray, np.ndarray | None]] | None = None,
 ) -> pd.DataFrame:
     """``Capture.messages`` from the decoder's Arrow table, in ``order`` (None: as it is).
 
@@ -36,15 +38,20 @@ def messages_frame(
     ``str``), codes for categories (``client`` and ``server`` too: a code a row,
     not a string; ``command`` from the codes masking looked passwords up by).
     Text columns with no value (``error`` mostly) all share one array of nulls.
+    ``numbers``: the table's int64 columns as NumPy arrays it views
+    (:meth:`DecodedCapture.put_in_order`; ``order`` must then be None), taken as
+    they are, so the frame and the table hold their numbers once.
     """
+    if numbers and order is not None:
+        raise ValueError("numbers are given for rows in order: no order to apply")
     commands = encode_commands(table["command"])
     if not reveal_passwords:
         table, commands = mask_messages(table, commands)
-    take = _Reorder(order, table.num_rows)
-    conn_ids = take.numpy(table["conn"])
+    take = _Columns(order, table.num_rows, numbers or {})
+    conn_ids = take.integers(table, "conn")
     ends = _Ends(connections, conn_ids)
     columns: dict[str, object] = {
-        "ts": _utc(take.numpy(table["ts_ns"])),
+        "ts": _utc(take.integers(table, "ts_ns")),
         "conn": conn_ids,
         "channel": ends.channels(),
         "direction": pd.Categorical.from_codes(_s2c(table["direction"], take),
@@ -56,38 +63,38 @@ def messages_frame(
         "error": take.text(table["error"]),
     }
     for name in FIELD_NAMES:
-        columns[name] = take.field(table[name], schema.FIELD_DTYPES[name])
-    columns["frame"] = take.numpy(table["frame"])
-    columns["stream_offset"] = take.numpy(table["end"])
+        columns[name] = take.field(table, name, schema.FIELD_DTYPES[name])
+    columns["frame"] = take.integers(table, "frame")
+    columns["stream_offset"] = take.integers(table, "end")
     columns["raw"] = take.objects(table["raw"])
     return schema.conform(pd.DataFrame(columns, copy=False), schema.MESSAGES)
 
 
-def _one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """One array, without a copy when there is one chunk (``combine_chunks`` copies)."""
-    if not isinstance(column, pa.ChunkedArray):
-        return column
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
-def _chunks(column: pa.ChunkedArray | pa.Array) -> list[pa.Array]:
-    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-
-
 def _utc(ns: np.ndarray) -> pd.Series:
-    """Nanoseconds since the epoch as ``datetime64[ns, UTC]`` (the Series constructor
-    takes them as they are; ``pd.array``, ``tz_localize`` or ``DatetimeIndex`` went
-    through a conversion costing 5 times a copy)."""
-    return pd.Series(ns.view("datetime64[ns]"), dtype=schema.UTC_NS)
+    """Nanoseconds since the epoch as ``datetime64[ns, UTC]``, over ``ns`` itself.
+
+    Every public constructor of a zoned column copies (``tz_localize`` and
+    ``DatetimeIndex`` convert, costing 5 times a copy; the Series constructor
+    copies once), and ``ns`` is the decoder's own ``ts_ns`` column, which the
+    frame would then hold twice. ``DatetimeArray._simple_new`` wraps the array as
+    it is; a pandas without it gets the Series constructor's copy.
+    """
+    values = ns.view("datetime64[ns]")
+    try:
+        wrapped = pd.arrays.DatetimeArray._simple_new(values, dtype=_UTC)
+    except (AttributeError, TypeError):
+        return pd.Series(values, dtype=schema.UTC_NS)
+    return pd.Series(wrapped, copy=False)
 
 
+_UTC = pd.DatetimeTZDtype("ns", "UTC")
 _DIRECTIONS = pd.CategoricalDtype(pd.Index(["c2s", "s2c"], dtype="str"))
 _CHANNELS = pd.CategoricalDtype(pd.Index(CHANNELS, dtype="str"))
 
 
-def _s2c(column: pa.ChunkedArray | pa.Array, take: _Reorder) -> np.ndarray:
+def _s2c(column: pa.ChunkedArray | pa.Array, take: _Columns) -> np.ndarray:
     """Per row, 1 where the direction is ``s2c``, else 0 (``direction``'s codes)."""
-    parts = [_s2c_chunk(chunk) for chunk in _chunks(column)]
+    parts = [_s2c_chunk(chunk) for chunk in chunks(column)]
     return take.numpy(np.concatenate(parts) if parts else np.zeros(0, np.int8))
 
 
@@ -122,7 +129,7 @@ def _category_dtype(names: tuple[str, ...]) -> pd.CategoricalDtype:
     return pd.CategoricalDtype(pd.Index(list(names), dtype="str"))
 
 
-def _commands(commands: Commands, take: _Reorder) -> pd.Categorical:
+def _commands(commands: Commands, take: _Columns) -> pd.Categorical:
     """``command`` from its codes (:class:`~camprotool.analysis.masking.Commands`: the
     catalogue's names, then the others the rows hold, sorted)."""
     codes = take.numpy(commands.codes.astype(_code_type(len(commands.names))))
@@ -230,68 +237,35 @@ def _hosts(ips: pa.Array) -> pa.Array:
     return pa.array(texts, text).take(hosts.indices)
 
 
-class _Reorder:
-    """Apply one row order to columns of several kinds.
+class _Columns(Reorder):
+    """A table's columns as the frame holds them, in one row order.
 
-    ``n``: the table's rows. Every text column without a value shares one array
-    of ``n`` nulls (each its own would be ``8 * n`` bytes of offsets and a validity
+    ``numbers``: int64 columns already held as NumPy arrays (values, null flags),
+    taken as they are. Every text column without a value shares one array of
+    ``n`` nulls (each its own would be ``8 * n`` bytes of offsets and a validity
     bitmap: about 1 MB a column for a capture of 126,000 messages).
     """
 
-    def __init__(self, order: np.ndarray | None, n: int = 0) -> None:
-        self.order = order
-        self.indices = None if order is None else pa.array(order)
-        self.n = n
+    def __init__(self, order: np.ndarray | None, n: int,
+                 numbers: Mapping[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+        super().__init__(order, n)
+        self.numbers = numbers
         self._null_text: pa.Array | None = None
-        self.pieces = None if order is None else _pieces(order)
-        self.numpy_pieces = None if self.pieces is None else [
-            (start, length, None if local is None else local.to_numpy())
-            for start, length, local in self.pieces]
+
+    def integers(self, table: pa.Table, name: str) -> np.ndarray:
+        """A column without nulls (``conn``, ``ts_ns``, ...) as NumPy, in order."""
+        if name in self.numbers:
+            return self.numbers[name][0]
+        return self.numpy(table[name])
 
     def null_text(self, found: pa.Array) -> pa.Array:
         """The shared all-null text array; ``found``: an all-null column of the table.
 
-        Without a reorder the first such column is it (the caller's table holds it
-        already, so it costs nothing); with one, ``n`` nulls made once (zero-filled,
-        one buffer for validity and offsets)."""
+        The first such column is it: the caller's table holds it already, so it
+        costs nothing (nulls in any order are the same nulls)."""
         if self._null_text is None:
-            self._null_text = found if self.indices is None \
-                else pa.nulls(self.n, pa.large_string())
+            self._null_text = found
         return self._null_text
-
-    def numpy(self, column) -> np.ndarray:
-        values = column.to_numpy() if isinstance(column, pa.ChunkedArray | pa.Array) else column
-        if isinstance(column, pa.ChunkedArray | pa.Array) and column.null_count:
-            values = column.to_numpy(zero_copy_only=False)
-        if self.order is None:
-            return values
-        if self.numpy_pieces is None:
-            return values[self.order]
-        out = np.empty_like(values)  # the slices copied whole: a third cheaper than a gather
-        at = 0
-        for start, length, local in self.numpy_pieces:
-            piece = values[start:start + length]
-            size = length if local is None else len(local)
-            out[at:at + size] = piece if local is None else piece[local]
-            at += size
-        return out
-
-    def arrow(self, column: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
-        """The column in order: as it is (chunks too: pandas wraps them without a copy,
-        where joining them would copy) when no reorder is asked."""
-        if self.indices is None:
-            return column
-        if column.null_count == len(column):
-            return pa.nulls(len(column), column.type)
-        if self.pieces is not None:  # mostly in order: slices of it, and a few takes
-            chunked = column if isinstance(column, pa.ChunkedArray) \
-                else pa.chunked_array([column])
-            return pa.chunked_array(
-                [c for start, length, local in self.pieces for c in (
-                    chunked.slice(start, length).chunks if local is None
-                    # only the rows around: a take over every chunk would join them all
-                    else chunked.slice(start, length).take(local).chunks)], column.type)
-        return _one_chunk(column).take(self.indices)
 
     def text(self, column: pa.ChunkedArray | pa.Array) -> pd.api.extensions.ExtensionArray:
         """A ``str`` column, zero-copy over Arrow; one with no value is the shared nulls."""
@@ -302,44 +276,21 @@ class _Reorder:
             array = self.arrow(array)
         return pd.array(array, dtype="str")
 
-    def field(self, column: pa.ChunkedArray | pa.Array,
+    def field(self, table: pa.Table, name: str,
               dtype: str | pd.ArrowDtype) -> pd.api.extensions.ExtensionArray:
+        column = table[name]
         if isinstance(dtype, pd.ArrowDtype):
             return pd.arrays.ArrowExtensionArray(self.arrow(column))
         if dtype == "str":
             return self.text(column)
         if dtype == "boolean":
             return pd.arrays.BooleanArray(*self.nullable(column, np.bool_))
+        if dtype == "Int64" and name in self.numbers:
+            values, missing = self.numbers[name]
+            return pd.arrays.IntegerArray(
+                values, np.zeros(len(values), bool) if missing is None else missing)
         return pd.arrays.IntegerArray(*self.nullable(column, np.uint16 if dtype == "UInt16"
                                                      else np.int64))
-
-    def nullable(self, column: pa.ChunkedArray | pa.Array,
-                 kind: type[np.generic]) -> tuple[np.ndarray, np.ndarray]:
-        """An int or bool column as pandas' masked arrays hold it: values (0 where null,
-        as ``kind``) and missing flags, in order.
-
-        Read from each chunk's buffers into one array of each: a ``fill_null`` and
-        an ``is_valid`` per chunk, then joining them, copied every column twice.
-        """
-        n = len(column)
-        if column.null_count == n:  # no value: nothing to read (and nothing to reorder)
-            return np.zeros(n, kind), np.ones(n, bool)
-        values, missing = np.empty(n, kind), np.zeros(n, bool)
-        at = 0
-        for chunk in _chunks(column):
-            size = len(chunk)
-            if size:
-                validity, data = chunk.buffers()[:2]
-                part = values[at:at + size]
-                part[:] = _bits(data, chunk.offset, size) if kind is np.bool_ \
-                    else np.frombuffer(data, chunk.type.to_pandas_dtype(), count=size,
-                                       offset=chunk.offset * chunk.type.byte_width)
-                if chunk.null_count:
-                    valid = _bits(validity, chunk.offset, size)
-                    part *= valid  # 0 under a null, as fill_null(0) gave
-                    np.logical_not(valid, out=missing[at:at + size])
-            at += size
-        return self.numpy(values), self.numpy(missing)
 
     def objects(self, column: pa.ChunkedArray | pa.Array) -> pd.Series:
         """Python objects (``raw``: bytes), None for a null; a column with no value
@@ -350,57 +301,6 @@ class _Reorder:
         else:
             values = self.arrow(column).to_numpy(zero_copy_only=False)
         return pd.Series(values, dtype=object, copy=False)
-
-
-def _bits(buffer: pa.Buffer, offset: int, size: int) -> np.ndarray:
-    """Bits ``offset`` to ``offset + size`` of an Arrow bitmap (validity or booleans),
-    as bools."""
-    first = offset // 8
-    packed = np.frombuffer(buffer, np.uint8, count=(offset + size + 7) // 8 - first,
-                           offset=first)
-    start = offset - 8 * first
-    return np.unpackbits(packed, bitorder="little")[start:start + size].view(bool)
-
-
-#: a run of rows already in order this long is kept as a slice when reordering
-_RUN = 4096
-
-
-def _pieces(order: np.ndarray) -> list[tuple[int, int, pa.Array | None]] | None:
-    """``order`` as pieces (start, length, local): zero-copy slices of the rows already
-    in order (``local`` None), and for what lies between them a ``take`` (``local``,
-    counted from ``start``) from the few rows they come from; None when it is too
-    scattered.
-
-    Why: the fast engine's rows are in order but for a few rows carried across a
-    window seam; reordering every column (a copy of the whole table) for those
-    would double the table in memory, where slices share its buffers.
-    """
-    n = len(order)
-    if n < 2 * _RUN:
-        return None
-    cut = np.flatnonzero(np.diff(order) != 1) + 1
-    starts = np.concatenate([[0], cut])
-    lengths = np.diff(np.concatenate([starts, [n]]))
-    long_runs = np.flatnonzero(lengths >= _RUN)
-    if lengths[long_runs].sum() < n * 0.9:
-        return None
-    pieces: list[tuple[int, int, pa.Array | None]] = []
-
-    def take(rows: np.ndarray) -> None:
-        lo, hi = int(rows.min()), int(rows.max()) + 1
-        pieces.append((lo, hi - lo, pa.array(rows - lo)))
-
-    at = 0
-    for r in long_runs.tolist():
-        s, m = int(starts[r]), int(lengths[r])
-        if s > at:
-            take(order[at:s])
-        pieces.append((int(order[s]), m, None))
-        at = s + m
-    if at < n:
-        take(order[at:])
-    return pieces
 
 
 def connections_frame(connections: ConnectionTable | list[ConnectionRecord]) -> pd.DataFrame:

@@ -19,7 +19,11 @@ keeps the pool it names: camprotool then leaves the pool alone.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -36,3 +40,29 @@ def prefer_system_allocator() -> None:
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system") != "system":
         return
     pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _glibc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_trim = _glibc_trim() if sys.platform.startswith("linux") else None
+
+
+def give_back_free_memory() -> None:
+    """Return the C heap's free pages to the kernel (glibc's ``malloc_trim``).
+
+    Why: glibc serves the window-sized buffers decoding makes (hundreds of KB)
+    from its heap once it has seen larger ones freed, and keeps their pages
+    when they are freed. After a decode those pages are 16 MB of resident
+    memory no one uses on a capture of 185,000 messages (14 MB on 126,719):
+    the peak of the dataframe built next stacks on them. A trim costs about
+    a millisecond per 3 MB returned; elsewhere (musl, macOS) it does nothing.
+    """
+    if _trim is not None:
+        _trim(0)

@@ -123,6 +123,7 @@ def test_a_mostly_sorted_order_is_applied_by_slices_and_gives_the_same_frame(mon
     """Rows carried across a window seam: the frame is made of zero-copy slices and small
     takes, and equals the frame a take of every column makes."""
     from camprotool.analysis import frames
+    from camprotool.capture import reorder
     from camprotool.capture.decode import decode_file
 
     d = decode_file(heartbeats([("10.0.1.1", 40000 + k) for k in range(60)]))
@@ -131,11 +132,11 @@ def test_a_mostly_sorted_order_is_applied_by_slices_and_gives_the_same_frame(mon
     order = np.arange(n)
     order[n // 3:n // 3 + 5] = order[n // 3:n // 3 + 5][::-1]  # a few rows displaced
     order[-3:] = order[-3:][::-1]
-    monkeypatch.setattr(frames, "_RUN", 4)
-    pieces = frames._pieces(order)
+    monkeypatch.setattr(reorder, "RUN", 4)
+    pieces = reorder.pieces(order)
     assert pieces is not None and any(local is not None for _, _, local in pieces)
     sliced = frames.messages_frame(d.rows, d.connections, order=order)
-    monkeypatch.setattr(frames, "_pieces", lambda order: None)
+    monkeypatch.setattr(reorder, "pieces", lambda order: None)
     taken = frames.messages_frame(d.rows, d.connections, order=order)
     pd.testing.assert_frame_equal(sliced, taken)
     assert sliced["frame"].tolist() == d.rows["frame"].to_numpy()[order].tolist()
@@ -183,7 +184,7 @@ def test_nullable_columns_from_buffers_equal_arrow_conversion(data, kinds, cuts,
                                                               reorder):
     """Values and validity read from each chunk's buffers (any chunking, slices, an
     order or none) give what ``fill_null`` and ``to_pandas`` give."""
-    from camprotool.analysis.frames import _Reorder
+    from camprotool.analysis.frames import _Columns
 
     dtype, kind = kinds
     value = st.booleans() if kind == pa.bool_() else st.integers(0, 2**40)
@@ -191,7 +192,7 @@ def test_nullable_columns_from_buffers_equal_arrow_conversion(data, kinds, cuts,
     column = _chunked(values, kind, cuts, skip)
     order = np.array(data.draw(st.permutations(range(len(values)))), np.int64) \
         if reorder else None
-    got = _Reorder(order, len(values)).field(column, dtype)
+    got = _Columns(order, len(values), {}).field(pa.table({"x": column}), "x", dtype)
     want = pd.array(values, dtype="Int64" if dtype == "UInt16" else dtype)
     if dtype == "UInt16":
         want = want.astype("UInt16")  # the port column keeps the low 16 bits, as before
@@ -205,11 +206,11 @@ def test_nullable_columns_from_buffers_equal_arrow_conversion(data, kinds, cuts,
 @given(st.lists(st.sampled_from(["c2s", "s2c", "s2x", "sc", "s2cc"]), max_size=20),
        st.lists(st.integers(0, 30), max_size=2), st.integers(0, 4))
 def test_directions_are_read_in_place_or_compared(values, cuts, skip):
-    from camprotool.analysis.frames import _Reorder, _s2c
+    from camprotool.analysis.frames import _Columns, _s2c
 
     for kind in (pa.string(), pa.large_string()):
         column = _chunked(values, kind, cuts, skip)
-        got = _s2c(column, _Reorder(None, len(values)))
+        got = _s2c(column, _Columns(None, len(values), {}))
         assert got.dtype == np.int8
         assert got.tolist() == [int(v == "s2c") for v in values]
 
@@ -227,3 +228,21 @@ def test_a_connection_table_and_its_records_give_the_same_frame(name):
     by_records = messages_frame(d.rows, records, order=d.order)
     assert len(by_table)
     pd.testing.assert_frame_equal(by_table, by_records)
+
+
+def test_the_frame_holds_the_decoders_numbers_and_users_can_write_to_them():
+    """``Capture.messages`` takes the int64 columns ``put_in_order`` made as they are
+    (one copy of the numbers between frame and decoder), and they are writable: a
+    capture read in one window once gave read-only views of Arrow's buffers."""
+    cap = read_capture(heartbeats([("10.0.1.1", 40000 + k) for k in range(3)]))
+    m = cap.messages
+    numbers = cap.decoded.numbers
+    assert np.shares_memory(m["conn"].to_numpy(), numbers["conn"][0])
+    assert np.shares_memory(m["frame"].to_numpy(), numbers["frame"][0])
+    assert np.shares_memory(m["stream_offset"].to_numpy(), numbers["end"][0])
+    assert np.shares_memory(m["ts"].array._ndarray, numbers["ts_ns"][0])
+    assert np.shares_memory(m["camera_count"].array._data, numbers["camera_count"][0])
+    before = m.loc[1, "ts"]
+    for name in ("ts", "conn", "frame", "stream_offset", "camera_count", "port", "online"):
+        m.loc[0, name] = m.loc[1, name]
+    assert m.loc[0, "ts"] == before and m.loc[0, "conn"] == m.loc[1, "conn"]
