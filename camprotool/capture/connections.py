@@ -291,24 +291,33 @@ def _sorting_order(keys: tuple[np.ndarray, ...]) -> np.ndarray:
     nearly sorted times is cheap where a four-key lexsort is not. When that order
     leaves the other keys unsorted among equal times, the full lexsort decides."""
     order = np.argsort(keys[-1], kind="stable")
-    if _is_sorted(tuple(k[order] for k in keys)):
+    if _is_sorted(keys, order):
         return order  # the same permutation: both sorts are stable on the whole key
     return np.lexsort(keys)
 
 
-def _is_sorted(keys: tuple[np.ndarray, ...]) -> bool:
-    """Are the rows already in ``np.lexsort(keys)`` order (last key first)?
+def _is_sorted(keys: tuple[np.ndarray, ...], order: np.ndarray | None = None) -> bool:
+    """Are the rows (taken in ``order``, if given) in ``np.lexsort(keys)`` order (last
+    key first)?
 
-    The fast engine decodes in that order, so this usually saves the sort.
+    The fast engine decodes in that order, so this usually saves the sort. Only the
+    last key is compared on every row: a key before it matters only where the keys
+    after it tie, a tenth of the rows or fewer, so those are compared at the ties
+    alone (and ``order`` is followed there, not applied to whole keys).
     """
     if len(keys[0]) < 2:
         return True
-    tied = np.ones(len(keys[0]) - 1, bool)  # rows equal on the keys checked so far
-    for key in reversed(keys):
-        step = np.diff(key)
-        if np.any(tied & (step < 0)):
+    last = keys[-1] if order is None else keys[-1][order]
+    if np.any(last[1:] < last[:-1]):
+        return False
+    tied = np.flatnonzero(last[1:] == last[:-1])  # rows equal to the next on keys so far
+    for key in reversed(keys[:-1]):
+        if not len(tied):
+            break
+        this, after = (tied, tied + 1) if order is None else (order[tied], order[tied + 1])
+        if np.any(key[after] < key[this]):
             return False
-        tied &= step == 0
+        tied = tied[key[after] == key[this]]
     return True
 
 
