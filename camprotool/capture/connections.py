@@ -46,10 +46,20 @@ from camprotool.protocol.bulk import SCHEMA
 from camprotool.protocol.catalogue import COMMANDS, Channel, Direction
 from camprotool.protocol.dialect import Dialect
 
-_CLIENT_COMMANDS = [c.name for c in COMMANDS if c.direction is Direction.C2S]
-_SERVER_COMMANDS = [c.name for c in COMMANDS if c.direction is not Direction.C2S]
-_MAIN_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.MAIN]
-_DATA_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.DATA]
+#: a row's kind of command: who sends it (client, or server: answers and pushes) and
+#: on which channel; a command not in the catalogue is of no kind
+_CLIENT_MAIN, _CLIENT_DATA, _SERVER_MAIN, _SERVER_DATA, _NO_KIND = range(5)
+_KINDS = _NO_KIND + 1
+# the kinds each vote counts, as slices: views of the tallies, not copies
+_CLIENT_KINDS = slice(_CLIENT_MAIN, _SERVER_MAIN)
+_SERVER_KINDS = slice(_SERVER_MAIN, _NO_KIND)
+_MAIN_KINDS = slice(_CLIENT_MAIN, _NO_KIND, 2)
+_DATA_KINDS = slice(_CLIENT_DATA, _NO_KIND, 2)
+_COMMAND_NAMES = pa.array([c.name for c in COMMANDS], SCHEMA.field("command").type)
+#: the kind of each command of the catalogue, by position; last: a name not there
+_KIND_OF = np.array([2 * (c.direction is not Direction.C2S) + (c.channel is Channel.DATA)
+                     for c in COMMANDS] + [_NO_KIND], np.int8)
+_RETURN_DATA_PORT = next(i for i, c in enumerate(COMMANDS) if c.name == "ReturnDataSocketPort")
 
 
 @dataclass(slots=True)
@@ -77,6 +87,7 @@ _EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()
 MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
 
 
+_DIRECTIONS = pa.array(["c2s", "s2c"], pa.string())  # a row's by its s2c flag
 _MAX_CHUNKS = 64  # the most chunks a merged column keeps unjoined
 
 
@@ -116,17 +127,14 @@ def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = 
     return merged, np.concatenate(conns), np.concatenate(dirs)
 
 
-def _command_codes(table: pa.Table) -> tuple[np.ndarray, list[str]]:
-    """Each row's command as a small integer code, and the command of each code."""
-    encoded = pc.dictionary_encode(table["command"]).combine_chunks()
-    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
+def _command_positions(table: pa.Table) -> np.ndarray:
+    """Each row's command as its position in the catalogue, -1 for a name not there.
 
-
-def _command_flags(codes: tuple[np.ndarray, list[str]], names: list[str]) -> np.ndarray:
-    """Per row: whether its command is one of ``names`` (looked up once per distinct name)."""
-    indices, dictionary = codes
-    wanted = np.array([name in names for name in dictionary] + [False], bool)
-    return wanted[indices] if len(indices) else np.zeros(0, bool)
+    One hash lookup per row, against the catalogue's names: every question about a
+    row's command (its kind, is it an announcement) is then a small-integer lookup,
+    not another pass over the text."""
+    found = pc.index_in(table["command"], value_set=_COMMAND_NAMES)
+    return pc.fill_null(found, -1).to_numpy().astype(np.intp, copy=False)
 
 
 @overload
@@ -161,35 +169,29 @@ def build_connections(
     table, conn, direction = _merged(decoding, extra)
     size = max([kept[-1][0] + 1 if kept else 0]
                + [int(b.conn.max()) + 1 for b in settled])
-    is_c2s = direction == 0
-
-    def per_conn(flags: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        sel = flags if mask is None else flags & mask
-        return np.bincount(conn[sel], minlength=size)
-
-    codes = _command_codes(table)
-    client_cmd = _command_flags(codes, _CLIENT_COMMANDS)
-    server_cmd = _command_flags(codes, _SERVER_COMMANDS)
-    # per connection: client commands sent by the reassembler's first guess of the client
-    # and of the server, then server commands by each: the votes that swap the roles
-    votes = (per_conn(client_cmd, is_c2s), per_conn(client_cmd, ~is_c2s),
-             per_conn(server_cmd, is_c2s), per_conn(server_cmd, ~is_c2s))
+    command = _command_positions(table)
+    # per connection, kind of command and sending side (the reassembler's first guess
+    # of the client: 0, of the server: 1), the rows counted in one pass
+    tallies = np.bincount((conn * _KINDS + _KIND_OF[command]) * 2 + direction,
+                          minlength=size * _KINDS * 2).reshape(size, _KINDS, 2)
+    # client commands sent by the first guess of the client and of the server, then
+    # server commands by each: the votes that swap the roles
+    client, server = (tallies[:, kinds].sum(axis=1) for kinds in (_CLIENT_KINDS, _SERVER_KINDS))
+    votes = (client[:, 0], client[:, 1], server[:, 0], server[:, 1])
     conns = _concat([_state_rows(kept, votes)]
                     + [_settled_rows(b) for b in settled])
-    main_votes = per_conn(_command_flags(codes, _MAIN_COMMANDS))[conns.conn]
-    data_votes = per_conn(_command_flags(codes, _DATA_COMMANDS))[conns.conn]
-    conns.messages = np.bincount(conn, minlength=size)[conns.conn]
+    main_votes, data_votes = (tallies[:, kinds].sum(axis=(1, 2))[conns.conn]
+                              for kinds in (_MAIN_KINDS, _DATA_KINDS))
+    conns.messages = tallies.sum(axis=(1, 2))[conns.conn]
     conns.channel = np.where(main_votes + data_votes == 0, UNKNOWN,
                              np.where(main_votes >= data_votes, MAIN, DATA)).astype(np.int8)
     swap = np.zeros(size, bool)
     swap[conns.conn[conns.swapped]] = True
-    direction = np.where(swap[conn], ~is_c2s, is_c2s)
-    names = pa.DictionaryArray.from_arrays(
-        pa.array(np.where(direction, 0, 1).astype(np.int8)), pa.array(["c2s", "s2c"]))
+    s2c = (direction != 0) ^ swap[conn]
     table = table.append_column("conn", pa.array(conn)).append_column(
-        "direction", names.cast(pa.string()))
+        "direction", _DIRECTIONS.take(pa.array(s2c.view(np.uint8))))
     table = table.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA)
-    _link(conns, table, np.flatnonzero(_command_flags(codes, ["ReturnDataSocketPort"])))
+    _link(conns, table, np.flatnonzero(command == _RETURN_DATA_PORT))
     empty = np.array([i for i, st in kept if st.status != "decoding"], np.int64)
     if len(empty):
         conns = conns.take(np.flatnonzero(~np.isin(conns.conn, empty)

@@ -4,10 +4,17 @@ they stand in for (they exist only to do less work on large captures)."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camprotool.capture.connections import _is_sorted, _sorting_order
+from camprotool.capture.connections import (
+    _command_positions,
+    _is_sorted,
+    _sorting_order,
+)
+from camprotool.protocol.bulk import SCHEMA
+from camprotool.protocol.catalogue import COMMANDS
 
 
 @st.composite
@@ -40,3 +47,16 @@ def test_is_sorted_is_lexsort_leaving_the_rows_in_place(keys, random):
 @given(sort_keys())
 def test_sorting_order_is_lexsort(keys):
     assert np.array_equal(_sorting_order(keys), np.lexsort(keys))
+
+
+_NAMES = [c.name for c in COMMANDS]
+
+
+@given(st.lists(st.lists(st.sampled_from(_NAMES) | st.text(max_size=25), max_size=6),
+                max_size=4))
+def test_command_positions_are_catalogue_positions(chunks):
+    column = pa.chunked_array([pa.array(c, pa.large_string()) for c in chunks],
+                              pa.large_string())
+    table = pa.table({"command": column}, schema=pa.schema([SCHEMA.field("command")]))
+    expected = [_NAMES.index(name) if name in _NAMES else -1 for c in chunks for name in c]
+    assert _command_positions(table).tolist() == expected
