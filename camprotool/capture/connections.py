@@ -191,13 +191,14 @@ def build_connections(
     table = table.append_column("conn", pa.array(conn)).append_column(
         "direction", _DIRECTIONS.take(pa.array(s2c.view(np.uint8))))
     table = table.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA)
-    _link(conns, table, np.flatnonzero(command == _RETURN_DATA_PORT))
+    # by time; ties (one packet completing several messages) in stream order
+    keys = (table["end"].to_numpy(), conn, table["frame"].to_numpy(), table["ts_ns"].to_numpy())
+    returns = np.flatnonzero(command == _RETURN_DATA_PORT)
+    _link(conns, table, returns[s2c[returns]], keys)
     empty = np.array([i for i, st in kept if st.status != "decoding"], np.int64)
     if len(empty):
         conns = conns.take(np.flatnonzero(~np.isin(conns.conn, empty)
                                           | (conns.channel != UNKNOWN)))
-    # by time; ties (one packet completing several messages) in stream order
-    keys = (table["end"].to_numpy(), conn, table["frame"].to_numpy(), table["ts_ns"].to_numpy())
     order = None if _is_sorted(keys) else _sorting_order(keys)
     if not sort:
         return conns, table, order
@@ -336,13 +337,16 @@ def _dialect_text(dialect: Dialect) -> str:
     return str(dialect)  # a few microseconds each: thousands of connections share a handful
 
 
-def _link(conns: ConnectionTable, table: pa.Table, returns: np.ndarray) -> None:
+def _link(conns: ConnectionTable, table: pa.Table, returns: np.ndarray,
+          keys: tuple[np.ndarray, ...]) -> None:
     """Link each data (or unknown) connection to the main connection whose announcement
     it used, by the one linking rule (:mod:`camprotool.protocol.linking`; scope: the
     same client IP and server IP). A linked ``unknown`` connection is ``data``; an
     unlinked ``data`` one is ``announced=False`` when a main connection of that scope
     was seen (its port should have been announced), else None (cannot tell).
-    ``returns``: the rows of ``table`` whose command is ReturnDataSocketPort."""
+    ``returns``: the rows of ``table`` a server sent whose command is
+    ReturnDataSocketPort; ``keys``: the table's sorting keys, as ``build_connections``
+    sorts (end, conn, frame, ts_ns)."""
     is_main = conns.channel == MAIN
     linkable = np.flatnonzero(~is_main)
     if not len(linkable):
@@ -350,10 +354,7 @@ def _link(conns: ConnectionTable, table: pa.Table, returns: np.ndarray) -> None:
     scope = _scopes(conns.client_ip, conns.server_ip)
     with_main = np.zeros(int(scope.max()) + 1, bool)
     with_main[scope[is_main]] = True
-    # only the columns read, then the rows: ``take`` joins a column's chunks first
-    wanted = table.select(["error", "direction", "conn", "ts_ns", "end", "frame", "port"])
-    anns = _announcements(wanted.take(pa.array(returns, pa.int64())), conns.conn[is_main],
-                          scope[is_main])
+    anns = _announcements(table, returns, keys, conns.conn[is_main], scope[is_main])
     used = linking.link(scope[linkable], conns.server_port[linkable],
                         conns.start_ns[linkable], *anns)
     found = used != linking.NONE
@@ -379,25 +380,35 @@ def _scopes(client: Addresses, server: Addresses) -> np.ndarray:
     return codes
 
 
-def _announcements(returns: pa.Table, mains: np.ndarray, main_scope: np.ndarray
+def _announcements(table: pa.Table, returns: np.ndarray, keys: tuple[np.ndarray, ...],
+                   mains: np.ndarray, main_scope: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every ReturnDataSocketPort (``returns``: the rows of that command, picked by its
-    code: the other tests then run over a few rows, not every message) a server sent
-    on a main connection (``mains``, each of scope ``main_scope``), in the capture's
-    message order (time, then frame and connection, as ``build_connections`` sorts):
-    linking's (scope, port or -1, ts_ns, main conn) arrays."""
-    picked = returns.filter(pc.and_(pc.and_(pc.is_null(returns["error"]),
-                                            pc.equal(returns["direction"], "s2c")),
-                                    pc.is_in(returns["conn"], pa.array(mains))))
-    conn = picked["conn"].to_numpy()
-    ts = picked["ts_ns"].to_numpy()
-    order = np.lexsort((picked["end"].to_numpy(), conn, picked["frame"].to_numpy(), ts))
-    conn, ts = conn[order], ts[order]
-    port = pc.fill_null(picked["port"], -1).to_numpy(zero_copy_only=False)
-    port = port.astype(np.int64)[order]
+    """Every ReturnDataSocketPort (``returns``: the rows of ``table`` a server sent with
+    that command, picked by its code: the other tests then run over a few rows, not
+    every message) on a main connection (``mains``, each of scope ``main_scope``) that
+    is not an error, in the capture's message order (``keys``: time, then frame and
+    connection, as ``build_connections`` sorts): linking's (scope, port or -1, ts_ns,
+    main conn) arrays."""
+    end, conn, frame, ts = (key[returns] for key in keys)
+    fine = pc.is_null(_rows_of(table["error"], returns)).to_numpy()
+    picked = np.flatnonzero(fine & np.isin(conn, mains))
+    order = picked[np.lexsort((end[picked], conn[picked], frame[picked], ts[picked]))]
+    port = pc.fill_null(_rows_of(table["port"], returns), -1).to_numpy()
     scope_of = np.zeros(int(mains.max()) + 1 if len(mains) else 0, np.int64)
     scope_of[mains] = main_scope
-    return scope_of[conn], port, ts, conn
+    return scope_of[conn[order]], port.astype(np.int64)[order], ts[order], conn[order]
+
+
+def _rows_of(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
+    """``column.take(rows)`` for ascending ``rows``, chunk by chunk: ``take`` joins every
+    chunk first, a copy of the whole column (the fast engine's has a chunk per window)
+    for the few rows wanted."""
+    parts, start = [], 0
+    for chunk in column.chunks:
+        first, stop = np.searchsorted(rows, [start, start + len(chunk)])
+        parts.append(chunk.take(pa.array(rows[first:stop] - start)))
+        start += len(chunk)
+    return pa.chunked_array(parts, column.type)
 
 
 __all__ = ["MESSAGES_SCHEMA", "ConnectionRecord", "ConnectionTable", "SettledBatch",

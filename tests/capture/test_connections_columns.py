@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from camprotool.capture.connections import (
     _command_positions,
     _is_sorted,
+    _rows_of,
     _sorting_order,
 )
 from camprotool.protocol.bulk import SCHEMA
@@ -47,6 +48,17 @@ def test_is_sorted_is_lexsort_leaving_the_rows_in_place(keys, random):
 @given(sort_keys())
 def test_sorting_order_is_lexsort(keys):
     assert np.array_equal(_sorting_order(keys), np.lexsort(keys))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.none() | st.text(max_size=3), max_size=6), max_size=5),
+       st.randoms(use_true_random=False))
+def test_rows_of_is_take(chunks, random):
+    column = pa.chunked_array([pa.array(c, pa.large_string()) for c in chunks],
+                              pa.large_string())
+    rows = np.array(sorted(random.sample(range(len(column)), random.randint(0, len(column)))),
+                    np.int64)
+    assert _rows_of(column, rows).to_pylist() == column.take(pa.array(rows)).to_pylist()
 
 
 _NAMES = [c.name for c in COMMANDS]
