@@ -313,14 +313,17 @@ def _is_sorted(keys: tuple[np.ndarray, ...], order: np.ndarray | None = None) ->
     last = keys[-1] if order is None else keys[-1][order]
     if np.any(last[1:] < last[:-1]):
         return False
-    tied = np.flatnonzero(last[1:] == last[:-1])  # rows equal to the next on keys so far
+    # the pairs of neighbouring rows equal on the keys compared so far
+    tied = np.flatnonzero(last[1:] == last[:-1])
+    this, after = (tied, tied + 1) if order is None else (order[tied], order[tied + 1])
     for key in reversed(keys[:-1]):
-        if not len(tied):
+        if not len(this):
             break
-        this, after = (tied, tied + 1) if order is None else (order[tied], order[tied + 1])
-        if np.any(key[after] < key[this]):
+        first, second = key[this], key[after]
+        if np.any(second < first):
             return False
-        tied = tied[key[after] == key[this]]
+        same = second == first
+        this, after = this[same], after[same]
     return True
 
 
