@@ -50,7 +50,7 @@ from camprotool.protocol.dialect import Dialect
 #: on which channel; a command not in the catalogue is of no kind
 _CLIENT_MAIN, _CLIENT_DATA, _SERVER_MAIN, _SERVER_DATA, _NO_KIND = range(5)
 _KINDS = _NO_KIND + 1
-# the kinds each vote counts, as slices: views of the tallies, not copies
+# the kinds each vote counts, as slices (views of the tallies, not copies)
 _CLIENT_KINDS = slice(_CLIENT_MAIN, _SERVER_MAIN)
 _SERVER_KINDS = slice(_SERVER_MAIN, _NO_KIND)
 _MAIN_KINDS = slice(_CLIENT_MAIN, _NO_KIND, 2)
@@ -58,7 +58,7 @@ _DATA_KINDS = slice(_CLIENT_DATA, _NO_KIND, 2)
 _COMMAND_NAMES = pa.array([c.name for c in COMMANDS], SCHEMA.field("command").type)
 #: the kind of each command of the catalogue, by position; last: a name not there
 _KIND_OF = np.array([2 * (c.direction is not Direction.C2S) + (c.channel is Channel.DATA)
-                     for c in COMMANDS] + [_NO_KIND], np.int8)
+                     for c in COMMANDS] + [_NO_KIND], np.int64)
 _RETURN_DATA_PORT = next(i for i, c in enumerate(COMMANDS) if c.name == "ReturnDataSocketPort")
 
 
@@ -170,19 +170,20 @@ def build_connections(
     size = max([kept[-1][0] + 1 if kept else 0]
                + [int(b.conn.max()) + 1 for b in settled])
     command = _command_positions(table)
-    # per connection, kind of command and sending side (the reassembler's first guess
-    # of the client: 0, of the server: 1), the rows counted in one pass
-    tallies = np.bincount((conn * _KINDS + _KIND_OF[command]) * 2 + direction,
-                          minlength=size * _KINDS * 2).reshape(size, _KINDS, 2)
+    # per kind of command, sending side (the reassembler's first guess of the client:
+    # 0, of the server: 1) and connection, the rows counted in one pass; connections
+    # last, so that each sum below adds whole rows
+    tallies = np.bincount((_KIND_OF[command] * 2 + direction) * size + conn,
+                          minlength=_KINDS * 2 * size).reshape(_KINDS, 2, size)
     # client commands sent by the first guess of the client and of the server, then
     # server commands by each: the votes that swap the roles
-    client, server = (tallies[:, kinds].sum(axis=1) for kinds in (_CLIENT_KINDS, _SERVER_KINDS))
-    votes = (client[:, 0], client[:, 1], server[:, 0], server[:, 1])
+    client, server = (tallies[kinds].sum(axis=0) for kinds in (_CLIENT_KINDS, _SERVER_KINDS))
+    votes = (client[0], client[1], server[0], server[1])
     conns = _concat([_state_rows(kept, votes)]
                     + [_settled_rows(b) for b in settled])
-    main_votes, data_votes = (tallies[:, kinds].sum(axis=(1, 2))[conns.conn]
+    main_votes, data_votes = (tallies[kinds].sum(axis=(0, 1))[conns.conn]
                               for kinds in (_MAIN_KINDS, _DATA_KINDS))
-    conns.messages = tallies.sum(axis=(1, 2))[conns.conn]
+    conns.messages = tallies.sum(axis=(0, 1))[conns.conn]
     conns.channel = np.where(main_votes + data_votes == 0, UNKNOWN,
                              np.where(main_votes >= data_votes, MAIN, DATA)).astype(np.int8)
     swap = np.zeros(size, bool)
