@@ -46,10 +46,20 @@ from camprotool.protocol.bulk import SCHEMA
 from camprotool.protocol.catalogue import COMMANDS, Channel, Direction
 from camprotool.protocol.dialect import Dialect
 
-_CLIENT_COMMANDS = [c.name for c in COMMANDS if c.direction is Direction.C2S]
-_SERVER_COMMANDS = [c.name for c in COMMANDS if c.direction is not Direction.C2S]
-_MAIN_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.MAIN]
-_DATA_COMMANDS = [c.name for c in COMMANDS if c.channel is Channel.DATA]
+#: a row's kind of command: who sends it (client, or server: answers and pushes) and
+#: on which channel; a command not in the catalogue is of no kind
+_CLIENT_MAIN, _CLIENT_DATA, _SERVER_MAIN, _SERVER_DATA, _NO_KIND = range(5)
+_KINDS = _NO_KIND + 1
+# the kinds each vote counts, as slices (views of the tallies, not copies)
+_CLIENT_KINDS = slice(_CLIENT_MAIN, _SERVER_MAIN)
+_SERVER_KINDS = slice(_SERVER_MAIN, _NO_KIND)
+_MAIN_KINDS = slice(_CLIENT_MAIN, _NO_KIND, 2)
+_DATA_KINDS = slice(_CLIENT_DATA, _NO_KIND, 2)
+_COMMAND_NAMES = pa.array([c.name for c in COMMANDS], SCHEMA.field("command").type)
+#: the kind of each command of the catalogue, by position; last: a name not there
+_KIND_OF = np.array([2 * (c.direction is not Direction.C2S) + (c.channel is Channel.DATA)
+                     for c in COMMANDS] + [_NO_KIND], np.int64)
+_RETURN_DATA_PORT = next(i for i, c in enumerate(COMMANDS) if c.name == "ReturnDataSocketPort")
 
 
 @dataclass(slots=True)
@@ -77,6 +87,7 @@ _EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()
 MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
 
 
+_DIRECTIONS = pa.array(["c2s", "s2c"], pa.string())  # a row's by its s2c flag
 _MAX_CHUNKS = 64  # the most chunks a merged column keeps unjoined
 
 
@@ -116,17 +127,14 @@ def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = 
     return merged, np.concatenate(conns), np.concatenate(dirs)
 
 
-def _command_codes(table: pa.Table) -> tuple[np.ndarray, list[str]]:
-    """Each row's command as a small integer code, and the command of each code."""
-    encoded = pc.dictionary_encode(table["command"]).combine_chunks()
-    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
+def _command_positions(table: pa.Table) -> np.ndarray:
+    """Each row's command as its position in the catalogue, -1 for a name not there.
 
-
-def _command_flags(codes: tuple[np.ndarray, list[str]], names: list[str]) -> np.ndarray:
-    """Per row: whether its command is one of ``names`` (looked up once per distinct name)."""
-    indices, dictionary = codes
-    wanted = np.array([name in names for name in dictionary] + [False], bool)
-    return wanted[indices] if len(indices) else np.zeros(0, bool)
+    One hash lookup per row, against the catalogue's names: every question about a
+    row's command (its kind, is it an announcement) is then a small-integer lookup,
+    not another pass over the text."""
+    found = pc.index_in(table["command"], value_set=_COMMAND_NAMES)
+    return pc.fill_null(found, -1).to_numpy().astype(np.intp, copy=False)
 
 
 @overload
@@ -161,41 +169,37 @@ def build_connections(
     table, conn, direction = _merged(decoding, extra)
     size = max([kept[-1][0] + 1 if kept else 0]
                + [int(b.conn.max()) + 1 for b in settled])
-    is_c2s = direction == 0
-
-    def per_conn(flags: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        sel = flags if mask is None else flags & mask
-        return np.bincount(conn[sel], minlength=size)
-
-    codes = _command_codes(table)
-    client_cmd = _command_flags(codes, _CLIENT_COMMANDS)
-    server_cmd = _command_flags(codes, _SERVER_COMMANDS)
-    # per connection: client commands sent by the reassembler's first guess of the client
-    # and of the server, then server commands by each: the votes that swap the roles
-    votes = (per_conn(client_cmd, is_c2s), per_conn(client_cmd, ~is_c2s),
-             per_conn(server_cmd, is_c2s), per_conn(server_cmd, ~is_c2s))
+    command = _command_positions(table)
+    # per kind of command, sending side (the reassembler's first guess of the client:
+    # 0, of the server: 1) and connection, the rows counted in one pass; connections
+    # last, so that each sum below adds whole rows
+    tallies = np.bincount((_KIND_OF[command] * 2 + direction) * size + conn,
+                          minlength=_KINDS * 2 * size).reshape(_KINDS, 2, size)
+    # client commands sent by the first guess of the client and of the server, then
+    # server commands by each: the votes that swap the roles
+    client, server = (tallies[kinds].sum(axis=0) for kinds in (_CLIENT_KINDS, _SERVER_KINDS))
+    votes = (client[0], client[1], server[0], server[1])
     conns = _concat([_state_rows(kept, votes)]
                     + [_settled_rows(b) for b in settled])
-    main_votes = per_conn(_command_flags(codes, _MAIN_COMMANDS))[conns.conn]
-    data_votes = per_conn(_command_flags(codes, _DATA_COMMANDS))[conns.conn]
-    conns.messages = np.bincount(conn, minlength=size)[conns.conn]
+    main_votes, data_votes = (tallies[kinds].sum(axis=(0, 1))[conns.conn]
+                              for kinds in (_MAIN_KINDS, _DATA_KINDS))
+    conns.messages = tallies.sum(axis=(0, 1))[conns.conn]
     conns.channel = np.where(main_votes + data_votes == 0, UNKNOWN,
                              np.where(main_votes >= data_votes, MAIN, DATA)).astype(np.int8)
     swap = np.zeros(size, bool)
     swap[conns.conn[conns.swapped]] = True
-    direction = np.where(swap[conn], ~is_c2s, is_c2s)
-    names = pa.DictionaryArray.from_arrays(
-        pa.array(np.where(direction, 0, 1).astype(np.int8)), pa.array(["c2s", "s2c"]))
+    s2c = (direction != 0) ^ swap[conn]
     table = table.append_column("conn", pa.array(conn)).append_column(
-        "direction", names.cast(pa.string()))
+        "direction", _DIRECTIONS.take(pa.array(s2c.view(np.uint8))))
     table = table.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA)
-    _link(conns, table, np.flatnonzero(_command_flags(codes, ["ReturnDataSocketPort"])))
+    # by time; ties (one packet completing several messages) in stream order
+    keys = (table["end"].to_numpy(), conn, table["frame"].to_numpy(), table["ts_ns"].to_numpy())
+    returns = np.flatnonzero(command == _RETURN_DATA_PORT)
+    _link(conns, table, returns[s2c[returns]], keys)
     empty = np.array([i for i, st in kept if st.status != "decoding"], np.int64)
     if len(empty):
         conns = conns.take(np.flatnonzero(~np.isin(conns.conn, empty)
                                           | (conns.channel != UNKNOWN)))
-    # by time; ties (one packet completing several messages) in stream order
-    keys = (table["end"].to_numpy(), conn, table["frame"].to_numpy(), table["ts_ns"].to_numpy())
     order = None if _is_sorted(keys) else _sorting_order(keys)
     if not sort:
         return conns, table, order
@@ -291,24 +295,36 @@ def _sorting_order(keys: tuple[np.ndarray, ...]) -> np.ndarray:
     nearly sorted times is cheap where a four-key lexsort is not. When that order
     leaves the other keys unsorted among equal times, the full lexsort decides."""
     order = np.argsort(keys[-1], kind="stable")
-    if _is_sorted(tuple(k[order] for k in keys)):
+    if _is_sorted(keys, order):
         return order  # the same permutation: both sorts are stable on the whole key
     return np.lexsort(keys)
 
 
-def _is_sorted(keys: tuple[np.ndarray, ...]) -> bool:
-    """Are the rows already in ``np.lexsort(keys)`` order (last key first)?
+def _is_sorted(keys: tuple[np.ndarray, ...], order: np.ndarray | None = None) -> bool:
+    """Are the rows (taken in ``order``, if given) in ``np.lexsort(keys)`` order (last
+    key first)?
 
-    The fast engine decodes in that order, so this usually saves the sort.
+    The fast engine decodes in that order, so this usually saves the sort. Only the
+    last key is compared on every row: a key before it matters only where the keys
+    after it tie, a tenth of the rows or fewer, so those are compared at the ties
+    alone (and ``order`` is followed there, not applied to whole keys).
     """
     if len(keys[0]) < 2:
         return True
-    tied = np.ones(len(keys[0]) - 1, bool)  # rows equal on the keys checked so far
-    for key in reversed(keys):
-        step = np.diff(key)
-        if np.any(tied & (step < 0)):
+    last = keys[-1] if order is None else keys[-1][order]
+    if np.any(last[1:] < last[:-1]):
+        return False
+    # the pairs of neighbouring rows equal on the keys compared so far
+    tied = np.flatnonzero(last[1:] == last[:-1])
+    this, after = (tied, tied + 1) if order is None else (order[tied], order[tied + 1])
+    for key in reversed(keys[:-1]):
+        if not len(this):
+            break
+        first, second = key[this], key[after]
+        if np.any(second < first):
             return False
-        tied &= step == 0
+        same = second == first
+        this, after = this[same], after[same]
     return True
 
 
@@ -325,13 +341,16 @@ def _dialect_text(dialect: Dialect) -> str:
     return str(dialect)  # a few microseconds each: thousands of connections share a handful
 
 
-def _link(conns: ConnectionTable, table: pa.Table, returns: np.ndarray) -> None:
+def _link(conns: ConnectionTable, table: pa.Table, returns: np.ndarray,
+          keys: tuple[np.ndarray, ...]) -> None:
     """Link each data (or unknown) connection to the main connection whose announcement
     it used, by the one linking rule (:mod:`camprotool.protocol.linking`; scope: the
     same client IP and server IP). A linked ``unknown`` connection is ``data``; an
     unlinked ``data`` one is ``announced=False`` when a main connection of that scope
     was seen (its port should have been announced), else None (cannot tell).
-    ``returns``: the rows of ``table`` whose command is ReturnDataSocketPort."""
+    ``returns``: the rows of ``table`` a server sent whose command is
+    ReturnDataSocketPort; ``keys``: the table's sorting keys, as ``build_connections``
+    sorts (end, conn, frame, ts_ns)."""
     is_main = conns.channel == MAIN
     linkable = np.flatnonzero(~is_main)
     if not len(linkable):
@@ -339,10 +358,7 @@ def _link(conns: ConnectionTable, table: pa.Table, returns: np.ndarray) -> None:
     scope = _scopes(conns.client_ip, conns.server_ip)
     with_main = np.zeros(int(scope.max()) + 1, bool)
     with_main[scope[is_main]] = True
-    # only the columns read, then the rows: ``take`` joins a column's chunks first
-    wanted = table.select(["error", "direction", "conn", "ts_ns", "end", "frame", "port"])
-    anns = _announcements(wanted.take(pa.array(returns, pa.int64())), conns.conn[is_main],
-                          scope[is_main])
+    anns = _announcements(table, returns, keys, conns.conn[is_main], scope[is_main])
     used = linking.link(scope[linkable], conns.server_port[linkable],
                         conns.start_ns[linkable], *anns)
     found = used != linking.NONE
@@ -368,25 +384,35 @@ def _scopes(client: Addresses, server: Addresses) -> np.ndarray:
     return codes
 
 
-def _announcements(returns: pa.Table, mains: np.ndarray, main_scope: np.ndarray
+def _announcements(table: pa.Table, returns: np.ndarray, keys: tuple[np.ndarray, ...],
+                   mains: np.ndarray, main_scope: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every ReturnDataSocketPort (``returns``: the rows of that command, picked by its
-    code: the other tests then run over a few rows, not every message) a server sent
-    on a main connection (``mains``, each of scope ``main_scope``), in the capture's
-    message order (time, then frame and connection, as ``build_connections`` sorts):
-    linking's (scope, port or -1, ts_ns, main conn) arrays."""
-    picked = returns.filter(pc.and_(pc.and_(pc.is_null(returns["error"]),
-                                            pc.equal(returns["direction"], "s2c")),
-                                    pc.is_in(returns["conn"], pa.array(mains))))
-    conn = picked["conn"].to_numpy()
-    ts = picked["ts_ns"].to_numpy()
-    order = np.lexsort((picked["end"].to_numpy(), conn, picked["frame"].to_numpy(), ts))
-    conn, ts = conn[order], ts[order]
-    port = pc.fill_null(picked["port"], -1).to_numpy(zero_copy_only=False)
-    port = port.astype(np.int64)[order]
+    """Every ReturnDataSocketPort (``returns``: the rows of ``table`` a server sent with
+    that command, picked by its code: the other tests then run over a few rows, not
+    every message) on a main connection (``mains``, each of scope ``main_scope``) that
+    is not an error, in the capture's message order (``keys``: time, then frame and
+    connection, as ``build_connections`` sorts): linking's (scope, port or -1, ts_ns,
+    main conn) arrays."""
+    end, conn, frame, ts = (key[returns] for key in keys)
+    fine = pc.is_null(_rows_of(table["error"], returns)).to_numpy()
+    picked = np.flatnonzero(fine & np.isin(conn, mains))
+    order = picked[np.lexsort((end[picked], conn[picked], frame[picked], ts[picked]))]
+    port = pc.fill_null(_rows_of(table["port"], returns), -1).to_numpy()
     scope_of = np.zeros(int(mains.max()) + 1 if len(mains) else 0, np.int64)
     scope_of[mains] = main_scope
-    return scope_of[conn], port, ts, conn
+    return scope_of[conn[order]], port.astype(np.int64)[order], ts[order], conn[order]
+
+
+def _rows_of(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
+    """``column.take(rows)`` for ascending ``rows``, chunk by chunk: ``take`` joins every
+    chunk first, a copy of the whole column (the fast engine's has a chunk per window)
+    for the few rows wanted."""
+    parts, start = [], 0
+    for chunk in column.chunks:
+        first, stop = np.searchsorted(rows, [start, start + len(chunk)])
+        parts.append(chunk.take(pa.array(rows[first:stop] - start)))
+        start += len(chunk)
+    return pa.chunked_array(parts, column.type)
 
 
 __all__ = ["MESSAGES_SCHEMA", "ConnectionRecord", "ConnectionTable", "SettledBatch",

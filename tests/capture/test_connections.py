@@ -128,6 +128,19 @@ def test_latest_announcement_wins_and_an_empty_one_links_nothing():
         (0, None, None), (1, 0, True), (2, None, False), (3, None, False), (4, 0, True)]
 
 
+def test_a_malformed_announcement_neither_announces_nor_clears():
+    """An answer whose port does not parse is an error row: unlike an empty answer it
+    says nothing about the ports, so the announcement before it still links."""
+    w = PcapngWriter()
+    m = main_session(w, T0, client=(A, 50000), data_port=9001)
+    m.send("c2s", frame("CreatDataSocket", "a|pa"), T0 + 2000)
+    m.send("s2c", frame("ReturnDataSocketPort", "9002x"), T0 + 2100)
+    upload(w, T0 + 2200, client=(A, 50001), server=(S, 9001))  # conn 1: linked
+    cap = read(w.getvalue())
+    assert cap.messages["error"].notna().sum() == 1
+    assert [(r[0], r[4], r[5]) for r in _table(cap)] == [(0, None, None), (1, 0, True)]
+
+
 def test_a_silent_connection_to_an_announced_port_is_data():
     w = PcapngWriter()
     m = main_session(w, T0, client=(A, 50000))
