@@ -276,8 +276,9 @@ class BulkDecoder:
         params = bodies.pack(np.minimum(name_ends + 1, bodies.ends), bodies.ends)
         offsets = np.frombuffer(params.buffers()[1], _I64, len(params) + 1)
         text = _k().readonly(_buffer_bytes(params.buffers()[2], int(offsets[-1])))
-        if self.dialect.encoding == "utf-8":
-            codes[_invalid_utf8(params, text, offsets)] = _REFERENCE
+        invalid = _invalid_utf8(text, offsets) if self.dialect.encoding == "utf-8" else None
+        if invalid is not None:
+            codes[invalid] = _REFERENCE
         asm.source = text
         for code, which in _groups(codes):
             group = _Group(_i64(offsets[which]), _i64(offsets[which + 1]))
@@ -606,31 +607,13 @@ def _transcode(texts: pa.Array, encoding: str
     return b"".join(good), ends - [len(g) for g in good], ends, bad
 
 
-def _invalid_utf8(texts: pa.Array, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Which binary values (``data[offsets[i]:offsets[i + 1]]``) are not UTF-8: pure
-    ASCII ones are, so only the others are checked (one vectorised check when all
-    of them are UTF-8)."""
-    ascii_ = np.empty(len(texts), bool)
-    bad = np.zeros(len(texts), bool)
-    if not _k().ascii_rows(data, _i64(offsets), ascii_):
-        return bad
-    wide = np.flatnonzero(~ascii_)
-    others = texts.take(pa.array(wide))
-    try:
-        others.cast(pa.large_string())
-        return bad
-    except pa.ArrowInvalid:
-        pass
-    bad[wide] = [not _decodes(t) for t in others.to_pylist()]
-    return bad
-
-
-def _decodes(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+def _invalid_utf8(data: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
+    """Which values (``data[offsets[i]:offsets[i + 1]]``) are not UTF-8, or None when all
+    are (one compiled pass: :func:`~camprotool.protocol.bulk_kernels.utf8_rows`)."""
+    valid = np.empty(len(offsets) - 1, bool)
+    if not _k().utf8_rows(data, _i64(offsets), valid):
+        return None
+    return ~valid
 
 
 def _buffer_bytes(buffer: pa.Buffer | None, size: int) -> np.ndarray:
