@@ -981,22 +981,19 @@ class _Assembler:
     def _sparse_text(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                      source: np.ndarray) -> pa.Array:
         """A text column of some rows: offsets over every row, bytes copied only for the
-        rows that have a value (most rows have none)."""
-        kernels = _k()
-        sizes, valid = self._scratch()
-        for rows, s, e in parts:
-            sizes[rows] = e - s
-            valid[rows] = True
+        rows that have a value (most rows have none), in one compiled pass."""
+        if len(parts) == 1:
+            rows, starts, ends = parts[0]
+        else:
+            rows, starts, ends = (np.concatenate([p[k] for p in parts]) for k in range(3))
         offsets = np.empty(self.n + 1, _I64)
-        kernels.size_offsets(sizes, offsets)
-        size = int(offsets[-1])
-        out = np.empty(size, np.uint8)
-        data = kernels.readonly(source)
-        for rows, s, e in parts:
-            kernels.copy_to(data, _i64(s), _i64(e), offsets[rows], out)
-        nulls = self.n - int(np.count_nonzero(valid))
-        buffers = [_bitmap(valid) if nulls else None, pa.py_buffer(offsets),
-                   pa.py_buffer(out[:size])]
+        valid = np.zeros((self.n + 7) // 8, np.uint8)
+        kernels = _k()
+        out = kernels.scatter_text(kernels.readonly(source), _i64(rows), _i64(starts),
+                                   _i64(ends), offsets, valid)
+        nulls = self.n - len(rows)
+        buffers = [pa.py_buffer(valid) if nulls else None, pa.py_buffer(offsets),
+                   pa.py_buffer(out[: int(offsets[-1])])]
         return pa.Array.from_buffers(pa.large_binary(), self.n, buffers, nulls)
 
     def _number_column(self, name: str, type_: pa.DataType,

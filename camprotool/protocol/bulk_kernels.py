@@ -570,23 +570,36 @@ def copy_ranges(data, starts, offsets, out):
 
 
 @njit(cache=True, nogil=True)
-def size_offsets(sizes, offsets):
-    """``offsets[k + 1] = sizes[0] + ... + sizes[k]``, ``offsets[0] = 0``."""
+def scatter_text(data, rows, starts, ends, offsets, valid):
+    """A text column of ``len(offsets) - 1`` rows in which only row ``rows[j]`` (distinct,
+    in any order) has a value, ``data[starts[j]:ends[j]]``: fills ``offsets`` for every
+    row, sets the rows' bits in ``valid`` (an Arrow bitmap, zeroed by the caller) and
+    returns the bytes (with 8 bytes of slack after them).
+
+    Why one kernel: most of a table's text columns hold a value in few rows, from
+    one or two commands; building one took a dozen NumPy passes over every row
+    (zeroing scratch sizes and flags, scattering, a cumulative sum, counting,
+    packing the flags), each with its call overhead. Here the values are copied
+    in row order (``offsets`` first holds each row's ``j + 1``), so the output
+    is written front to back, whole words at a time.
+    """
+    offsets[:] = 0
+    total = 0
+    for j in range(len(rows)):
+        row = rows[j]
+        offsets[row + 1] = j + 1
+        valid[row >> 3] |= np.uint8(1 << (row & 7))
+        total += ends[j] - starts[j]
+    out = np.empty(total + 8, np.uint8)
     at = 0
-    offsets[0] = 0
-    for k in range(len(sizes)):
-        at += sizes[k]
-        offsets[k + 1] = at
-
-
-@njit(cache=True, nogil=True)
-def copy_to(data, starts, ends, dsts, out):
-    """``data[starts[j]:ends[j]]`` to ``out[dsts[j]:]``, exactly (whole words, then the
-    last bytes one by one): the ranges may be written in any order. Only the rows with
-    a value are visited, where :func:`copy_ranges` visits every row of a column."""
-    for k in range(len(starts)):
-        size = ends[k] - starts[k]
-        _copy_words(data, starts[k], out, dsts[k], size, size - 7)  # no word past the end
+    for row in range(1, len(offsets)):
+        j = offsets[row] - 1
+        if j >= 0:
+            size = ends[j] - starts[j]
+            _copy(data, starts[j], out, at, size)  # its spill is overwritten next
+            at += size
+        offsets[row] = at
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -700,8 +713,7 @@ def warm_up() -> None:
     status_lists(text, i64, i64, i64, np.zeros(2, np.int64), u8, flags, flags)
     row_offsets(i64, i64, np.zeros(2, np.int64))
     range_offsets(i64, i64, np.zeros(2, np.int64))
-    size_offsets(i64, np.zeros(2, np.int64))
-    copy_to(text, i64, i64, i64, np.zeros(8, np.uint8))
+    scatter_text(text, i64, i64, i64, np.zeros(2, np.int64), np.zeros(1, np.uint8))
     gather_strings(text, np.zeros(2, np.int64), np.zeros(1, np.int32), np.zeros(2, np.int64))
     copy_ranges(text, i64, np.zeros(2, np.int64), np.zeros(32, np.uint8))
     utf8_rows(text, np.zeros(2, np.int64), flags)

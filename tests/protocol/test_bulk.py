@@ -608,7 +608,7 @@ def test_kernel_list_items(case):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=60))
 def test_kernel_row_offsets(rows):
-    """row_offsets and size_offsets: the cumulative sizes of every row."""
+    """row_offsets: the cumulative sizes of every row."""
     k = _kernels()
     sizes = np.array([size if has else 0 for has, size in rows], np.int64)
     expected = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -616,24 +616,26 @@ def test_kernel_row_offsets(rows):
     offsets = np.full(len(rows) + 1, -7, np.int64)
     k.row_offsets(owners, sizes[owners], offsets)
     assert offsets.tolist() == expected.tolist()
-    offsets[:] = -7
-    k.size_offsets(sizes, offsets)
-    assert offsets.tolist() == expected.tolist()
 
 
 @settings(max_examples=300, deadline=None)
-@given(_ranges(max_ranges=30), st.randoms(use_true_random=False))
-def test_kernel_copy_to(case, random):
-    """copy_to writes each range exactly where it is told, in any order."""
+@given(_ranges(max_ranges=30), st.integers(0, 40), st.randoms(use_true_random=False))
+def test_kernel_scatter_text(case, spare, random):
+    """scatter_text: each range lands in its row, in any order; the other rows are null."""
     data, starts, ends = case
-    sizes = ends - starts
-    dsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if len(sizes) else sizes
-    order = list(range(len(starts)))
-    random.shuffle(order)
-    order = np.array(order, np.int64)
-    out = np.zeros(int(sizes.sum()), np.uint8)
-    _kernels().copy_to(_view(data), starts[order], ends[order], dsts[order], out)
-    assert out.tobytes() == b"".join(data[s:e] for s, e in zip(starts, ends, strict=True))
+    n = len(starts) + spare
+    rows = np.array(random.sample(range(n), len(starts)), np.int64)
+    offsets = np.full(n + 1, -7, np.int64)
+    valid = np.zeros((n + 7) // 8, np.uint8)
+    out = _kernels().scatter_text(_view(data), rows, starts, ends, offsets, valid)
+    value = dict(zip(rows.tolist(), zip(starts.tolist(), ends.tolist(), strict=True),
+                     strict=True))
+    column = pa.Array.from_buffers(pa.large_binary(), n, [pa.py_buffer(valid),
+                                   pa.py_buffer(offsets), pa.py_buffer(out)])
+    column.validate(full=True)
+    assert column.to_pylist() == [data[value[r][0]:value[r][1]] if r in value else None
+                                  for r in range(n)]
+    assert np.unpackbits(valid, bitorder="little")[n:].sum() == 0  # no bit past the rows
 
 
 @settings(max_examples=300, deadline=None)
