@@ -132,6 +132,26 @@ def _i64(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, _I64)
 
 
+_NameSpecs = dict[bytes, tuple[CommandSpec | None, str | None]]
+_NAME_SPECS: dict[str, _NameSpecs] = {}  # see _name_specs
+
+
+def _name_specs(heartbeat_name: str) -> _NameSpecs:
+    """The name lookups (:meth:`BulkDecoder._lookup`) of every decoder whose dialect has
+    this heartbeat name, the only part of a dialect a lookup depends on.
+
+    Why shared: the capture engine makes a decoder per window and per detection
+    call, and looking a stream's dozen names up again cost each of those feeds
+    some 60 us. Bounded: a few heartbeat names are shared, others get their own.
+    """
+    specs = _NAME_SPECS.get(heartbeat_name)
+    if specs is None:
+        specs = {}
+        if len(_NAME_SPECS) < 16:
+            _NAME_SPECS[heartbeat_name] = specs
+    return specs
+
+
 class BulkDecoder:
     """Same contract as :class:`~camprotool.protocol.codec.Decoder`, returning Arrow tables.
 
@@ -144,7 +164,7 @@ class BulkDecoder:
         self._inc = Decoder(self.dialect)
         self._body = BodyDecoder(self.dialect)
         self._length = struct.Struct("<I" if self.dialect.byteorder == "little" else ">I")
-        self._name_specs: dict[bytes, tuple[CommandSpec | None, str | None]] = {}
+        self._name_specs = _name_specs(self.dialect.heartbeat_name)
 
     @property
     def offset(self) -> int:
