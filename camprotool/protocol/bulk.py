@@ -110,6 +110,12 @@ SCHEMA = pa.schema(
     + [(name, _column_type(name)) for name in FIELD_NAMES]
 )
 
+_TEXT, _LIST, _NUMBER = range(3)
+#: (name, type, how it is built) of each column of SCHEMA: reading a pyarrow schema
+#: makes new field and type objects each time, some microseconds a table.
+_COLUMNS = [(f.name, f.type, _TEXT if f.type in (pa.large_string(), pa.large_binary())
+             else _LIST if pa.types.is_large_list(f.type) else _NUMBER) for f in SCHEMA]
+
 _STEP = 65536  # bytes handed to the incremental decoder at a time
 _MAX_DIGITS = 18  # any 18-digit number fits int64; longer ones take the reference path
 _SPEC_INDEX = {spec.name: i for i, spec in enumerate(COMMANDS)}
@@ -909,19 +915,19 @@ class _Assembler:
         slow = self._expand_messages()
         source = self._append_strings(slow)
         arrays = []
-        for f in SCHEMA:
-            if f.name in self.ready:
-                arrays.append(self.ready[f.name])
-            elif f.name == "end":
+        for name, type_, form in _COLUMNS:
+            if name in self.ready:
+                arrays.append(self.ready[name])
+            elif name == "end":
                 arrays.append(pa.array(self.ends, pa.int64()))
-            elif f.name == "command":
+            elif name == "command":
                 arrays.append(self._commands())
-            elif f.type in (pa.large_string(), pa.large_binary()):
-                arrays.append(self._text_column(f.name, f.type, source))
-            elif pa.types.is_large_list(f.type):
-                arrays.append(self._list_column(f.name, f.type, slow.pop(f.name, None)))
+            elif form == _TEXT:
+                arrays.append(self._text_column(name, type_, source))
+            elif form == _LIST:
+                arrays.append(self._list_column(name, type_, slow.pop(name, None)))
             else:
-                arrays.append(self._number_column(f.name, f.type, slow.pop(f.name, None)))
+                arrays.append(self._number_column(name, type_, slow.pop(name, None)))
         return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
     def _commands(self) -> pa.Array:
@@ -972,14 +978,14 @@ class _Assembler:
         """Append the messages' strings to the source; their ranges join ``texts``."""
         pieces: list[bytes] = []
         at = len(self.source) + 1  # past a separator byte: no range of source starts there
-        for f in SCHEMA:
-            if f.name not in slow or f.type not in (pa.large_string(), pa.large_binary()):
+        for name, _, form in _COLUMNS:
+            if form != _TEXT or name not in slow:
                 continue
-            rows, values = slow.pop(f.name)
+            rows, values = slow.pop(name)
             encoded = [v if isinstance(v, bytes) else v.encode("utf-8") for v in values]
             sizes = np.array([len(v) for v in encoded], _I64)
             ends = at + np.cumsum(sizes)
-            self.texts[f.name].append((np.array(rows, _I64), ends - sizes, ends))
+            self.texts[name].append((np.array(rows, _I64), ends - sizes, ends))
             pieces += encoded
             at = int(ends[-1])
         if not pieces:
