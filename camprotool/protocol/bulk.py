@@ -34,9 +34,10 @@ NumPy and Arrow kernels over the raw bytes, with no Python code per message:
    lower-case bit set.
 5. Columns are built once each, in row order (:class:`_Assembler`): numbers
    by scattering into preallocated arrays, text by one compiled copy of the
-   wanted ranges (:func:`camprotool.protocol.packing.pack_ranges`, whole
-   words at a time); no table is built per command, reordered or padded
-   with null columns.
+   wanted ranges, whole words at a time
+   (:func:`camprotool.protocol.packing.pack_ranges` when every row has a
+   value, ``scatter_text`` when some have); no table is built per command,
+   reordered or padded with null columns.
 
 Everything irregular takes the reference path: a body the fast path does not
 accept exactly (a wrong field count, a bad number, a 19-digit count, a bad
