@@ -34,9 +34,10 @@ NumPy and Arrow kernels over the raw bytes, with no Python code per message:
    lower-case bit set.
 5. Columns are built once each, in row order (:class:`_Assembler`): numbers
    by scattering into preallocated arrays, text by one compiled copy of the
-   wanted ranges (:func:`camprotool.protocol.packing.pack_ranges`, whole
-   words at a time); no table is built per command, reordered or padded
-   with null columns.
+   wanted ranges, whole words at a time
+   (:func:`camprotool.protocol.packing.pack_ranges` when every row has a
+   value, ``scatter_text`` when some have); no table is built per command,
+   reordered or padded with null columns.
 
 Everything irregular takes the reference path: a body the fast path does not
 accept exactly (a wrong field count, a bad number, a 19-digit count, a bad
@@ -110,6 +111,12 @@ SCHEMA = pa.schema(
     + [(name, _column_type(name)) for name in FIELD_NAMES]
 )
 
+_TEXT, _LIST, _NUMBER = range(3)
+#: (name, type, how it is built) of each column of SCHEMA: reading a pyarrow schema
+#: makes new field and type objects each time, some microseconds a table.
+_COLUMNS = [(f.name, f.type, _TEXT if f.type in (pa.large_string(), pa.large_binary())
+             else _LIST if pa.types.is_large_list(f.type) else _NUMBER) for f in SCHEMA]
+
 _STEP = 65536  # bytes handed to the incremental decoder at a time
 _MAX_DIGITS = 18  # any 18-digit number fits int64; longer ones take the reference path
 _SPEC_INDEX = {spec.name: i for i, spec in enumerate(COMMANDS)}
@@ -132,6 +139,26 @@ def _i64(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, _I64)
 
 
+_NameSpecs = dict[bytes, tuple[CommandSpec | None, str | None]]
+_NAME_SPECS: dict[str, _NameSpecs] = {}  # see _name_specs
+
+
+def _name_specs(heartbeat_name: str) -> _NameSpecs:
+    """The name lookups (:meth:`BulkDecoder._lookup`) of every decoder whose dialect has
+    this heartbeat name, the only part of a dialect a lookup depends on.
+
+    Why shared: the capture engine makes a decoder per window and per detection
+    call, and looking a stream's dozen names up again cost each of those feeds
+    some 60 us. Bounded: a few heartbeat names are shared, others get their own.
+    """
+    specs = _NAME_SPECS.get(heartbeat_name)
+    if specs is None:
+        specs = {}
+        if len(_NAME_SPECS) < 16:
+            _NAME_SPECS[heartbeat_name] = specs
+    return specs
+
+
 class BulkDecoder:
     """Same contract as :class:`~camprotool.protocol.codec.Decoder`, returning Arrow tables.
 
@@ -144,7 +171,7 @@ class BulkDecoder:
         self._inc = Decoder(self.dialect)
         self._body = BodyDecoder(self.dialect)
         self._length = struct.Struct("<I" if self.dialect.byteorder == "little" else ">I")
-        self._name_specs: dict[bytes, tuple[CommandSpec | None, str | None]] = {}
+        self._name_specs = _name_specs(self.dialect.heartbeat_name)
 
     @property
     def offset(self) -> int:
@@ -276,8 +303,9 @@ class BulkDecoder:
         params = bodies.pack(np.minimum(name_ends + 1, bodies.ends), bodies.ends)
         offsets = np.frombuffer(params.buffers()[1], _I64, len(params) + 1)
         text = _k().readonly(_buffer_bytes(params.buffers()[2], int(offsets[-1])))
-        if self.dialect.encoding == "utf-8":
-            codes[_invalid_utf8(params, text, offsets)] = _REFERENCE
+        invalid = _invalid_utf8(text, offsets) if self.dialect.encoding == "utf-8" else None
+        if invalid is not None:
+            codes[invalid] = _REFERENCE
         asm.source = text
         for code, which in _groups(codes):
             group = _Group(_i64(offsets[which]), _i64(offsets[which + 1]))
@@ -606,31 +634,13 @@ def _transcode(texts: pa.Array, encoding: str
     return b"".join(good), ends - [len(g) for g in good], ends, bad
 
 
-def _invalid_utf8(texts: pa.Array, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Which binary values (``data[offsets[i]:offsets[i + 1]]``) are not UTF-8: pure
-    ASCII ones are, so only the others are checked (one vectorised check when all
-    of them are UTF-8)."""
-    ascii_ = np.empty(len(texts), bool)
-    bad = np.zeros(len(texts), bool)
-    if not _k().ascii_rows(data, _i64(offsets), ascii_):
-        return bad
-    wide = np.flatnonzero(~ascii_)
-    others = texts.take(pa.array(wide))
-    try:
-        others.cast(pa.large_string())
-        return bad
-    except pa.ArrowInvalid:
-        pass
-    bad[wide] = [not _decodes(t) for t in others.to_pylist()]
-    return bad
-
-
-def _decodes(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+def _invalid_utf8(data: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
+    """Which values (``data[offsets[i]:offsets[i + 1]]``) are not UTF-8, or None when all
+    are (one compiled pass: :func:`~camprotool.protocol.bulk_kernels.utf8_rows`)."""
+    valid = np.empty(len(offsets) - 1, bool)
+    if not _k().utf8_rows(data, _i64(offsets), valid):
+        return None
+    return ~valid
 
 
 def _buffer_bytes(buffer: pa.Buffer | None, size: int) -> np.ndarray:
@@ -906,19 +916,19 @@ class _Assembler:
         slow = self._expand_messages()
         source = self._append_strings(slow)
         arrays = []
-        for f in SCHEMA:
-            if f.name in self.ready:
-                arrays.append(self.ready[f.name])
-            elif f.name == "end":
+        for name, type_, form in _COLUMNS:
+            if name in self.ready:
+                arrays.append(self.ready[name])
+            elif name == "end":
                 arrays.append(pa.array(self.ends, pa.int64()))
-            elif f.name == "command":
+            elif name == "command":
                 arrays.append(self._commands())
-            elif f.type in (pa.large_string(), pa.large_binary()):
-                arrays.append(self._text_column(f.name, f.type, source))
-            elif pa.types.is_large_list(f.type):
-                arrays.append(self._list_column(f.name, f.type, slow.pop(f.name, None)))
+            elif form == _TEXT:
+                arrays.append(self._text_column(name, type_, source))
+            elif form == _LIST:
+                arrays.append(self._list_column(name, type_, slow.pop(name, None)))
             else:
-                arrays.append(self._number_column(f.name, f.type, slow.pop(f.name, None)))
+                arrays.append(self._number_column(name, type_, slow.pop(name, None)))
         return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
     def _commands(self) -> pa.Array:
@@ -969,14 +979,14 @@ class _Assembler:
         """Append the messages' strings to the source; their ranges join ``texts``."""
         pieces: list[bytes] = []
         at = len(self.source) + 1  # past a separator byte: no range of source starts there
-        for f in SCHEMA:
-            if f.name not in slow or f.type not in (pa.large_string(), pa.large_binary()):
+        for name, _, form in _COLUMNS:
+            if form != _TEXT or name not in slow:
                 continue
-            rows, values = slow.pop(f.name)
+            rows, values = slow.pop(name)
             encoded = [v if isinstance(v, bytes) else v.encode("utf-8") for v in values]
             sizes = np.array([len(v) for v in encoded], _I64)
             ends = at + np.cumsum(sizes)
-            self.texts[f.name].append((np.array(rows, _I64), ends - sizes, ends))
+            self.texts[name].append((np.array(rows, _I64), ends - sizes, ends))
             pieces += encoded
             at = int(ends[-1])
         if not pieces:
@@ -998,22 +1008,19 @@ class _Assembler:
     def _sparse_text(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                      source: np.ndarray) -> pa.Array:
         """A text column of some rows: offsets over every row, bytes copied only for the
-        rows that have a value (most rows have none)."""
-        kernels = _k()
-        sizes, valid = self._scratch()
-        for rows, s, e in parts:
-            sizes[rows] = e - s
-            valid[rows] = True
+        rows that have a value (most rows have none), in one compiled pass."""
+        if len(parts) == 1:
+            rows, starts, ends = parts[0]
+        else:
+            rows, starts, ends = (np.concatenate([p[k] for p in parts]) for k in range(3))
         offsets = np.empty(self.n + 1, _I64)
-        kernels.size_offsets(sizes, offsets)
-        size = int(offsets[-1])
-        out = np.empty(size, np.uint8)
-        data = kernels.readonly(source)
-        for rows, s, e in parts:
-            kernels.copy_to(data, _i64(s), _i64(e), offsets[rows], out)
-        nulls = self.n - int(np.count_nonzero(valid))
-        buffers = [_bitmap(valid) if nulls else None, pa.py_buffer(offsets),
-                   pa.py_buffer(out[:size])]
+        valid = np.zeros((self.n + 7) // 8, np.uint8)
+        kernels = _k()
+        out = kernels.scatter_text(kernels.readonly(source), _i64(rows), _i64(starts),
+                                   _i64(ends), offsets, valid)
+        nulls = self.n - len(rows)
+        buffers = [pa.py_buffer(valid) if nulls else None, pa.py_buffer(offsets),
+                   pa.py_buffer(out[: int(offsets[-1])])]
         return pa.Array.from_buffers(pa.large_binary(), self.n, buffers, nulls)
 
     def _number_column(self, name: str, type_: pa.DataType,

@@ -570,23 +570,36 @@ def copy_ranges(data, starts, offsets, out):
 
 
 @njit(cache=True, nogil=True)
-def size_offsets(sizes, offsets):
-    """``offsets[k + 1] = sizes[0] + ... + sizes[k]``, ``offsets[0] = 0``."""
+def scatter_text(data, rows, starts, ends, offsets, valid):
+    """A text column of ``len(offsets) - 1`` rows in which only row ``rows[j]`` (distinct,
+    in any order) has a value, ``data[starts[j]:ends[j]]``: fills ``offsets`` for every
+    row, sets the rows' bits in ``valid`` (an Arrow bitmap, zeroed by the caller) and
+    returns the bytes (with 8 bytes of slack after them).
+
+    Why one kernel: most of a table's text columns hold a value in few rows, from
+    one or two commands; building one took a dozen NumPy passes over every row
+    (zeroing scratch sizes and flags, scattering, a cumulative sum, counting,
+    packing the flags), each with its call overhead. Here the values are copied
+    in row order (``offsets`` first holds each row's ``j + 1``), so the output
+    is written front to back, whole words at a time.
+    """
+    offsets[:] = 0
+    total = 0
+    for j in range(len(rows)):
+        row = rows[j]
+        offsets[row + 1] = j + 1
+        valid[row >> 3] |= np.uint8(1 << (row & 7))
+        total += ends[j] - starts[j]
+    out = np.empty(total + 8, np.uint8)
     at = 0
-    offsets[0] = 0
-    for k in range(len(sizes)):
-        at += sizes[k]
-        offsets[k + 1] = at
-
-
-@njit(cache=True, nogil=True)
-def copy_to(data, starts, ends, dsts, out):
-    """``data[starts[j]:ends[j]]`` to ``out[dsts[j]:]``, exactly (whole words, then the
-    last bytes one by one): the ranges may be written in any order. Only the rows with
-    a value are visited, where :func:`copy_ranges` visits every row of a column."""
-    for k in range(len(starts)):
-        size = ends[k] - starts[k]
-        _copy_words(data, starts[k], out, dsts[k], size, size - 7)  # no word past the end
+    for row in range(1, len(offsets)):
+        j = offsets[row] - 1
+        if j >= 0:
+            size = ends[j] - starts[j]
+            _copy(data, starts[j], out, at, size)  # its spill is overwritten next
+            at += size
+        offsets[row] = at
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -606,25 +619,69 @@ def gather_strings(data, offsets, codes, out_offsets):
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _utf8(data, at, end):
+    """Whether ``data[at:end]`` is well-formed UTF-8, as Python's strict decoder (and
+    Arrow's check) define it: Unicode's table 3-7, so no overlong form, no surrogate,
+    nothing past U+10FFFF. ASCII runs are skipped 8 bytes at a time."""
+    while at < end:
+        if at + 8 <= end and (_load8(data, at) & _HIGH) == _ZERO:
+            at += 8
+            continue
+        b = data[at]
+        if b < 0x80:
+            at += 1
+            continue
+        if b < 0xC2 or b > 0xF4:
+            return False
+        lo, hi = 0x80, 0xBF  # the second byte's range
+        if b < 0xE0:
+            size = 2
+        elif b < 0xF0:
+            size = 3
+            if b == 0xE0:
+                lo = 0xA0
+            elif b == 0xED:
+                hi = 0x9F
+        else:
+            size = 4
+            if b == 0xF0:
+                lo = 0x90
+            elif b == 0xF4:
+                hi = 0x8F
+        if at + size > end or not lo <= data[at + 1] <= hi:
+            return False
+        for j in range(2, size):
+            if not 0x80 <= data[at + j] <= 0xBF:
+                return False
+        at += size
+    return True
+
+
 @njit(cache=True, nogil=True)
-def ascii_rows(data, offsets, out):
-    """``out[i]``: whether ``data[offsets[i]:offsets[i + 1]]`` is pure ASCII (which is
-    valid UTF-8, so only the other rows need checking). Returns how many are not."""
+def utf8_rows(data, offsets, out):
+    """``out[i]``: whether ``data[offsets[i]:offsets[i + 1]]`` is valid UTF-8 (see
+    :func:`_utf8`). Returns how many are not.
+
+    Why here: most rows are ASCII and cost a word or two each; checking the others
+    with Arrow meant gathering them into an array of their own first (a ``take``
+    and a cast per table: half a millisecond when a window has a thousand rows of
+    Chinese text)."""
     n = len(data)
-    wide = 0
+    bad = 0
     for i in range(len(offsets) - 1):
         at, end = offsets[i], offsets[i + 1]
-        high = _ZERO
+        high = _ZERO  # the bytes ORed together: ASCII when no high bit is set
         while at + 8 <= end:
             high |= _load8(data, at)
             at += 8
         if at < end:
             high |= _word(data, at, end) if at + 8 > n else _load8(data, at) & (
                 (_ONE << np.uint64(8 * (end - at))) - _ONE)
-        plain = (high & _HIGH) == _ZERO
-        out[i] = plain
-        wide += not plain
-    return wide
+        good = (high & _HIGH) == _ZERO or _utf8(data, offsets[i], end)
+        out[i] = good
+        bad += not good
+    return bad
 
 
 # ------------------------------------------------------------------ loading
@@ -656,11 +713,10 @@ def warm_up() -> None:
     status_lists(text, i64, i64, i64, np.zeros(2, np.int64), u8, flags, flags)
     row_offsets(i64, i64, np.zeros(2, np.int64))
     range_offsets(i64, i64, np.zeros(2, np.int64))
-    size_offsets(i64, np.zeros(2, np.int64))
-    copy_to(text, i64, i64, i64, np.zeros(8, np.uint8))
+    scatter_text(text, i64, i64, i64, np.zeros(2, np.int64), np.zeros(1, np.uint8))
     gather_strings(text, np.zeros(2, np.int64), np.zeros(1, np.int32), np.zeros(2, np.int64))
     copy_ranges(text, i64, np.zeros(2, np.int64), np.zeros(32, np.uint8))
-    ascii_rows(text, np.zeros(2, np.int64), flags)
+    utf8_rows(text, np.zeros(2, np.int64), flags)
     mask_rows(text, readonly(np.zeros(2, np.int64)), i64, i64, flags, np.zeros(32, np.uint8),
               np.zeros(2, np.int64))
 

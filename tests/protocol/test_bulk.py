@@ -608,7 +608,7 @@ def test_kernel_list_items(case):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=60))
 def test_kernel_row_offsets(rows):
-    """row_offsets and size_offsets: the cumulative sizes of every row."""
+    """row_offsets: the cumulative sizes of every row."""
     k = _kernels()
     sizes = np.array([size if has else 0 for has, size in rows], np.int64)
     expected = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -616,24 +616,26 @@ def test_kernel_row_offsets(rows):
     offsets = np.full(len(rows) + 1, -7, np.int64)
     k.row_offsets(owners, sizes[owners], offsets)
     assert offsets.tolist() == expected.tolist()
-    offsets[:] = -7
-    k.size_offsets(sizes, offsets)
-    assert offsets.tolist() == expected.tolist()
 
 
 @settings(max_examples=300, deadline=None)
-@given(_ranges(max_ranges=30), st.randoms(use_true_random=False))
-def test_kernel_copy_to(case, random):
-    """copy_to writes each range exactly where it is told, in any order."""
+@given(_ranges(max_ranges=30), st.integers(0, 40), st.randoms(use_true_random=False))
+def test_kernel_scatter_text(case, spare, random):
+    """scatter_text: each range lands in its row, in any order; the other rows are null."""
     data, starts, ends = case
-    sizes = ends - starts
-    dsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if len(sizes) else sizes
-    order = list(range(len(starts)))
-    random.shuffle(order)
-    order = np.array(order, np.int64)
-    out = np.zeros(int(sizes.sum()), np.uint8)
-    _kernels().copy_to(_view(data), starts[order], ends[order], dsts[order], out)
-    assert out.tobytes() == b"".join(data[s:e] for s, e in zip(starts, ends, strict=True))
+    n = len(starts) + spare
+    rows = np.array(random.sample(range(n), len(starts)), np.int64)
+    offsets = np.full(n + 1, -7, np.int64)
+    valid = np.zeros((n + 7) // 8, np.uint8)
+    out = _kernels().scatter_text(_view(data), rows, starts, ends, offsets, valid)
+    value = dict(zip(rows.tolist(), zip(starts.tolist(), ends.tolist(), strict=True),
+                     strict=True))
+    column = pa.Array.from_buffers(pa.large_binary(), n, [pa.py_buffer(valid),
+                                   pa.py_buffer(offsets), pa.py_buffer(out)])
+    column.validate(full=True)
+    assert column.to_pylist() == [data[value[r][0]:value[r][1]] if r in value else None
+                                  for r in range(n)]
+    assert np.unpackbits(valid, bitorder="little")[n:].sum() == 0  # no bit past the rows
 
 
 @settings(max_examples=300, deadline=None)
@@ -649,15 +651,45 @@ def test_kernel_gather_strings(names, picks):
     assert got == [names[c] for c in codes]
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.binary(max_size=20) | st.text(max_size=12).map(str.encode), max_size=30))
-def test_kernel_ascii_rows(values):
+def _decodes(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# any code point, surrogates too (encoded as such: not UTF-8)
+_CODE_POINTS = st.lists(st.integers(0, 0x10FFFF).map(chr), max_size=4).map(
+    lambda cs: "".join(cs).encode("utf-8", "surrogatepass"))
+_UTF8_EDGES = [bytes([b]) for b in (0x7F, 0x80, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED,
+                                    0xEF, 0xF0, 0xF4, 0xF5, 0xFF, 0x8F, 0x90, 0x9F, 0xA0)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.binary(max_size=20) | st.text(max_size=12).map(str.encode)
+                | st.lists(st.sampled_from(_UTF8_EDGES), max_size=6).map(b"".join)
+                | st.tuples(_CODE_POINTS, st.booleans()).map(lambda c: c[0][:-1] if c[1] else c[0]),
+                max_size=30))
+def test_kernel_utf8_rows(values):
+    """Exactly what Python's strict decoder accepts: overlong forms, surrogates, code
+    points past U+10FFFF and cut sequences are not, wherever they are in a row."""
     sizes = np.array([len(v) for v in values], np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     out = np.zeros(len(values), bool)
-    wide = _kernels().ascii_rows(_view(b"".join(values)), offsets, out)
-    assert out.tolist() == [v.isascii() for v in values]
-    assert wide == sum(not v.isascii() for v in values)
+    bad = _kernels().utf8_rows(_view(b"".join(values)), offsets, out)
+    assert out.tolist() == [_decodes(v) for v in values]
+    assert bad == sum(not _decodes(v) for v in values)
+
+
+@pytest.mark.parametrize("value", [b"\xed\xa0\x80", b"\xed\x9f\xbf", b"\xf4\x90\x80\x80",
+                                   b"\xf4\x8f\xbf\xbf", b"\xe0\x9f\xbf", b"\xe0\xa0\x80",
+                                   b"\xf0\x8f\xbf\xbf", b"\xf0\x90\x80\x80", b"\xc1\xbf",
+                                   b"abcdefgh\xc3\xa9", b"abcdefgh\xc3", "\U0010ffff".encode()])
+def test_kernel_utf8_rows_edges(value):
+    out = np.zeros(1, bool)
+    _kernels().utf8_rows(_view(value), np.array([0, len(value)], np.int64), out)
+    assert bool(out[0]) == _decodes(value)
 
 
 @settings(max_examples=300, deadline=None)
