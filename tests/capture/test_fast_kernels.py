@@ -28,6 +28,32 @@ def test_detect_framing_equals_the_regex_detector(pieces, limit, pad):
     assert {0: None, 1: "line", 2: "lp32le", 3: "lp32be"}[got] == detect_framing(sample, limit)
 
 
+@given(st.lists(st.tuples(st.integers(-1, 3), st.integers(0, 1), st.integers(0, 300)),
+                max_size=40))
+def test_first_attempt_packets_stop_at_each_flows_first_attempt(packets):
+    """A flow's packets up to the one that takes either direction to the first
+    threshold, in capture order; ``more`` marks the flows with packets after it.
+    (Slot -1: a packet of a flow not being detected.)"""
+    slot = np.array([p[0] for p in packets], np.int64)
+    pdir = np.array([p[1] for p in packets], np.int64)
+    plen = np.array([p[2] for p in packets], np.int64)
+    sel = np.empty(len(packets), np.int64)
+    more = np.zeros(4, np.bool_)
+    k = K.first_attempt_packets(slot, pdir, plen, 4, int(DETECT_AT[0]), sel, more)
+    want, want_more, sums = [], [False] * 4, {}
+    for i, (f, d, size) in enumerate(packets):
+        if f < 0:
+            continue
+        c, s = sums.get(f, (0, 0))
+        if c < DETECT_AT[0] and s < DETECT_AT[0]:
+            want.append(i)
+        else:
+            want_more[f] = True
+        sums[f] = (c + size, s) if d == 0 else (c, s + size)
+    assert sel[:k].tolist() == want
+    assert more.tolist() == want_more
+
+
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1), st.integers(1, 400_000)),
                 max_size=40))
 def test_detection_attempts_are_the_sinks_threshold_crossings(packets):

@@ -614,6 +614,36 @@ def detection_attempts(flow, pdir, plen, n, out_flow, out_c2s, out_s2c, totals):
 
 
 @njit(cache=True, nogil=True)
+def first_attempt_packets(slot, pdir, plen, n_flows, threshold, sel, more):
+    """The packets that come no later than their flow's first detection attempt (the
+    one taking either direction to ``threshold`` bytes, and those before it), in
+    capture order: one walk of the window, no sort by flow.
+
+    ``slot[i]``: position of packet ``i``'s flow among the ``n_flows`` flows being
+    detected (-1: not one of them). Fills ``sel`` with the packets' indices and
+    sets ``more[k]`` where flow ``k`` has packets after its first attempt (only
+    those flows can need a second look). Returns how many packets ``sel`` holds.
+    """
+    c = np.zeros(n_flows, np.int64)
+    s = np.zeros(n_flows, np.int64)
+    k = 0
+    for i in range(len(slot)):
+        f = slot[i]
+        if f < 0:
+            continue
+        if c[f] < threshold and s[f] < threshold:
+            sel[k] = i
+            k += 1
+        else:
+            more[f] = True
+        if pdir[i] == 0:
+            c[f] += plen[i]
+        else:
+            s[f] += plen[i]
+    return k
+
+
+@njit(cache=True, nogil=True)
 def last_newlines(data, starts, stops, out):
     """Per range ``data[starts[g]:stops[g]]``: the offset (from its start) just past
     its last ``\\n``, or 0."""
@@ -802,6 +832,7 @@ def warm_up() -> None:
     names = np.zeros((1, 2), np.uint8)
     detect_framing(u8, 0, 0, names, np.ones(1, np.int64), u8[:2], 16, 32)
     detection_attempts(i64, i64, i64, 0, i64, i64, i64, np.zeros((1, 2), np.int64))
+    first_attempt_packets(i64[:0], i64[:0], i64[:0], 0, 128, i64, np.zeros(0, np.bool_))
     last_newlines(u8, i64[:0], i64[:0], i64[:0])
     copy_ranges(u8, i64[:0], i64[:0], u8)
     line_frames(u8, 16, i64, i64)
