@@ -14,7 +14,10 @@ from camprotool.protocol.dialect import DEFAULT_MAX_FRAME
 _PIECES = [b"SocketCommand.", b"SocketCommand \t.", b"SocketCommand", b"Login", b"LoginOk",
            b"Heartbeat", b"UploadCaramer", b"|", b"\n", b"\r\n", b"\r", b"x", b" ",
            b"\x00\x00\x00\x05", b"\x05\x00\x00\x00", b"\x10\x00\x00\x00", b"\x00\x00\x00\x10",
-           b"NormalCommand.", b"\xc4\xe3"]
+           b"NormalCommand.", b"\xc4\xe3",
+           # names sharing a first byte (and prefixes of them): tried in the regex's order
+           b"Upload", b"UploadFail", b"UploadSucess", b"LoginError", b"Login|", b"Check",
+           b"CreatDataSocket", b"ReturnDataSocketPort"]
 
 
 @settings(max_examples=500, deadline=None)
