@@ -777,7 +777,11 @@ class FastEngine:
         more = np.zeros(len(flows), np.bool_)
         k = K.first_attempt_packets(at, p.dir, p.pay_len, len(flows), int(K.DETECT_AT[0]),
                                     sel, more)
-        ends_here = np.isin(flows, whole)
+        ends_here = np.zeros(len(flows), bool)  # ``whole`` is sorted, and may hold others
+        at_whole = np.searchsorted(flows, whole)
+        hit = at_whole < len(flows)
+        hit[hit] = flows[at_whole[hit]] == whole[hit]
+        ends_here[at_whole[hit]] = True
         verdict = self._detect_on(p, flows, sel[:k], ends_here & ~more)
         again = np.flatnonzero((verdict == bulkflows.V_NONE) & more)
         if len(again):

@@ -736,14 +736,17 @@ def sample_lines(data, starts, stops, long_, limit, quoted, first_start, first_e
     return k
 
 
-# verdicts of detect_flows (bulkflows.DECODE ...)
-V_DECODE, V_IGNORE, V_FALLBACK, V_DECODE_UTF8, V_NONE = 0, 1, 2, 3, -1
+# verdicts of detect_flows (bulkflows.DECODE ...); V_NEED: the flow's verdict hangs on a
+# stream's first clean row that was not decoded (its end given as UNKNOWN_END)
+V_DECODE, V_IGNORE, V_FALLBACK, V_DECODE_UTF8, V_NONE, V_NEED = 0, 1, 2, 3, -1, -2
+UNKNOWN_END = -1
 
 
 @njit(cache=True, nogil=True)
 def _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, final, names, name_len, order,
              b_lo, b_hi, prefix, limit, max_hits):
     found = False
+    unsure = False  # a sample whose first clean row was not decoded could settle it
     ascii_only = True
     for d in range(2):
         size = c if d == 0 else s
@@ -759,10 +762,15 @@ def _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, final, names, name_
                            limit, max_hits)[0]
         if framing == 2 or framing == 3:
             return V_FALLBACK
-        if framing == 1 and (final or good_end[j] <= size):
-            found = True
+        if framing == 1 and not found:
+            if final:
+                found = True
+            elif good_end[j] == UNKNOWN_END:
+                unsure = True
+            elif good_end[j] <= size:
+                found = True
     if not found:
-        return V_NONE
+        return V_NEED if unsure else V_NONE
     return V_DECODE if ascii_only else V_DECODE_UTF8
 
 
@@ -788,7 +796,9 @@ def detect_flows(flows, whole, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals
     flow in order. A flow detection gives up on while its samples name commands
     is left to the sink (V_FALLBACK), which reports it. ``whole[k]``: the flow has
     closed (or the capture ends), so the sink's last attempt, at the close, is made;
-    a flow still open that no attempt decided stays V_NONE (undecided).
+    a flow still open that no attempt decided stays V_NONE (undecided). A flow whose
+    verdict hangs on a ``good_end`` given as UNKNOWN_END is V_NEED (the caller decodes
+    that row and asks again).
     """
     order, b_lo, b_hi = name_buckets(names)
     a = 0
