@@ -461,12 +461,25 @@ def count_byte(data, byte):
 
 
 @njit(cache=True, nogil=True)
-def first_non_ascii(data, lo, hi):
-    """Offset of the first byte >= 0x80 in ``data[lo:hi]`` (relative to lo), or -1."""
+def sample_bytes(data, lo, hi):
+    """Of ``data[lo:hi]``: does it hold a byte past ASCII, and does it hold a zero byte?"""
+    high = False
+    nul = False
     for i in range(lo, hi):
-        if data[i] >= 0x80:
-            return i - lo
-    return -1
+        b = data[i]
+        if b >= 0x80:
+            high = True
+        elif b == 0:
+            nul = True
+    return high, nul
+
+
+@njit(cache=True, nogil=True)
+def _no_length_votes(nul, limit):
+    """Can no hit get a length-prefix vote? A vote needs the four bytes before the hit to
+    read as a length up to ``limit``: below 2**24 that takes a zero byte (the length's
+    top byte, little- or big-endian), and ``nul`` says the sample has none."""
+    return not nul and limit < (1 << 24)
 
 
 @njit(cache=True, nogil=True)
@@ -494,7 +507,9 @@ def _lp_vote(s, lo, hi, pos, big, limit):
 def detect_framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
     """``detect.detect_framing`` of ``s[lo:hi]``: 0 none, 1 line, 2 lp32le, 3 lp32be."""
     order, b_lo, b_hi = name_buckets(names)
-    return _framing(s, lo, hi, names, name_len, order, b_lo, b_hi, prefix, limit, max_hits)[0]
+    line_suffices = _no_length_votes(sample_bytes(s, lo, hi)[1], limit)
+    return _framing(s, lo, hi, names, name_len, order, b_lo, b_hi, prefix, limit, max_hits,
+                    line_suffices)[0]
 
 
 @njit(cache=True, nogil=True)
@@ -522,13 +537,17 @@ def name_buckets(names):
 
 
 @njit(cache=True, nogil=True)
-def _framing(s, lo, hi, names, name_len, order, b_lo, b_hi, prefix, limit, max_hits):
+def _framing(s, lo, hi, names, name_len, order, b_lo, b_hi, prefix, limit, max_hits,
+             line_suffices):
     """(framing code as ``detect_framing``, number of command-name hits).
 
     The hits are those of ``detect._HIT_RE`` (``SocketCommand\\s*\\.`` or a
     command name followed by ``|`` or ``\\r?\\n``), found left to right without
     overlap; each votes as ``detect._line_vote`` / ``_lp_vote`` do. ``order``,
-    ``b_lo``, ``b_hi``: :func:`name_buckets` of ``names``.
+    ``b_lo``, ``b_hi``: :func:`name_buckets` of ``names``. ``line_suffices``: no hit
+    can vote for a length prefix (:func:`_no_length_votes`), so the first line vote
+    settles it: (1, the hits so far) at once, where a text sample's first line is
+    read instead of the whole sample.
     """
     v_line = 0
     v_le = 0
@@ -589,6 +608,8 @@ def _framing(s, lo, hi, names, name_len, order, b_lo, b_hi, prefix, limit, max_h
                     newline += 1
             if newline <= p + limit or hi - p <= limit:  # a newline within the limit
                 v_line += 1
+                if line_suffices:
+                    return 1, hits
         p = end
     best = 1
     votes = v_line
@@ -754,12 +775,16 @@ def _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, final, names, name_
         if size == 0:
             continue
         lo = g_start[j]
-        if first_non_ascii(data, lo, lo + size) >= 0:
+        high, nul = sample_bytes(data, lo, lo + size)
+        if high:
             ascii_only = False
             if bad_end[j] <= size:
                 return V_FALLBACK
+        text = _no_length_votes(nul, limit)
+        if found and text:
+            continue  # its framing is none or line: it changes nothing now
         framing = _framing(data, lo, lo + size, names, name_len, order, b_lo, b_hi, prefix,
-                           limit, max_hits)[0]
+                           limit, max_hits, text)[0]
         if framing == 2 or framing == 3:
             return V_FALLBACK
         if framing == 1 and not found:
@@ -781,7 +806,7 @@ def _named(data, g_start, j0, j1, c, s, names, name_len, order, b_lo, b_hi, pref
         size = c if d == 0 else s
         j = j0 if d == 0 else j1
         if size and _framing(data, g_start[j], g_start[j] + size, names, name_len, order, b_lo,
-                             b_hi, prefix, limit, 1)[1]:
+                             b_hi, prefix, limit, 1, False)[1]:
             return True
     return False
 
@@ -863,7 +888,7 @@ def warm_up() -> None:
     i8 = np.zeros(1, np.int8)
     track_flows(i64, i64, i64, i64, i64, i64, i64, 0, i8, i64, i8, i64, i8, i64, i8, i64, i64,
                 i64, i8, i8, True)
-    first_non_ascii(u8, 0, 0)
+    sample_bytes(u8, 0, 0)
     count_byte(u8, 10)
     names = np.zeros((1, 2), np.uint8)
     detect_framing(u8, 0, 0, names, np.ones(1, np.int64), u8[:2], 16, 32)
