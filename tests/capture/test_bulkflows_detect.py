@@ -74,3 +74,53 @@ def test_sample_ends_equal_decoding_every_row(streams, reach):
     assert good.tolist() == want_good.tolist()
     assert bad.tolist() == want_bad.tolist()
 
+
+
+_OPENERS = st.sampled_from([
+    b"SocketCommand.LoginCommand.Login|u1|pw\r\n",
+    b"SocketCommand.LoginCommand.LoginOk|1|2024-05-28 14:05:16|10.0.0.1\r\n",
+    b"SocketCommand.FooCommand.Frob|a|b\r\n",  # framed as lines, not clean: unknown
+    b"SocketCommand.NormalCommand.ReturnDataSocketPort|notaport\n",  # not clean: a bad field
+    b"SocketCommand.CaramCommand.UploadFail|VSTC1|\xb8\xc3\xc9\xe3|1|2\n",
+    b"GET / HTTP/1.1\r\n", b"x" * 150 + b"\n", b"\n",
+])
+
+
+def _groups(flows: list[list[tuple[int, bytes]]]) -> tuple[bulkflows.Groups, np.ndarray,
+                                                             np.ndarray, np.ndarray]:
+    """Packets (direction, payload) of each flow, in capture order: their bytes gathered
+    per (flow, direction) as the engine does, and the packets grouped by flow."""
+    packets = [(f, d, b) for f, pk in enumerate(flows) for d, b in pk]
+    order = sorted(range(len(packets)), key=lambda i: (packets[i][0], packets[i][1]))
+    data = b"".join(packets[i][2] for i in order)
+    ends = np.cumsum([len(packets[i][2]) for i in order]).astype(np.int64)
+    key = np.array([packets[i][0] * 2 + packets[i][1] for i in order], np.int64)
+    cut = np.flatnonzero(np.diff(key)) + 1
+    first = np.concatenate([[0], cut]).astype(np.int64)
+    stop = np.concatenate([cut, [len(order)]]).astype(np.int64)
+    groups = bulkflows.Groups(np.frombuffer(data + b"\0", np.uint8).copy(),
+                              np.asarray(order, np.int64), ends, key[first] >> 1,
+                              key[first] & 1, first, stop)
+    column = [np.array([p[k] if k < 2 else len(p[2]) for p in packets], np.int64)
+              for k in range(3)]
+    return groups, column[0], column[1], column[2]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.tuples(st.integers(0, 1),
+                                             st.lists(_OPENERS, min_size=1, max_size=3)),
+                                   min_size=1, max_size=5), st.booleans()),
+                min_size=1, max_size=6))
+def test_detect_equals_deciding_on_every_row(flows):
+    """``detect`` (the server's first row decoded only where the client's samples
+    leave the verdict hanging on it) gives the verdicts ``decide`` gives from every
+    decoded row, open flows and closing ones."""
+    packets = [[(d, b"".join(lines)) for d, lines in pk] for pk, _ in flows]
+    closing = np.array([ends for _, ends in flows], bool)
+    groups, p_flow, p_dir, p_len = _groups(packets)
+    ids = np.arange(len(flows), dtype=np.int64)
+    got = bulkflows.detect(groups, ids, closing, p_flow, p_dir, p_len, None)
+    n = len(p_flow)
+    want = bulkflows.decide(groups, ids, p_flow, p_dir, p_len, None, np.arange(n),
+                            np.arange(n), closing=closing).verdict
+    assert got.tolist() == [want[f] for f in ids.tolist()]

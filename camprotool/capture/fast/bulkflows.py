@@ -188,17 +188,30 @@ def detect(groups: Groups, flows: np.ndarray, closing: np.ndarray, pkt_flow: np.
         return np.full(len(flows), DECODE, np.int64)
     g_sel = np.arange(len(groups.flow))
     g_start, g_stop = groups.start_byte(g_sel), groups.stop_byte(g_sel)
-    good_end, bad_end = sample_ends(groups.data, g_start, g_stop)
-    return _detect(groups, flows, np.arange(len(flows)), closing, pkt_flow, pkt_dir, pkt_len,
-                   g_sel, g_start, np.searchsorted(flows, groups.flow), good_end, bad_end)
+    g_pos = np.searchsorted(flows, groups.flow)
+    # the server's first row is decoded only for flows the client's samples leave
+    # hanging on it: in most conversations the client's first clean line settles
+    # detection, and a decoded row costs as much as the rest of detection does
+    server = groups.direction == 1
+    good_end, bad_end = sample_ends(groups.data, g_start, g_stop, later=server)
+    verdict = _detect(groups, flows, np.arange(len(flows)), closing, pkt_flow, pkt_dir,
+                      pkt_len, g_sel, g_start, g_pos, good_end, bad_end)
+    need = verdict == K.V_NEED
+    if need.any():
+        now = np.flatnonzero(server & need[g_pos])
+        good_end[now] = sample_ends(groups.data, g_start[now], g_stop[now])[0]
+        again = np.flatnonzero(need)
+        verdict[again] = _detect(groups, flows, again, closing, pkt_flow, pkt_dir, pkt_len,
+                                 g_sel, g_start, g_pos, good_end, bad_end)
+    return verdict
 
 
 _QUOTED = np.frombuffer(b"invalid utf-8", np.uint8).copy()
 _NEVER = np.iinfo(np.int64).max
 
 
-def sample_ends(data: np.ndarray, g_start: np.ndarray, g_stop: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+def sample_ends(data: np.ndarray, g_start: np.ndarray, g_stop: np.ndarray,
+                later: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per stream ``data[g_start:g_stop]``: the end (stream offset) of its first clean
     row and of its first row with an "invalid utf-8" error, as :func:`_first_end`
     gives them over all its decoded rows, for rows within a sample's reach.
@@ -207,6 +220,8 @@ def sample_ends(data: np.ndarray, g_start: np.ndarray, g_stop: np.ndarray
     clean row. Invalid rows can only be rows holding a byte past ASCII (or
     quoting the words), so only those are decoded to find the first. A stream
     whose first row is not clean has its whole reach decoded, as before.
+    ``later``: streams whose first clean row is left for later (``UNKNOWN_END``,
+    where they have a row at all).
     """
     n = len(g_start)
     first_start, first_end = np.empty(n, np.int64), np.empty(n, np.int64)
@@ -215,7 +230,12 @@ def sample_ends(data: np.ndarray, g_start: np.ndarray, g_stop: np.ndarray
     k = K.sample_lines(data, g_start, g_stop, K.LONG, _LINE.max_frame, _QUOTED, first_start,
                        first_end, c_start, c_end, c_group)
     good, bad = np.full(n, _NEVER, np.int64), np.full(n, _NEVER, np.int64)
-    has = np.flatnonzero(first_start >= 0)
+    if later is None:
+        has = np.flatnonzero(first_start >= 0)
+    else:
+        row = first_start >= 0
+        good[row & later] = K.UNKNOWN_END
+        has = np.flatnonzero(row & ~later)
     c_start, c_end, c_group = c_start[:k], c_end[:k], c_group[:k]
     # one decoder pass for both (a pass costs about a millisecond however few the rows)
     rows = _decode_ranges(data, np.concatenate([first_start[has], c_start]),
@@ -257,8 +277,11 @@ def _detect(groups: Groups, flows: np.ndarray, unknown: np.ndarray, closing: np.
     attempt the sink would make on their packets here (a flow still open and
     undecided stays V_NONE). ``good_end``/``bad_end``: per group (of ``g_sel``), where
     its first clean row and its first "invalid utf-8" row end."""
-    mine = np.isin(pkt_flow, flows[unknown])
-    p_flow, p_dir, p_len = pkt_flow[mine], pkt_dir[mine], pkt_len[mine]
+    if len(unknown) == len(flows):  # every flow: every packet
+        p_flow, p_dir, p_len = pkt_flow, pkt_dir, pkt_len
+    else:
+        mine = np.isin(pkt_flow, flows[unknown])
+        p_flow, p_dir, p_len = pkt_flow[mine], pkt_dir[mine], pkt_len[mine]
     n = len(p_flow)
     totals = np.zeros((int(flows.max()) + 1, 2), np.int64)
     a_flow, a_c2s, a_s2c = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)

@@ -177,22 +177,6 @@ class _Packets:
             strict=True)))
 
 
-def _to_first_attempt(p: _Packets, sel: np.ndarray) -> np.ndarray:
-    """Which of the packets ``p[sel]`` (grouped by flow, capture order within each) come
-    no later than their flow's first detection attempt: the packet that takes either
-    direction to ``DETECT_AT[0]`` bytes, and those before it. Detection on these
-    alone gives each flow the verdict of that attempt, the one most flows get."""
-    flow, size = p.flow[sel], p.pay_len[sel]
-    c2s = np.where(p.dir[sel] == 0, size, 0)
-    s2c = size - c2s
-    first = np.flatnonzero(np.concatenate([[True], flow[1:] != flow[:-1]]))
-    at = np.repeat(first, np.diff(np.append(first, len(flow))))  # each one's flow's first
-    c_before = np.cumsum(c2s) - c2s
-    s_before = np.cumsum(s2c) - s2c
-    threshold = int(K.DETECT_AT[0])
-    return ((c_before - c_before[at]) < threshold) & ((s_before - s_before[at]) < threshold)
-
-
 def _empty(n: int, dtype=_I64) -> np.ndarray:
     return np.zeros(n, dtype)
 
@@ -481,7 +465,7 @@ class FastEngine:
         """Drop the per-flow state ``steps`` keeps between windows."""
         for name in ("table", "keys", "_state_fa", "_done", "_verdict", "_streaming",
                      "_ignored", "_bytes", "_base", "_open_ts", "_deferred", "_fell_back",
-                     "_carry", "_tails", "_tail_data", "_side"):
+                     "_carry", "_tails", "_tail_data", "_side", "_slot"):
             if hasattr(self, name):
                 delattr(self, name)
 
@@ -527,6 +511,7 @@ class FastEngine:
         flows = len(state["fstate"])
         # flows decoded column-wise window after window (their verdict), until they close
         self._verdict = np.full(flows, bulkflows.V_NONE, np.int8)
+        self._slot = np.full(flows, -1, _I64)  # scratch of _decide_first, -1 between calls
         self._streaming = np.zeros(flows, bool)
         self._ignored = np.zeros(flows, bool)  # not ours: their packets are dropped
         self._bytes = np.zeros((flows, 2), _I64)  # stream bytes so far, per direction
@@ -744,13 +729,21 @@ class FastEngine:
         they stay undecided).
         """
         flows = _union(whole, partial)
-        mine = np.isin(p.flow, flows)
+        slot = self._slot  # each flow's position in ``flows`` (-1: not a new flow)
+        slot[flows] = np.arange(len(flows))
+        at = slot[p.flow]
+        slot[flows] = -1
+        mine = at >= 0
         if not (mine | self._streaming[p.flow]).all() or np.any(p.pay_off[mine] < 0):
             return None
         verdict = np.full(len(flows), bulkflows.V_NONE, np.int64)
-        todo = np.flatnonzero(~np.isin(flows, stale))
-        if len(todo):
-            verdict[todo] = self._detect(p, flows[todo], whole)
+        todo = np.flatnonzero(~np.isin(flows, stale)) if len(stale) else np.arange(len(flows))
+        if len(todo) == len(flows):
+            verdict = self._detect(p, flows, at, whole)
+        elif len(todo):
+            place = np.full(len(flows) + 1, -1, _I64)  # the last: where -1 (not new) reads
+            place[todo] = np.arange(len(todo))
+            verdict[todo] = self._detect(p, flows[todo], place[at], whole)
         undecided = flows[verdict == bulkflows.V_NONE]
         if (verdict == bulkflows.FALLBACK).any() or (
                 counts[np.searchsorted(fresh, undecided)] > CARRY_PACKETS).any():
@@ -758,36 +751,53 @@ class FastEngine:
         decoded = (verdict == bulkflows.DECODE) | (verdict == bulkflows.DECODE_UTF8)
         self._verdict[flows[decoded]] = verdict[decoded]
         self._streaming[flows[decoded]] = True
-        ignored = flows[verdict == bulkflows.IGNORE]
+        ignoring = verdict == bulkflows.IGNORE
+        ignored = flows[ignoring]
         self._done[ignored] = self._ignored[ignored] = True
         self.sink.ignored += len(ignored)
+        waiting = verdict == bulkflows.V_NONE
+        if not len(ignored) and not len(undecided):
+            return p
         if len(undecided):
             self._deferred = _union(self._deferred, undecided)
-            self._carry = p.only(undecided)
-        return p.drop(_union(ignored, undecided))
+            self._carry = p._take(waiting[at] & mine)
+        # ``at`` is -1 for packets of streaming flows: ``mine`` masks what that reads
+        return p._take(~((ignoring | waiting)[at] & mine))
 
-    def _detect(self, p: _Packets, flows: np.ndarray, whole: np.ndarray) -> np.ndarray:
-        """Verdicts of ``flows`` (sorted) on their packets in ``p`` (``whole``: those that end
-        here). Most flows are settled by their first attempt: that is tried on the few
-        packets up to it, and a flow's bytes are read in full only if it left it open."""
-        sel = np.flatnonzero(np.isin(p.flow, flows))
-        sel = sel[np.argsort(p.flow[sel], kind="stable")]  # by flow, capture order kept
-        verdict = self._detect_on(p, flows, sel[_to_first_attempt(p, sel)],
-                                  np.zeros(len(flows), bool))
-        again = np.flatnonzero(verdict == bulkflows.V_NONE)
+    def _detect(self, p: _Packets, flows: np.ndarray, at: np.ndarray,
+                whole: np.ndarray) -> np.ndarray:
+        """Verdicts of ``flows`` (sorted) on their packets in ``p`` (``at``: each packet's
+        flow's position in ``flows``, -1 for others; ``whole``: the flows that end here).
+        Most flows are settled by their first attempt: that is tried on the few packets
+        up to it (:func:`kernels.first_attempt_packets`, a walk in capture order), and
+        a flow's bytes are read again in full only if it has packets after it and that
+        attempt left it open. A flow with no packet after it is tried as a whole at
+        once (the close's attempt too, if it ends here)."""
+        sel = np.empty(len(at), _I64)
+        more = np.zeros(len(flows), np.bool_)
+        k = K.first_attempt_packets(at, p.dir, p.pay_len, len(flows), int(K.DETECT_AT[0]),
+                                    sel, more)
+        ends_here = np.zeros(len(flows), bool)  # ``whole`` is sorted, and may hold others
+        at_whole = np.searchsorted(flows, whole)
+        hit = at_whole < len(flows)
+        hit[hit] = flows[at_whole[hit]] == whole[hit]
+        ends_here[at_whole[hit]] = True
+        verdict = self._detect_on(p, flows, sel[:k], ends_here & ~more)
+        again = np.flatnonzero((verdict == bulkflows.V_NONE) & more)
         if len(again):
             rest = flows[again]
-            verdict[again] = self._detect_on(p, rest, sel[np.isin(p.flow[sel], rest)],
-                                             np.isin(rest, whole))
+            verdict[again] = self._detect_on(p, rest, np.flatnonzero(np.isin(p.flow, rest)),
+                                             ends_here[again])
         return verdict
 
     def _detect_on(self, p: _Packets, flows: np.ndarray, sel: np.ndarray,
                    closing: np.ndarray) -> np.ndarray:
-        """:func:`bulkflows.detect` for ``flows`` on their packets ``p[sel]`` (grouped by
-        flow, capture order within each); ``closing``: which flows end here."""
-        groups = self._groups(p, np.sort(sel), np.zeros(0, np.uint8))
-        return bulkflows.detect(groups, flows, closing, p.flow[sel], p.dir[sel],
-                                p.pay_len[sel], self.sink.dialect)
+        """:func:`bulkflows.detect` for ``flows`` on their packets ``p[sel]`` (``sel``
+        ascending: capture order); ``closing``: which flows end here."""
+        groups = self._groups(p, sel, np.zeros(0, np.uint8))
+        by_flow = sel[np.argsort(p.flow[sel], kind="stable")]  # capture order kept
+        return bulkflows.detect(groups, flows, closing, p.flow[by_flow], p.dir[by_flow],
+                                p.pay_len[by_flow], self.sink.dialect)
 
     def _gather(self, w: _Window, p: _Packets, side: np.ndarray) -> bulkflows.Groups | None:
         """The payloads of packets ``p``, copied per (flow, direction) in capture order

@@ -461,12 +461,25 @@ def count_byte(data, byte):
 
 
 @njit(cache=True, nogil=True)
-def first_non_ascii(data, lo, hi):
-    """Offset of the first byte >= 0x80 in ``data[lo:hi]`` (relative to lo), or -1."""
+def sample_bytes(data, lo, hi):
+    """Of ``data[lo:hi]``: does it hold a byte past ASCII, and does it hold a zero byte?"""
+    high = False
+    nul = False
     for i in range(lo, hi):
-        if data[i] >= 0x80:
-            return i - lo
-    return -1
+        b = data[i]
+        if b >= 0x80:
+            high = True
+        elif b == 0:
+            nul = True
+    return high, nul
+
+
+@njit(cache=True, nogil=True)
+def _no_length_votes(nul, limit):
+    """Can no hit get a length-prefix vote? A vote needs the four bytes before the hit to
+    read as a length up to ``limit``: below 2**24 that takes a zero byte (the length's
+    top byte, little- or big-endian), and ``nul`` says the sample has none."""
+    return not nul and limit < (1 << 24)
 
 
 @njit(cache=True, nogil=True)
@@ -493,16 +506,48 @@ def _lp_vote(s, lo, hi, pos, big, limit):
 @njit(cache=True, nogil=True)
 def detect_framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
     """``detect.detect_framing`` of ``s[lo:hi]``: 0 none, 1 line, 2 lp32le, 3 lp32be."""
-    return _framing(s, lo, hi, names, name_len, prefix, limit, max_hits)[0]
+    order, b_lo, b_hi = name_buckets(names)
+    line_suffices = _no_length_votes(sample_bytes(s, lo, hi)[1], limit)
+    return _framing(s, lo, hi, names, name_len, order, b_lo, b_hi, prefix, limit, max_hits,
+                    line_suffices)[0]
 
 
 @njit(cache=True, nogil=True)
-def _framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
+def name_buckets(names):
+    """The command names grouped by first byte, each group in the names' own order:
+    ``order[b_lo[c]:b_hi[c]]`` are the names starting with byte ``c``.
+
+    Why: a hit is tried at every byte that can start one; trying only the names
+    that start with that byte (one or two, not all of them) makes the framing
+    vote several times cheaper, and keeping their order keeps the regex's
+    leftmost-alternative choice."""
+    n = names.shape[0]
+    order = np.empty(n, np.int64)
+    b_lo = np.zeros(256, np.int64)
+    b_hi = np.zeros(256, np.int64)
+    t = 0
+    for c in range(256):
+        b_lo[c] = t
+        for k in range(n):
+            if names[k, 0] == c:
+                order[t] = k
+                t += 1
+        b_hi[c] = t
+    return order, b_lo, b_hi
+
+
+@njit(cache=True, nogil=True)
+def _framing(s, lo, hi, names, name_len, order, b_lo, b_hi, prefix, limit, max_hits,
+             line_suffices):
     """(framing code as ``detect_framing``, number of command-name hits).
 
     The hits are those of ``detect._HIT_RE`` (``SocketCommand\\s*\\.`` or a
     command name followed by ``|`` or ``\\r?\\n``), found left to right without
-    overlap; each votes as ``detect._line_vote`` / ``_lp_vote`` do.
+    overlap; each votes as ``detect._line_vote`` / ``_lp_vote`` do. ``order``,
+    ``b_lo``, ``b_hi``: :func:`name_buckets` of ``names``. ``line_suffices``: no hit
+    can vote for a length prefix (:func:`_no_length_votes`), so the first line vote
+    settles it: (1, the hits so far) at once, where a text sample's first line is
+    read instead of the whole sample.
     """
     v_line = 0
     v_le = 0
@@ -510,17 +555,15 @@ def _framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
     hits = 0
     p = lo
     plen = len(prefix)
-    starts = np.zeros(256, np.bool_)  # bytes a hit can start with
-    for k in range(len(name_len)):
-        starts[names[k, 0]] = True
-    if plen:
-        starts[prefix[0]] = True
+    lead = prefix[0] if plen else -1
+    newline = lo - 1  # the first newline at or after the last line-start hit (hi: none)
     while p < hi and hits < max_hits:
-        if not starts[s[p]]:
+        c0 = s[p]
+        if b_lo[c0] == b_hi[c0] and c0 != lead:
             p += 1
             continue
         end = -1
-        if p + plen <= hi:
+        if c0 == lead and p + plen <= hi:
             ok = True
             for j in range(plen):
                 if s[p + j] != prefix[j]:
@@ -533,7 +576,8 @@ def _framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
                 if q < hi and s[q] == 0x2E:
                     end = q + 1
         if end < 0:
-            for k in range(len(name_len)):
+            for t in range(b_lo[c0], b_hi[c0]):
+                k = order[t]
                 m = name_len[k]
                 if p + m >= hi:
                     continue
@@ -558,14 +602,14 @@ def _framing(s, lo, hi, names, name_len, prefix, limit, max_hits):
         if _lp_vote(s, lo, hi, p, True, limit):
             v_be += 1
         if p == lo or s[p - 1] == 0x0A:
-            found = False
-            stop = min(hi, p + limit + 1)
-            for q in range(p, stop):
-                if s[q] == 0x0A:
-                    found = True
-                    break
-            if found or hi - p <= limit:
+            if newline < p:  # the first newline from p (hits only move on: one scan)
+                newline = p
+                while newline < hi and s[newline] != 0x0A:
+                    newline += 1
+            if newline <= p + limit or hi - p <= limit:  # a newline within the limit
                 v_line += 1
+                if line_suffices:
+                    return 1, hits
         p = end
     best = 1
     votes = v_line
@@ -610,6 +654,36 @@ def detection_attempts(flow, pdir, plen, n, out_flow, out_c2s, out_s2c, totals):
             i += 1
         totals[f, 0] = c
         totals[f, 1] = s
+    return k
+
+
+@njit(cache=True, nogil=True)
+def first_attempt_packets(slot, pdir, plen, n_flows, threshold, sel, more):
+    """The packets that come no later than their flow's first detection attempt (the
+    one taking either direction to ``threshold`` bytes, and those before it), in
+    capture order: one walk of the window, no sort by flow.
+
+    ``slot[i]``: position of packet ``i``'s flow among the ``n_flows`` flows being
+    detected (-1: not one of them). Fills ``sel`` with the packets' indices and
+    sets ``more[k]`` where flow ``k`` has packets after its first attempt (only
+    those flows can need a second look). Returns how many packets ``sel`` holds.
+    """
+    c = np.zeros(n_flows, np.int64)
+    s = np.zeros(n_flows, np.int64)
+    k = 0
+    for i in range(len(slot)):
+        f = slot[i]
+        if f < 0:
+            continue
+        if c[f] < threshold and s[f] < threshold:
+            sel[k] = i
+            k += 1
+        else:
+            more[f] = True
+        if pdir[i] == 0:
+            c[f] += plen[i]
+        else:
+            s[f] += plen[i]
     return k
 
 
@@ -683,14 +757,17 @@ def sample_lines(data, starts, stops, long_, limit, quoted, first_start, first_e
     return k
 
 
-# verdicts of detect_flows (bulkflows.DECODE ...)
-V_DECODE, V_IGNORE, V_FALLBACK, V_DECODE_UTF8, V_NONE = 0, 1, 2, 3, -1
+# verdicts of detect_flows (bulkflows.DECODE ...); V_NEED: the flow's verdict hangs on a
+# stream's first clean row that was not decoded (its end given as UNKNOWN_END)
+V_DECODE, V_IGNORE, V_FALLBACK, V_DECODE_UTF8, V_NONE, V_NEED = 0, 1, 2, 3, -1, -2
+UNKNOWN_END = -1
 
 
 @njit(cache=True, nogil=True)
-def _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, final, names, name_len, prefix,
-             limit, max_hits):
+def _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, final, names, name_len, order,
+             b_lo, b_hi, prefix, limit, max_hits):
     found = False
+    unsure = False  # a sample whose first clean row was not decoded could settle it
     ascii_only = True
     for d in range(2):
         size = c if d == 0 else s
@@ -698,28 +775,38 @@ def _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, final, names, name_
         if size == 0:
             continue
         lo = g_start[j]
-        if first_non_ascii(data, lo, lo + size) >= 0:
+        high, nul = sample_bytes(data, lo, lo + size)
+        if high:
             ascii_only = False
             if bad_end[j] <= size:
                 return V_FALLBACK
-        framing = detect_framing(data, lo, lo + size, names, name_len, prefix, limit, max_hits)
+        text = _no_length_votes(nul, limit)
+        if found and text:
+            continue  # its framing is none or line: it changes nothing now
+        framing = _framing(data, lo, lo + size, names, name_len, order, b_lo, b_hi, prefix,
+                           limit, max_hits, text)[0]
         if framing == 2 or framing == 3:
             return V_FALLBACK
-        if framing == 1 and (final or good_end[j] <= size):
-            found = True
+        if framing == 1 and not found:
+            if final:
+                found = True
+            elif good_end[j] == UNKNOWN_END:
+                unsure = True
+            elif good_end[j] <= size:
+                found = True
     if not found:
-        return V_NONE
+        return V_NEED if unsure else V_NONE
     return V_DECODE if ascii_only else V_DECODE_UTF8
 
 
 @njit(cache=True, nogil=True)
-def _named(data, g_start, j0, j1, c, s, names, name_len, prefix, limit):
+def _named(data, g_start, j0, j1, c, s, names, name_len, order, b_lo, b_hi, prefix, limit):
     """Does either sample hold a command name (``detect.names_a_command``)?"""
     for d in range(2):
         size = c if d == 0 else s
         j = j0 if d == 0 else j1
-        if size and _framing(data, g_start[j], g_start[j] + size, names, name_len, prefix,
-                             limit, 1)[1]:
+        if size and _framing(data, g_start[j], g_start[j] + size, names, name_len, order, b_lo,
+                             b_hi, prefix, limit, 1, False)[1]:
             return True
     return False
 
@@ -734,8 +821,11 @@ def detect_flows(flows, whole, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals
     flow in order. A flow detection gives up on while its samples name commands
     is left to the sink (V_FALLBACK), which reports it. ``whole[k]``: the flow has
     closed (or the capture ends), so the sink's last attempt, at the close, is made;
-    a flow still open that no attempt decided stays V_NONE (undecided).
+    a flow still open that no attempt decided stays V_NONE (undecided). A flow whose
+    verdict hangs on a ``good_end`` given as UNKNOWN_END is V_NEED (the caller decodes
+    that row and asks again).
     """
+    order, b_lo, b_hi = name_buckets(names)
     a = 0
     for k in range(len(flows)):
         f = flows[k]
@@ -748,11 +838,11 @@ def detect_flows(flows, whole, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals
             if verdict == V_NONE:
                 c, s = a_c2s[a], a_s2c[a]
                 verdict = _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, False,
-                                   names, name_len, prefix, limit, max_hits)
+                                   names, name_len, order, b_lo, b_hi, prefix, limit, max_hits)
                 longest = max(c, s)
                 if verdict == V_NONE and longest >= SAMPLE:
-                    named = _named(data, g_start, j0, j1, c, s, names, name_len, prefix,
-                                   limit)
+                    named = _named(data, g_start, j0, j1, c, s, names, name_len, order, b_lo,
+                                   b_hi, prefix, limit)
                     if named and longest >= LONG:
                         verdict = V_FALLBACK
                     elif not named:
@@ -761,9 +851,10 @@ def detect_flows(flows, whole, group_of, a_pos, a_c2s, a_s2c, n_attempts, totals
         if verdict == V_NONE and whole[k]:
             c, s = min(totals[f, 0], LONG), min(totals[f, 1], LONG)
             verdict = _attempt(data, g_start, good_end, bad_end, j0, j1, c, s, True,
-                               names, name_len, prefix, limit, max_hits)
+                               names, name_len, order, b_lo, b_hi, prefix, limit, max_hits)
             if verdict == V_NONE:
-                named = _named(data, g_start, j0, j1, c, s, names, name_len, prefix, limit)
+                named = _named(data, g_start, j0, j1, c, s, names, name_len, order, b_lo, b_hi,
+                               prefix, limit)
                 verdict = V_FALLBACK if named else V_IGNORE
         out[k] = verdict
 
@@ -797,11 +888,12 @@ def warm_up() -> None:
     i8 = np.zeros(1, np.int8)
     track_flows(i64, i64, i64, i64, i64, i64, i64, 0, i8, i64, i8, i64, i8, i64, i8, i64, i64,
                 i64, i8, i8, True)
-    first_non_ascii(u8, 0, 0)
+    sample_bytes(u8, 0, 0)
     count_byte(u8, 10)
     names = np.zeros((1, 2), np.uint8)
     detect_framing(u8, 0, 0, names, np.ones(1, np.int64), u8[:2], 16, 32)
     detection_attempts(i64, i64, i64, 0, i64, i64, i64, np.zeros((1, 2), np.int64))
+    first_attempt_packets(i64[:0], i64[:0], i64[:0], 0, 128, i64, np.zeros(0, np.bool_))
     last_newlines(u8, i64[:0], i64[:0], i64[:0])
     copy_ranges(u8, i64[:0], i64[:0], u8)
     line_frames(u8, 16, i64, i64)
