@@ -10,6 +10,7 @@ import pandas as pd
 
 from camprotool.analysis import tables
 from camprotool.analysis.frames import connections_frame, messages_frame
+from camprotool.analysis.masking import ParamsMasker, encode_commands
 from camprotool.analysis.problems import build_problems
 from camprotool.analysis.violations import RuleCheck
 from camprotool.capture.captureset import CaptureSource
@@ -45,8 +46,15 @@ class Capture:
         d = self.decoded
         with gc_paused():  # a full collection midway (tens of ms) finds no cycles here
             d.put_in_order()  # the frame then shares the decoder's columns
-            return messages_frame(d.rows, d.connections, reveal_passwords=self.reveal_passwords,
-                                  numbers=d.numbers)
+            if self.reveal_passwords:
+                # another Capture of these rows may have masked them: ``messages`` has all
+                table = d.rows if d.hidden is None else d.messages
+                return messages_frame(table, d.connections, reveal_passwords=True,
+                                      numbers=d.numbers)
+            commands = encode_commands(d.rows["command"])
+            d.mask_params(ParamsMasker(d.rows, commands))
+            return messages_frame(d.rows, d.connections, numbers=d.numbers,
+                                  params_masked=True, commands=commands)
 
     @cached_property
     def connections(self) -> pd.DataFrame:
@@ -62,7 +70,8 @@ class Capture:
     # -- analysis tables (camprotool.analysis.tables / .violations; docs/analysis.md)
     @cached_property
     def _prep(self) -> tables.Prep:
-        return tables.Prep(self.messages, self.connections, self.decoded.messages)
+        # the decoder's rows for their list columns (in order once messages is made)
+        return tables.Prep(self.messages, self.connections, self.decoded.rows)
 
     @cached_property
     def _session_index(self) -> tables.SessionIndex:

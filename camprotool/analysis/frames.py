@@ -29,6 +29,7 @@ def messages_frame(
     table: pa.Table, connections: ConnectionTable | Sequence[ConnectionRecord], *,
     reveal_passwords: bool = False, order: np.ndarray | None = None,
     numbers: Mapping[str, tuple[np.ndarray, np.ndarray | None]] | None = None,
+    params_masked: bool = False, commands: Commands | None = None,
 ) -> pd.DataFrame:
     """``Capture.messages`` from the decoder's Arrow table, in ``order`` (None: as it is).
 
@@ -40,13 +41,16 @@ def messages_frame(
     Text columns with no value (``error`` mostly) all share one array of nulls.
     ``numbers``: the table's int64 columns as NumPy arrays it views
     (:meth:`DecodedCapture.put_in_order`; ``order`` must then be None), taken as
-    they are, so the frame and the table hold their numbers once.
+    they are, so the frame and the table hold their numbers once. ``params_masked``:
+    the table's ``params`` are masked already (``DecodedCapture.mask_params``);
+    ``commands``: its ``command`` column encoded already (:func:`encode_commands`).
     """
     if numbers and order is not None:
         raise ValueError("numbers are given for rows in order: no order to apply")
-    commands = encode_commands(table["command"])
+    if commands is None:
+        commands = encode_commands(table["command"])
     if not reveal_passwords:
-        table, commands = mask_messages(table, commands)
+        table, commands = mask_messages(table, commands, params_masked=params_masked)
     take = _Columns(order, table.num_rows, numbers or {})
     conn_ids = take.integers(table, "conn")
     ends = _Ends(connections, conn_ids)

@@ -99,29 +99,27 @@ def mask_table(table: pa.Table) -> pa.Table:
     return mask_messages(table, encode_commands(table["command"]))[0]
 
 
-def mask_messages(table: pa.Table, commands: Commands) -> tuple[pa.Table, Commands]:
+def mask_messages(table: pa.Table, commands: Commands, *, params_masked: bool = False
+                  ) -> tuple[pa.Table, Commands]:
     """``table`` (bulk decoder schema) masked, and its commands after masking
     (``commands``: its ``command`` column, :func:`encode_commands`).
 
     Only the rows that can hold a password (commands with secret fields, frames
     no command could be read from) are rewritten, and only in the chunks holding
     them: a chunk (a fast-engine window) without one keeps its buffers.
+    ``params_masked``: the ``params`` column is masked already (:class:`ParamsMasker`).
     """
     table = _mask_secret_columns(table)
-    codes = commands.codes
     error = table["error"]
-    has_error = _valid(error)
-    # A frame no command could be read from (cut by lost bytes, garbage) may
-    # still carry a password: keep its error, hide its text and bytes.
-    unreadable = has_error & ((codes < 0) | (codes >= _KNOWN))
-    if has_error.any():  # the name an error quotes may be password text too
+    unreadable = _unreadable(error, commands)
+    if error.null_count < len(error):  # the name an error quotes may be password text too
         table = _set(table, "error", _per_chunk(error, _unquoted))
     touched = (commands.lookup(_SECRET_BITS) != 0) | unreadable
     if not touched.any():
         return table, commands
-    table = _set(table, "params", _per_chunk(
-        table["params"], lambda chunk, rows: _masked_params(
-            chunk, Commands(codes[rows], commands.names), unreadable[rows])))
+    if not params_masked:
+        table = _set(table, "params", _per_chunk(table["params"], ParamsMasker(table, commands)
+                                                 .masked))
     if unreadable.any():  # its "command name" may itself be password text (a cut Login tail)
         commands = _renamed(table["command"], commands, unreadable)
         table = _set(table, "command", commands.column(table.schema.field("command").type))
@@ -130,6 +128,37 @@ def mask_messages(table: pa.Table, commands: Commands) -> tuple[pa.Table, Comman
         table = _set(table, "raw", _per_chunk(raw, lambda chunk, rows: _nulls_where(
             chunk, touched[rows])))
     return table, commands
+
+
+def _unreadable(error: pa.ChunkedArray | pa.Array, commands: Commands) -> np.ndarray:
+    """Per row: a frame no command could be read from (cut by lost bytes, garbage),
+    which may still carry a password: it keeps its error, its text and bytes are hidden."""
+    codes = commands.codes
+    return _valid(error) & ((codes < 0) | (codes >= _KNOWN))
+
+
+class ParamsMasker:
+    """How :func:`mask_messages` masks a ``params`` column, chunk by chunk.
+
+    ``masked(chunk, rows)``: the chunk (``rows``: its rows in the whole column)
+    masked; ``hidden(chunk, rows)``: which of its rows masking may change. For
+    a caller that replaces the column as it goes, keeping the real values of
+    those rows (``DecodedCapture.mask_params``): the masked column then serves
+    both the decoder's rows and the dataframe.
+    """
+
+    def __init__(self, table: pa.Table, commands: Commands) -> None:
+        self.commands = commands
+        self.unreadable = _unreadable(table["error"], commands)
+
+    def _of(self, rows: slice) -> tuple[Commands, np.ndarray]:
+        return Commands(self.commands.codes[rows], self.commands.names), self.unreadable[rows]
+
+    def masked(self, chunk: pa.Array, rows: slice) -> pa.Array | pa.ChunkedArray:
+        return _masked_params(chunk, *self._of(rows))
+
+    def hidden(self, chunk: pa.Array, rows: slice) -> np.ndarray:
+        return np.flatnonzero(_hide(chunk, *self._of(rows)))
 
 
 def _per_chunk(column: pa.ChunkedArray | pa.Array,
@@ -161,30 +190,44 @@ def _valid(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _mask_secret_columns(table: pa.Table) -> pa.Table:
     """Every value of the typed password columns ``***``."""
+    stars = _Stars()
     for name in sorted(SECRET_FIELDS):
         if name in table.column_names and table[name].null_count < len(table[name]):
-            table = _set(table, name, _per_chunk(table[name], lambda c, _: _all_masked(c)))
+            table = _set(table, name, _per_chunk(table[name], lambda c, _: stars.over(c)))
     return table
 
 
-def _all_masked(column: pa.Array) -> pa.Array:
-    """``column`` with every value ``***`` (nulls stay null), made from its validity
-    alone: an ``if_else`` over the column cost a pass over its text. One without a
-    value is kept as it is (most chunks hold no login)."""
-    if column.null_count == len(column):
-        return column
-    if not pa.types.is_large_string(column.type):
-        return pc.if_else(pc.is_valid(column), pa.scalar(MASK, column.type), column)
-    valid = _valid(column)
-    offsets = np.empty(len(column) + 1, np.int64)
-    offsets[0] = 0
-    np.cumsum(valid, out=offsets[1:])
-    offsets *= len(MASK)
-    bitmap = pa.array(valid).buffers()[1] if column.null_count else None
-    return pa.Array.from_buffers(
-        column.type, len(column),
-        [bitmap, pa.py_buffer(offsets), pa.py_buffer(MASK.encode() * int(valid.sum()))],
-        null_count=column.null_count)
+class _Stars:
+    """Columns of ``***`` over other columns' validity, sharing one text of stars.
+
+    A ``large_string`` chunk whose every value is ``***`` is the same offsets
+    (0, 3, 6, ...) and text (``******...``) whatever its length; only which rows
+    are null differs. So every masked chunk is that one pair of buffers under the
+    original chunk's own validity bitmap (and offset): no bytes a row. Building
+    offsets a chunk cost 8 bytes a row for each password column (3 MB of 185,000
+    messages), and an ``if_else`` over the text cost a pass over it.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.offsets: pa.Buffer | None = None
+        self.text: pa.Buffer | None = None
+
+    def over(self, column: pa.Array) -> pa.Array:
+        """``column`` with every value ``***`` (nulls stay null); one without a value is
+        kept as it is (most chunks hold no login)."""
+        if column.null_count == len(column):
+            return column
+        if not pa.types.is_large_string(column.type):
+            return pc.if_else(pc.is_valid(column), pa.scalar(MASK, column.type), column)
+        end = column.offset + len(column)
+        if end > self.rows:  # room for the longest chunk, made once
+            self.rows = max(end, 2 * self.rows)
+            self.offsets = pa.py_buffer(np.arange(self.rows + 1, dtype=np.int64) * len(MASK))
+            self.text = pa.py_buffer(MASK.encode() * self.rows)
+        return pa.Array.from_buffers(column.type, len(column),
+                                     [column.buffers()[0], self.offsets, self.text],
+                                     null_count=column.null_count, offset=column.offset)
 
 
 def _unquoted(error: pa.Array, _: slice) -> pa.Array:
@@ -209,10 +252,7 @@ def _masked_params(params: pa.Array, commands: Commands,
     bursts) stay slices of ``params``, so the result is a few chunks sharing its
     buffers where a copy of all of it cost more time and memory than the masking.
     """
-    hide = commands.lookup(_SECRET_BITS)
-    hide[whole] = -1
-    if params.null_count:
-        hide[~_valid(params)] = 0
+    hide = _hide(params, commands, whole)
     touched = np.flatnonzero(hide)
     if not len(touched):
         return params
@@ -224,6 +264,15 @@ def _masked_params(params: pa.Array, commands: Commands,
               if rewrite else params.slice(lo, hi - lo)
               for lo, hi, rewrite in _stretches(touched, len(params))]
     return pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, params.type)
+
+
+def _hide(params: pa.Array, commands: Commands, whole: np.ndarray) -> np.ndarray:
+    """Per row of ``params``: its secret fields as bits, -1 to hide it whole, 0 to keep it."""
+    hide = commands.lookup(_SECRET_BITS)
+    hide[whole] = -1
+    if params.null_count:
+        hide[~_valid(params)] = 0
+    return hide
 
 
 def _stretches(touched: np.ndarray, n: int) -> list[tuple[int, int, bool]]:

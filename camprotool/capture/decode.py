@@ -12,10 +12,11 @@ import contextlib
 import gc
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from camprotool.capture.allocator import give_back_free_memory, prefer_system_allocator
 from camprotool.capture.captureset import CaptureSet, CaptureSource, open_source
@@ -24,12 +25,25 @@ from camprotool.capture.conntable import ConnectionTable
 from camprotool.capture.packets import iter_tcp_segments
 from camprotool.capture.readers import CaptureFile
 from camprotool.capture.reassembly import Reassembler
-from camprotool.capture.reorder import Reorder, number_view
+from camprotool.capture.reorder import Reorder, number_view, one_chunk
 from camprotool.capture.streams import MessageSink
 from camprotool.protocol.dialect import Dialect
 
 if TYPE_CHECKING:
     from camprotool.capture.fast.engine import FinalIds
+
+
+class ChunkMasker(Protocol):
+    """How a column is masked chunk by chunk (``rows``: the chunk's rows in the column):
+    :class:`camprotool.analysis.masking.ParamsMasker` for ``params``."""
+
+    def hidden(self, chunk: pa.Array, rows: slice) -> np.ndarray:
+        """The chunk's rows (positions in it) that masking may change."""
+        ...
+
+    def masked(self, chunk: pa.Array, rows: slice) -> pa.Array | pa.ChunkedArray:
+        """The chunk masked."""
+        ...
 
 
 @dataclass
@@ -53,14 +67,71 @@ class DecodedCapture:
     #: after :meth:`put_in_order`: each int64 column of ``rows`` as the NumPy array
     #: its Arrow column views (values, 0 under a null; null flags or None)
     numbers: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+    #: after :meth:`mask_params`: the rows whose ``params`` ``rows`` shows masked
+    #: (ascending positions) and their values as decoded
+    hidden: tuple[np.ndarray, pa.Array] | None = None
     _in_order: bool = False
     _lost: BaseException | None = None
 
     @property
     def messages(self) -> pa.Table:
-        """The rows sorted by time (ties in stream order)."""
+        """The rows sorted by time (ties in stream order), every value as decoded (a
+        new ``params`` column when :meth:`mask_params` masked it in ``rows``)."""
         self.put_in_order()
-        return self.rows
+        if self.hidden is None:
+            return self.rows
+        rows, values = self.hidden
+        mask = np.zeros(self.rows.num_rows, bool)
+        mask[rows] = True
+        params = pc.replace_with_mask(one_chunk(self.rows["params"]), pa.array(mask), values)
+        return self.rows.set_column(self.rows.schema.get_field_index("params"), "params",
+                                    params)
+
+    def mask_params(self, masker: ChunkMasker) -> None:
+        """Mask ``params`` in ``rows`` (in order) chunk by chunk, keeping the values of the
+        rows masking may change in ``hidden`` (``messages`` still gives them).
+
+        Why: ``Capture.messages`` shows ``params`` masked; masked beside the decoder's
+        it was a second column of nearly every row (9 MB of 185,000 messages where
+        logins are everywhere). Replaced here chunk by chunk, each chunk's old
+        buffers go as its masked one is made, and the frame wraps the same column.
+        ``masker``: :class:`camprotool.analysis.masking.ParamsMasker`.
+        """
+        self.put_in_order()
+        if self.hidden is not None:
+            return
+        schema = self.rows.schema
+        at_params = schema.get_field_index("params")
+        columns = self.rows.columns
+        chunks: list[pa.Array | None] = list(columns[at_params].chunks)
+        columns[at_params] = pa.chunked_array([], schema.field("params").type)
+        self.rows = schema.empty_table()  # the only other hold on the old chunks goes
+        out: list[pa.Array] = []
+        kept_rows: list[np.ndarray] = []
+        kept_values: list[pa.Array] = []
+        at = 0
+        try:
+            for k, chunk in enumerate(chunks):
+                chunks[k] = None
+                assert chunk is not None
+                rows = slice(at, at + len(chunk))
+                hidden = masker.hidden(chunk, rows)
+                if len(hidden):
+                    kept_rows.append(hidden + at)
+                    kept_values.append(chunk.take(pa.array(hidden)))
+                masked = masker.masked(chunk, rows)
+                out.extend(masked.chunks if isinstance(masked, pa.ChunkedArray) else [masked])
+                at += len(chunk)
+                del chunk, masked
+        except BaseException as exc:  # a failed allocation midway: some chunks are gone
+            self._lost = exc
+            raise
+        columns[at_params] = pa.chunked_array(out, schema.field("params").type)
+        self.rows = pa.Table.from_arrays(columns, schema=schema)
+        self.hidden = (np.concatenate(kept_rows) if kept_rows else np.zeros(0, np.int64),
+                       pa.concat_arrays(kept_values) if kept_values
+                       else pa.array([], schema.field("params").type))
+        give_back_free_memory()  # the unmasked chunks' pages
 
     def put_in_order(self) -> None:
         """Sort ``rows`` by time, column by column, with their int64 columns held as
@@ -73,9 +144,7 @@ class DecodedCapture:
         it made copies beside the decoder's (13 MB for 185,000 messages). Rows
         already in order are kept as slices (:class:`~camprotool.capture.reorder.Reorder`).
         """
-        if self._lost is not None:
-            raise RuntimeError(f"{self.source}: the decoded rows were lost when sorting them "
-                               f"failed ({self._lost!r}); read the capture again")
+        self._check_kept()
         if self._in_order:
             return
         schema = self.rows.schema
@@ -89,6 +158,12 @@ class DecodedCapture:
         self.rows = pa.Table.from_arrays(list(columns.values()), schema=schema)
         self.order, self._in_order = None, True
         give_back_free_memory()  # the unsorted columns' pages
+
+    def _check_kept(self) -> None:
+        """Raise if a failure while rewriting the rows in place lost some of them."""
+        if self._lost is not None:
+            raise RuntimeError(f"{self.source}: the decoded rows were lost when rewriting "
+                               f"them in place failed ({self._lost!r}); read the capture again")
 
 
 def _put_in_order(columns: dict[str, pa.ChunkedArray], schema: pa.Schema,

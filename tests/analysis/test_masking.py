@@ -246,9 +246,61 @@ def test_chunks_without_a_password_keep_their_buffers():
 def test_a_secret_column_is_masked_from_its_validity_alone():
     """Every value becomes ``***`` and every null stays null, on a slice too (a chunk cut
     from a window's table starts inside its buffers)."""
-    from camprotool.analysis.masking import _all_masked
+    from camprotool.analysis.masking import _Stars
 
+    stars = _Stars()
     column = pa.array(["pw", None, "", "s3cret", None], pa.large_string())
-    assert _all_masked(column).to_pylist() == ["***", None, "***", "***", None]
-    assert _all_masked(column.slice(1, 3)).to_pylist() == [None, "***", "***"]
-    assert _all_masked(pa.array(["a"], pa.string())).to_pylist() == ["***"]
+    assert stars.over(column).to_pylist() == ["***", None, "***", "***", None]
+    assert stars.over(column.slice(1, 3)).to_pylist() == [None, "***", "***"]
+    assert stars.over(pa.array(["a"], pa.string())).to_pylist() == ["***"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.text(max_size=4)), max_size=40),
+                max_size=4), st.integers(0, 5))
+def test_masked_chunks_share_one_text_of_stars(chunks, skip):
+    """Chunks of any length and offset, masked in any order, read as ``***`` under their
+    own nulls, and all of them over the same two buffers."""
+    from camprotool.analysis.masking import _Stars
+
+    stars = _Stars()
+    for values in chunks:
+        column = pa.array([None] * skip + values, pa.large_string()).slice(skip)
+        masked = stars.over(column)
+        masked.validate(full=True)
+        assert masked.to_pylist() == [None if v is None else "***" for v in values]
+        if masked.null_count < len(masked):
+            assert masked.buffers()[0] is None or \
+                masked.buffers()[0].address == column.buffers()[0].address
+    password = pa.array(["a", None, "bb"] * 10, pa.large_string())
+    camera_password = pa.array([None, "c", "d"] * 10, pa.large_string())
+    first, second = stars.over(password), stars.over(camera_password)
+    assert [b.address for b in first.buffers()[1:]] == \
+        [b.address for b in second.buffers()[1:]]  # no bytes of their own
+
+
+def test_masked_params_serve_both_the_frame_and_the_decoders_rows():
+    """``Capture.messages`` masks ``params`` in the decoder's rows (one column for both);
+    the values it hid are kept: ``decoded.messages``, a revealing ``Capture`` of the
+    same rows, the rule checks and replay still read what was decoded."""
+    from pathlib import Path
+
+    from camprotool.analysis.capture import Capture
+    from camprotool.capture.decode import decode_file
+
+    sample = str(Path(__file__).parents[2] / "captures" / "sample.pcapng")
+    cap = read_capture(sample)
+    real = decode_file(sample).messages["params"]
+    violations_before = cap.violations  # the rule checks read the real params
+    m = cap.messages
+    rows = cap.decoded.rows["params"]
+    assert m["params"].tolist() == rows.to_pylist()
+    assert "***" in "".join(rows.to_pylist()) and rows != real
+    assert cap.decoded.hidden is not None and len(cap.decoded.hidden[0])
+    assert cap.decoded.messages["params"].to_pylist() == real.to_pylist()
+    revealed = Capture(cap.decoded, reveal_passwords=True).messages
+    assert revealed["params"].tolist() == real.to_pylist()
+    pd.testing.assert_frame_equal(read_capture(sample).violations, violations_before)
+    again = read_capture(sample)
+    again.messages  # noqa: B018  (rows masked before the rules run)
+    pd.testing.assert_frame_equal(again.violations, violations_before)

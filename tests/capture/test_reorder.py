@@ -96,5 +96,5 @@ def test_a_failed_sort_says_so_instead_of_leaving_rows_half_sorted(monkeypatch):
     monkeypatch.setattr(reorder.Reorder, "numpy", fail)
     with pytest.raises(MemoryError):
         d.put_in_order()
-    with pytest.raises(RuntimeError, match=r"lost when sorting them failed.*no room"):
+    with pytest.raises(RuntimeError, match=r"lost when rewriting them in place failed.*no room"):
         d.messages  # noqa: B018
