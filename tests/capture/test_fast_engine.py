@@ -241,6 +241,52 @@ def test_flows_streaming_across_windows_equal_exact(case, window):
 
 
 
+@st.composite
+def slow_starts(draw):
+    """Connections whose first line passes the first detection attempt (128 bytes)
+    unfinished, in small segments: that attempt leaves them open, and detection
+    reads on. Some pause after it (their next window brings them nothing while
+    other connections start), some close, some stay open."""
+    n = draw(st.integers(1, 4))
+    convs = []
+    for _ in range(n):
+        first = draw(st.sampled_from(["c2s", "s2c"]))
+        rest = draw(st.lists(st.tuples(st.sampled_from(["c2s", "s2c"]),
+                                       st.sampled_from(_MESSAGES)), max_size=3))
+        convs.append((first, rest, draw(st.sampled_from(["fin", "rst", "open"])),
+                      draw(st.integers(4, 60)), draw(st.integers(0, 3000)),
+                      draw(st.booleans())))
+    return convs, draw(st.sampled_from([None, 5, 9, 40]))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(slow_starts())
+def test_detection_past_the_first_attempt_equals_exact(case):
+    """Flows the first attempt leaves undecided are detected again on all their packets
+    (those with packets after it), or carried undecided, or found with nothing new
+    in a window: the same verdicts and rows as the exact path."""
+    from camprotool.capture.fast import engine
+
+    convs, window = case
+    saved = engine.WINDOW
+    engine.WINDOW = window or engine.WINDOW
+    w = PcapWriter()
+    try:
+        for k, (first, rest, close, size, start, pause) in enumerate(convs):
+            c = w.tcp((f"10.0.1.{k + 1}", 42000 + k), SERVER, T0 + start)
+            t = T0 + start + 1000
+            c.send(first, frame(*_LONG[0], "line"), t, segment_size=size)
+            t += 20_000 if pause else 200
+            for direction, msg in rest:
+                c.send(direction, frame(*msg, "line"), t, segment_size=size)
+                t += 200
+            if close != "open":
+                c.close(t + 100, close)
+        _assert_same(*_both(w.getvalue()))
+    finally:
+        engine.WINDOW = saved
+
+
 class _Madvise:
     """A capture file's map that records the ranges ``madvise`` lets go."""
 
