@@ -87,8 +87,9 @@ class _Plan:
 
 
 def _load(capture: Any) -> DecodedCapture:
-    """The decoded rows of a recording: a ``Capture``'s (its decoder output is never
-    masked: replay needs the real passwords) or a capture file's."""
+    """The decoded rows of a recording: a ``Capture``'s (``DecodedCapture.messages`` has
+    the values as decoded, real passwords included, even after ``Capture.messages``
+    masked its rows' ``params``: replay needs them) or a capture file's."""
     from camprotool.analysis.capture import Capture
     from camprotool.capture.decode import decode_file
 
