@@ -229,13 +229,17 @@ def _hash(data, at, end):
 
 @njit(cache=True, nogil=True, inline="always")
 def _same(data, a, b, size):
-    """``data[a:a + size] == data[b:b + size]``."""
-    j = 0
-    while j + 8 <= size:
-        if _load8(data, a + j) != _load8(data, b + j):
-            return False
-        j += 8
-    return j == size or _word(data, a + j, a + size) == _word(data, b + j, b + size)
+    """``data[a:a + size] == data[b:b + size]``.
+
+    The words' differences are ORed together and tested once: a test per word
+    (a branch whose count depends on each name's length) cost half of
+    :func:`distinct_ranges`' time in mispredictions."""
+    if size < 8:
+        return _word(data, a, a + size) == _word(data, b, b + size)
+    diff = _load8(data, a + size - 8) ^ _load8(data, b + size - 8)  # the last word
+    for j in range(0, size - 8, 8):  # the others, without a branch per word
+        diff |= _load8(data, a + j) ^ _load8(data, b + j)
+    return diff == _ZERO
 
 
 @njit(cache=True, nogil=True)
