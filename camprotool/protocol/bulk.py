@@ -893,8 +893,6 @@ class _Assembler:
         self._messages: list[tuple[np.ndarray, list[Message]]] = []
         self.ready: dict[str, pa.Array] = {}  # columns complete as they are
         self._zeros: pa.Buffer | None = None  # shared by the all-null columns
-        self._sizes: np.ndarray | None = None  # scratch (see _scratch)
-        self._valid = np.zeros(0, bool)
 
     def command_code(self, name: str) -> int:
         code = self._command_index.get(name)
@@ -1030,27 +1028,21 @@ class _Assembler:
             return self._nulls(type_)
         dtype = bool if type_ == pa.bool_() else _I64
         values = np.zeros(self.n, dtype)
-        _, valid = self._scratch()
+        valid = np.zeros((self.n + 7) // 8, np.uint8)  # a validity bitmap
+        scatter = _k().scatter_values
+        every = _ALL_VALID
+        count = 0
         for rows, vals, ok in parts or ():
-            values[rows] = vals
-            valid[rows] = True if ok is None else ok
+            count += scatter(_i64(rows), np.ascontiguousarray(vals, dtype),
+                             every if ok is None else np.ascontiguousarray(ok, bool), values,
+                             valid)
         if slow is not None:
-            values[slow[0]] = slow[1]
-            valid[slow[0]] = True
-        nulls = self.n - int(np.count_nonzero(valid))
+            count += scatter(np.array(slow[0], _I64), np.array(slow[1], dtype), every, values,
+                             valid)
+        nulls = self.n - count
         data = _bitmap(values) if dtype is bool else pa.py_buffer(values)
-        return pa.Array.from_buffers(type_, self.n, [_bitmap(valid) if nulls else None, data],
-                                     nulls)
-
-    def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
-        """Zeroed per-row sizes and flags, the same arrays for every column: fresh memory
-        costs a page fault per 4 KiB on first use, more than zeroing it again."""
-        if self._sizes is None:
-            self._sizes, self._valid = np.zeros(self.n, _I64), np.zeros(self.n, bool)
-        else:
-            self._sizes.fill(0)
-            self._valid.fill(False)
-        return self._sizes, self._valid
+        return pa.Array.from_buffers(type_, self.n, [pa.py_buffer(valid) if nulls else None,
+                                                     data], nulls)
 
     def _nulls(self, type_: pa.DataType) -> pa.Array:
         """An all-null column; every one of a table shares the same zero buffers (a
@@ -1092,6 +1084,7 @@ class _Assembler:
 
 
 _EMPTY = SCHEMA.empty_table()
+_ALL_VALID = np.zeros(0, bool)  # scatter_values: every value is valid
 _NO_BYTES = pa.py_buffer(b"")
 
 

@@ -639,6 +639,30 @@ def test_kernel_scatter_text(case, spare, random):
 
 
 @settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 40), st.integers(-5, 5), st.booleans()),
+                         max_size=20), max_size=4),
+       st.integers(1, 41), st.booleans(), st.booleans())
+def test_kernel_scatter_values(parts, n, flags, every):
+    """scatter_values: the values land in their rows (a later part wins), the validity
+    bits are those of the valid ones, and the count is the bits set, as NumPy gives it."""
+    dtype = bool if flags else np.int64
+    out, bitmap = np.zeros(n, dtype), np.zeros((n + 7) // 8, np.uint8)
+    expected, valid, count = np.zeros(n, dtype), np.zeros(n, bool), 0
+    for part in parts:
+        part = [(r % n, v, ok) for r, v, ok in part]
+        rows = np.array([r for r, _, _ in part], np.int64)
+        values = np.array([v for _, v, _ in part], dtype)
+        oks = np.ones(len(part), bool) if every else np.array([ok for *_, ok in part], bool)
+        count += _kernels().scatter_values(rows, values, np.zeros(0, bool) if every else oks,
+                                           out, bitmap)
+        expected[rows] = values
+        valid[rows[oks]] = True
+    assert out.tolist() == expected.tolist()
+    assert bitmap.tolist() == np.packbits(valid, bitorder="little").tolist()
+    assert count == np.count_nonzero(valid)
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=10),
        st.lists(st.integers(0, 9), max_size=50))
 def test_kernel_gather_strings(names, picks):
