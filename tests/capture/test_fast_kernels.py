@@ -108,9 +108,10 @@ def _record(kind: int, flow: int, seq: int, payload: bytes, big: bool) -> bytes:
                           st.integers(0, 2**32 - 1), st.binary(max_size=20)), max_size=60),
        st.booleans(), st.integers(1, 70), st.integers(0, 30))
 def test_index_pcap_is_the_walk_the_parse_and_the_lookup(packets, big, limit, cut):
-    """One pass equals the record walk, ``parse_packets`` and ``lookup_halves``: the walk
-    stops where the (tiny) table must grow and goes on after, the lookups stop at the
-    first packet left to Python, and ``lookup_halves`` goes on from there."""
+    """The one-pass walk and parse equal the record walk and ``parse_packets``; its
+    lookups equal ``lookup_halves``: they stop where the (tiny) table must grow and go
+    on after, and stop at the first packet left to Python, where ``lookup_halves``
+    goes on."""
     body = b"".join(_record(k, f, s, p, big) for k, f, s, p in packets)
     buf = np.frombuffer(b"\x00" * 24 + body[:len(body) - cut], np.uint8)
     # the reference walk
@@ -135,7 +136,7 @@ def test_index_pcap_is_the_walk_the_parse_and_the_lookup(packets, big, limit, cu
                                   cols_ref[1].view(np.uint64), cols_ref[3], tcp, 0, ref_half,
                                   0)
     assert done == len(tcp)
-    # one pass, with a table that must grow after a flow, grown as FastEngine does
+    # one pass, and lookups with a table that must grow after a flow, as FastEngine does
     cols = [np.empty(limit, np.int64) for _ in range(4)] + [np.empty(limit, np.int8)] + [
         np.empty(limit, np.int64) for _ in range(11)]
     table, keys = np.full(4, -1, np.int64), np.zeros((2, 7), np.uint64)
@@ -147,14 +148,11 @@ def test_index_pcap_is_the_walk_the_parse_and_the_lookup(packets, big, limit, cu
         K.rehash(table, grown, nflows)
         return table, grown
 
-    k, at, nflows, looked, looking, grows = 0, 24, 0, 0, True, 0
+    k, at, need = K.index_pcap(buf, 24, len(buf), big, 1000, limit, 1, *cols)
+    looked, nflows, grows = 0, 0, 0
     while True:
-        got, at, need, nflows, seen, full = K.index_pcap(
-            buf, at, len(buf), big, 1000, limit - k, 1, *(c[k:] for c in cols), looking,
-            table, keys, nflows)
-        if looking:
-            looked, looking = k + seen, seen == got
-        k += got
+        nflows, looked, full = K.ipv4_halves(cols[4], cols[5], cols[7], cols[6], cols[8],
+                                             looked, k, cols[15], table, keys, nflows)
         if not full:
             break
         table, keys = grow(table, keys, nflows)

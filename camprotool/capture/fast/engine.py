@@ -279,23 +279,21 @@ class FastEngine:
 
     def _indexed(self, off: int, size: int, big: bool, mult: int, linktype: int, lim: int,
                  frame0: int) -> _Window:
-        """The window of up to ``lim`` pcap records from ``off``, indexed, parsed and
-        its packets' flows found as far as the kernel goes (:func:`kernels.index_pcap`:
-        one pass over the records); ``_parse`` does the rest."""
+        """The window of up to ``lim`` pcap records from ``off``, indexed and parsed in one
+        pass (:func:`kernels.index_pcap`), its packets' flows found up to the first one
+        left to Python (:func:`kernels.ipv4_halves`); ``_parse`` does the rest."""
         rec_off, cap_len, orig_len, ts = (np.empty(lim, _I64) for _ in range(4))
         status = np.empty(lim, np.int8)
         src, dst, sport, dport, seq, ack, flags, pay_off, pay_len, missing, half = (
             np.empty(lim, _I64) for _ in range(11))
-        n, looked, looking = 0, 0, True
+        n, off, need = K.index_pcap(self.buf, off, size, big, mult, lim, linktype, rec_off,
+                                    cap_len, orig_len, ts, status, src, dst, sport, dport, seq,
+                                    ack, flags, pay_off, pay_len, missing, half)
+        looked = 0
         while True:  # the table grows where a new flow does not fit
-            got, off, need, self.nflows, seen, full = K.index_pcap(
-                self.buf, off, size, big, mult, lim - n, linktype, rec_off[n:], cap_len[n:],
-                orig_len[n:], ts[n:], status[n:], src[n:], dst[n:], sport[n:], dport[n:],
-                seq[n:], ack[n:], flags[n:], pay_off[n:], pay_len[n:], missing[n:], half[n:],
-                looking, self.table, self.keys, self.nflows)
-            if looking:
-                looked, looking = n + seen, seen == got
-            n += got
+            self.nflows, looked, full = K.ipv4_halves(status, src, sport, dst, dport, looked,
+                                                      n, half, self.table, self.keys,
+                                                      self.nflows)
             if not full:
                 break
             self._grow()
@@ -674,7 +672,8 @@ class FastEngine:
         """The window's delivered packets after ``first``'s (if any): each one's bytes
         counted for its flow (``_bytes``), those of ignored flows then left out."""
         nc = len(first.flow) if first is not None else 0
-        cols = [np.empty(nc + w.n, _I64) for _ in range(6)]
+        size = nc + int(np.count_nonzero(pkt_dir >= 0))  # not the window's: memory peaks here
+        cols = [np.empty(size, _I64) for _ in range(6)]
         if first is not None:
             for col, have in zip(cols, (first.pay_off, first.pay_len, first.ts, first.frame,
                                         first.dir, first.flow), strict=True):
