@@ -188,7 +188,8 @@ def ipv4_halves(status, src, sport, dst, dport, start, n, half, table, keys, nfl
 
     Why a loop of its own, not in the walk: where the table is out of the cache
     (200,000 flows) independent lookups overlap their misses; behind the walk's
-    chain of records they wait one by one (0.35 s against 0.2 there).
+    chain of records they wait one by one (walk, parse and lookups fused: 0.70 s
+    there, against 0.49 s for the three as loops of their own).
     Returns (flows now, packets looked up to, full).
     """
     zero = np.uint64(0)
