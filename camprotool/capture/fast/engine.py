@@ -96,6 +96,11 @@ class _Window:
     buf: np.ndarray | None = None
     # packets decode_tcp took: index -> its segment (or None) and its problem
     python: dict[int, TcpSegment | None] | None = None
+    # parsed as it was indexed (kernels.index_pcap), its flows found for the first
+    # ``looked`` records; where the walk stopped in the file, and what the next record needs
+    looked: int = -1
+    rec_off_end: int = 0
+    need: int = 16
 
 
 #: pass one's windows are kept for pass two (37 bytes a record) up to this many records
@@ -254,12 +259,9 @@ class FastEngine:
         progress = cap.progress
         while True:
             lim = self.window
-            rec_off, cap_len, orig_len, ts = _empty(lim), _empty(lim), _empty(lim), _empty(lim)
-            n, off, need = K.walk_pcap(self.buf, off, size, big, mult, lim, rec_off, cap_len,
-                                       orig_len, ts)
+            w = self._indexed(off, size, big, mult, linktype, lim, frame0)
+            n, off, need = w.n, w.rec_off_end, w.need
             if n:
-                w = _Window(n, np.arange(frame0 + 1, frame0 + 1 + n, dtype=_I64), rec_off[:n],
-                            cap_len[:n], orig_len[:n], ts[:n], np.full(n, linktype, _I64))
                 if record_problems:
                     for i in np.flatnonzero(w.cap_len < w.orig_len):
                         cap._snaplen(frame0 + 1 + int(i), int(w.cap_len[i]), int(w.orig_len[i]))
@@ -274,6 +276,36 @@ class FastEngine:
             cap._stopped(off, size, 0, True, progress)
         else:
             cap.frames = frame0
+
+    def _indexed(self, off: int, size: int, big: bool, mult: int, linktype: int, lim: int,
+                 frame0: int) -> _Window:
+        """The window of up to ``lim`` pcap records from ``off``, indexed and parsed in one
+        pass (:func:`kernels.index_pcap`), its packets' flows found up to the first one
+        left to Python (:func:`kernels.ipv4_halves`); ``_parse`` does the rest."""
+        rec_off, cap_len, orig_len, ts = (np.empty(lim, _I64) for _ in range(4))
+        status = np.empty(lim, np.int8)
+        src, dst, sport, dport, seq, ack, flags, pay_off, pay_len, missing, half = (
+            np.empty(lim, _I64) for _ in range(11))
+        n, off, need = K.index_pcap(self.buf, off, size, big, mult, lim, linktype, rec_off,
+                                    cap_len, orig_len, ts, status, src, dst, sport, dport, seq,
+                                    ack, flags, pay_off, pay_len, missing, half)
+        looked = 0
+        while True:  # the table grows where a new flow does not fit
+            self.nflows, looked, full = K.ipv4_halves(status, src, sport, dst, dport, looked,
+                                                      n, half, self.table, self.keys,
+                                                      self.nflows)
+            if not full:
+                break
+            self._grow()
+        w = _Window(n, np.arange(frame0 + 1, frame0 + 1 + n, dtype=_I64), rec_off[:n],
+                    cap_len[:n], orig_len[:n], ts[:n], np.full(n, linktype, _I64))
+        w.status, w.sport, w.dport, w.seq, w.ack = (status[:n], sport[:n], dport[:n], seq[:n],
+                                                    ack[:n])
+        w.flags, w.pay_off, w.pay_len, w.missing = (flags[:n], pay_off[:n], pay_len[:n],
+                                                    missing[:n])
+        w.s_lo, w.d_lo, w.half = src[:n].view(np.uint64), dst[:n].view(np.uint64), half[:n]
+        w.looked, w.rec_off_end, w.need = looked, off, need
+        return w
 
     def _generic_windows(self) -> Iterator[_Window]:
         """pcapng (and anything the record loops know): the Python record loop, indexed."""
@@ -335,19 +367,21 @@ class FastEngine:
         if w.buf is not None:
             self._use(w.buf)
         n = w.n
-        w.status = np.empty(n, np.int8)
-        src, dst = _empty(n), _empty(n)
-        w.sport, w.dport, w.seq, w.ack = _empty(n), _empty(n), _empty(n), _empty(n)
-        w.flags, w.pay_off, w.pay_len, w.missing = _empty(n), _empty(n), _empty(n), _empty(n)
-        K.parse_packets(self.buf, w.linktype, w.rec_off, w.cap_len, n, w.status, src, dst,
-                        w.sport, w.dport, w.seq, w.ack, w.flags, w.pay_off, w.pay_len,
-                        w.missing)
+        if w.looked < 0:  # not parsed as it was indexed
+            w.status = np.empty(n, np.int8)
+            src, dst = _empty(n), _empty(n)
+            w.sport, w.dport, w.seq, w.ack = _empty(n), _empty(n), _empty(n), _empty(n)
+            w.flags, w.pay_off, w.pay_len, w.missing = (_empty(n), _empty(n), _empty(n),
+                                                        _empty(n))
+            K.parse_packets(self.buf, w.linktype, w.rec_off, w.cap_len, n, w.status, src, dst,
+                            w.sport, w.dport, w.seq, w.ack, w.flags, w.pay_off, w.pay_len,
+                            w.missing)
+            w.s_lo, w.d_lo = src.view(np.uint64), dst.view(np.uint64)
+            w.half = np.full(n, -1, _I64)
         # IPv4 (family 0) in the low words; pages of the zero arrays stay unwritten
         w.fam = np.zeros(n, np.uint64)
         w.s_hi = np.zeros(n, np.uint64)
         w.d_hi = np.zeros(n, np.uint64)
-        w.s_lo = src.view(np.uint64)
-        w.d_lo = dst.view(np.uint64)
         tcp = w.status == K.PKT_TCP
         w.python = {}
         frames = w.frame_no
@@ -368,8 +402,7 @@ class FastEngine:
             w.python[i] = seg
             self._store_segment(w, i, seg)
             tcp[i] = True
-        w.half = np.full(n, -1, _I64)
-        idx = np.flatnonzero(tcp)
+        idx = np.flatnonzero(tcp[max(w.looked, 0):]) + max(w.looked, 0)
         if len(idx):
             self._halves(w, idx)
 
@@ -553,23 +586,17 @@ class FastEngine:
             i = int(tcp[-1])
             self.last_ts = int(w.ts[i])
         fstate = state["fstate"]
-        is_slow = np.zeros(w.n, bool)
-        is_slow[tcp] = fstate[w.half[tcp] >> 1] == K.FLOW_SLOW
+        # packets of the exact reassembler's flows (a look at each packet only if it has some)
+        slow_packets = tcp[fstate[w.half[tcp] >> 1] == K.FLOW_SLOW] \
+            if (fstate == K.FLOW_SLOW).any() else tcp[:0]
         fast = fstate[self._opened] != K.FLOW_SLOW
         opened, at = self._opened[fast], self._opened_at[fast]
         self.first_frame[opened] = frames[at]
         self._open_ts[opened] = w.ts[at]
-        sel = np.flatnonzero(pkt_dir >= 0)
-        packets = _Packets(w.pay_off[sel], w.pay_len[sel], w.ts[sel], frames[sel],
-                           pkt_dir[sel].astype(_I64), w.half[sel] >> 1)
-        if len(packets.flow):
-            np.add.at(self._bytes, (packets.flow, packets.dir), packets.pay_len)
-            if self._ignored.any():
-                packets = packets._take(~self._ignored[packets.flow])
-        carried = 0
-        if self._carry is not None:  # flows deferred from earlier windows come first
-            carried = len(self._carry.flow)
-            packets = self._carry.then(packets)
+        # flows deferred from earlier windows come first
+        carried = len(self._carry.flow) if self._carry is not None else 0
+        packets = self._delivered(w, pkt_dir, self._carry)
+        if self._carry is not None:
             in_file = self._carry.pay_off[self._carry.pay_off >= 0]
             if len(in_file):
                 self._reread_from = int(in_file.min())
@@ -616,7 +643,7 @@ class FastEngine:
             if len(s_closing):
                 self._settle_closed(state, s_closing)
             self._closes(state, skip=self._deferred)
-            for i in np.flatnonzero(is_slow).tolist():
+            for i in slow_packets.tolist():
                 self.reassembler.add(self._segment(w, i, frames))
             return
         if self._tails is not None:  # what streaming flows carried over goes first
@@ -638,8 +665,22 @@ class FastEngine:
         if len(quiet):  # streams that closed with nothing left to decode
             self._settle_closed(state, quiet)
         self._closes(state, skip=self._deferred)
-        for i in np.flatnonzero(is_slow).tolist():
+        for i in slow_packets.tolist():
             self.reassembler.add(self._segment(w, i, frames))
+
+    def _delivered(self, w: _Window, pkt_dir: np.ndarray, first: _Packets | None) -> _Packets:
+        """The window's delivered packets after ``first``'s (if any): each one's bytes
+        counted for its flow (``_bytes``), those of ignored flows then left out."""
+        nc = len(first.flow) if first is not None else 0
+        size = nc + int(np.count_nonzero(pkt_dir >= 0))  # not the window's: memory peaks here
+        cols = [np.empty(size, _I64) for _ in range(6)]
+        if first is not None:
+            for col, have in zip(cols, (first.pay_off, first.pay_len, first.ts, first.frame,
+                                        first.dir, first.flow), strict=True):
+                col[:nc] = have
+        end = K.delivered_packets(pkt_dir, w.half, w.pay_off, w.pay_len, w.ts, w.frame_no,
+                                  self._ignored, self._bytes, nc, *cols)
+        return _Packets(*(col[:end] for col in cols))
 
     def _in_time_order(self, p: _Packets) -> bool:
         """Can the window's lines be joined in capture order? Every packet's flow
