@@ -141,10 +141,11 @@ class ParamsMasker:
     """How :func:`mask_messages` masks a ``params`` column, chunk by chunk.
 
     ``masked(chunk, rows)``: the chunk (``rows``: its rows in the whole column)
-    masked; ``hidden(chunk, rows)``: which of its rows masking may change. For
-    a caller that replaces the column as it goes, keeping the real values of
-    those rows (``DecodedCapture.mask_params``): the masked column then serves
-    both the decoder's rows and the dataframe.
+    masked; ``split(chunk, rows)``: which of its rows masking may change, and the
+    chunk masked, each row's secret fields looked up once for both. For a caller
+    that replaces the column as it goes, keeping the real values of those rows
+    (``DecodedCapture.mask_params``): the masked column then serves both the
+    decoder's rows and the dataframe.
     """
 
     def __init__(self, table: pa.Table, commands: Commands) -> None:
@@ -157,8 +158,9 @@ class ParamsMasker:
     def masked(self, chunk: pa.Array, rows: slice) -> pa.Array | pa.ChunkedArray:
         return _masked_params(chunk, *self._of(rows))
 
-    def hidden(self, chunk: pa.Array, rows: slice) -> np.ndarray:
-        return np.flatnonzero(_hide(chunk, *self._of(rows)))
+    def split(self, chunk: pa.Array, rows: slice) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray]:
+        commands, whole = self._of(rows)
+        return _masked_as(chunk, commands, _hide(chunk, commands, whole))
 
 
 def _per_chunk(column: pa.ChunkedArray | pa.Array,
@@ -252,10 +254,16 @@ def _masked_params(params: pa.Array, commands: Commands,
     bursts) stay slices of ``params``, so the result is a few chunks sharing its
     buffers where a copy of all of it cost more time and memory than the masking.
     """
-    hide = _hide(params, commands, whole)
+    return _masked_as(params, commands, _hide(params, commands, whole))[1]
+
+
+def _masked_as(params: pa.Array, commands: Commands, hide: np.ndarray
+               ) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray]:
+    """:func:`_masked_params` as ``hide`` (:func:`_hide`) says, and the rows it may
+    change (those ``hide`` flags)."""
     touched = np.flatnonzero(hide)
     if not len(touched):
-        return params
+        return touched, params
     if not pa.types.is_large_string(params.type):
         params = params.cast(pa.large_string())
     want = commands.lookup(_FIELD_COUNT)
@@ -263,7 +271,7 @@ def _masked_params(params: pa.Array, commands: Commands,
                          Commands(commands.codes[lo:hi], commands.names))
               if rewrite else params.slice(lo, hi - lo)
               for lo, hi, rewrite in _stretches(touched, len(params))]
-    return pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, params.type)
+    return touched, pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, params.type)
 
 
 def _hide(params: pa.Array, commands: Commands, whole: np.ndarray) -> np.ndarray:
