@@ -46,6 +46,8 @@ _KNOWN = len(CATALOGUE_NAMES)
 _SECRET_BITS = np.array([sum(1 << i for i in SECRET_POSITIONS.get(name, ()))
                          for name in CATALOGUE_NAMES], np.int64)
 _FIELD_COUNT = np.array([_FIELD_COUNTS.get(name, 0) for name in CATALOGUE_NAMES], np.int64)
+#: per catalogue command: whether it has a secret field
+_HAS_SECRET = _SECRET_BITS != 0
 #: the most ``***`` one row's params can gain (each at most 3 bytes longer than its field)
 _MAX_STARS = 3 * max([len(p) for p in SECRET_POSITIONS.values()] + [1])
 
@@ -114,7 +116,7 @@ def mask_messages(table: pa.Table, commands: Commands, *, params_masked: bool = 
     unreadable = _unreadable(error, commands)
     if error.null_count < len(error):  # the name an error quotes may be password text too
         table = _set(table, "error", _per_chunk(error, _unquoted))
-    touched = (commands.lookup(_SECRET_BITS) != 0) | unreadable
+    touched = commands.lookup(_HAS_SECRET) | unreadable  # bools: a byte a row, not 8
     if not touched.any():
         return table, commands
     if not params_masked:
@@ -134,6 +136,8 @@ def _unreadable(error: pa.ChunkedArray | pa.Array, commands: Commands) -> np.nda
     """Per row: a frame no command could be read from (cut by lost bytes, garbage),
     which may still carry a password: it keeps its error, its text and bytes are hidden."""
     codes = commands.codes
+    if error.null_count == len(error):  # no error (most captures): no pass over the codes
+        return np.zeros(len(codes), bool)
     return _valid(error) & ((codes < 0) | (codes >= _KNOWN))
 
 
