@@ -180,7 +180,7 @@ def _put_in_order(columns: dict[str, pa.ChunkedArray], schema: pa.Schema,
                 if not values.flags.writeable:  # a view of the table's one chunk
                     values = values.copy()  # pandas users write to their columns
                 numbers[name] = values, None
-            columns[name] = pa.chunked_array([number_view(*numbers[name])])
+            columns[name] = pa.chunked_array([number_view(*numbers[name], column.null_count)])
         else:
             columns[name] = reorder.arrow(column)
         del column
