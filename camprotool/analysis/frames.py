@@ -153,6 +153,7 @@ class _Ends:
     def __init__(self, connections: ConnectionTable | Sequence[ConnectionRecord],
                  conn_ids: np.ndarray) -> None:
         self.table = connections if isinstance(connections, ConnectionTable) else None
+        self._with_rows: np.ndarray | None = None  # the table's rows that rows refer to
         if self.table is not None:  # ordered by conn
             ids = self.table.conn
             self.records = []
@@ -224,9 +225,11 @@ class _Ends:
         if ips.v6.any() or not len(ports) or int(ports.min()) < 0 or int(ports.max()) > 0xFFFF \
                 or int(ips.lo.max()) > 0xFFFFFFFF:
             return None
-        used = np.zeros(len(ports), bool)
-        used[self.lookup] = True
-        with_rows = np.flatnonzero(used)
+        if self._with_rows is None:  # the same for both sides
+            used = np.zeros(len(ports), bool)
+            used[self.lookup] = True
+            self._with_rows = np.flatnonzero(used)
+        with_rows = self._with_rows
         numbers = (ips.lo[with_rows] << np.uint64(16)) | ports[with_rows].astype(np.uint64)
         distinct, first, which = np.unique(numbers, return_index=True, return_inverse=True)
         picked = with_rows[first]  # a connection of each endpoint
