@@ -153,7 +153,8 @@ class _Ends:
     def __init__(self, connections: ConnectionTable | Sequence[ConnectionRecord],
                  conn_ids: np.ndarray) -> None:
         self.table = connections if isinstance(connections, ConnectionTable) else None
-        self._with_rows: np.ndarray | None = None  # the table's rows that rows refer to
+        #: the table's connections (positions) that some message row belongs to
+        self._with_rows: np.ndarray | None = None
         if self.table is not None:  # ordered by conn
             ids = self.table.conn
             self.records = []
@@ -209,7 +210,6 @@ class _Ends:
         codes = code_of.astype(_code_type(len(categories)))[self.lookup]
         dtype = pd.CategoricalDtype(pd.Index(pd.array(categories, dtype="str")))
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
-
 
     def _ipv4_endpoints(self, side: str) -> pd.Categorical | None:
         """:meth:`endpoints` of a connection table whose addresses are all IPv4 (None
