@@ -275,3 +275,6 @@ def test_endpoints_told_apart_by_number_are_those_told_apart_by_text(data, ends)
         assert list(by_number.categories) == list(by_text.categories)
         assert by_number.codes.tolist() == by_text.codes.tolist()
         assert by_number.codes.dtype == by_text.codes.dtype
+        # categories not checked again (distinct by making) equal checked ones
+        checked = pd.CategoricalDtype(pd.Index(list(by_number.categories), dtype="str"))
+        assert by_number.dtype == checked and by_text.dtype == checked
