@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from camprotool.analysis import schema
 from camprotool.analysis.masking import CATALOGUE_NAMES, Commands, encode_commands, mask_messages
 from camprotool.capture.connections import ConnectionRecord, ConnectionTable
+from camprotool.capture.conntable import endpoint_texts
 from camprotool.capture.packets import format_endpoint
 from camprotool.capture.reorder import Reorder, chunks
 from camprotool.protocol.catalogue import FIELD_NAMES
@@ -152,6 +153,8 @@ class _Ends:
     def __init__(self, connections: ConnectionTable | Sequence[ConnectionRecord],
                  conn_ids: np.ndarray) -> None:
         self.table = connections if isinstance(connections, ConnectionTable) else None
+        #: the table's connections (positions) that some message row belongs to
+        self._with_rows: np.ndarray | None = None
         if self.table is not None:  # ordered by conn
             ids = self.table.conn
             self.records = []
@@ -192,6 +195,9 @@ class _Ends:
         two frames of the same connections have the same categories.
         """
         if self.table is not None:
+            fast = self._ipv4_endpoints(side)
+            if fast is not None:
+                return fast
             per_conn = (self.table.client_texts() if side == "client"
                         else self.table.server_texts())[1]
         else:
@@ -202,8 +208,54 @@ class _Ends:
         categories = present.take(pc.array_sort_indices(present))
         code_of = pc.index_in(per_conn, value_set=categories).fill_null(-1).to_numpy()
         codes = code_of.astype(_code_type(len(categories)))[self.lookup]
-        dtype = pd.CategoricalDtype(pd.Index(pd.array(categories, dtype="str")))
+        dtype = _distinct_categories(categories)
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+
+    def _ipv4_endpoints(self, side: str) -> pd.Categorical | None:
+        """:meth:`endpoints` of a connection table whose addresses are all IPv4 (None
+        otherwise), the endpoints told apart by number: an IPv4 address and a port are
+        one 48-bit number, so the distinct endpoints of the connections with rows are a
+        ``unique`` of integers and only they are written as text (a capture of 6,000
+        connections has 100 servers). The categories and codes are what the text
+        route gives: the same texts, sorted as text.
+        """
+        assert self.table is not None
+        ips = self.table.client_ip if side == "client" else self.table.server_ip
+        ports = self.table.client_port if side == "client" else self.table.server_port
+        if ips.v6.any() or not len(ports) or int(ports.min()) < 0 or int(ports.max()) > 0xFFFF \
+                or int(ips.lo.max()) > 0xFFFFFFFF:
+            return None
+        if self._with_rows is None:  # the same for both sides
+            used = np.zeros(len(ports), bool)
+            used[self.lookup] = True
+            self._with_rows = np.flatnonzero(used)
+        with_rows = self._with_rows
+        numbers = (ips.lo[with_rows] << np.uint64(16)) | ports[with_rows].astype(np.uint64)
+        distinct, first, which = np.unique(numbers, return_index=True, return_inverse=True)
+        picked = with_rows[first]  # a connection of each endpoint
+        addresses = ips.take(picked)
+        texts = endpoint_texts(addresses, addresses.texts(), ports[picked])
+        by_text = pc.array_sort_indices(texts).to_numpy()
+        rank = np.empty(len(distinct), np.int64)
+        rank[by_text] = np.arange(len(distinct))
+        code_of = np.full(len(ports), -1, _code_type(len(distinct)))
+        code_of[with_rows] = rank[which.reshape(-1)]
+        categories = texts.take(pa.array(by_text))
+        dtype = _distinct_categories(categories)
+        return pd.Categorical.from_codes(code_of[self.lookup], dtype=dtype, validate=False)
+
+
+def _distinct_categories(texts: pa.Array) -> pd.CategoricalDtype:
+    """The ``str`` categories ``texts`` (distinct already: a ``unique`` made them), not
+    checked again: ``CategoricalDtype`` hashes every category to check that they are
+    unique (about 1 ms of ``Capture.messages`` on 6,000 connections).
+    ``_from_fastpath`` is the constructor pandas uses for categories it made itself;
+    a pandas without it gets the checked one."""
+    index = pd.Index(pd.array(texts, dtype="str"))
+    try:
+        return pd.CategoricalDtype._from_fastpath(index, False)
+    except (AttributeError, TypeError):
+        return pd.CategoricalDtype(index)
 
 
 def _endpoint_texts(records: Sequence[ConnectionRecord], side: str) -> pa.Array:

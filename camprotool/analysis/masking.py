@@ -46,6 +46,8 @@ _KNOWN = len(CATALOGUE_NAMES)
 _SECRET_BITS = np.array([sum(1 << i for i in SECRET_POSITIONS.get(name, ()))
                          for name in CATALOGUE_NAMES], np.int64)
 _FIELD_COUNT = np.array([_FIELD_COUNTS.get(name, 0) for name in CATALOGUE_NAMES], np.int64)
+#: per catalogue command: whether it has a secret field
+_HAS_SECRET = _SECRET_BITS != 0
 #: the most ``***`` one row's params can gain (each at most 3 bytes longer than its field)
 _MAX_STARS = 3 * max([len(p) for p in SECRET_POSITIONS.values()] + [1])
 
@@ -114,7 +116,7 @@ def mask_messages(table: pa.Table, commands: Commands, *, params_masked: bool = 
     unreadable = _unreadable(error, commands)
     if error.null_count < len(error):  # the name an error quotes may be password text too
         table = _set(table, "error", _per_chunk(error, _unquoted))
-    touched = (commands.lookup(_SECRET_BITS) != 0) | unreadable
+    touched = commands.lookup(_HAS_SECRET) | unreadable  # bools: a byte a row, not 8
     if not touched.any():
         return table, commands
     if not params_masked:
@@ -134,6 +136,8 @@ def _unreadable(error: pa.ChunkedArray | pa.Array, commands: Commands) -> np.nda
     """Per row: a frame no command could be read from (cut by lost bytes, garbage),
     which may still carry a password: it keeps its error, its text and bytes are hidden."""
     codes = commands.codes
+    if error.null_count == len(error):  # no error (most captures): no pass over the codes
+        return np.zeros(len(codes), bool)
     return _valid(error) & ((codes < 0) | (codes >= _KNOWN))
 
 
@@ -141,10 +145,11 @@ class ParamsMasker:
     """How :func:`mask_messages` masks a ``params`` column, chunk by chunk.
 
     ``masked(chunk, rows)``: the chunk (``rows``: its rows in the whole column)
-    masked; ``hidden(chunk, rows)``: which of its rows masking may change. For
-    a caller that replaces the column as it goes, keeping the real values of
-    those rows (``DecodedCapture.mask_params``): the masked column then serves
-    both the decoder's rows and the dataframe.
+    masked; ``split(chunk, rows)``: which of its rows masking may change, and the
+    chunk masked, each row's secret fields looked up once for both. For a caller
+    that replaces the column as it goes, keeping the real values of those rows
+    (``DecodedCapture.mask_params``): the masked column then serves both the
+    decoder's rows and the dataframe.
     """
 
     def __init__(self, table: pa.Table, commands: Commands) -> None:
@@ -157,8 +162,9 @@ class ParamsMasker:
     def masked(self, chunk: pa.Array, rows: slice) -> pa.Array | pa.ChunkedArray:
         return _masked_params(chunk, *self._of(rows))
 
-    def hidden(self, chunk: pa.Array, rows: slice) -> np.ndarray:
-        return np.flatnonzero(_hide(chunk, *self._of(rows)))
+    def split(self, chunk: pa.Array, rows: slice) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray]:
+        commands, whole = self._of(rows)
+        return _masked_as(chunk, commands, _hide(chunk, commands, whole))
 
 
 def _per_chunk(column: pa.ChunkedArray | pa.Array,
@@ -252,10 +258,16 @@ def _masked_params(params: pa.Array, commands: Commands,
     bursts) stay slices of ``params``, so the result is a few chunks sharing its
     buffers where a copy of all of it cost more time and memory than the masking.
     """
-    hide = _hide(params, commands, whole)
+    return _masked_as(params, commands, _hide(params, commands, whole))[1]
+
+
+def _masked_as(params: pa.Array, commands: Commands, hide: np.ndarray
+               ) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray]:
+    """:func:`_masked_params` as ``hide`` (:func:`_hide`) says, and the rows it may
+    change (those ``hide`` flags)."""
     touched = np.flatnonzero(hide)
     if not len(touched):
-        return params
+        return touched, params
     if not pa.types.is_large_string(params.type):
         params = params.cast(pa.large_string())
     want = commands.lookup(_FIELD_COUNT)
@@ -263,7 +275,7 @@ def _masked_params(params: pa.Array, commands: Commands,
                          Commands(commands.codes[lo:hi], commands.names))
               if rewrite else params.slice(lo, hi - lo)
               for lo, hi, rewrite in _stretches(touched, len(params))]
-    return pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, params.type)
+    return touched, pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, params.type)
 
 
 def _hide(params: pa.Array, commands: Commands, whole: np.ndarray) -> np.ndarray:

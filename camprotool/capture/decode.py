@@ -37,12 +37,9 @@ class ChunkMasker(Protocol):
     """How a column is masked chunk by chunk (``rows``: the chunk's rows in the column):
     :class:`camprotool.analysis.masking.ParamsMasker` for ``params``."""
 
-    def hidden(self, chunk: pa.Array, rows: slice) -> np.ndarray:
-        """The chunk's rows (positions in it) that masking may change."""
-        ...
-
-    def masked(self, chunk: pa.Array, rows: slice) -> pa.Array | pa.ChunkedArray:
-        """The chunk masked."""
+    def split(self, chunk: pa.Array, rows: slice) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray]:
+        """The chunk's rows (positions in it) that masking may change, and the chunk
+        masked."""
         ...
 
 
@@ -68,8 +65,9 @@ class DecodedCapture:
     #: its Arrow column views (values, 0 under a null; null flags or None)
     numbers: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
     #: after :meth:`mask_params`: the rows whose ``params`` ``rows`` shows masked
-    #: (ascending positions) and their values as decoded
-    hidden: tuple[np.ndarray, pa.Array] | None = None
+    #: (ascending positions) and their values as decoded (a chunk per chunk of ``rows``
+    #: holding some: joined only when :attr:`messages` reads them)
+    hidden: tuple[np.ndarray, pa.ChunkedArray] | None = None
     _in_order: bool = False
     _lost: BaseException | None = None
 
@@ -83,7 +81,8 @@ class DecodedCapture:
         rows, values = self.hidden
         mask = np.zeros(self.rows.num_rows, bool)
         mask[rows] = True
-        params = pc.replace_with_mask(one_chunk(self.rows["params"]), pa.array(mask), values)
+        params = pc.replace_with_mask(one_chunk(self.rows["params"]), pa.array(mask),
+                                      one_chunk(values))
         return self.rows.set_column(self.rows.schema.get_field_index("params"), "params",
                                     params)
 
@@ -115,11 +114,10 @@ class DecodedCapture:
                 chunks[k] = None
                 assert chunk is not None
                 rows = slice(at, at + len(chunk))
-                hidden = masker.hidden(chunk, rows)
+                hidden, masked = masker.split(chunk, rows)
                 if len(hidden):
                     kept_rows.append(hidden + at)
                     kept_values.append(chunk.take(pa.array(hidden)))
-                masked = masker.masked(chunk, rows)
                 out.extend(masked.chunks if isinstance(masked, pa.ChunkedArray) else [masked])
                 at += len(chunk)
                 del chunk, masked
@@ -129,8 +127,7 @@ class DecodedCapture:
         columns[at_params] = pa.chunked_array(out, schema.field("params").type)
         self.rows = pa.Table.from_arrays(columns, schema=schema)
         self.hidden = (np.concatenate(kept_rows) if kept_rows else np.zeros(0, np.int64),
-                       pa.concat_arrays(kept_values) if kept_values
-                       else pa.array([], schema.field("params").type))
+                       pa.chunked_array(kept_values, schema.field("params").type))
         give_back_free_memory()  # the unmasked chunks' pages
 
     def put_in_order(self) -> None:
@@ -183,7 +180,7 @@ def _put_in_order(columns: dict[str, pa.ChunkedArray], schema: pa.Schema,
                 if not values.flags.writeable:  # a view of the table's one chunk
                     values = values.copy()  # pandas users write to their columns
                 numbers[name] = values, None
-            columns[name] = pa.chunked_array([number_view(*numbers[name])])
+            columns[name] = pa.chunked_array([number_view(*numbers[name], column.null_count)])
         else:
             columns[name] = reorder.arrow(column)
         del column

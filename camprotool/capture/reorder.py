@@ -95,18 +95,22 @@ class Reorder:
         return self.numpy(values), self.numpy(missing)
 
 
-def number_view(values: np.ndarray, missing: np.ndarray | None) -> pa.Array:
-    """An Arrow integer array over ``values`` (no copy; ``missing``: null flags or None).
+def number_view(values: np.ndarray, missing: np.ndarray | None,
+                nulls: int | None = None) -> pa.Array:
+    """An Arrow integer array over ``values`` (no copy; ``missing``: null flags or None;
+    ``nulls``: how many, when known: no pass over the flags to count them).
 
     Why: pandas holds a number column as a NumPy array of its own; an Arrow view
     of that array lets the decoder's table drop its copy of the same numbers.
     """
     arrow_type = pa.from_numpy_dtype(values.dtype)
-    if missing is None or not missing.any():
+    if missing is not None and nulls is None:
+        nulls = int(np.count_nonzero(missing))
+    if missing is None or not nulls:
         return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
     validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
     return pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(values)],
-                                 null_count=int(missing.sum()))
+                                 null_count=nulls)
 
 
 def one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:

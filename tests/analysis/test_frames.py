@@ -246,3 +246,35 @@ def test_the_frame_holds_the_decoders_numbers_and_users_can_write_to_them():
     for name in ("ts", "conn", "frame", "stream_offset", "camera_count", "port", "online"):
         m.loc[0, name] = m.loc[1, name]
     assert m.loc[0, "ts"] == before and m.loc[0, "conn"] == m.loc[1, "conn"]
+
+
+_ipv4 = st.binary(min_size=4, max_size=4)
+_ipv6 = st.binary(min_size=16, max_size=16)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.lists(st.tuples(st.one_of(_ipv4, _ipv4, _ipv6), st.integers(0, 65535)),
+                           min_size=1, max_size=30))
+def test_endpoints_told_apart_by_number_are_those_told_apart_by_text(data, ends):
+    """An all-IPv4 connection table's endpoints are found by number (address and port
+    as one integer), only the distinct ones written as text: the same categories and
+    codes as the text of every connection gives (a table with IPv6 takes that route)."""
+    from camprotool.analysis.frames import _Ends
+    from camprotool.capture.conntable import ConnectionRecord, ConnectionTable
+
+    few = data.draw(st.lists(st.sampled_from(ends), min_size=len(ends), max_size=len(ends)))
+    records = [ConnectionRecord(k, ip, port, sip, sport, False, True, 0, 0, None, None,
+                                0, 0, 0, 0)
+               for k, ((ip, port), (sip, sport)) in enumerate(zip(ends, few, strict=True))]
+    table = ConnectionTable.from_records(records)
+    rows = np.array(data.draw(st.lists(st.integers(0, len(records) - 1), max_size=40)),
+                    np.int64)
+    for side in ("client", "server"):
+        by_number = _Ends(table, rows).endpoints(side)
+        by_text = _Ends(records, rows).endpoints(side)
+        assert list(by_number.categories) == list(by_text.categories)
+        assert by_number.codes.tolist() == by_text.codes.tolist()
+        assert by_number.codes.dtype == by_text.codes.dtype
+        # categories not checked again (distinct by making) equal checked ones
+        checked = pd.CategoricalDtype(pd.Index(list(by_number.categories), dtype="str"))
+        assert by_number.dtype == checked and by_text.dtype == checked
