@@ -89,6 +89,15 @@ def _tcp_fields(buf, o, t):
             ((np.int64(buf[t + 12]) & 1) << 8) | np.int64(buf[t + 13]))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _payload(o, start, ip_end, clen):
+    """(payload offset, bytes captured, bytes the snaplen cut) of a TCP packet at ``o``
+    whose payload starts ``start`` bytes in and whose IP datagram ends at ``ip_end``."""
+    if ip_end <= clen:
+        return o + start, ip_end - start, 0
+    return o + start, clen - start, ip_end - clen
+
+
 @njit(cache=True, nogil=True)
 def parse_packets(buf, linktype, rec_off, cap_len, n, status, src, dst, sport, dport,
                   seq, ack, flags, pay_off, pay_len, missing):
@@ -108,13 +117,7 @@ def parse_packets(buf, linktype, rec_off, cap_len, n, status, src, dst, sport, d
             continue
         status[i] = PKT_TCP
         src[i], dst[i], sport[i], dport[i], seq[i], ack[i], flags[i] = _tcp_fields(buf, o, t)
-        pay_off[i] = o + start
-        if ip_end <= clen:
-            pay_len[i] = ip_end - start
-            missing[i] = 0
-        else:
-            pay_len[i] = clen - start
-            missing[i] = ip_end - clen
+        pay_off[i], pay_len[i], missing[i] = _payload(o, start, ip_end, clen)
 
 
 @njit(cache=True, nogil=True)
@@ -150,13 +153,7 @@ def index_pcap(buf, off, size, big, mult, limit, linktype, rec_off, cap_len, ori
             status[n] = PKT_TCP
             src[n], dst[n], sport[n], dport[n], seq[n], ack[n], flags[n] = _tcp_fields(
                 buf, o, t)
-            pay_off[n] = o + start
-            if ip_end <= clen:
-                pay_len[n] = ip_end - start
-                missing[n] = 0
-            else:
-                pay_len[n] = clen - start
-                missing[n] = ip_end - clen
+            pay_off[n], pay_len[n], missing[n] = _payload(o, start, ip_end, clen)
         else:
             status[n] = PKT_PYTHON
             src[n] = 0
