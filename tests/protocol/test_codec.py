@@ -489,7 +489,10 @@ def test_gap_inside_a_frame_reports_it_and_resynchronises(dialect, data):
     if tail and (not dialect.is_line or tail not in (b"\n", b"\r\n")):
         end, err = rest.pop(0)  # the cut frame's tail, reported (lp) or read as a line
         assert end == cut_at + n + len(tail)
-        assert err.raw == tail[:256]
+        # lp: the bytes skipped to resynchronise, the first 256 kept; line: the tail is
+        # a line, kept whole as every line's error row keeps it (a tail of 257 bytes or
+        # more once met the 256 of lp's rule here)
+        assert err.raw == (tail if dialect.is_line else tail[:256])
         if not dialect.is_line:
             assert err.error == f"after lost bytes: skipped {len(tail)} bytes to resynchronise"
     offsets = [end - len(f) for end, f in zip(cumulative(map(len, frames)), frames, strict=True)]
@@ -648,3 +651,17 @@ def test_encoder_caller_errors():
 def test_ids_round_trip_up_to_the_limit(ids):
     [msg] = decode_all(encode("CheckCaramerOnlineStatus", {"ids": ids}))
     assert (msg.error, msg.ids) == (None, tuple(ids))
+
+
+def test_a_long_line_tail_after_lost_position_keeps_its_whole_line_as_raw():
+    """The tail of a cut frame is read as a line: its error row keeps the whole line,
+    as every line's error row does (lp keeps the first 256 bytes it skipped)."""
+    dec = Decoder("line")
+    tail = b"ocketCommand.CaramCommand.CheckCaramerOnlineStatus|" + b"0;" * 110 + b"\r\n"
+    login = b"SocketCommand.LoginCommand.Login||\r\n"
+    rows = (dec.feed_with_ends(b"S") + dec.gap_with_ends(0) + dec.feed_with_ends(tail + login)
+            + dec.finish_with_ends())
+    assert [end for end, _ in rows] == [1, 1 + len(tail), 1 + len(tail) + len(login)]
+    assert rows[1][1].raw == tail and len(tail) > 256
+    assert rows[1][1].error == "follows lost bytes: probably the tail of a cut frame"
+    assert rows[2][1].command == "Login"
