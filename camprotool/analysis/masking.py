@@ -160,7 +160,7 @@ class ParamsMasker:
         return Commands(self.commands.codes[rows], self.commands.names), self.unreadable[rows]
 
     def masked(self, chunk: pa.Array, rows: slice) -> pa.Array | pa.ChunkedArray:
-        return _masked_params(chunk, *self._of(rows))
+        return self.split(chunk, rows)[1]
 
     def split(self, chunk: pa.Array, rows: slice) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray]:
         commands, whole = self._of(rows)

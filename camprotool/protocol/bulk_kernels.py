@@ -565,12 +565,7 @@ def copy_ranges(data, starts, offsets, out):
             _store8(out, dst + j + 16, c)
             _store8(out, dst + j + 24, d)
             j += 32
-        while j < size and src + j + 8 <= n:
-            _store8(out, dst + j, _load8(data, src + j))
-            j += 8
-        while j < size:
-            out[dst + j] = data[src + j]
-            j += 1
+        _copy_words(data, src + j, out, dst + j, size - j, size - j)
 
 
 @njit(cache=True, nogil=True)
