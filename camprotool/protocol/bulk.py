@@ -159,6 +159,10 @@ def _name_specs(heartbeat_name: str) -> _NameSpecs:
     return specs
 
 
+#: what the framing reads: bytes, or a view of a byte array (never copied)
+_Buf = bytes | memoryview
+
+
 class BulkDecoder:
     """Same contract as :class:`~camprotool.protocol.codec.Decoder`, returning Arrow tables.
 
@@ -188,13 +192,21 @@ class BulkDecoder:
         return self._inc.held_from
 
     # ------------------------------------------------------------- public API
-    def feed(self, data: bytes) -> pa.Table:
-        """Decode ``data``: regular frames on the fast path, the rest incrementally."""
-        if not data:
+    def feed(self, data: bytes | np.ndarray) -> pa.Table:
+        """Decode ``data``: regular frames on the fast path, the rest incrementally.
+
+        ``data`` may be a byte array (``uint8``), read where it is: the capture
+        engine's windows of joined lines are megabytes, and copying each into
+        ``bytes`` first cost a copy and its fresh pages. The array must not change
+        while the returned table is used.
+        """
+        view: _Buf = memoryview(data.data) if isinstance(data, np.ndarray) \
+            else data
+        if not len(view):
             return _empty()
         inc = self._inc
         head = bytes(inc._buf) if self._clean() else b""
-        buf = head + data if head else data
+        buf = head + view if head else view
         batch = _Batch(base=inc.offset - len(head))  # stream offset of buf[0]
         walker = None
         seen = len(head)  # buf[:seen] has been given to the incremental decoder
@@ -217,7 +229,7 @@ class BulkDecoder:
             else:
                 break
             if give_to > give_from:
-                batch.add_messages(inc.feed_with_ends(buf[give_from:give_to]))
+                batch.add_messages(inc.feed_with_ends(bytes(buf[give_from:give_to])))
             seen = give_to
         return self._decode(buf, batch)
 
@@ -236,7 +248,7 @@ class BulkDecoder:
         inc = self._inc
         return inc._resync is None and not inc._overflow and not inc._after_gap
 
-    def _handoff(self, buf: bytes, at: int) -> int:
+    def _handoff(self, buf: _Buf, at: int) -> int:
         """How many bytes from ``at`` (where the fast framing stopped) the incremental
         decoder needs before the fast path can try again."""
         rest = len(buf) - at
@@ -250,7 +262,7 @@ class BulkDecoder:
         return rest  # an incomplete frame: it buffers it
 
     # ------------------------------------------------------------- bodies
-    def _decode(self, buf: bytes, batch: _Batch) -> pa.Table:
+    def _decode(self, buf: _Buf, batch: _Batch) -> pa.Table:
         frames, fast_rows, msg_rows, messages = batch.rows()
         asm = _Assembler(len(fast_rows) + len(msg_rows))
         asm.ends[fast_rows] = frames.ends + batch.base
@@ -260,7 +272,7 @@ class BulkDecoder:
             self._fast_rows(buf, frames, fast_rows, asm)
         return asm.table()
 
-    def _fast_rows(self, buf: bytes, frames: _Frames, rows: np.ndarray, asm: _Assembler) -> None:
+    def _fast_rows(self, buf: _Buf, frames: _Frames, rows: np.ndarray, asm: _Assembler) -> None:
         """Type every frame the fast path accepts; decode the others by the reference path."""
         regular = np.flatnonzero(~frames.long)
         slow = frames.long.copy()
@@ -274,7 +286,7 @@ class BulkDecoder:
             slow[regular[rejected]] = True
         self._reference(buf, frames, np.flatnonzero(slow), rows, asm)
 
-    def _reference(self, buf: bytes, frames: _Frames, which: np.ndarray, rows: np.ndarray,
+    def _reference(self, buf: _Buf, frames: _Frames, which: np.ndarray, rows: np.ndarray,
                    asm: _Assembler) -> None:
         """Decode frames ``which`` with the reference decoder (over-long lines as it words them)."""
         if not len(which):
@@ -284,9 +296,10 @@ class BulkDecoder:
         for i in which.tolist():
             fs, end = int(frames.frame_starts[i]), int(frames.ends[i])
             if frames.long[i]:
-                ((_end, msg),) = Decoder(self.dialect).feed_with_ends(buf[fs:end])
+                ((_end, msg),) = Decoder(self.dialect).feed_with_ends(bytes(buf[fs:end]))
             else:
-                msg = decode(buf[frames.starts[i] : frames.body_ends[i]], buf[fs:end])
+                msg = decode(bytes(buf[frames.starts[i] : frames.body_ends[i]]),
+                             bytes(buf[fs:end]))
             msgs.append(msg)
         asm.add_messages(rows[which], msgs)
 
@@ -444,7 +457,7 @@ class _Batch:
         )
 
 
-def _walk_lines(buf: bytes, start: int, limit: int) -> tuple[_Frames, int]:
+def _walk_lines(buf: _Buf, start: int, limit: int) -> tuple[_Frames, int]:
     """Every complete line from ``start``; returns the frames and where the tail begins."""
     kernels = _k()
     arr = kernels.readonly(np.frombuffer(buf, dtype=np.uint8))
@@ -477,7 +490,7 @@ class _LpWalker:
     candidate) no Python runs; elsewhere the walk steps frame by frame.
     """
 
-    def __init__(self, buf: bytes, byteorder: str, limit: int) -> None:
+    def __init__(self, buf: _Buf, byteorder: str, limit: int) -> None:
         self.buf, self.limit = buf, limit
         self.unpack_from = struct.Struct("<I" if byteorder == "little" else ">I").unpack_from
         self.starts, self.ends = self._candidates(byteorder)
@@ -537,7 +550,7 @@ class _LpWalker:
         return _Frames(frame_starts, frame_starts + 4, ends, ends, np.zeros(len(ends), bool)), pos
 
 
-def _stepped(starts: list[int], buf: bytes, unpack_from: Any) -> tuple[np.ndarray, np.ndarray]:
+def _stepped(starts: list[int], buf: _Buf, unpack_from: Any) -> tuple[np.ndarray, np.ndarray]:
     s = np.array(starts, dtype=_I64)
     return s, s + 4 + np.array([unpack_from(buf, p)[0] for p in starts], dtype=_I64)
 
@@ -573,7 +586,7 @@ class _Bodies:
         return _take_ranges(self.data, starts, ends)
 
 
-def _utf8_bodies(buf: bytes, starts: np.ndarray, ends: np.ndarray, encoding: str) -> _Bodies:
+def _utf8_bodies(buf: _Buf, starts: np.ndarray, ends: np.ndarray, encoding: str) -> _Bodies:
     """The bodies ``[starts, ends)`` of ``buf`` as UTF-8.
 
     UTF-8 bodies stay where they are (they are validated later, column-wise).

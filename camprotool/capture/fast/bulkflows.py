@@ -251,7 +251,7 @@ def sample_ends(data: np.ndarray, g_start: np.ndarray, g_stop: np.ndarray,
         used = np.zeros(len(unsure), np.int64)
         K.last_newlines(data, starts, np.minimum(g_stop[unsure], starts + K.LONG), used)
         joined, _, _, owner, end = _joined_lines(data, starts, used, _LINE)
-        rows = BulkDecoder(_LINE).feed(joined.tobytes())
+        rows = BulkDecoder(_LINE).feed(joined)
         good[unsure] = _first_end(rows, owner, end, len(unsure), _clean_rows(rows))
         bad[unsure] = _first_end(rows, owner, end, len(unsure), _invalid_utf8_rows(rows))
     return good, bad
@@ -263,7 +263,7 @@ def _decode_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa
     lens = ends - starts
     joined = np.empty(int(lens.sum()), np.uint8)
     K.copy_ranges(data, starts, lens, joined)
-    rows = BulkDecoder(_LINE).feed(joined.tobytes())
+    rows = BulkDecoder(_LINE).feed(joined)
     if rows.num_rows != len(starts):  # cannot happen: each range is one row
         raise AssertionError(f"{rows.num_rows} rows from {len(starts)} lines")
     return rows
@@ -321,10 +321,8 @@ def _decode_lines(data: np.ndarray, g_start: np.ndarray, used: np.ndarray, diale
         K.scatter(joined, starts, ends - starts, dest, moved)
         joined = moved
         owner, stream_end, pkt = owner[order], stream_end[order], pkt[order]
-    text = joined.tobytes()
+    table = BulkDecoder(dialect).feed(joined)
     del joined  # held twice at most: the decoder's input and its columns
-    table = BulkDecoder(dialect).feed(text)
-    del text
     if table.num_rows != n:  # cannot happen: the decoder frames lines as line_frames does
         raise AssertionError(f"{table.num_rows} rows from {n} lines")
     return table, owner, stream_end, pkt
@@ -505,7 +503,7 @@ def lines_in_time_order(data: np.ndarray, c_pkt: np.ndarray, c_end: np.ndarray,
     per packet; ``ascii_flow``: per flow, whether its frames may be re-read as GBK.
     """
     speculative = dialect if dialect is not None else _LINE
-    rows = BulkDecoder(speculative).feed(data.tobytes())
+    rows = BulkDecoder(speculative).feed(data)
     ends = rows["end"].to_numpy()  # where each line ends in ``data`` (a fresh decoder)
     c = np.searchsorted(c_end, ends, side="left")
     pkt = c_pkt[c]

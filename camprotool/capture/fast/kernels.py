@@ -17,7 +17,9 @@ in-order subset is marked for the exact reassembler.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from camprotool.protocol.detect import DETECT_AT as _DETECT_AT
 
@@ -41,7 +43,64 @@ SAMPLE = _DETECT_AT[3]  # detect.SAMPLE_SIZE: past it, only samples naming comma
 LONG = _DETECT_AT[-1]  # detect.LONG_SAMPLE: the most any sample holds
 
 
-@njit(cache=True, nogil=True)
+@intrinsic
+def copy_exact(typingctx, data, src, out, dst, size):
+    """``out[dst:dst + size] = data[src:src + size]`` (a ``memmove``), writing nothing past
+    ``dst + size``; ``data`` and ``out`` are byte arrays or their :func:`_address`.
+
+    Why an intrinsic: in a compiled loop, a slice assignment builds two array views
+    and a helper function taking arrays is passed them the same way, each view or
+    argument an atomic reference count up and down per call. An intrinsic reads the
+    arrays' data pointers where they are. (It lives here, beside its callers: numba's
+    cache knows a function's own module only, so a compiled helper imported from
+    another module would stay stale in this one's cache when only that one changed.)
+    """
+    def _bytes(a, mutable=False):
+        if isinstance(a, types.CPointer):  # an address from _address
+            return a.dtype == types.uint8
+        return (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                and a.dtype == types.uint8 and (a.mutable or not mutable))
+
+    if not (_bytes(data) and _bytes(out, mutable=True) and isinstance(src, types.Integer)
+            and isinstance(dst, types.Integer) and isinstance(size, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        a_data, a_src, a_out, a_dst, a_size = args
+        t_data, t_src, t_out, t_dst, t_size = signature.args
+        source = a_data if isinstance(t_data, types.CPointer) else \
+            context.make_array(t_data)(context, builder, a_data).data
+        target = a_out if isinstance(t_out, types.CPointer) else \
+            context.make_array(t_out)(context, builder, a_out).data
+        at = context.cast(builder, a_src, t_src, types.intp)
+        to = context.cast(builder, a_dst, t_dst, types.intp)
+        count = context.cast(builder, a_size, t_size, types.intp)
+        cgutils.raw_memmove(builder, builder.gep(target, [to]), builder.gep(source, [at]),
+                            count, 1)
+        return context.get_dummy_value()
+
+    return types.none(data, src, out, dst, size), codegen
+
+
+@intrinsic
+def _address(typingctx, array):
+    """A C-contiguous array's data pointer, indexed like the flat array.
+
+    Why: a helper given arrays costs an atomic reference count up and down per array
+    per call wherever the compiler cannot prove the pair redundant, as in a probe
+    loop called per packet (two arrays: 4 % of a capture's decoding); one given
+    their addresses costs nothing. The caller keeps the arrays alive.
+    """
+    if not (isinstance(array, types.Array) and array.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.make_array(signature.args[0])(context, builder, args[0]).data
+
+    return types.CPointer(array.dtype)(array), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _u32(buf, at, big):
     if big:
         return ((np.int64(buf[at]) << 24) | (np.int64(buf[at + 1]) << 16)
@@ -50,12 +109,12 @@ def _u32(buf, at, big):
             | (np.int64(buf[at + 1]) << 8) | np.int64(buf[at]))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _be16(buf, at):
     return (np.int64(buf[at]) << 8) | np.int64(buf[at + 1])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _tcp_at(buf, o, clen):
     """Where the TCP header and payload of the Ethernet record at ``o`` (``clen`` bytes
     captured) are, as :func:`parse_packets` reads them: (TCP header offset, payload
@@ -80,7 +139,7 @@ def _tcp_at(buf, o, clen):
     return t, start, ip_end
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _tcp_fields(buf, o, t):
     """The addresses (big-endian integers), ports, sequence and acknowledgement numbers
     and flags of the IPv4 record at ``o`` whose TCP header is at ``t``."""
@@ -190,18 +249,20 @@ def ipv4_halves(status, src, sport, dst, dport, start, n, half, table, keys, nfl
     Returns (flows now, packets looked up to, full).
     """
     zero = np.uint64(0)
+    tp, kp, cap, rows = _address(table), _address(keys), len(table), keys.shape[0]
     for i in range(start, n):
         if status[i] != PKT_TCP:
             return nflows, i, False
-        h, nflows = _find_half(table, keys, zero, zero, np.uint64(src[i]), np.uint64(sport[i]),
-                               zero, np.uint64(dst[i]), np.uint64(dport[i]), nflows)
+        h, nflows = _find_half(tp, kp, cap, rows, zero, zero, np.uint64(src[i]),
+                               np.uint64(sport[i]), zero, np.uint64(dst[i]),
+                               np.uint64(dport[i]), nflows)
         if h < 0:
             return nflows, i, True
         half[i] = h
     return nflows, n, False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _hash(fam, s_hi, s_lo, sp, d_hi, d_lo, dp):
     h = np.uint64(0x9E3779B97F4A7C15)
     for v in (np.uint64(fam), np.uint64(s_hi), np.uint64(s_lo), np.uint64(sp),
@@ -223,9 +284,10 @@ def lookup_halves(table, keys, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, idx, start, 
     Returns (flows now, position in ``idx`` reached); stops early when the table
     is a quarter full or ``keys`` is full, so the caller can grow them and go on.
     """
+    tp, kp, cap, rows = _address(table), _address(keys), len(table), keys.shape[0]
     for q in range(start, len(idx)):
         i = idx[q]
-        found, nflows = _find_half(table, keys, np.uint64(fam[i]), np.uint64(s_hi[i]),
+        found, nflows = _find_half(tp, kp, cap, rows, np.uint64(fam[i]), np.uint64(s_hi[i]),
                                    np.uint64(s_lo[i]), np.uint64(sp[i]), np.uint64(d_hi[i]),
                                    np.uint64(d_lo[i]), np.uint64(dp[i]), nflows)
         if found < 0:
@@ -235,43 +297,47 @@ def lookup_halves(table, keys, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, idx, start, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _find_half(table, keys, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, nflows):
+def _find_half(tp, kp, cap, rows, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, nflows):
     """The half of one 4-tuple (all ``uint64``), added with its flow if new (see
-    :func:`lookup_halves`). Returns (half, flows now); half -1 if the table must grow."""
-    mask = np.uint64(len(table) - 1)
+    :func:`lookup_halves`; ``tp``, ``kp``: the addresses of ``table`` (``cap`` slots)
+    and ``keys`` (``rows`` rows of 7)). Returns (half, flows now); half -1 if the
+    table must grow."""
+    mask = np.uint64(cap - 1)
     h = _hash(fam, s_hi, s_lo, sp, d_hi, d_lo, dp)
     slot = h & mask
     while True:
-        cand = table[slot]
+        cand = tp[slot]
         if cand < 0:
             break
-        if (keys[cand, 2] == s_lo and keys[cand, 5] == d_lo and keys[cand, 3] == sp
-                and keys[cand, 6] == dp and keys[cand, 0] == fam and keys[cand, 1] == s_hi
-                and keys[cand, 4] == d_hi):
+        c = cand * 7
+        if (kp[c + 2] == s_lo and kp[c + 5] == d_lo and kp[c + 3] == sp
+                and kp[c + 6] == dp and kp[c] == fam and kp[c + 1] == s_hi
+                and kp[c + 4] == d_hi):
             return cand, nflows
         slot = (slot + np.uint64(1)) & mask
-    if 4 * (nflows + 1) > len(table) or 2 * nflows + 2 > keys.shape[0]:
+    if 4 * (nflows + 1) > cap or 2 * nflows + 2 > rows:
         return -1, nflows
     a = 2 * nflows
-    keys[a, 0] = fam
-    keys[a, 1] = s_hi
-    keys[a, 2] = s_lo
-    keys[a, 3] = sp
-    keys[a, 4] = d_hi
-    keys[a, 5] = d_lo
-    keys[a, 6] = dp
-    keys[a + 1, 0] = fam
-    keys[a + 1, 1] = d_hi
-    keys[a + 1, 2] = d_lo
-    keys[a + 1, 3] = dp
-    keys[a + 1, 4] = s_hi
-    keys[a + 1, 5] = s_lo
-    keys[a + 1, 6] = sp
-    table[slot] = a
+    c = a * 7
+    kp[c] = fam
+    kp[c + 1] = s_hi
+    kp[c + 2] = s_lo
+    kp[c + 3] = sp
+    kp[c + 4] = d_hi
+    kp[c + 5] = d_lo
+    kp[c + 6] = dp
+    kp[c + 7] = fam
+    kp[c + 8] = d_hi
+    kp[c + 9] = d_lo
+    kp[c + 10] = dp
+    kp[c + 11] = s_hi
+    kp[c + 12] = s_lo
+    kp[c + 13] = sp
+    tp[slot] = a
     slot2 = _hash(fam, d_hi, d_lo, dp, s_hi, s_lo, sp) & mask
-    while table[slot2] >= 0:
+    while tp[slot2] >= 0:
         slot2 = (slot2 + np.uint64(1)) & mask
-    table[slot2] = a + 1
+    tp[slot2] = a + 1
     return a, nflows + 1
 
 
@@ -427,8 +493,7 @@ def scatter(src, starts, lengths, dest, out):
     for k in range(len(starts)):
         m = lengths[k]
         d = dest[k]
-        o = starts[k]
-        out[d:d + m] = src[o:o + m]
+        copy_exact(src, starts[k], out, d, m)
 
 
 @njit(cache=True, nogil=True)
@@ -440,17 +505,18 @@ def scatter_sided(src, side, starts, lengths, dest, out):
         d = dest[k]
         o = starts[k]
         if o < 0:
-            out[d:d + m] = side[ns + o:ns + o + m]
+            copy_exact(side, ns + o, out, d, m)
         else:
-            out[d:d + m] = src[o:o + m]
+            copy_exact(src, o, out, d, m)
 
 
-@njit(cache=True, nogil=True)
-def _copy_waiting(src, side, starts, lengths, prev, chain, newest, first, first_at, out, o):
+@njit(cache=True, nogil=True, inline="always")
+def _copy_waiting(src, side, ns, starts, lengths, prev, chain, newest, first, first_at, out,
+                  o):
     """Copy a stream's waiting bytes to ``out`` at ``o``: from packet ``first`` (at
     ``first_at``) through ``newest``, following ``prev`` back and copying forward
-    (``chain``: scratch). Returns where the copy ended."""
-    ns = len(side)
+    (``chain``: scratch). The arrays come as their :func:`_address` (a negative
+    start counts back from ``side``'s end, ``ns``). Returns where the copy ended."""
     depth = 0
     j = newest
     while True:
@@ -465,9 +531,9 @@ def _copy_waiting(src, side, starts, lengths, prev, chain, newest, first, first_
         a = starts[j]
         m = lengths[j] - lo
         if a < 0:
-            out[o:o + m] = side[ns + a + lo:ns + a + lo + m]
+            copy_exact(side, ns + a + lo, out, o, m)
         else:
-            out[o:o + m] = src[a + lo:a + lo + m]
+            copy_exact(src, a + lo, out, o, m)
         o += m
     return o
 
@@ -499,6 +565,10 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
     o = 0
     c = 0
     chain = np.empty(n, np.int64)
+    p_src, p_side, p_out, p_tail = _address(src), _address(side), _address(out), \
+        _address(tail_out)
+    p_starts, p_lengths, p_prev, p_chain = _address(starts), _address(lengths), \
+        _address(prev), _address(chain)
     for k in range(n):
         s = stream[k]
         if last[s] < 0:
@@ -523,12 +593,12 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
                 wait_at[s] = 0
             continue
         if wait_pkt[s] >= 0:  # the waiting bytes first, oldest packet first
-            o = _copy_waiting(src, side, starts, lengths, prev, chain, prev[k], wait_pkt[s],
-                              wait_at[s], out, o)
+            o = _copy_waiting(p_src, p_side, ns, p_starts, p_lengths, p_prev, p_chain,
+                              prev[k], wait_pkt[s], wait_at[s], p_out, o)
         if a < 0:
-            out[o:o + nl + 1] = side[ns + a:ns + a + nl + 1]
+            copy_exact(side, ns + a, out, o, nl + 1)
         else:
-            out[o:o + nl + 1] = src[a:a + nl + 1]
+            copy_exact(src, a, out, o, nl + 1)
         o += nl + 1
         c_pkt[c] = k
         c_end[c] = o
@@ -547,8 +617,8 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
             base[s] = run[s]
             continue
         t_start[t] = w
-        w = _copy_waiting(src, side, starts, lengths, prev, chain, last[s], wait_pkt[s],
-                          wait_at[s], tail_out, w)
+        w = _copy_waiting(p_src, p_side, ns, p_starts, p_lengths, p_prev, p_chain, last[s],
+                          wait_pkt[s], wait_at[s], p_tail, w)
         t_stream[t] = s
         t_len[t] = w - t_start[t]
         t_last[t] = last[s]
@@ -812,7 +882,7 @@ def copy_ranges(data, starts, lengths, out):
     at = 0
     for g in range(len(starts)):
         m = lengths[g]
-        out[at:at + m] = data[starts[g]:starts[g] + m]
+        copy_exact(data, starts[g], out, at, m)
         at += m
 
 
