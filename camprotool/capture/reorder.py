@@ -33,22 +33,43 @@ class Reorder:
 
     def numpy(self, column: pa.ChunkedArray | pa.Array | np.ndarray) -> np.ndarray:
         """``column`` (nulls as Arrow's ``to_numpy`` gives them) in order, as NumPy."""
-        if isinstance(column, pa.ChunkedArray | pa.Array):
-            values = column.to_numpy(zero_copy_only=False) if column.null_count \
-                else column.to_numpy()
-        else:
-            values = column
+        if isinstance(column, np.ndarray):
+            return self.gathered([column])
+        if column.null_count:
+            return self.gathered([column.to_numpy(zero_copy_only=False)])
         if self.order is None:
-            return values
-        if self.numpy_pieces is None:
-            return values[self.order]
-        out = np.empty_like(values)  # the slices copied whole: a third cheaper than a gather
+            return column.to_numpy()
+        return self.gathered([c.to_numpy() for c in chunks(column)])  # views of each chunk
+
+    def gathered(self, parts: list[np.ndarray]) -> np.ndarray:
+        """The rows of a column held as consecutive ``parts`` (views of its chunks), in
+        order, in one new array (as they are when there is no order and one part).
+
+        Why from the parts: joining them first, then reordering, made two arrays of
+        the whole column where one is kept (a column of 185,000 int64 is 366 fresh
+        pages each time).
+        """
+        if len(parts) == 1 and self.order is None:
+            return parts[0]
+        bounds = np.zeros(len(parts) + 1, np.int64)
+        np.cumsum([len(p) for p in parts], out=bounds[1:])
+        out = np.empty(int(bounds[-1]), parts[0].dtype)
+        if self.order is None:
+            return np.concatenate(parts, out=out)
+        if self.numpy_pieces is None:  # scattered: the whole column, then one gather
+            np.take(np.concatenate(parts), self.order, out=out)
+            return out
         at = 0
         for start, length, local in self.numpy_pieces:
-            piece = values[start:start + length]
-            size = length if local is None else len(local)
-            out[at:at + size] = piece if local is None else piece[local]
-            at += size
+            if local is None:  # rows in order: straight from the parts they are in
+                for piece in _rows(parts, bounds, start, start + length):
+                    out[at:at + len(piece)] = piece
+                    at += len(piece)
+            else:
+                rows = _rows(parts, bounds, start, start + length)
+                whole = rows[0] if len(rows) == 1 else np.concatenate(rows)
+                np.take(whole, local, out=out[at:at + len(local)])
+                at += len(local)
         return out
 
     def arrow(self, column: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
@@ -77,22 +98,34 @@ class Reorder:
         n = len(column)
         if column.null_count == n:  # no value: nothing to read (and nothing to reorder)
             return np.zeros(n, kind), np.ones(n, bool)
-        values, missing = np.empty(n, kind), np.zeros(n, bool)
-        at = 0
+        values: list[np.ndarray] = []
+        missing: list[np.ndarray] = []
         for chunk in chunks(column):
             size = len(chunk)
-            if size:
-                validity, data = chunk.buffers()[:2]
-                part = values[at:at + size]
-                part[:] = bits(data, chunk.offset, size) if kind is np.bool_ \
-                    else np.frombuffer(data, chunk.type.to_pandas_dtype(), count=size,
-                                       offset=chunk.offset * chunk.type.byte_width)
-                if chunk.null_count:
-                    valid = bits(validity, chunk.offset, size)
-                    part *= valid  # 0 under a null, as fill_null(0) gave
-                    np.logical_not(valid, out=missing[at:at + size])
-            at += size
-        return self.numpy(values), self.numpy(missing)
+            if not size:
+                continue
+            validity, data = chunk.buffers()[:2]
+            part = bits(data, chunk.offset, size) if kind is np.bool_ \
+                else np.frombuffer(data, chunk.type.to_pandas_dtype(), count=size,
+                                   offset=chunk.offset * chunk.type.byte_width)
+            if part.dtype != kind:
+                part = part.astype(kind)
+            if chunk.null_count:
+                valid = bits(validity, chunk.offset, size)
+                values.append(part * valid)  # 0 under a null, as fill_null(0) gave
+                missing.append(~valid)
+            else:
+                values.append(part)
+                missing.append(np.zeros(size, bool))
+        if not values:
+            return np.zeros(0, kind), np.zeros(0, bool)
+        return self.gathered_copy(values), self.gathered_copy(missing)
+
+    def gathered_copy(self, parts: list[np.ndarray]) -> np.ndarray:
+        """:meth:`gathered`, never a view of an Arrow buffer: pandas users write to
+        their columns."""
+        out = self.gathered(parts)
+        return out if out.flags.writeable else out.copy()
 
 
 def number_view(values: np.ndarray, missing: np.ndarray | None,
@@ -118,6 +151,15 @@ def one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     if not isinstance(column, pa.ChunkedArray):
         return column
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _rows(parts: list[np.ndarray], bounds: np.ndarray, lo: int, hi: int) -> list[np.ndarray]:
+    """Rows ``lo`` to ``hi`` of the column ``parts`` hold one after another (``bounds``:
+    where each part starts), as views of the parts they are in."""
+    first = int(np.searchsorted(bounds, lo, "right")) - 1
+    last = int(np.searchsorted(bounds, hi, "left"))
+    return [parts[k][max(lo - int(bounds[k]), 0):min(hi, int(bounds[k + 1])) - int(bounds[k])]
+            for k in range(first, last)]
 
 
 def chunks(column: pa.ChunkedArray | pa.Array) -> list[pa.Array]:
