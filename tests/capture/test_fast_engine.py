@@ -396,3 +396,42 @@ def test_union_of_flow_ids_is_numpy_s(a, b):
     got = _union(x, y)
     assert got.dtype == np.int64
     assert got.tolist() == np.union1d(x, y).tolist()
+
+
+_FREED_MEMORY_PROBE = """
+import hashlib, sys
+from camprotool import read_capture
+from camprotool.capture.fast import engine
+engine.WINDOW = int(sys.argv[2])
+m = read_capture(sys.argv[1]).messages
+print(len(m), hashlib.sha256(m[["conn", "command", "params"]].to_csv().encode()).hexdigest())
+"""
+
+
+def test_the_engine_touches_no_freed_memory(tmp_path):
+    """The compiled loops read arrays by their addresses: one freed while a loop still
+    used its address corrupted glibc's heap without a trace (an array made inside a
+    kernel is freed after its last use by name). In a child where every allocation of
+    a page or more is a mapping of its own, unmapped when freed, and freed bytes are
+    poisoned (``MALLOC_PERTURB_``), such a use is a crash or a wrong table."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    w = PcapWriter()
+    for k in range(300):  # interleaved conversations, lines split across segments
+        _conversation(w, k, T0 + k * 700, "none", [(d, _MESSAGES[j % 6]) for j, d in enumerate(
+            ["c2s", "s2c", "c2s", "c2s", "s2c", "c2s", "s2c"])], "line", False, False)
+    path = tmp_path / "many.pcap"
+    path.write_bytes(w.getvalue())
+    m = read_capture(str(path)).messages
+    digest = hashlib.sha256(m[["conn", "command", "params"]].to_csv().encode()).hexdigest()
+    want = f"{len(m)} {digest}"
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="4096", MALLOC_PERTURB_="165")
+    for window in ("1024", "32768"):
+        out = subprocess.run([sys.executable, "-X", "faulthandler", "-c", _FREED_MEMORY_PROBE,
+                              str(path), window], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split("\n")[-2] == want

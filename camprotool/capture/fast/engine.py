@@ -703,11 +703,12 @@ class FastEngine:
         n = len(p.flow)
         total = int(p.pay_len.sum())
         out, tail_out = np.empty(total, np.uint8), np.empty(total, np.uint8)
-        prev, c_pkt, c_end, c_off = (np.empty(n, _I64) for _ in range(4))
+        prev, chain, c_pkt, c_end, c_off = (np.empty(n, _I64) for _ in range(5))
         t_stream, t_start, t_len, t_last = (np.empty(n, _I64) for _ in range(4))
         o, c, t = K.lines_in_time_order(self.buf, side, p.pay_off, p.pay_len, p.flow * 2 + p.dir,
-                                        self._base.reshape(-1), prev, out, c_pkt, c_end, c_off,
-                                        tail_out, t_stream, t_start, t_len, t_last)
+                                        self._base.reshape(-1), prev, chain, out, c_pkt, c_end,
+                                        c_off, tail_out, t_stream, t_start, t_len, t_last)
+        del prev, chain
         self._release(w)
         fell_back: set[tuple[int, int]] = set()
         table = bulkflows.lines_in_time_order(

@@ -89,7 +89,9 @@ def _address(typingctx, array):
     Why: a helper given arrays costs an atomic reference count up and down per array
     per call wherever the compiler cannot prove the pair redundant, as in a probe
     loop called per packet (two arrays: 4 % of a capture's decoding); one given
-    their addresses costs nothing. The caller keeps the arrays alive.
+    their addresses costs nothing. Only for arrays the kernel was passed (its
+    Python caller holds them): an array made in the kernel may be freed right
+    after its last use by name, its address left dangling.
     """
     if not (isinstance(array, types.Array) and array.layout == "C"):
         return None
@@ -539,8 +541,8 @@ def _copy_waiting(src, side, ns, starts, lengths, prev, chain, newest, first, fi
 
 
 @njit(cache=True, nogil=True)
-def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_pkt, c_end,
-                        c_offset, tail_out, t_stream, t_start, t_len, t_last):
+def lines_in_time_order(src, side, starts, lengths, stream, base, prev, chain, out, c_pkt,
+                        c_end, c_offset, tail_out, t_stream, t_start, t_len, t_last):
     """Complete lines of many interleaved streams, in the order they complete.
 
     Packets come in capture order (``stream``: each one's stream; a negative
@@ -552,7 +554,9 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
     offset before this window, updated to where its waiting bytes start. The
     bytes still waiting at the end go to ``tail_out``, one range per stream
     (``t_stream``, ``t_start``, ``t_len``, ``t_last``: its last packet).
-    ``prev``: scratch, one per packet. Returns (bytes out, contributions, tails).
+    ``prev``, ``chain``: scratch, one per packet (the caller's: the waiting-bytes walk
+    reads ``chain`` by its address, and an array made here could be freed after its
+    last use by name). Returns (bytes out, contributions, tails).
     """
     ns = len(side)
     n = len(starts)
@@ -564,7 +568,6 @@ def lines_in_time_order(src, side, starts, lengths, stream, base, prev, out, c_p
     nt = 0
     o = 0
     c = 0
-    chain = np.empty(n, np.int64)
     p_src, p_side, p_out, p_tail = _address(src), _address(side), _address(out), \
         _address(tail_out)
     p_starts, p_lengths, p_prev, p_chain = _address(starts), _address(lengths), \
@@ -1081,8 +1084,8 @@ def warm_up() -> None:
     scatter(u8, i64[:0], i64[:0], i64[:0], u8)
     scatter_sided(ro, u8, i64[:0], i64[:0], i64[:0], u8)
     for b in (ro, u8):
-        lines_in_time_order(b, u8, i64[:0], i64[:0], i64[:0], i64, i64[:0], u8, i64, i64, i64,
-                            u8, i64, i64, i64, i64)
+        lines_in_time_order(b, u8, i64[:0], i64[:0], i64[:0], i64, i64[:0], i64[:0], u8, i64,
+                            i64, i64, u8, i64, i64, i64, i64)
     detect_flows(i64[:0], i8[:0], np.zeros((0, 2), np.int64), i64, i64, i64, 0,
                  np.zeros((1, 2), np.int64), u8, i64, i64, i64, names, np.ones(1, np.int64),
                  u8[:2], 16, 32, i64)
