@@ -124,6 +124,30 @@ def test_typed_columns():
     assert table.column("end").to_pylist() == [len(first), len(data)]
 
 
+def test_text_fields_no_command_has_two_of_share_their_offsets():
+    """user, last_login_time, reason, camera_password and alarm_type (and password,
+    last_login_ip, camera_id) never have values in one row: their columns share one
+    offsets and one text buffer, each with its own validity, and read as their own."""
+    from camprotool.protocol.bulk import _TEXT_SLOTS
+
+    wire = [("Login", "demo|pw"), ("LoginOk", "3|2026-01-01 10:00:00|10.0.0.9"),
+            ("LoginError", "bad password"), ("UploadCaramer", "CAM1|secret|1|2"),
+            ("PrushCaramerAlarmInfo", "CAM2:motion"), ("UploadFail", "CAM3|full|0|2"),
+            ("Heartbeat", "")]
+    data = b"".join(encode(c, p) for c, p in wire)
+    table = decode_stream(data)
+    reference = Decoder(Dialect.parse("line")).feed(data)
+    for name in {name for slot in _TEXT_SLOTS for name in slot}:
+        assert table.column(name).to_pylist() == [m.fields.get(name) for m in reference], name
+    assert table.column("camera_id").to_pylist()[3:6] == ["CAM1", "CAM2", "CAM3"]
+    assert table.column("reason").to_pylist()[2::3] == ["bad password", "full"]
+    for slot in _TEXT_SLOTS:
+        offsets = {table.column(n).chunk(0).buffers()[1].address for n in slot}
+        assert len(offsets) == 1, slot
+    fields = {name for slot in _TEXT_SLOTS for name in slot}
+    assert {"user", "password", "camera_id", "reason"} <= fields
+
+
 # ------------------------------------------------------------------ fast-path edge cases
 #
 # The bulk decoder types most rows without Python: bodies are split on raw bytes
