@@ -77,15 +77,23 @@ class Commands(NamedTuple):
         return pa.array(self.names, type_).take(codes)
 
 
-def encode_commands(column: pa.ChunkedArray | pa.Array) -> Commands:
+def encode_commands(column: pa.ChunkedArray | pa.Array,
+                    positions: np.ndarray | None = None) -> Commands:
     """:class:`Commands` of a text column: one hash lookup a row in the catalogue's
-    names, then the rows of other names (unknown commands, garbage: few) on their own."""
+    names, then the rows of other names (unknown commands, garbage: few) on their own.
+    ``positions``: the first step done already (each row's catalogue position, -1 for
+    any other name or none: ``DecodedCapture.command_positions``)."""
     if not len(column):
         return Commands(np.zeros(0, np.intp), CATALOGUE_NAMES)
-    found = pc.index_in(column, value_set=pa.array(CATALOGUE_NAMES, column.type))
-    # as indices (intp): each lookup by them would convert them again
-    codes = (found.fill_null(-1) if found.null_count else found).to_numpy().astype(np.intp)
-    if not found.null_count:
+    if positions is not None and len(positions) == len(column):
+        codes = positions.astype(np.intp)  # a copy: the codes are changed below
+        others = bool((codes < 0).any())
+    else:
+        found = pc.index_in(column, value_set=pa.array(CATALOGUE_NAMES, column.type))
+        # as indices (intp): each lookup by them would convert them again
+        codes = (found.fill_null(-1) if found.null_count else found).to_numpy().astype(np.intp)
+        others = bool(found.null_count)
+    if not others:
         return Commands(codes, CATALOGUE_NAMES)
     rows = np.flatnonzero(codes < 0)
     others = column.take(pa.array(rows))

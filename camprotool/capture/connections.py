@@ -141,6 +141,7 @@ def _command_positions(table: pa.Table) -> np.ndarray:
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *,
     sort: Literal[True] = True, settled: list[SettledBatch] | None = None,
+    commands_out: list[np.ndarray] | None = None,
 ) -> tuple[ConnectionTable, pa.Table]: ...
 
 
@@ -148,19 +149,22 @@ def build_connections(
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *,
     sort: Literal[False], settled: list[SettledBatch] | None = None,
+    commands_out: list[np.ndarray] | None = None,
 ) -> tuple[ConnectionTable, pa.Table, np.ndarray | None]: ...
 
 
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *, sort: bool = True,
-    settled: list[SettledBatch] | None = None,
+    settled: list[SettledBatch] | None = None, commands_out: list[np.ndarray] | None = None,
 ) -> tuple[ConnectionTable, pa.Table] | tuple[ConnectionTable, pa.Table, np.ndarray | None]:
     """The connection table (roles and channels settled, data linked to main; a row per
     decoded connection, by id), and the messages of them all as one Arrow table sorted
     by time (MESSAGES_SCHEMA). ``settled``: connections the fast engine settled
     column-wise (final ids; their rows are in ``extra``). With ``sort=False`` the table
     is left in stream order and the order that sorts it (None: already sorted) comes
-    third."""
+    third. ``commands_out``: if given, gets each row's command as its catalogue position
+    (-1: another name, or none), in the table's order, which the roles were read from
+    (``Capture.messages`` encodes the commands from it, not the text again)."""
     decoding = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding"]
     # Connections that closed without a byte are kept until _link: an announced
     # data port makes them (empty) data connections; the others are dropped.
@@ -202,9 +206,14 @@ def build_connections(
                                           | (conns.channel != UNKNOWN)))
     order = None if _is_sorted(keys) else _sorting_order(keys)
     if not sort:
+        if commands_out is not None:
+            commands_out.append(command)
         return conns, table, order
     if order is not None:
         table = table.take(pa.array(order))
+        command = command[order]
+    if commands_out is not None:
+        commands_out.append(command)
     return conns, table
 
 

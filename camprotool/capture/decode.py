@@ -68,6 +68,9 @@ class DecodedCapture:
     #: (ascending positions) and their values as decoded (a chunk per chunk of ``rows``
     #: holding some: joined only when :attr:`messages` reads them)
     hidden: tuple[np.ndarray, pa.ChunkedArray] | None = None
+    #: each row's command as its catalogue position (-1: another name, or none), as
+    #: ``build_connections`` read them, kept in the rows' order (None: not kept)
+    command_positions: np.ndarray | None = None
     _in_order: bool = False
     _lost: BaseException | None = None
 
@@ -151,6 +154,8 @@ class DecodedCapture:
         except BaseException as exc:  # a failed allocation midway: some columns are sorted
             self._lost = exc
             raise
+        if self.command_positions is not None and self.order is not None:
+            self.command_positions = self.command_positions[self.order]
         self.rows = pa.Table.from_arrays(list(columns.values()), schema=schema)
         self.order, self._in_order = None, True
 
@@ -326,13 +331,16 @@ def _decode_fast(
         # comes next; trimming them too cost 3,000-5,000 page faults (10-15 ms on
         # 185,000 messages) for 7 MB of peak.
         give_back_free_memory()
+        positions: list[np.ndarray] = []
         records, messages, order = build_connections(sink.conns, extra, sort=False,
-                                                     settled=fast.settled)
+                                                     settled=fast.settled,
+                                                     commands_out=positions)
         del extra
         problems = fast_problems(capture, fast, sink, mapping)
         return DecodedCapture(source=capture.name, format=capture.format,
                               packets=capture.frames, rows=messages,
-                              connections=records, problems=problems, order=order)
+                              connections=records, problems=problems, order=order,
+                              command_positions=positions[0])
 
 
 def fast_problems(capture: CaptureFile | CaptureSet, fast, sink: MessageSink,
