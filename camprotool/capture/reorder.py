@@ -30,6 +30,16 @@ class Reorder:
         self.numpy_pieces = None if self.pieces is None else [
             (start, length, None if local is None else local.to_numpy())
             for start, length, local in self.pieces]
+        # the rows the take pieces move, as positions in their sources laid end to end
+        # (one take a column: :meth:`arrow`)
+        self._moved: pa.Array | None = None
+        if self.numpy_pieces is not None:
+            at, moved = 0, []
+            for _, length, local in self.numpy_pieces:
+                if local is not None:
+                    moved.append(local + at)
+                    at += length
+            self._moved = pa.array(np.concatenate(moved)) if moved else None
 
     def numpy(self, column: pa.ChunkedArray | pa.Array | np.ndarray) -> np.ndarray:
         """``column`` (nulls as Arrow's ``to_numpy`` gives them) in order, as NumPy."""
@@ -80,11 +90,23 @@ class Reorder:
         if self.pieces is not None:  # mostly in order: slices of it, and a few takes
             chunked = column if isinstance(column, pa.ChunkedArray) \
                 else pa.chunked_array([column])
-            return pa.chunked_array(
-                [c for start, length, local in self.pieces for c in (
-                    chunked.slice(start, length).chunks if local is None
-                    # only the rows around: a take over every chunk would join them all
-                    else chunked.slice(start, length).take(local).chunks)], column.type)
+            moved = None
+            if self._moved is not None:
+                # one take of every moved row from the rows around them (a take over
+                # the whole column would join all its chunks; one a piece cost a call
+                # each)
+                sources = [c for start, length, local in self.pieces if local is not None
+                           for c in chunked.slice(start, length).chunks]
+                moved = pa.chunked_array(sources, column.type).take(self._moved)
+            out, at = [], 0
+            for start, length, local in self.pieces:
+                if local is None:
+                    out += chunked.slice(start, length).chunks
+                else:
+                    assert moved is not None
+                    out += moved.slice(at, len(local)).chunks
+                    at += len(local)
+            return pa.chunked_array(out, column.type)
         return one_chunk(column).take(self.indices)
 
     def nullable(self, column: pa.ChunkedArray | pa.Array,
