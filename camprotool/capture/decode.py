@@ -340,7 +340,15 @@ def _decode_fast(
         return DecodedCapture(source=capture.name, format=capture.format,
                               packets=capture.frames, rows=messages,
                               connections=records, problems=problems, order=order,
-                              command_positions=positions[0])
+                              command_positions=_narrow(positions[0]))
+
+
+def _narrow(positions: np.ndarray) -> np.ndarray:
+    """Catalogue positions as the narrowest integers holding them (a byte a row: the
+    catalogue has a few dozen commands at most)."""
+    if not len(positions) or int(positions.max()) < np.iinfo(np.int8).max:
+        return positions.astype(np.int8)
+    return positions.astype(np.int16)
 
 
 def fast_problems(capture: CaptureFile | CaptureSet, fast, sink: MessageSink,
