@@ -181,3 +181,34 @@ def test_index_pcap_is_the_walk_the_parse_and_the_lookup(packets, big, limit, cu
         if at < len(rest):
             table, keys = grow(table, keys, nflows)
     assert half.tolist() == ref_half.tolist() and nflows == flows
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 9), min_size=1, max_size=4), max_size=30),
+       st.integers(0, 3))
+def test_stamp_rows_is_a_search_for_each_rows_contribution(contributions, packets):
+    """Each row gets the contribution that holds its end (the first whose end reaches
+    it), as ``np.searchsorted`` finds it, and that contribution's packet's stamps."""
+    c_end, ends = [], []
+    at = 0
+    for lines in contributions:  # a contribution: one packet's bytes, ending a line
+        for size in lines:
+            at += size
+            ends.append(at)
+        c_end.append(at)
+    n, k = len(ends), len(c_end)
+    c_end_a, ends_a = np.array(c_end, np.int64), np.array(ends, np.int64)
+    c_pkt = (np.arange(k, dtype=np.int64) * 3 + packets) % max(k, 1)
+    c_offset = c_end_a * 2 + 5
+    npkt = max(k, 1)
+    flow, direction = np.arange(npkt, dtype=np.int64) + 10, np.arange(npkt, dtype=np.int64) % 2
+    ts, frames = np.arange(npkt, dtype=np.int64) * 7, np.arange(npkt, dtype=np.int64) + 1
+    out = [np.empty(n, np.int64) for _ in range(4)]
+    out_dir = np.empty(n, np.int8)
+    K.stamp_rows(ends_a, c_end_a, c_pkt, c_offset, flow, direction, ts, frames, out[0],
+                 out[1], out_dir, out[2], out[3])
+    c = np.searchsorted(c_end_a, ends_a, side="left")
+    pkt = c_pkt[c]
+    assert out[0].tolist() == (c_offset[c] - (c_end_a[c] - ends_a)).tolist()
+    assert out[1].tolist() == flow[pkt].tolist() and out_dir.tolist() == direction[pkt].tolist()
+    assert out[2].tolist() == ts[pkt].tolist() and out[3].tolist() == frames[pkt].tolist()

@@ -505,13 +505,14 @@ def lines_in_time_order(data: np.ndarray, c_pkt: np.ndarray, c_end: np.ndarray,
     speculative = dialect if dialect is not None else _LINE
     rows = BulkDecoder(speculative).feed(data)
     ends = rows["end"].to_numpy()  # where each line ends in ``data`` (a fresh decoder)
-    c = np.searchsorted(c_end, ends, side="left")
-    pkt = c_pkt[c]
-    stream_end = c_offset[c] - (c_end[c] - ends)
-    row_flow, row_dir = flow[pkt], direction[pkt]
+    n = len(ends)
+    stream_end, row_flow, row_ts, row_frame = (np.empty(n, np.int64) for _ in range(4))
+    row_dir = np.empty(n, np.int8)
+    K.stamp_rows(ends, c_end, c_pkt, c_offset, flow, direction, ts, frames, stream_end,
+                 row_flow, row_dir, row_ts, row_frame)
     if dialect is None:
         rows = _reread_as_gbk(rows, row_flow, row_dir, fell_back, ascii_flow[row_flow])
-    return _with_stamps(rows, stream_end, row_flow, row_dir, ts[pkt], frames[pkt])
+    return _with_stamps(rows, stream_end, row_flow, row_dir, row_ts, row_frame)
 
 
 def tail_rows(data: np.ndarray, t_start: np.ndarray, t_len: np.ndarray, end: np.ndarray,
@@ -530,7 +531,7 @@ def _with_stamps(rows: pa.Table, end: np.ndarray, flow: np.ndarray, direction: n
                  ts: np.ndarray, frames: np.ndarray) -> pa.Table:
     rows = rows.set_column(0, "end", pa.array(end, pa.int64()))
     return (rows.append_column("flow", pa.array(flow, pa.int64()))
-            .append_column("dir", pa.array(direction.astype(np.int8)))
+            .append_column("dir", pa.array(direction.astype(np.int8, copy=False)))
             .append_column("ts_ns", pa.array(ts, pa.int64()))
             .append_column("frame", pa.array(frames, pa.int64())))
 

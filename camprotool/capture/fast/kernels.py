@@ -541,6 +541,31 @@ def _copy_waiting(src, side, ns, starts, lengths, prev, chain, newest, first, fi
 
 
 @njit(cache=True, nogil=True)
+def stamp_rows(ends, c_end, c_pkt, c_offset, flow, direction, ts, frames, out_end, out_flow,
+               out_dir, out_ts, out_frame):
+    """Each decoded row of :func:`lines_in_time_order`'s output (``ends``: where each
+    ends in it, ascending) with the contribution that holds its end (the first whose
+    ``c_end`` reaches it): its stream offset there, and the flow, direction, time and
+    frame of the packet that completed it.
+
+    Why one walk: rows and contributions are both in output order, so a merge finds
+    each row's contribution; a binary search per row and five gathers cost 5 ms on
+    185,000 messages.
+    """
+    j = 0
+    for i in range(len(ends)):
+        e = ends[i]
+        while c_end[j] < e:
+            j += 1
+        p = c_pkt[j]
+        out_end[i] = c_offset[j] - (c_end[j] - e)
+        out_flow[i] = flow[p]
+        out_dir[i] = direction[p]
+        out_ts[i] = ts[p]
+        out_frame[i] = frames[p]
+
+
+@njit(cache=True, nogil=True)
 def lines_in_time_order(src, side, starts, lengths, stream, base, prev, chain, out, c_pkt,
                         c_end, c_offset, tail_out, t_stream, t_start, t_len, t_last):
     """Complete lines of many interleaved streams, in the order they complete.
@@ -1083,6 +1108,10 @@ def warm_up() -> None:
     scatter(ro, i64[:0], i64[:0], i64[:0], u8)
     scatter(u8, i64[:0], i64[:0], i64[:0], u8)
     scatter_sided(ro, u8, i64[:0], i64[:0], i64[:0], u8)
+    ends = np.zeros(0, np.int64)  # a decoded table's column: read-only
+    ends.flags.writeable = False
+    stamp_rows(ends, i64, i64, i64, i64, i64, i64, i64, i64[:0], i64[:0], i8[:0], i64[:0],
+               i64[:0])
     for b in (ro, u8):
         lines_in_time_order(b, u8, i64[:0], i64[:0], i64[:0], i64, i64[:0], i64[:0], u8, i64,
                             i64, i64, u8, i64, i64, i64, i64)
