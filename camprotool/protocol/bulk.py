@@ -219,18 +219,24 @@ class BulkDecoder:
         return self._inc.held_from
 
     # ------------------------------------------------------------- public API
-    def feed(self, data: bytes | np.ndarray) -> pa.Table:
+    def feed(self, data: bytes | np.ndarray,
+             columns: tuple[str, ...] | None = None) -> pa.Table:
         """Decode ``data``: regular frames on the fast path, the rest incrementally.
 
         ``data`` may be a byte array (``uint8``), read where it is: the capture
         engine's windows of joined lines are megabytes, and copying each into
         ``bytes`` first cost a copy and its fresh pages. The array must not change
-        while the returned table is used.
+        while the returned table is used. ``columns``: only these of :data:`SCHEMA`
+        (in its order), for a caller that reads a few (dialect detection reads
+        ``end``, ``command`` and ``error``: every row is still parsed in full, as
+        that decides its error, but the other columns are not built).
         """
         view: _Buf = memoryview(data.data) if isinstance(data, np.ndarray) \
             else data
         if not len(view):
-            return _empty()
+            empty = _empty()
+            return empty if columns is None else empty.select(
+                [name for name in SCHEMA.names if name in columns])
         inc = self._inc
         head = bytes(inc._buf) if self._clean() else b""
         buf = head + view if head else view
@@ -258,7 +264,7 @@ class BulkDecoder:
             if give_to > give_from:
                 batch.add_messages(inc.feed_with_ends(bytes(buf[give_from:give_to])))
             seen = give_to
-        return self._decode(buf, batch)
+        return self._decode(buf, batch, columns)
 
     def gap(self, nbytes: int) -> pa.Table:
         return rows_to_table(self._inc.gap_with_ends(nbytes))
@@ -289,7 +295,8 @@ class BulkDecoder:
         return rest  # an incomplete frame: it buffers it
 
     # ------------------------------------------------------------- bodies
-    def _decode(self, buf: _Buf, batch: _Batch) -> pa.Table:
+    def _decode(self, buf: _Buf, batch: _Batch,
+                columns: tuple[str, ...] | None = None) -> pa.Table:
         frames, fast_rows, msg_rows, messages = batch.rows()
         asm = _Assembler(len(fast_rows) + len(msg_rows))
         asm.ends[fast_rows] = frames.ends + batch.base
@@ -297,7 +304,7 @@ class BulkDecoder:
         asm.add_messages(msg_rows, [msg for _, msg in messages])
         if len(fast_rows):
             self._fast_rows(buf, frames, fast_rows, asm)
-        return asm.table()
+        return asm.table(columns)
 
     def _fast_rows(self, buf: _Buf, frames: _Frames, rows: np.ndarray, asm: _Assembler) -> None:
         """Type every frame the fast path accepts; decode the others by the reference path."""
@@ -950,13 +957,17 @@ class _Assembler:
             self._messages.append((rows, messages))
 
     # -- building
-    def table(self) -> pa.Table:
+    def table(self, only: tuple[str, ...] | None = None) -> pa.Table:
+        """The rows as a :data:`SCHEMA` table (``only``: just those columns)."""
         slow = self._expand_messages()
         source = self._append_strings(slow)
-        for slot in _TEXT_SLOTS:
-            self.ready.update(self._shared_text(slot, source))
+        if only is None:
+            for slot in _TEXT_SLOTS:
+                self.ready.update(self._shared_text(slot, source))
         arrays = []
         for name, type_, form in _COLUMNS:
+            if only is not None and name not in only:
+                continue
             if name in self.ready:
                 arrays.append(self.ready[name])
             elif name == "end":
@@ -969,6 +980,9 @@ class _Assembler:
                 arrays.append(self._list_column(name, type_, slow.pop(name, None)))
             else:
                 arrays.append(self._number_column(name, type_, slow.pop(name, None)))
+        if only is not None:
+            return pa.Table.from_arrays(arrays, schema=pa.schema(
+                [f for f in SCHEMA if f.name in only]))
         return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
     def _commands(self) -> pa.Array:

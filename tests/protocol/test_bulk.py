@@ -104,6 +104,22 @@ def test_bulk_agrees_with_incremental(case):
 
 
 @settings(max_examples=200, deadline=None)
+@given(st.sampled_from(DIALECTS), st.lists(st.one_of(
+    st.binary(max_size=40), st.sampled_from([b"Login|a|b\n", b"UploadCaramer|C|p|1|2\n",
+                                             b"LoginOk|x|y|z\n", b"\xff\xfe|\n"])),
+    max_size=12), st.sampled_from([("end", "command", "error"), ("params",), ("raw", "user")]))
+def test_a_feed_of_some_columns_is_those_columns_of_the_whole_feed(dialect, pieces, names):
+    """``feed(data, columns)`` (what detection reads) is the full feed's columns: every
+    row is still parsed in full, so its error is the same."""
+    d = Dialect.parse(dialect, max_frame=64)
+    data = b"".join(pieces)
+    whole = BulkDecoder(d).feed(data)
+    some = BulkDecoder(d).feed(np.frombuffer(data, np.uint8), names)
+    assert some.column_names == [n for n in SCHEMA.names if n in names]
+    assert some.to_pydict() == whole.select(some.column_names).to_pydict()
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(DIALECTS), st.binary(max_size=300))
 def test_bulk_agrees_on_random_bytes(dialect, data):
     d = Dialect.parse(dialect, max_frame=64)

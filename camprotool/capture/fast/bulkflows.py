@@ -207,6 +207,8 @@ def detect(groups: Groups, flows: np.ndarray, closing: np.ndarray, pkt_flow: np.
 
 
 _QUOTED = np.frombuffer(b"invalid utf-8", np.uint8).copy()
+#: the columns of decoded rows detection reads (:func:`_clean_rows`, :func:`_first_end`)
+_DETECTED = ("end", "command", "error")
 _NEVER = np.iinfo(np.int64).max
 
 
@@ -251,7 +253,7 @@ def sample_ends(data: np.ndarray, g_start: np.ndarray, g_stop: np.ndarray,
         used = np.zeros(len(unsure), np.int64)
         K.last_newlines(data, starts, np.minimum(g_stop[unsure], starts + K.LONG), used)
         joined, _, _, owner, end = _joined_lines(data, starts, used, _LINE)
-        rows = BulkDecoder(_LINE).feed(joined)
+        rows = BulkDecoder(_LINE).feed(joined, _DETECTED)
         good[unsure] = _first_end(rows, owner, end, len(unsure), _clean_rows(rows))
         bad[unsure] = _first_end(rows, owner, end, len(unsure), _invalid_utf8_rows(rows))
     return good, bad
@@ -263,7 +265,7 @@ def _decode_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa
     lens = ends - starts
     joined = np.empty(int(lens.sum()), np.uint8)
     K.copy_ranges(data, starts, lens, joined)
-    rows = BulkDecoder(_LINE).feed(joined)
+    rows = BulkDecoder(_LINE).feed(joined, _DETECTED)
     if rows.num_rows != len(starts):  # cannot happen: each range is one row
         raise AssertionError(f"{rows.num_rows} rows from {len(starts)} lines")
     return rows
