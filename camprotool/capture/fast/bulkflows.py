@@ -436,14 +436,16 @@ def _clean_rows(table: pa.Table) -> np.ndarray:
     """Rows the detector counts as clean: a known command, no error."""
     if not table.num_rows:
         return np.zeros(0, bool)
-    good = pc.and_(pc.is_null(table["error"]), pc.is_in(table["command"], _KNOWN))
+    known = pc.is_in(table["command"], _KNOWN)
+    error = table["error"]
+    good = known if error.null_count == len(error) else pc.and_(pc.is_null(error), known)
     return good.to_numpy(zero_copy_only=False)
 
 
 def _invalid_utf8_rows(table: pa.Table) -> np.ndarray:
     """Rows the detector counts as badly encoded under UTF-8."""
-    if not table.num_rows:
-        return np.zeros(0, bool)
+    if table["error"].null_count == table.num_rows:  # no error (most samples): none
+        return np.zeros(table.num_rows, bool)
     bad = pc.fill_null(pc.match_substring(table["error"], "invalid utf-8"), False)
     return bad.to_numpy(zero_copy_only=False)
 
