@@ -1081,14 +1081,9 @@ class _Assembler:
                 return {}
             taken[rows] = True
             owned[name] = rows
-        parts = [p for name in present for p in self.texts[name]]
-        rows, starts, ends = (np.concatenate([p[k] for p in parts]) for k in range(3))
-        offsets = np.empty(self.n + 1, _I64)
-        valid = np.zeros((self.n + 7) // 8, np.uint8)
-        kernels = _k()
-        out = kernels.scatter_text(kernels.readonly(source), _i64(rows), _i64(starts),
-                                   _i64(ends), offsets, valid)
-        shared = [pa.py_buffer(offsets), pa.py_buffer(out[: int(offsets[-1])])]
+        _, offsets, text = self._scatter_text(
+            [p for name in present for p in self.texts[name]], source)
+        shared = [pa.py_buffer(offsets), pa.py_buffer(text)]
         columns = {}
         for name in present:
             mine = np.zeros(self.n, bool)
@@ -1103,6 +1098,16 @@ class _Assembler:
                      source: np.ndarray) -> pa.Array:
         """A text column of some rows: offsets over every row, bytes copied only for the
         rows that have a value (most rows have none), in one compiled pass."""
+        valid, offsets, text = self._scatter_text(parts, source)
+        nulls = self.n - int(sum(len(p[0]) for p in parts))
+        buffers = [pa.py_buffer(valid) if nulls else None, pa.py_buffer(offsets),
+                   pa.py_buffer(text)]
+        return pa.Array.from_buffers(pa.large_binary(), self.n, buffers, nulls)
+
+    def _scatter_text(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                      source: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The values ``parts`` give (rows, and their ranges of ``source``) as a
+        validity bitmap, offsets over every row and the text, in one compiled pass."""
         if len(parts) == 1:
             rows, starts, ends = parts[0]
         else:
@@ -1112,10 +1117,7 @@ class _Assembler:
         kernels = _k()
         out = kernels.scatter_text(kernels.readonly(source), _i64(rows), _i64(starts),
                                    _i64(ends), offsets, valid)
-        nulls = self.n - len(rows)
-        buffers = [pa.py_buffer(valid) if nulls else None, pa.py_buffer(offsets),
-                   pa.py_buffer(out[: int(offsets[-1])])]
-        return pa.Array.from_buffers(pa.large_binary(), self.n, buffers, nulls)
+        return valid, offsets, out[: int(offsets[-1])]
 
     def _number_column(self, name: str, type_: pa.DataType,
                        slow: tuple[list[int], list[Any]] | None) -> pa.Array:

@@ -320,27 +320,26 @@ def _find_half(tp, kp, cap, rows, fam, s_hi, s_lo, sp, d_hi, d_lo, dp, nflows):
     if 4 * (nflows + 1) > cap or 2 * nflows + 2 > rows:
         return -1, nflows
     a = 2 * nflows
-    c = a * 7
-    kp[c] = fam
-    kp[c + 1] = s_hi
-    kp[c + 2] = s_lo
-    kp[c + 3] = sp
-    kp[c + 4] = d_hi
-    kp[c + 5] = d_lo
-    kp[c + 6] = dp
-    kp[c + 7] = fam
-    kp[c + 8] = d_hi
-    kp[c + 9] = d_lo
-    kp[c + 10] = dp
-    kp[c + 11] = s_hi
-    kp[c + 12] = s_lo
-    kp[c + 13] = sp
+    _put_key(kp, a * 7, fam, s_hi, s_lo, sp, d_hi, d_lo, dp)  # the half as first seen
+    _put_key(kp, a * 7 + 7, fam, d_hi, d_lo, dp, s_hi, s_lo, sp)  # and the other
     tp[slot] = a
     slot2 = _hash(fam, d_hi, d_lo, dp, s_hi, s_lo, sp) & mask
     while tp[slot2] >= 0:
         slot2 = (slot2 + np.uint64(1)) & mask
     tp[slot2] = a + 1
     return a, nflows + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put_key(kp, at, fam, s_hi, s_lo, sp, d_hi, d_lo, dp):
+    """Write a half's key (fam, s_hi, s_lo, sp, d_hi, d_lo, dp) at ``kp[at:at + 7]``."""
+    kp[at] = fam
+    kp[at + 1] = s_hi
+    kp[at + 2] = s_lo
+    kp[at + 3] = sp
+    kp[at + 4] = d_hi
+    kp[at + 5] = d_lo
+    kp[at + 6] = dp
 
 
 @njit(cache=True, nogil=True)
