@@ -231,8 +231,11 @@ class BulkDecoder:
         ``end``, ``command`` and ``error``: every row is still parsed in full, as
         that decides its error, but the other columns are not built).
         """
-        view: _Buf = memoryview(data.data) if isinstance(data, np.ndarray) \
-            else data
+        if isinstance(data, np.ndarray) and (data.dtype != np.uint8 or data.ndim != 1):
+            raise TypeError(f"feed takes bytes or a 1-D uint8 array, not {data.dtype} "
+                            f"of {data.ndim} dimensions")
+        view: _Buf = memoryview(np.ascontiguousarray(data).data) \
+            if isinstance(data, np.ndarray) else data
         if not len(view):
             empty = _empty()
             return empty if columns is None else empty.select(

@@ -119,6 +119,16 @@ def test_a_feed_of_some_columns_is_those_columns_of_the_whole_feed(dialect, piec
     assert some.to_pydict() == whole.select(some.column_names).to_pydict()
 
 
+def test_feed_takes_bytes_or_a_byte_array_and_says_what_else_it_got():
+    data = encode("Login", "demo|pw") + encode("Heartbeat", "")
+    as_bytes = BulkDecoder("line").feed(data)
+    spread = np.zeros(2 * len(data), np.uint8)
+    spread[::2] = np.frombuffer(data, np.uint8)
+    assert BulkDecoder("line").feed(spread[::2]).equals(as_bytes)  # not contiguous: copied
+    with pytest.raises(TypeError, match="1-D uint8"):
+        BulkDecoder("line").feed(np.frombuffer(data[:8], np.int64))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(DIALECTS), st.binary(max_size=300))
 def test_bulk_agrees_on_random_bytes(dialect, data):

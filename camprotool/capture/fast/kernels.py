@@ -46,7 +46,8 @@ LONG = _DETECT_AT[-1]  # detect.LONG_SAMPLE: the most any sample holds
 @intrinsic
 def copy_exact(typingctx, data, src, out, dst, size):
     """``out[dst:dst + size] = data[src:src + size]`` (a ``memmove``), writing nothing past
-    ``dst + size``; ``data`` and ``out`` are byte arrays or their :func:`_address`.
+    ``dst + size``; ``data`` and ``out`` are byte arrays or their :func:`_address`. No
+    bounds check: the callers' ranges lie inside both (a slice would have raised).
 
     Why an intrinsic: in a compiled loop, a slice assignment builds two array views
     and a helper function taking arrays is passed them the same way, each view or
