@@ -120,7 +120,7 @@ class Reorder:
         n = len(column)
         if column.null_count == n:  # no value: nothing to read (and nothing to reorder)
             return np.zeros(n, kind), np.ones(n, bool)
-        values: list[np.ndarray] = []
+        values: list[np.ndarray] = []  # views of the chunks' buffers where they can be
         missing: list[np.ndarray] = []
         for chunk in chunks(column):
             size = len(chunk)
@@ -130,24 +130,27 @@ class Reorder:
             part = bits(data, chunk.offset, size) if kind is np.bool_ \
                 else np.frombuffer(data, chunk.type.to_pandas_dtype(), count=size,
                                    offset=chunk.offset * chunk.type.byte_width)
-            if part.dtype != kind:
-                part = part.astype(kind)
-            if chunk.null_count:
-                valid = bits(validity, chunk.offset, size)
-                values.append(part * valid)  # 0 under a null, as fill_null(0) gave
-                missing.append(~valid)
-            else:
-                values.append(part)
-                missing.append(np.zeros(size, bool))
+            values.append(part)
+            missing.append(~bits(validity, chunk.offset, size) if chunk.null_count
+                           else np.zeros(size, bool))
         if not values:
             return np.zeros(0, kind), np.zeros(0, bool)
-        return self.gathered_copy(values), self.gathered_copy(missing)
+        # one new array of each, then 0 under the nulls in place (as fill_null(0) gave):
+        # zeroing each chunk first made a second copy of every value
+        out = self.gathered_copy(values)
+        if out.dtype != kind:
+            out = out.astype(kind)
+        flags = self.gathered_copy(missing)
+        if column.null_count:
+            out[flags] = 0
+        return out, flags
 
     def gathered_copy(self, parts: list[np.ndarray]) -> np.ndarray:
-        """:meth:`gathered`, never a view of an Arrow buffer: pandas users write to
-        their columns."""
+        """:meth:`gathered`, always a new array, never one of ``parts`` (a view of an
+        Arrow buffer, writable when the buffer was made from NumPy): pandas users
+        write to their columns, and the caller may write to it."""
         out = self.gathered(parts)
-        return out if out.flags.writeable else out.copy()
+        return out.copy() if any(out is part for part in parts) else out
 
 
 def number_view(values: np.ndarray, missing: np.ndarray | None,

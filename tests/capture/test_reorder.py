@@ -98,3 +98,21 @@ def test_a_failed_sort_says_so_instead_of_leaving_rows_half_sorted(monkeypatch):
         d.put_in_order()
     with pytest.raises(RuntimeError, match=r"lost when rewriting them in place failed.*no room"):
         d.messages  # noqa: B018
+
+
+def test_nullable_columns_are_new_arrays_whatever_their_chunks():
+    """Values and null flags are arrays of their own (0 under a null), never views of
+    the column's buffers, which can be writable when made from NumPy: writing to a
+    frame's column must not change the decoder's rows."""
+    values = np.array([5, 7, 9], np.int64)
+    column = pa.Array.from_buffers(pa.int64(), 3, [None, pa.py_buffer(values)])
+    with_nulls = pa.array([1, None, 3], pa.int64())
+    for order in (None, np.array([2, 0, 1])):
+        take = reorder.Reorder(order, 3)
+        for col in (column, pa.chunked_array([column]), with_nulls):
+            got, missing = take.nullable(col, np.int64)
+            want = col.take(pa.array(order)) if order is not None else col
+            assert got.tolist() == [0 if v is None else v for v in want.to_pylist()]
+            assert missing.tolist() == [v is None for v in want.to_pylist()]
+            got[:] = -1
+    assert values.tolist() == [5, 7, 9]
