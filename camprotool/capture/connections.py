@@ -205,15 +205,12 @@ def build_connections(
         conns = conns.take(np.flatnonzero(~np.isin(conns.conn, empty)
                                           | (conns.channel != UNKNOWN)))
     order = None if _is_sorted(keys) else _sorting_order(keys)
+    if commands_out is not None:
+        commands_out.append(command if not sort or order is None else command[order])
     if not sort:
-        if commands_out is not None:
-            commands_out.append(command)
         return conns, table, order
     if order is not None:
         table = table.take(pa.array(order))
-        command = command[order]
-    if commands_out is not None:
-        commands_out.append(command)
     return conns, table
 
 

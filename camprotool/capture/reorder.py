@@ -137,19 +137,21 @@ class Reorder:
             return np.zeros(0, kind), np.zeros(0, bool)
         # one new array of each, then 0 under the nulls in place (as fill_null(0) gave):
         # zeroing each chunk first made a second copy of every value
-        out = self.gathered_copy(values)
-        if out.dtype != kind:
-            out = out.astype(kind)
+        out = self.gathered_copy(values, kind)
         flags = self.gathered_copy(missing)
         if column.null_count:
             out[flags] = 0
         return out, flags
 
-    def gathered_copy(self, parts: list[np.ndarray]) -> np.ndarray:
-        """:meth:`gathered`, always a new array, never one of ``parts`` (a view of an
-        Arrow buffer, writable when the buffer was made from NumPy): pandas users
-        write to their columns, and the caller may write to it."""
+    def gathered_copy(self, parts: list[np.ndarray],
+                      dtype: type[np.generic] | None = None) -> np.ndarray:
+        """:meth:`gathered` as ``dtype`` (None: the parts'), always a new array, never
+        one of ``parts`` (a view of an Arrow buffer, writable when the buffer was made
+        from NumPy): pandas users write to their columns, and the caller may write to
+        it. Made once: a cast is the copy."""
         out = self.gathered(parts)
+        if dtype is not None and out.dtype != dtype:
+            return out.astype(dtype)
         return out.copy() if any(out is part for part in parts) else out
 
 
