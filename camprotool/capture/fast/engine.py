@@ -33,6 +33,7 @@ from camprotool.capture.connections import SettledBatch, _dialect_text
 from camprotool.capture.conntable import Addresses
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
+from camprotool.capture.fast.walk import RecordWalk, Walked
 from camprotool.capture.packets import TcpSegment, decode_tcp
 from camprotool.capture.readers import CaptureFile, RawPacket
 from camprotool.capture.reassembly import ConnectionInfo, Reassembler
@@ -257,38 +258,32 @@ class FastEngine:
         size = len(self.buf)
         off, frame0, need = 24, 0, 16
         progress = cap.progress
-        while True:
-            lim = self.window
-            w = self._indexed(off, size, big, mult, linktype, lim, frame0)
-            n, off, need = w.n, w.rec_off_end, w.need
-            if n:
-                if record_problems:
-                    for i in np.flatnonzero(w.cap_len < w.orig_len):
-                        cap._snaplen(frame0 + 1 + int(i), int(w.cap_len[i]), int(w.orig_len[i]))
-                frame0 += n
-                yield w
-                if progress:
-                    progress(off)
-            if n < lim:
-                break
+        with RecordWalk(self.buf, off, size, big, mult, linktype, self.window) as walk:
+            for walked in walk:
+                w = self._indexed(walked, linktype, frame0)
+                n, off, need = w.n, w.rec_off_end, w.need
+                if n:
+                    if record_problems:
+                        for i in np.flatnonzero(w.cap_len < w.orig_len):
+                            cap._snaplen(frame0 + 1 + int(i), int(w.cap_len[i]),
+                                         int(w.orig_len[i]))
+                    frame0 += n
+                    yield w
+                    if progress:
+                        progress(off)
         if record_problems:
             cap.frames, cap._stop, cap._need = frame0, off, need
             cap._stopped(off, size, 0, True, progress)
         else:
             cap.frames = frame0
 
-    def _indexed(self, off: int, size: int, big: bool, mult: int, linktype: int, lim: int,
-                 frame0: int) -> _Window:
-        """The window of up to ``lim`` pcap records from ``off``, indexed and parsed in one
-        pass (:func:`kernels.index_pcap`), its packets' flows found up to the first one
-        left to Python (:func:`kernels.ipv4_halves`); ``_parse`` does the rest."""
-        rec_off, cap_len, orig_len, ts = (np.empty(lim, _I64) for _ in range(4))
-        status = np.empty(lim, np.int8)
-        src, dst, sport, dport, seq, ack, flags, pay_off, pay_len, missing, half = (
-            np.empty(lim, _I64) for _ in range(11))
-        n, off, need = K.index_pcap(self.buf, off, size, big, mult, lim, linktype, rec_off,
-                                    cap_len, orig_len, ts, status, src, dst, sport, dport, seq,
-                                    ack, flags, pay_off, pay_len, missing, half)
+    def _indexed(self, walked: Walked, linktype: int, frame0: int) -> _Window:
+        """The window the record walk indexed and parsed (:func:`kernels.index_pcap`), its
+        packets' flows found up to the first one left to Python
+        (:func:`kernels.ipv4_halves`); ``_parse`` does the rest."""
+        n = walked.n
+        status, src, dst, sport, dport, half = (walked.status, walked.src, walked.dst,
+                                                walked.sport, walked.dport, walked.half)
         looked = 0
         while True:  # the table grows where a new flow does not fit
             self.nflows, looked, full = K.ipv4_halves(status, src, sport, dst, dport, looked,
@@ -297,14 +292,15 @@ class FastEngine:
             if not full:
                 break
             self._grow()
-        w = _Window(n, np.arange(frame0 + 1, frame0 + 1 + n, dtype=_I64), rec_off[:n],
-                    cap_len[:n], orig_len[:n], ts[:n], np.full(n, linktype, _I64))
-        w.status, w.sport, w.dport, w.seq, w.ack = (status[:n], sport[:n], dport[:n], seq[:n],
-                                                    ack[:n])
-        w.flags, w.pay_off, w.pay_len, w.missing = (flags[:n], pay_off[:n], pay_len[:n],
-                                                    missing[:n])
+        w = _Window(n, np.arange(frame0 + 1, frame0 + 1 + n, dtype=_I64), walked.rec_off[:n],
+                    walked.cap_len[:n], walked.orig_len[:n], walked.ts[:n],
+                    np.full(n, linktype, _I64))
+        w.status, w.sport, w.dport, w.seq, w.ack = (status[:n], sport[:n], dport[:n],
+                                                    walked.seq[:n], walked.ack[:n])
+        w.flags, w.pay_off, w.pay_len, w.missing = (walked.flags[:n], walked.pay_off[:n],
+                                                    walked.pay_len[:n], walked.missing[:n])
         w.s_lo, w.d_lo, w.half = src[:n].view(np.uint64), dst[:n].view(np.uint64), half[:n]
-        w.looked, w.rec_off_end, w.need = looked, off, need
+        w.looked, w.rec_off_end, w.need = looked, walked.end, walked.need
         return w
 
     def _generic_windows(self) -> Iterator[_Window]:
