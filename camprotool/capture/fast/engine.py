@@ -132,8 +132,9 @@ class _Compact:
     def of(cls, w: _Window) -> _Compact:
         span = (int(w.rec_off[0]), int(w.rec_off[-1]), int(w.cap_len[-1])) if w.n \
             else (0, 0, 0)
-        return cls(w.n, w.frame_no.astype(np.int32), w.ts, w.half.astype(np.int32),
-                   w.flags.astype(np.uint8), w.seq.astype(np.uint32), w.pay_off,
+        # copies all (the record walk fills the window's columns again)
+        return cls(w.n, w.frame_no.astype(np.int32), w.ts.copy(), w.half.astype(np.int32),
+                   w.flags.astype(np.uint8), w.seq.astype(np.uint32), w.pay_off.copy(),
                    w.pay_len.astype(np.int32), w.missing.astype(np.int32), span, w.python)
 
     def window(self) -> _Window:
@@ -237,17 +238,20 @@ class FastEngine:
         assert isinstance(cap, CaptureSet)
         return cap
 
-    def _windows(self, record_problems: bool) -> Iterator[_Window]:
+    def _windows(self, record_problems: bool, reuse: bool = False) -> Iterator[_Window]:
+        """The capture's windows of records. ``reuse``: the caller holds no view of a
+        window's columns once it asks for the next one (a pcap walk then fills the
+        same columns again)."""
         if self._set:
             yield from self._set_windows()
             return
         cap = self._file
         if cap.format == "pcap" and cap._pcap_wanted:
-            yield from self._pcap_windows(record_problems)
+            yield from self._pcap_windows(record_problems, reuse)
         else:
             yield from self._generic_windows()
 
-    def _pcap_windows(self, record_problems: bool) -> Iterator[_Window]:
+    def _pcap_windows(self, record_problems: bool, reuse: bool) -> Iterator[_Window]:
         cap = self._file
         cap._start()
         record = cap._pcap_record
@@ -258,7 +262,8 @@ class FastEngine:
         size = len(self.buf)
         off, frame0, need = 24, 0, 16
         progress = cap.progress
-        with RecordWalk(self.buf, off, size, big, mult, linktype, self.window) as walk:
+        with RecordWalk(self.buf, off, size, big, mult, linktype, self.window,
+                        reuse=reuse) as walk:
             for walked in walk:
                 w = self._indexed(walked, linktype, frame0)
                 n, off, need = w.n, w.rec_off_end, w.need
@@ -271,6 +276,9 @@ class FastEngine:
                     yield w
                     if progress:
                         progress(off)
+                if reuse:
+                    del w
+                    walk.give_back(walked)
         if record_problems:
             cap.frames, cap._stop, cap._need = frame0, off, need
             cap._stopped(off, size, 0, True, progress)
@@ -505,25 +513,31 @@ class FastEngine:
         # pass one: which flows are in order (the reader's problems are collected here)
         state = self._new_flow_state(1024)
         empty_slow = np.zeros(0, np.int8)
-        kept: list[_Window | None] = []  # a capture of one window is not read twice
+        # a capture of one window is not read twice: its window is kept (no walk fills
+        # its columns again, as there is no other), with the file span to let go if
+        # another comes; the windows' columns are not held past their turn (reuse)
+        first: _Window | None = None
+        first_span: tuple[int, int] | None = None
         # what pass two needs of each window, in narrow columns (see _Compact)
         compact: list[_Compact] | None = [] if self.keep_pass_one and not self._set else None
         records = 0
-        for w in self._windows(record_problems=True):
+        for w in self._windows(record_problems=True, reuse=True):
             self._parse(w, packet_problems=True)
             state = self._fit(state, self.nflows)
             self._track(w, state, empty_slow, emit=False)
-            records += w.n
             if compact is not None:
                 compact.append(_Compact.of(w))
-                if records > KEEP_RECORDS:
+                if records + w.n > KEEP_RECORDS:
                     compact = None
-            kept.append(w)
-            if len(kept) > 1:  # more than one window: pass two reads the file again
-                for seen in kept:
-                    if seen is not None:
-                        self._release(seen)
-                kept = [None]
+            if not records:
+                first, first_span = w, self._span(w)
+            else:  # more than one window: pass two reads the file again
+                if first_span is not None:
+                    self._release_span(*first_span)
+                first = first_span = None
+                self._release_span(*self._span(w))
+            records += w.n
+            del w
         slow = (state["fstate"][: self.nflows] == K.FLOW_SLOW).astype(np.int8)
         del state
         cap = self.capture
@@ -552,14 +566,14 @@ class FastEngine:
         self._tail_data = np.zeros(0, np.uint8)
         self.bulk_tables: list[pa.Table] = []
         self.settled: list[SettledBatch] = []
-        if len(kept) == 1 and kept[0] is not None:
-            windows = iter([(kept[0], True)])
+        if first is not None:
+            windows = iter([(first, True)])
         elif compact is not None and not slow.any():
             windows = ((c.window(), last) for c, last in _with_last(_drained(compact)))
         else:
             windows = ((self._parsed(w), last) for w, last in
                        _with_last(self._windows(record_problems=False)))
-        del kept
+        del first
         for w, last in windows:
             pkt_dir = self._track(w, state, slow, emit=True)
             self._deliver(w, state, pkt_dir, last)
@@ -875,15 +889,27 @@ class FastEngine:
         The pages of packets carried from earlier windows (flows not decided yet) go
         too: reading them again with this window's mapped them back (200,000 short
         connections, open up to 30 s each: 110 MB of the file resident at the end)."""
+        if self._set or not w.n:
+            return  # a set's window buffer goes with it
+        lo, hi = self._span(w)
+        self._release_span(min(lo, self._reread_from), hi)
+        self._reread_from = _NOWHERE
+
+    def _span(self, w: _Window) -> tuple[int, int]:
+        """Where the window's records are in the file (0, 0 for none)."""
+        if not w.n:
+            return 0, 0
+        return int(w.rec_off[0]), int(w.rec_off[-1] + w.cap_len[-1])
+
+    def _release_span(self, lo: int, hi: int) -> None:
+        """Let the kernel drop the file's whole pages from ``lo`` to ``hi``."""
         if self._set:
-            return  # the window's own buffer goes with it
+            return
         mm = self._file._mmap
-        if mm is None or not w.n or not hasattr(mm, "madvise"):
+        if mm is None or not hasattr(mm, "madvise"):
             return
         page = mmap.PAGESIZE
-        lo = (min(int(w.rec_off[0]), self._reread_from) // page) * page
-        self._reread_from = _NOWHERE
-        hi = (int(w.rec_off[-1] + w.cap_len[-1]) // page) * page
+        lo, hi = (lo // page) * page, (hi // page) * page
         if hi > lo:
             with contextlib.suppress(OSError, ValueError):
                 mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
