@@ -46,15 +46,29 @@ def _walkers() -> list[threading.Thread]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 120), max_size=40), st.integers(1, 9), st.integers(0, 20))
-def test_the_windows_are_those_of_a_walk_in_line(lengths, window, cut):
-    """Also when the file ends inside a record (``cut`` bytes short)."""
+@given(st.lists(st.integers(0, 120), max_size=40), st.integers(1, 9), st.integers(0, 20),
+       st.booleans())
+def test_the_windows_are_those_of_a_walk_in_line(lengths, window, cut, reuse):
+    """Also when the file ends inside a record (``cut`` bytes short), and when the same
+    columns are filled again (``reuse``: each window is read before it is given back)."""
     buf = _pcap(lengths)
     buf = buf[: max(24, len(buf) - cut)]
-    with RecordWalk(buf, 24, len(buf), False, 1000, 1, window) as walk:
-        got = [_seen(w) for w in walk]
+    got = []
+    with RecordWalk(buf, 24, len(buf), False, 1000, 1, window, reuse=reuse) as walk:
+        for w in walk:
+            got.append(_seen(w))
+            if reuse:
+                walk.give_back(w)
     assert got == _walked_in_line(buf, window)
     assert not _walkers()
+
+
+def test_columns_are_given_back_only_to_a_walk_that_reuses_them():
+    buf = _pcap([60] * 3)
+    with RecordWalk(buf, 24, len(buf), False, 1000, 1, 4) as walk:
+        w = next(walk)
+        with pytest.raises(ValueError, match="reuse=True"):
+            walk.give_back(w)
 
 
 def test_letting_go_early_stops_the_worker():
