@@ -46,51 +46,48 @@ def _walkers() -> list[threading.Thread]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 120), max_size=40), st.integers(1, 9), st.integers(0, 20),
-       st.booleans())
-def test_the_windows_are_those_of_a_walk_in_line(lengths, window, cut, reuse):
-    """Also when the file ends inside a record (``cut`` bytes short), and when the same
-    columns are filled again (``reuse``: each window is read before it is given back)."""
+@given(st.lists(st.integers(0, 120), max_size=40), st.integers(1, 9), st.integers(0, 20))
+def test_the_windows_are_those_of_a_walk_in_line(lengths, window, cut):
+    """Also when the file ends inside a record (``cut`` bytes short). Each window is read
+    before its columns are given back to be filled again."""
     buf = _pcap(lengths)
     buf = buf[: max(24, len(buf) - cut)]
     got = []
-    with RecordWalk(buf, 24, len(buf), False, 1000, 1, window, reuse=reuse) as walk:
+    with RecordWalk(buf, 24, len(buf), False, 1000, 1, window) as walk:
         for w in walk:
             got.append(_seen(w))
-            if reuse:
-                walk.give_back(w)
+            walk.give_back(w)
     assert got == _walked_in_line(buf, window)
     assert not _walkers()
-
-
-def test_columns_are_given_back_only_to_a_walk_that_reuses_them():
-    buf = _pcap([60] * 3)
-    with RecordWalk(buf, 24, len(buf), False, 1000, 1, 4) as walk:
-        w = next(walk)
-        with pytest.raises(ValueError, match="reuse=True"):
-            walk.give_back(w)
 
 
 def test_letting_go_early_stops_the_worker():
     buf = _pcap([60] * 50)
     walk = RecordWalk(buf, 24, len(buf), False, 1000, 1, 4)
-    assert next(walk).n == 4
+    assert next(walk).n == 4  # and the worker waits for columns given back
     walk.close()
     assert not _walkers()
 
 
-def test_an_abandoned_streaming_read_stops_the_worker(monkeypatch):
-    """A streaming reader stopped after its first chunk: the generators holding the walk
-    are closed as they are let go, and the worker with them."""
-    from camprotool import iter_capture
-    from camprotool.analysis import stream
+def test_a_failure_on_the_callers_side_stops_the_worker(monkeypatch):
+    """The engine fails midway through pass one: the generator holding the walk is
+    closed as the error passes, and the worker with it."""
+    from camprotool import read_capture
+    from camprotool.capture.fast import engine
 
-    monkeypatch.setattr(stream, "STREAM_WINDOW", 4)  # 42 packets: 11 windows
-    chunks = iter_capture("captures/sample.pcap", chunk_size=1)
-    assert len(next(chunks)) == 1
-    assert _walkers()  # the file is being walked
-    chunks.close()
-    del chunks
+    calls = []
+    track = engine.FastEngine._track
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("no room to follow the flows")
+        return track(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "WINDOW", 4)  # 42 packets: 11 windows
+    monkeypatch.setattr(engine.FastEngine, "_track", failing)
+    with pytest.raises(MemoryError, match="follow the flows"):
+        read_capture("captures/sample.pcap")
     gc.collect()
     assert not _walkers()
 

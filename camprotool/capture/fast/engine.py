@@ -33,7 +33,7 @@ from camprotool.capture.connections import SettledBatch, _dialect_text
 from camprotool.capture.conntable import Addresses
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
-from camprotool.capture.fast.walk import RecordWalk, Walked
+from camprotool.capture.fast.walk import RecordWalk, Walked, new_columns, walk_window
 from camprotool.capture.packets import TcpSegment, decode_tcp
 from camprotool.capture.readers import CaptureFile, RawPacket
 from camprotool.capture.reassembly import ConnectionInfo, Reassembler
@@ -262,9 +262,16 @@ class FastEngine:
         size = len(self.buf)
         off, frame0, need = 24, 0, 16
         progress = cap.progress
-        with RecordWalk(self.buf, off, size, big, mult, linktype, self.window,
-                        reuse=reuse) as walk:
-            for walked in walk:
+        walk: RecordWalk | None = None
+        walks: Iterator[Walked]
+        with contextlib.ExitStack() as stack:
+            if reuse:  # ahead, on the second core, in two sets of columns
+                walk = stack.enter_context(
+                    RecordWalk(self.buf, off, size, big, mult, linktype, self.window))
+                walks = walk
+            else:  # in line, fresh columns a window (the caller may keep views of them)
+                walks = _walked_in_line(self.buf, off, size, big, mult, linktype, self.window)
+            for walked in walks:
                 w = self._indexed(walked, linktype, frame0)
                 n, off, need = w.n, w.rec_off_end, w.need
                 if n:
@@ -276,7 +283,7 @@ class FastEngine:
                     yield w
                     if progress:
                         progress(off)
-                if reuse:
+                if walk is not None:
                     del w
                     walk.give_back(walked)
         if record_problems:
@@ -1166,6 +1173,17 @@ def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(both[1:], both[:-1], out=keep[1:])
     return both[keep]
+
+
+def _walked_in_line(buf: np.ndarray, off: int, size: int, big: bool, mult: int, linktype: int,
+                    window: int) -> Iterator[Walked]:
+    """The record walk's windows, walked as they are asked for, each in new columns."""
+    while True:
+        walked = walk_window(buf, off, size, big, mult, linktype, new_columns(window))
+        yield walked
+        if walked.n < window:
+            return
+        off = walked.end
 
 
 def _drained(items: list[_T]) -> Iterator[_T]:

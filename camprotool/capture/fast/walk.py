@@ -75,10 +75,10 @@ class RecordWalk:
     """The windows of a pcap file's records from ``off``, walked ahead by a worker thread;
     iterate to get them in order (the last one has fewer than ``window`` records).
 
-    ``reuse``: the caller gives each window's columns back (:meth:`give_back`) once
-    it holds no view of them, and two sets of columns serve the whole walk. Why:
-    fresh columns are fresh pages, and their faults were a third of the walk on a
-    first read (4 MB a window).
+    The caller gives each window's columns back (:meth:`give_back`) once it holds
+    no view of them, and two sets of columns serve the whole walk. Why: fresh
+    columns are fresh pages, and their faults were a third of the walk on a first
+    read (4 MB a window).
 
     Use as a context manager, or call :meth:`close`: the worker is stopped and
     waited for, so ``buf`` may be let go afterwards. An error in the walk is raised
@@ -86,10 +86,9 @@ class RecordWalk:
     """
 
     def __init__(self, buf: np.ndarray, off: int, size: int, big: bool, mult: int,
-                 linktype: int, window: int, *, reuse: bool = False) -> None:
+                 linktype: int, window: int) -> None:
         self._args = (buf, size, big, mult, linktype)
         self._window = window
-        self._reuse = reuse
         self._ready: queue.Queue[Walked | BaseException] = queue.Queue(maxsize=1)
         # columns for the walks to come, made by the caller: a thread's allocations come
         # from an arena of its own, where memory the caller frees is not used again
@@ -139,15 +138,11 @@ class RecordWalk:
             raise item
         if item.n < self._window:
             self._done = True
-        elif not self._reuse:
-            self._free.put(new_columns(self._window))
         return item
 
     def give_back(self, walked: Walked) -> None:
-        """With ``reuse``: the caller holds no view of ``walked``'s columns any more, and
-        the walk may fill them again."""
-        if not self._reuse:
-            raise ValueError("columns are given back only to a walk made with reuse=True")
+        """The caller holds no view of ``walked``'s columns any more: the walk may fill
+        them again."""
         self._free.put((walked.rec_off, walked.cap_len, walked.orig_len, walked.ts,
                         walked.status, walked.src, walked.dst, walked.sport, walked.dport,
                         walked.seq, walked.ack, walked.flags, walked.pay_off, walked.pay_len,
