@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camprotool.capture.fast import walk as W
-from camprotool.capture.fast.walk import RecordWalk, new_columns, walk_window
+from camprotool.capture.fast.walk import RecordWalk, walk_in_line, walk_window
 
 
 def _pcap(lengths: list[int]) -> np.ndarray:
@@ -26,13 +26,7 @@ def _pcap(lengths: list[int]) -> np.ndarray:
 
 
 def _walked_in_line(buf: np.ndarray, window: int) -> list[tuple]:
-    off, got = 24, []
-    while True:
-        w = walk_window(buf, off, len(buf), False, 1000, 1, new_columns(window))
-        got.append(_seen(w))
-        if w.n < window:
-            return got
-        off = w.end
+    return [_seen(w) for w in walk_in_line(buf, 24, len(buf), False, 1000, 1, window)]
 
 
 def _seen(w: W.Walked) -> tuple:

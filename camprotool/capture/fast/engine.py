@@ -33,7 +33,7 @@ from camprotool.capture.connections import SettledBatch, _dialect_text
 from camprotool.capture.conntable import Addresses
 from camprotool.capture.fast import bulkflows
 from camprotool.capture.fast import kernels as K
-from camprotool.capture.fast.walk import RecordWalk, Walked, new_columns, walk_window
+from camprotool.capture.fast.walk import RecordWalk, Walked, walk_in_line
 from camprotool.capture.packets import TcpSegment, decode_tcp
 from camprotool.capture.readers import CaptureFile, RawPacket
 from camprotool.capture.reassembly import ConnectionInfo, Reassembler
@@ -270,7 +270,7 @@ class FastEngine:
                     RecordWalk(self.buf, off, size, big, mult, linktype, self.window))
                 walks = walk
             else:  # in line, fresh columns a window (the caller may keep views of them)
-                walks = _walked_in_line(self.buf, off, size, big, mult, linktype, self.window)
+                walks = walk_in_line(self.buf, off, size, big, mult, linktype, self.window)
             for walked in walks:
                 w = self._indexed(walked, linktype, frame0)
                 n, off, need = w.n, w.rec_off_end, w.need
@@ -1173,17 +1173,6 @@ def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(both[1:], both[:-1], out=keep[1:])
     return both[keep]
-
-
-def _walked_in_line(buf: np.ndarray, off: int, size: int, big: bool, mult: int, linktype: int,
-                    window: int) -> Iterator[Walked]:
-    """The record walk's windows, walked as they are asked for, each in new columns."""
-    while True:
-        walked = walk_window(buf, off, size, big, mult, linktype, new_columns(window))
-        yield walked
-        if walked.n < window:
-            return
-        off = walked.end
 
 
 def _drained(items: list[_T]) -> Iterator[_T]:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,6 +39,8 @@ class Walked:
     n: int
     end: int
     need: int
+    #: the columns below as :func:`new_columns` made them (to be filled again)
+    columns: tuple[np.ndarray, ...] = field(repr=False)
     rec_off: np.ndarray
     cap_len: np.ndarray
     orig_len: np.ndarray
@@ -68,7 +71,19 @@ def walk_window(buf: np.ndarray, off: int, size: int, big: bool, mult: int, link
     :func:`new_columns`): :func:`kernels.index_pcap` into ``columns``."""
     n, end, need = K.index_pcap(buf, off, size, big, mult, len(columns[0]), linktype,
                                 *columns)
-    return Walked(n, end, need, *columns)
+    return Walked(n, end, need, columns, *columns)
+
+
+def walk_in_line(buf: np.ndarray, off: int, size: int, big: bool, mult: int, linktype: int,
+                 window: int) -> Iterator[Walked]:
+    """The windows :class:`RecordWalk` gives, walked in the caller's thread as they are
+    asked for, each in new columns (the caller may keep views of them)."""
+    while True:
+        walked = walk_window(buf, off, size, big, mult, linktype, new_columns(window))
+        yield walked
+        if walked.n < window:
+            return
+        off = walked.end
 
 
 class RecordWalk:
@@ -143,10 +158,7 @@ class RecordWalk:
     def give_back(self, walked: Walked) -> None:
         """The caller holds no view of ``walked``'s columns any more: the walk may fill
         them again."""
-        self._free.put((walked.rec_off, walked.cap_len, walked.orig_len, walked.ts,
-                        walked.status, walked.src, walked.dst, walked.sport, walked.dport,
-                        walked.seq, walked.ack, walked.flags, walked.pay_off, walked.pay_len,
-                        walked.missing, walked.half))
+        self._free.put(walked.columns)
 
     def close(self) -> None:
         """Stop the worker and wait for it (a walk in progress finishes first)."""
