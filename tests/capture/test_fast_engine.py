@@ -10,6 +10,7 @@ data after close, snaplen cuts, IPv6, VLAN tags) or none.
 from __future__ import annotations
 
 import glob
+import threading
 
 import pandas as pd
 import pytest
@@ -241,6 +242,32 @@ def test_flows_streaming_across_windows_equal_exact(case, window):
 
 
 
+
+@pytest.mark.parametrize("window", [4, 7])
+def test_gbk_in_a_later_window_words_the_connection_as_gbk(monkeypatch, window):
+    """A stream detected on ASCII heartbeats whose Chinese text comes windows later,
+    in lines decoded while pass two goes on: its rows are read as GBK, and its
+    connection, settled meanwhile, is worded ``line:gbk`` as the exact path words it."""
+    from camprotool.capture.fast import engine
+
+    monkeypatch.setattr(engine, "WINDOW", window)
+    w = PcapWriter()
+    for k in range(3):
+        c = w.tcp((f"10.0.3.{k + 1}", 43000 + k), SERVER, T0 + k * 100)
+        t = T0 + k * 100 + 1000
+        for _ in range(6):
+            c.send("c2s", frame("Heartbeat", "", "line:gbk"), t)
+            t += 1000
+        if k != 1:
+            c.send("c2s", frame("Login", "张三|pw", "line:gbk"), t)
+            c.send("s2c", frame("LoginError", "用户名或者密码错误!", "line:gbk"), t + 500)
+        c.close(t + 1000)
+    exact, fast = _both(w.getvalue())
+    _assert_same(exact, fast)
+    assert fast.connections["dialect"].astype(str).tolist() == ["line:gbk", "line",
+                                                                "line:gbk"]
+    assert fast.messages["user"].dropna().tolist() == ["张三", "张三"]
+
 @st.composite
 def slow_starts(draw):
     """Connections whose first line passes the first detection attempt (128 bytes)
@@ -435,3 +462,48 @@ def test_the_engine_touches_no_freed_memory(tmp_path):
                              timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.split("\n")[-2] == want
+
+
+def _many_windows() -> bytes:
+    w = PcapWriter()
+    for k in range(4):
+        c = w.tcp((f"10.0.4.{k + 1}", 44000 + k), SERVER, T0 + k * 100)
+        t = T0 + k * 100 + 1000
+        for _ in range(8):
+            c.send("c2s", frame("Heartbeat"), t)
+            t += 1000
+        c.close(t)
+    return w.getvalue()
+
+
+def _pass_two_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "camprotool-pass-two"]
+
+
+@pytest.mark.parametrize("where", ["worker", "caller"])
+def test_a_failure_on_either_thread_of_pass_two_ends_both(monkeypatch, where):
+    """Pass two runs on a worker (once lines are joined) while the caller decodes: an
+    error on either side is raised by the read, and the worker is gone when it is."""
+    from camprotool.capture.fast import engine
+
+    monkeypatch.setattr(engine, "WINDOW", 6)
+    calls = []
+
+    def broken(original):
+        def call(*args, **kwargs):
+            calls.append(threading.current_thread().name)
+            if calls.count("camprotool-pass-two" if where == "worker" else "MainThread") == 2:
+                raise RuntimeError(f"broken on the {where}")
+            return original(*args, **kwargs)
+        return call
+
+    if where == "worker":
+        monkeypatch.setattr(engine.FastEngine, "_deliver", broken(engine.FastEngine._deliver))
+    else:
+        monkeypatch.setattr(engine, "_decoded_lines", broken(engine._decoded_lines))
+    assert threading.current_thread().name == "MainThread"
+    with pytest.raises(RuntimeError, match=f"broken on the {where}"):
+        read_capture(_many_windows())
+    assert not _pass_two_threads()
+    if where == "caller":
+        assert set(calls) == {"MainThread"}
