@@ -94,6 +94,7 @@ def _utc(ns: np.ndarray) -> pd.Series:
 
 _UTC = pd.DatetimeTZDtype("ns", "UTC")
 _DIRECTIONS = pd.CategoricalDtype(pd.Index(["c2s", "s2c"], dtype="str"))
+_DIRECTION_NAMES = pa.array(["c2s", "s2c"], pa.string())
 _CHANNELS = pd.CategoricalDtype(pd.Index(CHANNELS, dtype="str"))
 
 
@@ -104,10 +105,14 @@ def _s2c(column: pa.ChunkedArray | pa.Array, take: _Columns) -> np.ndarray:
 
 
 def _s2c_chunk(chunk: pa.Array) -> np.ndarray:
-    """:func:`_s2c` of one chunk. Every value is ``c2s`` or ``s2c``, so when every one
-    is 3 bytes the bytes are compared in place (a string ``equal`` cost 1 ms per
-    100,000 rows)."""
+    """:func:`_s2c` of one chunk: the codes themselves where it holds them (the
+    decoder's ``direction``). Every value is ``c2s`` or ``s2c``, so for text of 3 bytes
+    each the bytes are compared in place (a string ``equal`` cost 1 ms per 100,000
+    rows)."""
     n = len(chunk)
+    if pa.types.is_dictionary(chunk.type) and not chunk.null_count \
+            and chunk.dictionary.equals(_DIRECTION_NAMES):
+        return chunk.indices.to_numpy().astype(np.int8, copy=False)  # the codes as they are
     string = pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)
     if n and string and not chunk.null_count:
         width = np.int32 if pa.types.is_string(chunk.type) else np.int64

@@ -82,7 +82,10 @@ class SettledBatch:
     bytes_s2c: np.ndarray
 
 
-_EXTRA = [("conn", pa.int64()), ("direction", pa.string()), ("ts_ns", pa.int64()),
+#: ``direction`` as codes into ``c2s``/``s2c`` (a byte a row: the text cost 7 bytes a row
+#: more, 1.3 MB of 185,000 messages held beside the frame, which reads the codes)
+DIRECTION_TYPE = pa.dictionary(pa.int8(), pa.string())
+_EXTRA = [("conn", pa.int64()), ("direction", DIRECTION_TYPE), ("ts_ns", pa.int64()),
           ("frame", pa.int64())]
 MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
 
@@ -194,7 +197,7 @@ def build_connections(
     swap[conns.conn[conns.swapped]] = True
     s2c = (direction != 0) ^ swap[conn]
     table = table.append_column("conn", pa.array(conn)).append_column(
-        "direction", _DIRECTIONS.take(pa.array(s2c.view(np.uint8))))
+        "direction", pa.DictionaryArray.from_arrays(pa.array(s2c.view(np.int8)), _DIRECTIONS))
     table = table.select(MESSAGES_SCHEMA.names).cast(MESSAGES_SCHEMA)
     # by time; ties (one packet completing several messages) in stream order
     keys = (table["end"].to_numpy(), conn, table["frame"].to_numpy(), table["ts_ns"].to_numpy())
