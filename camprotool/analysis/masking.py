@@ -85,6 +85,8 @@ def encode_commands(column: pa.ChunkedArray | pa.Array,
     any other name or none: ``DecodedCapture.command_positions``)."""
     if not len(column):
         return Commands(np.zeros(0, np.intp), CATALOGUE_NAMES)
+    if pa.types.is_dictionary(column.type):
+        return _dictionary_commands(column)
     if positions is not None and len(positions) == len(column):
         codes = positions.astype(np.intp)  # a copy: the codes are changed below
         others = bool((codes < 0).any())
@@ -102,6 +104,34 @@ def encode_commands(column: pa.ChunkedArray | pa.Array,
         at = pc.index_in(others, value_set=pa.array(extra, column.type))
         codes[rows] = at.fill_null(-_KNOWN - 1).to_numpy() + _KNOWN  # a null: -1
     return Commands(codes, CATALOGUE_NAMES + extra)
+
+
+def _dictionary_commands(column: pa.ChunkedArray | pa.Array) -> Commands:
+    """:func:`encode_commands` of a column of codes (the decoder table's ``command``,
+    :data:`~camprotool.capture.connections.COMMAND_TYPE`): each chunk's few names looked
+    up once, its codes mapped through them, no text read."""
+    parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    catalogue = pa.array(CATALOGUE_NAMES, pa.string())
+    seen: list[tuple[list[str], np.ndarray, np.ndarray]] = []
+    extra: set[str] = set()
+    for chunk in parts:
+        names = chunk.dictionary.to_pylist()
+        known = pc.index_in(chunk.dictionary.cast(pa.string()), value_set=catalogue)
+        position = known.fill_null(-1).to_numpy().astype(np.intp)
+        index = pc.fill_null(chunk.indices, -1).to_numpy().astype(np.intp)
+        used = np.bincount(index[index >= 0], minlength=len(names)) > 0
+        extra.update(names[i] for i in np.flatnonzero(used & (position < 0)).tolist())
+        seen.append((names, position, index))
+    code_of = {name: _KNOWN + k for k, name in enumerate(sorted(extra))}
+    codes = np.empty(len(column), np.intp)
+    at = 0
+    for names, position, index in seen:
+        lookup = np.array([p if p >= 0 else code_of.get(name, -1)
+                           for name, p in zip(names, position.tolist(), strict=True)] + [-1],
+                          np.intp)  # the last: a null's (-1 indexes it)
+        codes[at:at + len(index)] = lookup[index]
+        at += len(index)
+    return Commands(codes, CATALOGUE_NAMES + sorted(extra))
 
 
 def mask_table(table: pa.Table) -> pa.Table:
@@ -354,7 +384,10 @@ def _renamed(column: pa.ChunkedArray | pa.Array, commands: Commands,
     """``commands`` with the name of each ``unreadable`` row ``***`` (an empty or null
     one stays as it is), the other names again only those the rows hold, sorted."""
     rows = np.flatnonzero(unreadable)
-    sizes = pc.binary_length(column.take(pa.array(rows))).fill_null(0)
+    names = column.take(pa.array(rows))
+    if pa.types.is_dictionary(names.type):
+        names = names.cast(names.type.value_type)
+    sizes = pc.binary_length(names).fill_null(0)
     named = rows[sizes.to_numpy() > 0]
     if not len(named):
         return commands
