@@ -259,7 +259,7 @@ def test_small_batches_give_the_same_rows(engine):
     assert _sink_rows(data, engine=engine, batch_bytes=1) == reference
 
 
-@pytest.mark.parametrize("engine", ["bulk", "incremental"])
+@pytest.mark.parametrize("engine", ["fast", "bulk", "incremental"])
 def test_gbk_after_an_ascii_start_is_read_as_gbk(engine):
     """Detection sees only ASCII heartbeats; the first Chinese text comes much later."""
     w = PcapngWriter()

@@ -534,17 +534,25 @@ class FastEngine:
                 break
         self._hand_lines = None
         if last:  # nothing to decode beside: one window, or no complete line but there
-            for _, job in first:
-                self._decode_here(job)
-            self.bulk_tables = [t for t in self.bulk_tables if t is not None]
+            fell_back: set[tuple[int, int]] = set()
+            for slot, job in first:
+                fell_back |= self._decode_into(slot, job)
         else:
-            self._decode_beside(steps, first)
+            fell_back = self._decode_beside(steps, first)
+        self.bulk_tables = [t for t in self.bulk_tables if t is not None]
+        if fell_back and self.sink.dialect is None:
+            # the connections settled since were worded as ``line``: a flow's lines
+            # are all handed before it settles, so every re-read is known now
+            self._fell_back |= fell_back
+            for batch in self.settled:
+                self._mark_gbk(batch.conn, batch.dialect)
         self._forget_flows()
 
     def _decode_beside(self, steps: Iterator[bool], first: list[tuple[int, _LinesJob]]
-                       ) -> None:
+                       ) -> set[tuple[int, int]]:
         """The rest of pass two (``steps``) on a worker, the lines it joins decoded here,
-        ``first`` (lines pass two joined here, and their places) while it starts."""
+        ``first`` (lines pass two joined here, and their places) while it starts.
+        Returns the (flow, direction) whose frames decoding re-read as GBK."""
         def produce(hand: Callable[[tuple[int, _LinesJob]], None]) -> None:
             self._hand_lines = lambda job: hand((self._hold_place(), job))
             for _ in steps:
@@ -560,25 +568,23 @@ class FastEngine:
         handover = Handover(produce, name="camprotool-pass-two")
         with handover:
             for slot, job in in_order(handover):
-                table, job_fell_back = _decoded_lines(job)
+                fell_back |= self._decode_into(slot, job)
                 del job  # its buffers go back to the worker's arena before it makes more
-                fell_back |= job_fell_back
-                if table.num_rows:
-                    self.bulk_tables[slot] = table
-                del table
         self._hand_lines = None
-        self.bulk_tables = [t for t in self.bulk_tables if t is not None]
-        if fell_back and self.sink.dialect is None:
-            # the connections settled meanwhile were worded as ``line``: each flow's
-            # lines were decoded (handed) before it settled, so all of them are known now
-            self._fell_back |= fell_back
-            for batch in self.settled:
-                self._mark_gbk(batch.conn, batch.dialect)
+        return fell_back
 
     def _hold_place(self) -> int:
         """A place in ``bulk_tables`` for rows decoded later (None until then)."""
         self.bulk_tables.append(None)
         return len(self.bulk_tables) - 1
+
+    def _decode_into(self, slot: int, job: _LinesJob) -> set[tuple[int, int]]:
+        """Decode a window's lines into their place in ``bulk_tables``; returns the
+        (flow, direction) whose frames were re-read as GBK."""
+        table, fell_back = _decoded_lines(job)
+        if table.num_rows:
+            self.bulk_tables[slot] = table
+        return fell_back
 
     def _decode_here(self, job: _LinesJob) -> None:
         """Decode a window's lines now, on this thread."""
