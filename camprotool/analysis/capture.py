@@ -51,7 +51,7 @@ class Capture:
                 table = d.rows if d.hidden is None else d.messages
                 return messages_frame(table, d.connections, reveal_passwords=True,
                                       numbers=d.numbers)
-            commands = encode_commands(d.rows["command"], d.command_positions)
+            commands = encode_commands(d.rows["command"])  # codes already: no text read
             d.mask_params(ParamsMasker(d.rows, commands))
             return messages_frame(d.rows, d.connections, numbers=d.numbers,
                                   params_masked=True, commands=commands)

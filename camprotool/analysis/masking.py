@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from camprotool.capture.connections import command_codes, command_positions
 from camprotool.protocol.catalogue import COMMANDS, SECRET_FIELDS
 
 # The one masking rule and its tables live in the sans-I/O core (a message's repr
@@ -79,31 +80,18 @@ class Commands(NamedTuple):
 
 def encode_commands(column: pa.ChunkedArray | pa.Array,
                     positions: np.ndarray | None = None) -> Commands:
-    """:class:`Commands` of a text column: one hash lookup a row in the catalogue's
-    names, then the rows of other names (unknown commands, garbage: few) on their own.
-    ``positions``: the first step done already (each row's catalogue position, -1 for
-    any other name or none: ``DecodedCapture.command_positions``)."""
+    """:class:`Commands` of a command column: the decoder table's codes
+    (:data:`~camprotool.capture.connections.COMMAND_TYPE`) as they are, or text coded
+    as ``build_connections`` codes it (one hash lookup a row in the catalogue's names,
+    then the rows of other names on their own). ``positions``: for text, that first
+    step done already (each row's catalogue position, -1 for any other name or none)."""
     if not len(column):
         return Commands(np.zeros(0, np.intp), CATALOGUE_NAMES)
-    if pa.types.is_dictionary(column.type):
-        return _dictionary_commands(column)
-    if positions is not None and len(positions) == len(column):
-        codes = positions.astype(np.intp)  # a copy: the codes are changed below
-        others = bool((codes < 0).any())
-    else:
-        found = pc.index_in(column, value_set=pa.array(CATALOGUE_NAMES, column.type))
-        # as indices (intp): each lookup by them would convert them again
-        codes = (found.fill_null(-1) if found.null_count else found).to_numpy().astype(np.intp)
-        others = bool(found.null_count)
-    if not others:
-        return Commands(codes, CATALOGUE_NAMES)
-    rows = np.flatnonzero(codes < 0)
-    others = column.take(pa.array(rows))
-    extra = sorted(pc.unique(others).drop_null().to_pylist())
-    if extra:
-        at = pc.index_in(others, value_set=pa.array(extra, column.type))
-        codes[rows] = at.fill_null(-_KNOWN - 1).to_numpy() + _KNOWN  # a null: -1
-    return Commands(codes, CATALOGUE_NAMES + extra)
+    if not pa.types.is_dictionary(column.type):
+        if positions is None or len(positions) != len(column):
+            positions = command_positions(column)
+        column = command_codes(column, positions)
+    return _dictionary_commands(column)
 
 
 def _dictionary_commands(column: pa.ChunkedArray | pa.Array) -> Commands:

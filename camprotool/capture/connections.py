@@ -137,19 +137,30 @@ def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = 
 
 
 def _command_positions(table: pa.Table) -> np.ndarray:
-    """Each row's command as its position in the catalogue, -1 for a name not there.
+    """:func:`command_positions` of the table's ``command`` column."""
+    return command_positions(table["command"])
+
+
+def command_positions(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Each row's command (text) as its position in the catalogue, -1 for a name not
+    there or none.
 
     One hash lookup per row, against the catalogue's names: every question about a
     row's command (its kind, is it an announcement) is then a small-integer lookup,
     not another pass over the text."""
-    found = pc.index_in(table["command"], value_set=_COMMAND_NAMES)
+    names = _COMMAND_NAMES if column.type == _COMMAND_NAMES.type \
+        else _COMMAND_NAMES.cast(column.type)
+    found = pc.index_in(column, value_set=names)
     return pc.fill_null(found, -1).to_numpy().astype(np.intp, copy=False)
 
 
-def _command_codes(column: pa.ChunkedArray, positions: np.ndarray) -> pa.DictionaryArray:
+def command_codes(column: pa.ChunkedArray | pa.Array,
+                  positions: np.ndarray) -> pa.DictionaryArray:
     """``column`` (text) as :data:`COMMAND_TYPE` codes, from each row's catalogue position
-    (``positions``, -1 for other names and none); only the rows of other names are read
-    again, to name them."""
+    (``positions``, -1 for other names and none: :func:`command_positions`); only the
+    rows of other names are read again, to name them."""
+    if not isinstance(column, pa.ChunkedArray):
+        column = pa.chunked_array([column])
     codes = positions.astype(np.int32)
     names = _COMMAND_NAMES.to_pylist()
     rows = np.flatnonzero(positions < 0)
@@ -168,7 +179,6 @@ def _command_codes(column: pa.ChunkedArray, positions: np.ndarray) -> pa.Diction
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *,
     sort: Literal[True] = True, settled: list[SettledBatch] | None = None,
-    commands_out: list[np.ndarray] | None = None,
 ) -> tuple[ConnectionTable, pa.Table]: ...
 
 
@@ -176,22 +186,20 @@ def build_connections(
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *,
     sort: Literal[False], settled: list[SettledBatch] | None = None,
-    commands_out: list[np.ndarray] | None = None,
 ) -> tuple[ConnectionTable, pa.Table, np.ndarray | None]: ...
 
 
 def build_connections(
     states: dict[int, ConnState], extra: list[pa.Table] | None = None, *, sort: bool = True,
-    settled: list[SettledBatch] | None = None, commands_out: list[np.ndarray] | None = None,
+    settled: list[SettledBatch] | None = None,
 ) -> tuple[ConnectionTable, pa.Table] | tuple[ConnectionTable, pa.Table, np.ndarray | None]:
     """The connection table (roles and channels settled, data linked to main; a row per
     decoded connection, by id), and the messages of them all as one Arrow table sorted
     by time (MESSAGES_SCHEMA). ``settled``: connections the fast engine settled
     column-wise (final ids; their rows are in ``extra``). With ``sort=False`` the table
     is left in stream order and the order that sorts it (None: already sorted) comes
-    third. ``commands_out``: if given, gets each row's command as its catalogue position
-    (-1: another name, or none), in the table's order, which the roles were read from
-    (``Capture.messages`` encodes the commands from it, not the text again)."""
+    third. The table's ``command`` is codes (:data:`COMMAND_TYPE`) from the catalogue
+    lookup the roles were read from: ``Capture.messages`` reads them, not the text."""
     decoding = [(i, st) for i, st in sorted(states.items()) if st.status == "decoding"]
     # Connections that closed without a byte are kept until _link: an announced
     # data port makes them (empty) data connections; the others are dropped.
@@ -202,7 +210,7 @@ def build_connections(
                + [int(b.conn.max()) + 1 for b in settled])
     command = _command_positions(table)
     table = table.set_column(table.schema.get_field_index("command"), "command",
-                             _command_codes(table["command"], command))
+                             command_codes(table["command"], command))
     # per kind of command, sending side (the reassembler's first guess of the client:
     # 0, of the server: 1) and connection, the rows counted in one pass; connections
     # last, so that each sum below adds whole rows
@@ -234,8 +242,6 @@ def build_connections(
         conns = conns.take(np.flatnonzero(~np.isin(conns.conn, empty)
                                           | (conns.channel != UNKNOWN)))
     order = None if _is_sorted(keys) else _sorting_order(keys)
-    if commands_out is not None:
-        commands_out.append(command if not sort or order is None else command[order])
     if not sort:
         return conns, table, order
     if order is not None:
@@ -450,5 +456,5 @@ def _rows_of(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
     return pa.chunked_array(parts, column.type)
 
 
-__all__ = ["MESSAGES_SCHEMA", "ConnectionRecord", "ConnectionTable", "SettledBatch",
-           "build_connections"]
+__all__ = ["COMMAND_TYPE", "MESSAGES_SCHEMA", "ConnectionRecord", "ConnectionTable",
+           "SettledBatch", "build_connections", "command_codes", "command_positions"]

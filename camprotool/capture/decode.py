@@ -68,9 +68,6 @@ class DecodedCapture:
     #: (ascending positions) and their values as decoded (a chunk per chunk of ``rows``
     #: holding some: joined only when :attr:`messages` reads them)
     hidden: tuple[np.ndarray, pa.ChunkedArray] | None = None
-    #: each row's command as its catalogue position (-1: another name, or none), as
-    #: ``build_connections`` read them, kept in the rows' order (None: not kept)
-    command_positions: np.ndarray | None = None
     _in_order: bool = False
     _lost: BaseException | None = None
 
@@ -154,8 +151,6 @@ class DecodedCapture:
         except BaseException as exc:  # a failed allocation midway: some columns are sorted
             self._lost = exc
             raise
-        if self.command_positions is not None and self.order is not None:
-            self.command_positions = self.command_positions[self.order]
         self.rows = pa.Table.from_arrays(list(columns.values()), schema=schema)
         self.order, self._in_order = None, True
 
@@ -331,24 +326,13 @@ def _decode_fast(
         # comes next; trimming them too cost 3,000-5,000 page faults (10-15 ms on
         # 185,000 messages) for 7 MB of peak.
         give_back_free_memory()
-        positions: list[np.ndarray] = []
         records, messages, order = build_connections(sink.conns, extra, sort=False,
-                                                     settled=fast.settled,
-                                                     commands_out=positions)
+                                                     settled=fast.settled)
         del extra
         problems = fast_problems(capture, fast, sink, mapping)
         return DecodedCapture(source=capture.name, format=capture.format,
                               packets=capture.frames, rows=messages,
-                              connections=records, problems=problems, order=order,
-                              command_positions=_narrow(positions[0]))
-
-
-def _narrow(positions: np.ndarray) -> np.ndarray:
-    """Catalogue positions as the narrowest integers holding them (a byte a row: the
-    catalogue has a few dozen commands at most)."""
-    if not len(positions) or int(positions.max()) < np.iinfo(np.int8).max:
-        return positions.astype(np.int8)
-    return positions.astype(np.int16)
+                              connections=records, problems=problems, order=order)
 
 
 def fast_problems(capture: CaptureFile | CaptureSet, fast, sink: MessageSink,

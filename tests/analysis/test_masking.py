@@ -206,6 +206,32 @@ def test_commands_are_codes_into_the_catalogue_then_the_other_names_sorted(names
                                   for n in flat]  # not written to
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["Login", "Heartbeat", "LoginOk"]),
+                          st.text("aZ.*界", max_size=6)), max_size=25),
+       st.integers(1, 4))
+def test_a_column_of_codes_encodes_as_its_text_does(names, chunks):
+    """The decoder table's ``command`` is codes (any dictionary a chunk, names it may not
+    use): the same commands as the text it stands for."""
+    from camprotool.analysis.masking import encode_commands
+
+    pieces = [names[k::chunks] for k in range(chunks)]
+    text = pa.chunked_array([pa.array(p, pa.large_string()) for p in pieces],
+                            pa.large_string())
+    unused = pa.array(["Frob", "Heartbeat"], pa.string())  # in no chunk's rows
+    codes = pa.chunked_array(
+        [pa.DictionaryArray.from_arrays(
+            pa.array(chunk.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+                     if len(chunk) else [], pa.int32(), mask=chunk.is_null().to_numpy(
+                         zero_copy_only=False) if len(chunk) else None),
+            pa.concat_arrays([chunk.dictionary_encode().dictionary.cast(pa.string()),
+                              unused]))
+         for chunk in text.chunks], pa.dictionary(pa.int32(), pa.string()))
+    want, got = encode_commands(text), encode_commands(codes)
+    assert got.names == want.names
+    assert np.array_equal(got.codes, want.codes)
+
+
 def test_unreadable_names_become_the_mask_and_unused_names_go():
     """A frame no command could be read from: its name (password text, maybe) is
     ``***`` in the commands and the table, an empty or null one stays, and a name

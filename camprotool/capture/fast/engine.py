@@ -604,7 +604,8 @@ class FastEngine:
     def steps(self) -> Iterator[bool]:
         """Both passes, pausing after each window of pass two (True after the last, once
         every connection is closed): a streaming reader takes the rows decoded so far."""
-        yield from self._pass_two(self._pass_one())
+        kept = self._pass_one()
+        yield from self._pass_two_windows(*self._pass_two_start(kept), kept.found)
 
     def _pass_one(self) -> _PassOne:
         """Which flows are in order (the reader's problems are collected here), and
@@ -642,10 +643,6 @@ class FastEngine:
         cap = self.capture
         return _PassOne(slow, first, compact,
                         (cap.problems, cap.counts, cap.skipped, cap.frames))
-
-    def _pass_two(self, kept: _PassOne) -> Iterator[bool]:
-        """Pass two, window by window (see :meth:`steps`); ``kept``: pass one's."""
-        yield from self._pass_two_windows(*self._pass_two_start(kept), kept.found)
 
     def _pass_two_start(self, kept: _PassOne) -> tuple[dict[str, np.ndarray], np.ndarray,
                                                         Iterator[tuple[_Window, bool]]]:
