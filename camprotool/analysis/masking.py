@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from camprotool.capture.connections import command_codes, command_positions
+from camprotool.capture.connections import coded_commands, command_codes
 from camprotool.protocol.catalogue import COMMANDS, SECRET_FIELDS
 
 # The one masking rule and its tables live in the sans-I/O core (a message's repr
@@ -63,7 +63,7 @@ class Commands(NamedTuple):
     of an ``is_in`` or ``dictionary_encode`` of the text per question.
     """
 
-    codes: np.ndarray  # intp
+    codes: np.ndarray  # int32
     names: list[str]
 
     def lookup(self, per_known: np.ndarray) -> np.ndarray:
@@ -78,48 +78,14 @@ class Commands(NamedTuple):
         return pa.array(self.names, type_).take(codes)
 
 
-def encode_commands(column: pa.ChunkedArray | pa.Array,
-                    positions: np.ndarray | None = None) -> Commands:
+def encode_commands(column: pa.ChunkedArray | pa.Array) -> Commands:
     """:class:`Commands` of a command column: the decoder table's codes
-    (:data:`~camprotool.capture.connections.COMMAND_TYPE`) as they are, or text coded
-    as ``build_connections`` codes it (one hash lookup a row in the catalogue's names,
-    then the rows of other names on their own). ``positions``: for text, that first
-    step done already (each row's catalogue position, -1 for any other name or none)."""
+    (:data:`~camprotool.capture.connections.COMMAND_TYPE`) as they are, text coded as
+    ``build_connections`` codes it (:func:`~camprotool.capture.connections.coded_commands`)."""
     if not len(column):
-        return Commands(np.zeros(0, np.intp), CATALOGUE_NAMES)
-    if not pa.types.is_dictionary(column.type):
-        if positions is None or len(positions) != len(column):
-            positions = command_positions(column)
-        column = command_codes(column, positions)
-    return _dictionary_commands(column)
-
-
-def _dictionary_commands(column: pa.ChunkedArray | pa.Array) -> Commands:
-    """:func:`encode_commands` of a column of codes (the decoder table's ``command``,
-    :data:`~camprotool.capture.connections.COMMAND_TYPE`): each chunk's few names looked
-    up once, its codes mapped through them, no text read."""
-    parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    catalogue = pa.array(CATALOGUE_NAMES, pa.string())
-    seen: list[tuple[list[str], np.ndarray, np.ndarray]] = []
-    extra: set[str] = set()
-    for chunk in parts:
-        names = chunk.dictionary.to_pylist()
-        known = pc.index_in(chunk.dictionary.cast(pa.string()), value_set=catalogue)
-        position = known.fill_null(-1).to_numpy().astype(np.intp)
-        index = pc.fill_null(chunk.indices, -1).to_numpy().astype(np.intp)
-        used = np.bincount(index[index >= 0], minlength=len(names)) > 0
-        extra.update(names[i] for i in np.flatnonzero(used & (position < 0)).tolist())
-        seen.append((names, position, index))
-    code_of = {name: _KNOWN + k for k, name in enumerate(sorted(extra))}
-    codes = np.empty(len(column), np.intp)
-    at = 0
-    for names, position, index in seen:
-        lookup = np.array([p if p >= 0 else code_of.get(name, -1)
-                           for name, p in zip(names, position.tolist(), strict=True)] + [-1],
-                          np.intp)  # the last: a null's (-1 indexes it)
-        codes[at:at + len(index)] = lookup[index]
-        at += len(index)
-    return Commands(codes, CATALOGUE_NAMES + sorted(extra))
+        return Commands(np.zeros(0, np.int32), CATALOGUE_NAMES)
+    coded, names = coded_commands(column)
+    return Commands(command_codes(coded), names)
 
 
 def mask_table(table: pa.Table) -> pa.Table:

@@ -55,7 +55,8 @@ _CLIENT_KINDS = slice(_CLIENT_MAIN, _SERVER_MAIN)
 _SERVER_KINDS = slice(_SERVER_MAIN, _NO_KIND)
 _MAIN_KINDS = slice(_CLIENT_MAIN, _NO_KIND, 2)
 _DATA_KINDS = slice(_CLIENT_DATA, _NO_KIND, 2)
-_COMMAND_NAMES = pa.array([c.name for c in COMMANDS], SCHEMA.field("command").type)
+_CATALOGUE_POSITION = {c.name: i for i, c in enumerate(COMMANDS)}
+_CATALOGUE = pa.array([c.name for c in COMMANDS], pa.string())
 #: the kind of each command of the catalogue, by position; last: a name not there
 _KIND_OF = np.array([2 * (c.direction is not Direction.C2S) + (c.channel is Channel.DATA)
                      for c in COMMANDS] + [_NO_KIND], np.int64)
@@ -87,13 +88,12 @@ class SettledBatch:
 DIRECTION_TYPE = pa.dictionary(pa.int8(), pa.string())
 _EXTRA = [("conn", pa.int64()), ("direction", DIRECTION_TYPE), ("ts_ns", pa.int64()),
           ("frame", pa.int64())]
-#: ``command`` as codes: the catalogue's names first (a row's code is its command's
-#: position there), then the other names the rows hold, sorted; null where none. A
-#: code a row where the decoder's text cost 22 bytes (4.1 MB of 185,000 messages, held
-#: beside the frame, which makes its ``command`` from the same codes)
-COMMAND_TYPE = pa.dictionary(pa.int32(), pa.string())
-MESSAGES_SCHEMA = pa.schema([f.with_type(COMMAND_TYPE) if f.name == "command" else f
-                             for f in SCHEMA] + [pa.field(n, t) for n, t in _EXTRA])
+#: ``command`` as codes, the decoder's type (:data:`camprotool.protocol.bulk.COMMAND_CODES`)
+#: with one dictionary for the whole table: the catalogue's names first (a row's code
+#: is its command's position there), then the other names the rows hold, sorted; null
+#: where none (:func:`coded_commands`). The frame makes its ``command`` from the codes.
+COMMAND_TYPE = SCHEMA.field("command").type
+MESSAGES_SCHEMA = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in _EXTRA])
 
 
 _DIRECTIONS = pa.array(["c2s", "s2c"], pa.string())  # a row's by its s2c flag
@@ -136,43 +136,61 @@ def _merged(states: list[tuple[int, ConnState]], extra: list[pa.Table] | None = 
     return merged, np.concatenate(conns), np.concatenate(dirs)
 
 
-def _command_positions(table: pa.Table) -> np.ndarray:
-    """:func:`command_positions` of the table's ``command`` column."""
-    return command_positions(table["command"])
+def coded_commands(column: pa.ChunkedArray | pa.Array) -> tuple[pa.ChunkedArray, list[str]]:
+    """The column as :data:`COMMAND_TYPE` codes with one dictionary, and its names: the
+    catalogue's, then the other names the rows hold, sorted.
+
+    A column of codes (the decoder's, any dictionary per chunk) is read as it is: a
+    chunk whose dictionary is the catalogue's names (every chunk, unless a name is
+    not in the catalogue) keeps its codes, shared; another chunk's few names are
+    looked up once and its codes mapped through them. Text is coded first (one hash
+    lookup a row)."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    remapped: dict[int, tuple[list[str], np.ndarray]] = {}  # chunk -> names, codes
+    extra: set[str] = set()
+    for k, chunk in enumerate(parts):
+        if chunk.dictionary.equals(_CATALOGUE) and chunk.indices.type == pa.int32():
+            continue
+        names = chunk.dictionary.to_pylist()
+        index = _indices(chunk)
+        position = np.array([_CATALOGUE_POSITION.get(name, -1) for name in names], np.int32)
+        unknown = np.flatnonzero(position < 0)
+        if len(unknown):  # only names the rows use: a decoder's dictionary may hold more
+            used = np.bincount(index[index >= 0], minlength=len(names)) > 0
+            extra.update(names[i] for i in unknown[used[unknown]].tolist())
+        remapped[k] = names, index
+    all_names = [c.name for c in COMMANDS] + sorted(extra)
+    dictionary = pa.array(all_names, pa.string())
+    code_of = {name: code for code, name in enumerate(all_names)}
+    out = []
+    for k, chunk in enumerate(parts):
+        if k not in remapped:
+            indices = chunk.indices
+        else:
+            names, index = remapped[k]
+            lookup = np.array([code_of.get(name, -1) for name in names] + [-1],
+                              np.int32)  # the last: a null's (-1 indexes it)
+            codes = lookup[index]
+            indices = pa.array(codes, mask=codes < 0)
+        out.append(pa.DictionaryArray.from_arrays(indices, dictionary, safe=False))
+    return pa.chunked_array(out, COMMAND_TYPE), all_names
 
 
-def command_positions(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Each row's command (text) as its position in the catalogue, -1 for a name not
-    there or none.
-
-    One hash lookup per row, against the catalogue's names: every question about a
-    row's command (its kind, is it an announcement) is then a small-integer lookup,
-    not another pass over the text."""
-    names = _COMMAND_NAMES if column.type == _COMMAND_NAMES.type \
-        else _COMMAND_NAMES.cast(column.type)
-    found = pc.index_in(column, value_set=names)
-    return pc.fill_null(found, -1).to_numpy().astype(np.intp, copy=False)
+def command_codes(column: pa.ChunkedArray) -> np.ndarray:
+    """The codes of a :func:`coded_commands` column, one array (int32, -1 for none)."""
+    if not len(column):
+        return np.zeros(0, np.int32)
+    return np.concatenate([_indices(chunk) for chunk in column.chunks])
 
 
-def command_codes(column: pa.ChunkedArray | pa.Array,
-                  positions: np.ndarray) -> pa.DictionaryArray:
-    """``column`` (text) as :data:`COMMAND_TYPE` codes, from each row's catalogue position
-    (``positions``, -1 for other names and none: :func:`command_positions`); only the
-    rows of other names are read again, to name them."""
-    if not isinstance(column, pa.ChunkedArray):
-        column = pa.chunked_array([column])
-    codes = positions.astype(np.int32)
-    names = _COMMAND_NAMES.to_pylist()
-    rows = np.flatnonzero(positions < 0)
-    if len(rows):
-        others = _rows_of(column, rows)
-        extra = sorted(pc.unique(others).drop_null().to_pylist())
-        if extra:
-            found = pc.index_in(others, value_set=pa.array(extra, column.type))
-            codes[rows] = found.fill_null(-1 - len(names)).to_numpy() + len(names)
-            names += extra
-    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0),
-                                          pa.array(names, pa.string()))
+def _indices(chunk: pa.DictionaryArray) -> np.ndarray:
+    """A dictionary chunk's codes as int32 NumPy (-1 for a null; a view when none)."""
+    indices = chunk.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    return indices.to_numpy().astype(np.int32, copy=False)
 
 
 @overload
@@ -208,9 +226,11 @@ def build_connections(
     table, conn, direction = _merged(decoding, extra)
     size = max([kept[-1][0] + 1 if kept else 0]
                + [int(b.conn.max()) + 1 for b in settled])
-    command = _command_positions(table)
-    table = table.set_column(table.schema.get_field_index("command"), "command",
-                             command_codes(table["command"], command))
+    commands, names = coded_commands(table["command"])
+    table = table.set_column(table.schema.get_field_index("command"), "command", commands)
+    command = command_codes(commands)
+    if len(names) > len(COMMANDS):
+        command[command >= len(COMMANDS)] = -1  # catalogue positions only
     # per kind of command, sending side (the reassembler's first guess of the client:
     # 0, of the server: 1) and connection, the rows counted in one pass; connections
     # last, so that each sum below adds whole rows
@@ -457,4 +477,4 @@ def _rows_of(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
 
 
 __all__ = ["COMMAND_TYPE", "MESSAGES_SCHEMA", "ConnectionRecord", "ConnectionTable",
-           "SettledBatch", "build_connections", "command_codes", "command_positions"]
+           "SettledBatch", "build_connections", "coded_commands", "command_codes"]

@@ -98,12 +98,19 @@ def _column_type(name: str) -> pa.DataType:
     return pa.large_string()
 
 
+#: ``command`` as codes into the names the decoder met: the catalogue's first (a row's
+#: code is then its command's position there), then the others in the order they came.
+#: Why codes: the decoder looks every name up anyway, and the capture's connection table
+#: reads each row's catalogue position (its kind of command); as text it cost a copy of
+#: the name a row (22 bytes) and a hash lookup a row to find the position again.
+COMMAND_CODES = pa.dictionary(pa.int32(), pa.string())
+
 #: The bulk decoder's output columns, in order. ``end`` is the stream offset
 #: just past each frame (lost bytes count); ``raw`` is kept for error rows only.
 SCHEMA = pa.schema(
     [
         ("end", pa.int64()),
-        ("command", pa.large_string()),
+        ("command", COMMAND_CODES),
         ("params", pa.large_string()),
         ("error", pa.large_string()),
         ("raw", pa.large_binary()),
@@ -989,18 +996,10 @@ class _Assembler:
         return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
     def _commands(self) -> pa.Array:
-        """The command column: each row's name copied from the packed names (a compiled
-        gather, several times faster than Arrow's ``take`` of strings)."""
-        encoded = [name.encode("utf-8") for name in self.command_names]
-        sizes = np.array([len(e) for e in encoded], _I64)
-        names = np.frombuffer(b"".join(encoded), np.uint8)
-        name_offsets = np.zeros(len(sizes) + 1, _I64)
-        np.cumsum(sizes, out=name_offsets[1:])
-        offsets = np.empty(self.n + 1, _I64)
-        out = _k().gather_strings(_k().readonly(names), name_offsets, self.command_codes,
-                                  offsets)
-        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(out[: int(offsets[-1])])]
-        return pa.Array.from_buffers(pa.large_string(), self.n, buffers, 0)
+        """The command column: each row's code into the names met (:data:`COMMAND_CODES`),
+        as the decoder found them."""
+        return pa.DictionaryArray.from_arrays(pa.array(self.command_codes, pa.int32()),
+                                              pa.array(self.command_names, pa.string()))
 
     def _expand_messages(self) -> dict[str, tuple[list[int], list[Any]]]:
         """The messages' values by column (``None`` values left out)."""

@@ -623,23 +623,6 @@ def scatter_text(data, rows, starts, ends, offsets, valid):
     return out
 
 
-@njit(cache=True, nogil=True)
-def gather_strings(data, offsets, codes, out_offsets):
-    """String ``codes[i]`` of the packed ``data``/``offsets`` for every ``i``: fills
-    ``out_offsets`` and returns the bytes (with 8 bytes of slack after them)."""
-    at = 0
-    out_offsets[0] = 0
-    for i in range(len(codes)):
-        c = codes[i]
-        at += offsets[c + 1] - offsets[c]
-        out_offsets[i + 1] = at
-    out = np.empty(at + 8, np.uint8)
-    for i in range(len(codes)):
-        c = codes[i]
-        _copy(data, offsets[c], out, out_offsets[i], offsets[c + 1] - offsets[c])
-    return out
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _utf8(data, at, end):
     """Whether ``data[at:end]`` is well-formed UTF-8, as Python's strict decoder (and
@@ -737,7 +720,6 @@ def warm_up() -> None:
     scatter_text(text, i64, i64, i64, np.zeros(2, np.int64), np.zeros(1, np.uint8))
     for values in (i64, flags):
         scatter_values(i64, values, flags, values.copy(), np.zeros(1, np.uint8))
-    gather_strings(text, np.zeros(2, np.int64), np.zeros(1, np.int32), np.zeros(2, np.int64))
     copy_ranges(text, i64, np.zeros(2, np.int64), np.zeros(32, np.uint8))
     utf8_rows(text, np.zeros(2, np.int64), flags)
     mask_rows(text, readonly(np.zeros(2, np.int64)), i64, i64, flags, np.zeros(32, np.uint8),

@@ -9,10 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camprotool.capture.connections import (
-    _command_positions,
+    COMMAND_TYPE,
     _is_sorted,
     _rows_of,
     _sorting_order,
+    coded_commands,
+    command_codes,
 )
 from camprotool.protocol.bulk import SCHEMA
 from camprotool.protocol.catalogue import COMMANDS
@@ -64,11 +66,30 @@ def test_rows_of_is_take(chunks, random):
 _NAMES = [c.name for c in COMMANDS]
 
 
-@given(st.lists(st.lists(st.sampled_from(_NAMES) | st.text(max_size=25), max_size=6),
+@given(st.lists(st.tuples(st.lists(st.text("aZ.|界", max_size=8), max_size=4, unique=True),
+                          st.lists(st.integers(0, 200) | st.none(), max_size=8)),
                 max_size=4))
-def test_command_positions_are_catalogue_positions(chunks):
-    column = pa.chunked_array([pa.array(c, pa.large_string()) for c in chunks],
-                              pa.large_string())
-    table = pa.table({"command": column}, schema=pa.schema([SCHEMA.field("command")]))
-    expected = [_NAMES.index(name) if name in _NAMES else -1 for c in chunks for name in c]
-    assert _command_positions(table).tolist() == expected
+def test_decoder_codes_read_as_catalogue_positions_then_other_names_sorted(chunks):
+    """Each chunk as the decoder codes it (the catalogue's names, then the others met, in
+    any order; rows may use any of them or none): codes into one list of names, the
+    catalogue's first, then the names the rows use, sorted."""
+    arrays, flat = [], []
+    for others, picks in chunks:
+        others = [n for n in others if n not in _NAMES]
+        names = _NAMES + others
+        rows = [None if p is None else p % len(names) for p in picks]
+        arrays.append(pa.DictionaryArray.from_arrays(pa.array(rows, pa.int32()),
+                                                     pa.array(names, pa.string())))
+        flat += [None if r is None else names[r] for r in rows]
+    column = pa.chunked_array(arrays, SCHEMA.field("command").type)
+    coded, names = coded_commands(column)
+    assert names == _NAMES + sorted({n for n in flat if n is not None} - set(_NAMES))
+    assert coded.type == COMMAND_TYPE and coded.to_pylist() == flat
+    assert all(chunk.dictionary.to_pylist() == names for chunk in coded.chunks)
+    codes = command_codes(coded)
+    assert codes.dtype == np.int32
+    assert [None if c < 0 else names[c] for c in codes.tolist()] == flat
+    # text codes the same way
+    text_coded, text_names = coded_commands(pa.chunked_array(
+        [a.cast(pa.large_string()) for a in arrays], pa.large_string()))
+    assert text_names == names and command_codes(text_coded).tolist() == codes.tolist()

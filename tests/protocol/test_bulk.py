@@ -712,19 +712,6 @@ def test_kernel_scatter_values(parts, n, flags, every):
     assert count == np.count_nonzero(valid)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=10),
-       st.lists(st.integers(0, 9), max_size=50))
-def test_kernel_gather_strings(names, picks):
-    codes = np.array([p % len(names) for p in picks], np.int32)
-    sizes = np.array([len(n) for n in names], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    out_offsets = np.zeros(len(codes) + 1, np.int64)
-    out = _kernels().gather_strings(_view(b"".join(names)), offsets, codes, out_offsets)
-    got = [bytes(out[out_offsets[i] : out_offsets[i + 1]]) for i in range(len(codes))]
-    assert got == [names[c] for c in codes]
-
-
 def _decodes(value: bytes) -> bool:
     try:
         value.decode("utf-8")

@@ -49,7 +49,7 @@ for _i, _n in enumerate(_NAME_BYTES):
     _NAME_TABLE[_i, : len(_n)] = list(_n)
 _NAME_LEN = np.array([len(n) for n in _NAME_BYTES], np.int64)
 _PREFIX = np.frombuffer(b"SocketCommand", np.uint8).copy()
-_KNOWN = pa.array(sorted(BY_NAME), pa.large_string())
+_KNOWN = pa.array(sorted(BY_NAME), pa.string())  # the type of the codes' names
 _LINE = Dialect.parse("line")
 _LINE_GBK = Dialect.parse("line:gbk")
 
