@@ -39,3 +39,42 @@ def test_a_pool_the_user_names_is_kept(name: str) -> None:
     if name not in pa.supported_memory_backends():
         pytest.skip(f"this pyarrow has no {name}")
     assert _pool(ARROW_DEFAULT_MEMORY_POOL=name) == name
+
+
+def _mapped_kb(path) -> int:
+    """Resident kB of this process's map of ``path`` (``/proc/self/smaps``)."""
+    from pathlib import Path
+
+    found, lines = None, Path("/proc/self/smaps").read_text().splitlines()
+    for line in lines:
+        if line.endswith(str(path)):
+            found = 0
+        elif found is not None and line.startswith("Rss:"):
+            return int(line.split()[1])
+    raise AssertionError(f"{path} is not mapped")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's madvise")
+def test_dropped_file_pages_leave_the_process_and_read_back_the_same(tmp_path) -> None:
+    """``drop_file_pages`` lets the kernel unmap a file map's pages from the process
+    (the capture engine's resident memory follows its window); reading them again
+    maps the same bytes back from the file."""
+    import mmap
+
+    import numpy as np
+
+    from camprotool.capture.allocator import drop_file_pages
+
+    data = bytes(range(256)) * (64 * 1024 // 256)
+    path = tmp_path / "map.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    view = np.frombuffer(mm, np.uint8)
+    assert int(view.sum()) == sum(data)  # every page read: mapped
+    assert _mapped_kb(path) == 64
+    drop_file_pages(mm, view.ctypes.data, 4096, 8 * 4096)
+    assert _mapped_kb(path) == 64 - 32
+    assert bytes(view[4096:9 * 4096]) == data[4096:9 * 4096]
+    del view
+    mm.close()

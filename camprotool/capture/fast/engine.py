@@ -28,6 +28,7 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 
+from camprotool.capture.allocator import drop_file_pages
 from camprotool.capture.captureset import CaptureSet
 from camprotool.capture.connections import SettledBatch, _dialect_text
 from camprotool.capture.conntable import Addresses
@@ -1021,13 +1022,12 @@ class FastEngine:
         if self._set:
             return
         mm = self._file._mmap
-        if mm is None or not hasattr(mm, "madvise"):
+        if mm is None:
             return
         page = mmap.PAGESIZE
         lo, hi = (lo // page) * page, (hi // page) * page
         if hi > lo:
-            with contextlib.suppress(OSError, ValueError):
-                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            drop_file_pages(mm, self._base_addr, lo, hi - lo)
 
     def _column_wise(self, state: dict[str, np.ndarray], groups: bulkflows.Groups,
                      flows: np.ndarray, whole: np.ndarray, s_closing: np.ndarray, p: _Packets,
