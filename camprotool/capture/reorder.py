@@ -75,9 +75,9 @@ class Reorder:
             return np.concatenate(parts, out=out)
         if self.spans is not None:
             np.concatenate(parts, out=out)
-            for start, local in self.spans:
-                span = out[start:start + len(local)]
-                span[:] = span[local]  # the fancy index reads a copy first
+            for start, within in self.spans:
+                span = out[start:start + len(within)]
+                span[:] = span[within]  # the fancy index reads a copy first
             return out
         if self.numpy_pieces is None:  # scattered: the whole column, then one gather
             np.take(np.concatenate(parts), self.order, out=out)
