@@ -314,21 +314,6 @@ def test_detection_past_the_first_attempt_equals_exact(case):
         engine.WINDOW = saved
 
 
-class _Madvise:
-    """A capture file's map that records the ranges ``madvise`` lets go."""
-
-    def __init__(self, mm) -> None:
-        self.mm = mm
-        self.released: list[tuple[int, int]] = []
-
-    def madvise(self, flag: int, start: int, length: int) -> None:
-        self.released.append((start, start + length))
-        self.mm.madvise(flag, start, length)
-
-    def __getattr__(self, name: str):
-        return getattr(self.mm, name)
-
-
 def test_pages_of_carried_packets_are_let_go(tmp_path, monkeypatch):
     """Flows undecided at a window's end are carried: their packets are read again with
     the next window's, which maps their file pages back. Those pages go with that
@@ -350,18 +335,23 @@ def test_pages_of_carried_packets_are_let_go(tmp_path, monkeypatch):
     path = tmp_path / "short.pcap"
     path.write_bytes(w.getvalue())
     carried: list[tuple[int, list[tuple[int, int]]]] = []
-    deliver = engine.FastEngine._deliver
+    released: list[tuple[int, int]] = []  # the file's ranges let go, in order
+    deliver, drop = engine.FastEngine._deliver, engine.drop_file_pages
 
     def recording(self, *args):
         offsets = [] if self._carry is None else self._carry.pay_off[self._carry.pay_off >= 0]
-        before = len(self._file._mmap.released)
+        before = len(released)
         deliver(self, *args)
         if len(offsets):
-            carried.append((int(min(offsets)), self._file._mmap.released[before:]))
+            carried.append((int(min(offsets)), released[before:]))
+
+    def dropping(mm, address, offset, length):
+        released.append((offset, offset + length))
+        drop(mm, address, offset, length)
 
     monkeypatch.setattr(engine.FastEngine, "_deliver", recording)
+    monkeypatch.setattr(engine, "drop_file_pages", dropping)
     with open_source(str(path)) as capture:
-        capture._mmap = _Madvise(capture._mmap)
         fast = engine.FastEngine(capture, MessageSink(None), keep_pass_one=False)
         fast.run()
         assert len(carried) > 10 and len(fast.settled) > 10
