@@ -27,6 +27,7 @@ import os
 import sys
 from collections.abc import Callable
 
+import numpy as np
 import pyarrow as pa
 
 _chosen = False
@@ -71,17 +72,24 @@ def _libc_madvise() -> Callable[[int, int, int], int] | None:
 _madvise = _libc_madvise() if sys.platform.startswith("linux") else None
 
 
-def drop_file_pages(mm: mmap.mmap, address: int, offset: int, length: int) -> None:
-    """Let the kernel drop the pages ``offset`` to ``offset + length`` of the file map
-    ``mm`` (starting at ``address``) from this process (``MADV_DONTNEED``: they stay
-    in the page cache), both page-aligned.
+def drop_file_pages(mm: mmap.mmap, offset: int, length: int) -> None:
+    """Let the kernel drop the pages ``offset`` to ``offset + length`` (page-aligned) of
+    the file map ``mm`` from this process (``MADV_DONTNEED``: they stay in the page
+    cache). Past the map's end, nothing beyond it.
 
     Why not ``mmap.madvise``: it holds the GIL for the call, a fifth of a
     millisecond per window of a capture, while the capture engine's other thread
-    waits to run Python. Elsewhere than Linux, ``mmap.madvise`` where it exists.
+    waits to run Python. The map's address is read from the map itself at each
+    call, never kept: a range is only ever one of this map's. Elsewhere than
+    Linux, ``mmap.madvise`` where it exists.
     """
-    if _madvise is not None and address:
-        _madvise(address + offset, length, mmap.MADV_DONTNEED)
+    length = min(length, len(mm) - offset)
+    if offset < 0 or length <= 0:
+        return
+    if _madvise is not None:
+        view = np.frombuffer(mm, np.uint8)  # the map's address, for this call only
+        _madvise(view.ctypes.data + offset, length, mmap.MADV_DONTNEED)
+        del view
     elif hasattr(mm, "madvise"):
         with contextlib.suppress(OSError, ValueError):
             mm.madvise(mmap.MADV_DONTNEED, offset, length)

@@ -10,6 +10,7 @@ data after close, snaplen cuts, IPv6, VLAN tags) or none.
 from __future__ import annotations
 
 import glob
+import sys
 import threading
 
 import pandas as pd
@@ -345,9 +346,9 @@ def test_pages_of_carried_packets_are_let_go(tmp_path, monkeypatch):
         if len(offsets):
             carried.append((int(min(offsets)), released[before:]))
 
-    def dropping(mm, address, offset, length):
+    def dropping(mm, offset, length):
         released.append((offset, offset + length))
-        drop(mm, address, offset, length)
+        drop(mm, offset, length)
 
     monkeypatch.setattr(engine.FastEngine, "_deliver", recording)
     monkeypatch.setattr(engine, "drop_file_pages", dropping)
@@ -497,3 +498,50 @@ def test_a_failure_on_either_thread_of_pass_two_ends_both(monkeypatch, where):
     assert not _pass_two_threads()
     if where == "caller":
         assert set(calls) == {"MainThread"}
+
+
+def _file_maps(path) -> list[tuple[int, int]]:
+    """The address ranges this process maps ``path`` at (``/proc/self/maps``)."""
+    from pathlib import Path
+
+    found = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith(str(path)):
+            lo, hi = line.split()[0].split("-")
+            found.append((int(lo, 16), int(hi, 16)))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's madvise")
+@pytest.mark.parametrize("writer", [PcapWriter, PcapngWriter])
+def test_pages_dropped_are_always_the_capture_files(tmp_path, monkeypatch, writer):
+    """Every range the engine lets go of lies in the capture file's map, whatever buffer
+    the windows' packets were read from (a pcapng's are copies): dropping anything else
+    would zero live memory. Both formats, with windows small enough to drop many."""
+    from camprotool.capture import allocator
+    from camprotool.capture.fast import engine
+
+    monkeypatch.setattr(engine, "WINDOW", 256)
+    w = writer()
+    for k in range(300):
+        c = w.tcp((f"10.0.{k // 250}.{k % 250 + 1}", 20000 + k), SERVER, T0 + k * 1000)
+        c.send("c2s", b"SocketCommand.LoginCommand.Login|user", T0 + k * 1000 + 10)
+        c.close(T0 + k * 1000 + 20)
+    path = tmp_path / "many.cap"
+    path.write_bytes(w.getvalue())
+    dropped, outside = [], []
+    real = allocator._madvise
+
+    def checking(address, length, advice):
+        maps = _file_maps(path)
+        dropped.append(length)
+        if not any(lo <= address and address + length <= hi for lo, hi in maps):
+            outside.append((address, length, maps))
+            return 0  # not passed on: it would zero memory that is not the file's
+        return real(address, length, advice)
+
+    monkeypatch.setattr(allocator, "_madvise", checking if real is not None else None)
+    messages = read_capture(str(path)).messages
+    assert len(messages) == 300
+    assert not outside
+    assert real is None or dropped

@@ -182,15 +182,35 @@ def test_server_playback_record_survives_kill_and_hangup(recording: str, tmp_pat
     assert _commands_now(out) == ["Login", "LoginOk"]
 
 
+def _paused_after_login(recording: str, path: Path, pause_s: int = 100_000) -> str:
+    """``recording`` with every packet after its LoginOk ``pause_s`` later: a playback at
+    real speed logs in at once, then waits there, whatever the gaps recorded before
+    (slowing the whole playback down instead made a recorded gap of 6 ms before the
+    Login a minute's wait on a busy machine)."""
+    import camprotool
+    from camprotool.capture.readers import CaptureFile
+    from camprotool.capture.writer import PcapngWriter
+
+    messages = camprotool.read_capture(recording).messages
+    login_ok = int(messages.loc[messages["command"] == "LoginOk", "frame"].iloc[0])
+    with CaptureFile(recording) as capture:
+        packets = [(p.frame, p.ts_ns, p.linktype, bytes(p.data)) for p in capture]
+    with PcapngWriter(str(path), linktype=packets[0][2]) as w:
+        for frame, ts_ns, _, data in packets:
+            w.write_packet(ts_ns + (pause_s * 10**9 if frame > login_ok else 0), data)
+    return str(path)
+
+
 def test_client_playback_record_is_flushed_when_terminated(recording: str, server: str,
                                                            tmp_path: Path) -> None:
-    """SIGTERM in the middle of a (slowed-down) playback: the live exchanges so far are
-    in the file, and the process stops as after Ctrl-C."""
+    """SIGTERM in the middle of a playback (paused after its login): the live exchanges
+    so far are in the file, and the process stops as after Ctrl-C."""
     import signal
 
     out = tmp_path / "replayed.pcapng"
-    proc = subprocess.Popen([sys.executable, "-m", "camprotool", "replay", recording, "--to",
-                             server, "--speed", "0.0001", "--record", str(out)],
+    paused = _paused_after_login(recording, tmp_path / "paused.pcapng")
+    proc = subprocess.Popen([sys.executable, "-m", "camprotool", "replay", paused, "--to",
+                             server, "--speed", "1", "--record", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
                             stdin=subprocess.DEVNULL)
     try:

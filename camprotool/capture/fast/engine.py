@@ -1027,7 +1027,7 @@ class FastEngine:
         page = mmap.PAGESIZE
         lo, hi = (lo // page) * page, (hi // page) * page
         if hi > lo:
-            drop_file_pages(mm, self._base_addr, lo, hi - lo)
+            drop_file_pages(mm, lo, hi - lo)
 
     def _column_wise(self, state: dict[str, np.ndarray], groups: bulkflows.Groups,
                      flows: np.ndarray, whole: np.ndarray, s_closing: np.ndarray, p: _Packets,
