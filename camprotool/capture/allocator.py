@@ -73,26 +73,28 @@ _madvise = _libc_madvise() if sys.platform.startswith("linux") else None
 
 
 def drop_file_pages(mm: mmap.mmap, offset: int, length: int) -> None:
-    """Let the kernel drop the pages ``offset`` to ``offset + length`` (page-aligned) of
+    """Let the kernel drop the whole pages of bytes ``offset`` to ``offset + length`` of
     the file map ``mm`` from this process (``MADV_DONTNEED``: they stay in the page
-    cache). Past the map's end, nothing beyond it.
+    cache): from the page holding ``offset`` to the one holding the end, not that one,
+    and nothing past the map's end.
 
     Why not ``mmap.madvise``: it holds the GIL for the call, a fifth of a
     millisecond per window of a capture, while the capture engine's other thread
-    waits to run Python. The map's address is read from the map itself at each
-    call, never kept: a range is only ever one of this map's. Elsewhere than
-    Linux, ``mmap.madvise`` where it exists.
+    waits to run Python. The map's address is read from the map at each call, never
+    kept: a range is only ever one of this map's. Elsewhere than Linux,
+    ``mmap.madvise`` where it exists.
     """
-    length = min(length, len(mm) - offset)
-    if offset < 0 or length <= 0:
+    page = mmap.PAGESIZE
+    lo, hi = (offset // page) * page, (min(offset + length, len(mm)) // page) * page
+    if lo < 0 or hi <= lo:
         return
     if _madvise is not None:
         view = np.frombuffer(mm, np.uint8)  # the map's address, for this call only
-        _madvise(view.ctypes.data + offset, length, mmap.MADV_DONTNEED)
+        _madvise(view.ctypes.data + lo, hi - lo, mmap.MADV_DONTNEED)
         del view
     elif hasattr(mm, "madvise"):
         with contextlib.suppress(OSError, ValueError):
-            mm.madvise(mmap.MADV_DONTNEED, offset, length)
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 def give_back_free_memory() -> None:

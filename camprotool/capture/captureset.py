@@ -23,16 +23,15 @@ kind, get the merged frame number and name the file in their detail.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import glob
 import heapq
-import mmap
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from camprotool.capture.allocator import drop_file_pages
 from camprotool.capture.readers import (
     SUPPORTED_LINKTYPES,
     CaptureFile,
@@ -253,14 +252,10 @@ class CaptureSet:
     def release_consumed(self) -> None:
         """Let the kernel drop the file pages of packets already handed out (they stay in
         the page cache): resident memory then follows the reader, not the set's size."""
-        page = mmap.PAGESIZE
         for m in self.members:
             mm = m.capture._mmap
-            upto = (m.consumed() // page) * page
-            if mm is None or upto <= 0 or not hasattr(mm, "madvise"):
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                mm.madvise(mmap.MADV_DONTNEED, 0, upto)
+            if mm is not None:
+                drop_file_pages(mm, 0, m.consumed())
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:

@@ -20,7 +20,6 @@ as the reassembler alone would number them.
 from __future__ import annotations
 
 import contextlib
-import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -1022,11 +1021,7 @@ class FastEngine:
         if self._set:
             return
         mm = self._file._mmap
-        if mm is None:
-            return
-        page = mmap.PAGESIZE
-        lo, hi = (lo // page) * page, (hi // page) * page
-        if hi > lo:
+        if mm is not None:
             drop_file_pages(mm, lo, hi - lo)
 
     def _column_wise(self, state: dict[str, np.ndarray], groups: bulkflows.Groups,
